@@ -1,0 +1,67 @@
+"""pgask install: idempotent, atomic, and strict about edited migrations."""
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgask import install as install_module
+from pgask.install import SQL_FILES, InstallError, install, project_root
+
+
+def test_every_sql_file_is_installed():
+    on_disk = {p.name for p in (project_root() / "sql").glob("*.sql")}
+    assert on_disk == set(SQL_FILES)
+
+
+def test_install_twice_applies_migrations_once(empty_db_url):
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        first = install(conn)
+        second = install(conn)
+        migrations = conn.execute("SELECT name FROM rag.migrations ORDER BY name").fetchall()
+        (version,) = conn.execute("SELECT rag._python_init()").fetchone()
+    expected = sorted(p.name for p in (project_root() / "migrations").glob("*.sql"))
+    assert first.applied_migrations == expected
+    assert second.applied_migrations == []
+    assert [m[0] for m in migrations] == expected
+    assert version == first.version
+
+
+def test_install_keeps_data(db):
+    db.execute("INSERT INTO rag.settings (key, value) VALUES ('kept', 'yes')")
+    install(db)
+    assert db.execute("SELECT value FROM rag.settings WHERE key = 'kept'").fetchone() == ("yes",)
+
+
+def test_edited_migration_is_refused(db):
+    db.execute("UPDATE rag.migrations SET checksum = repeat('0', 64)"
+               " WHERE name = '0001_foundation.sql'")
+    with pytest.raises(InstallError, match=r"migration 0001_foundation\.sql was changed after it "
+                       r"was applied .*put the change in a new migration"):
+        install(db)
+
+
+def test_missing_extension_is_a_clear_error_and_writes_nothing(empty_db_url, monkeypatch):
+    monkeypatch.setattr(install_module, "REQUIRED_EXTENSIONS", ("vector", "pgask_no_such_ext"))
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        with pytest.raises(InstallError, match="the server has no 'pgask_no_such_ext' extension"):
+            install(conn)
+        # One transaction: the vector extension created before the failure is rolled back too.
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'vector'"
+                            ).fetchone() == (0,)
+        assert conn.execute("SELECT to_regnamespace('rag')").fetchone() == (None,)
+
+
+def test_failing_sql_file_rolls_back_everything(empty_db_url, monkeypatch, tmp_path):
+    # A copy of the project whose last sql/ file is broken: the migrations before it must not
+    # stay applied.
+    for folder in ("sql", "migrations"):
+        (tmp_path / folder).mkdir()
+        for path in (project_root() / folder).glob("*.sql"):
+            (tmp_path / folder / path.name).write_text(path.read_text())
+    (tmp_path / "sql" / SQL_FILES[-1]).write_text("SELECT no_such_function();")
+    monkeypatch.setattr(install_module, "project_root", lambda: Path(tmp_path))
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            install(conn)
+        assert conn.execute("SELECT to_regnamespace('rag')").fetchone() == (None,)

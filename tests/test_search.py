@@ -1,0 +1,82 @@
+"""rag.search: nearest chunks over the HNSW index, with clear errors for bad arguments."""
+
+import numpy as np
+import psycopg
+import pytest
+
+from fix_db import add_document
+
+DOCS = {
+    "btree.md": ("B-tree indexes", "CREATE INDEX ON orders (customer_id, created_at) builds a "
+                 "multicolumn B-tree index that serves equality and range queries."),
+    "fts.md": ("Full text search", "to_tsvector and to_tsquery match documents against search "
+               "terms; a GIN index makes full text search fast."),
+    "vacuum.md": ("VACUUM", "VACUUM reclaims storage occupied by dead tuples left behind by "
+                  "updates and deletes."),
+}
+
+
+@pytest.fixture
+def corpus(db):
+    return {source: add_document(db, source, content, title)
+            for source, (title, content) in DOCS.items()}
+
+
+def test_returns_k_rows_best_first(db, corpus):
+    rows = db.execute("SELECT * FROM rag.search('how do I index two columns?', 2)").fetchall()
+    assert len(rows) == 2
+    chunk_id, document_id, title, source, content, score = rows[0]
+    assert (source, title) == ("btree.md", "B-tree indexes")
+    assert document_id == corpus["btree.md"] and "multicolumn" in content
+    assert rows[0][5] >= rows[1][5]
+    assert -1 <= score <= 1
+
+
+def test_usable_in_joins(db, corpus):
+    rows = db.execute(
+        "SELECT d.source FROM rag.search('dead tuples', 1) s JOIN rag.documents d"
+        " ON d.id = s.document_id"
+    ).fetchall()
+    assert rows == [("vacuum.md",)]
+
+
+def test_uses_the_hnsw_index(db, corpus):
+    # Enough rows that a sequential scan is not the cheaper plan; vectors are random.
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(3000, 384)).astype(np.float32)
+    with db.cursor() as cur, cur.copy(
+        "COPY rag.chunks (document_id, ordinal, content, token_count, content_hash,"
+        " char_start, char_end, embedding) FROM STDIN"
+    ) as copy:
+        for i, v in enumerate(vectors):
+            copy.write_row((corpus["vacuum.md"], i + 1, f"filler {i}", 2, b"x", 0, 0,
+                            "[" + ",".join(f"{x:.4f}" for x in v) + "]"))
+    db.execute("ANALYZE rag.chunks")
+    plans = []
+    db.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
+    db.execute("LOAD 'auto_explain'")
+    db.execute("SET auto_explain.log_min_duration = 0")
+    db.execute("SET auto_explain.log_nested_statements = on")
+    db.execute("SET auto_explain.log_level = notice")
+    rows = db.execute("SELECT * FROM rag.search('multicolumn index', 5)").fetchall()
+    assert len(rows) == 5
+    inner = [p for p in plans if "rag.chunks" in p or "chunks_embedding_hnsw" in p]
+    assert inner, plans
+    assert any("Index Scan using chunks_embedding_hnsw" in p for p in inner), inner
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    ("rag.search(NULL, 5)", "rag.search: query must be a non-empty text, got NULL"),
+    ("rag.search('  ', 5)", "rag.search: query must be a non-empty text, got '  '"),
+    ("rag.search('x', 0)", "rag.search: k must be between 1 and 1000, got 0"),
+    ("rag.search('x', 1001)", "rag.search: k must be between 1 and 1000, got 1001"),
+    ("rag.search('x', NULL)", "rag.search: k must be between 1 and 1000, got NULL"),
+])
+def test_bad_arguments(db, call, message):
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as excinfo:
+        db.execute(f"SELECT * FROM {call}")
+    assert excinfo.value.diag.message_primary == message
+
+
+def test_empty_index_returns_no_rows(db):
+    assert db.execute("SELECT * FROM rag.search('anything', 5)").fetchall() == []
