@@ -28,9 +28,10 @@ install: db  ## install pgask's schema and functions into the database
 
 demo: install  ## ingest the PostgreSQL manual (subset) and answer a question with citations
 	@test -n "$(DEMO_PAGES)" || { echo "no manual under $(MANUAL): run make setup"; exit 1; }
-	$(PGASK) ingest $(DEMO_PAGES)
+	@echo "Ingesting $(words $(DEMO_PAGES)) pages of the PostgreSQL 15 manual from $(MANUAL)"
+	@$(PGASK) ingest $(DEMO_PAGES)
 	@echo; echo "Q: $(DEMO_QUESTION)"; echo
-	$(PGASK) ask "$(DEMO_QUESTION)"
+	@$(PGASK) ask "$(DEMO_QUESTION)"
 
 test:  ## the test suite against a real PostgreSQL (run as a non-root user)
 	bash scripts/test.sh

@@ -124,6 +124,30 @@ def test_db_lifecycle(tmp_path):
     assert pgask("db", "status", env_extra=env).returncode == 1
 
 
+def test_db_start_on_a_taken_port_says_so(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {"PGASK_HOME": str(tmp_path / "cluster"), "PGASK_PORT": str(port)}
+        result = pgask("db", "start", env_extra=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"pgask db: port {port} on 127.0.0.1 is taken by another program (another checkout's "
+        "pgask cluster?): set PGASK_PORT to a free port")
+
+
+def test_file_over_10_mb_is_refused(db_url, tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text("word " * (2 * 1024 * 1024 + 1))
+    result = pgask("ingest", "-q", str(big), database_url=db_url)
+    assert result.returncode == 1
+    assert f"skipped {big}: {big}: file is 10485765 bytes, larger than the limit of 10485760" \
+        in result.stderr
+
+
 def _free_port() -> int:
     import socket
 

@@ -107,6 +107,10 @@ class LocalCluster:
             self._init()
         if self.is_running():
             return False
+        if _port_in_use(self.port):
+            raise LocalDbError(
+                f"port {self.port} on 127.0.0.1 is taken by another program (another checkout's "
+                "pgask cluster?): set PGASK_PORT to a free port")
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
                   "-t", "60", "start")
         self._create_database()
@@ -142,6 +146,14 @@ class LocalCluster:
             return f"not created (would live in {self.home})"
         state = "running" if self.is_running() else "stopped"
         return f"{state}: {self.url} (data: {self.data_dir})"
+
+
+def _port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def local_cluster() -> LocalCluster:
