@@ -7,6 +7,8 @@ import json
 import sys
 import time
 
+from pgask.ingest import add_ingest_parser
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -71,17 +73,6 @@ def cmd_install(args) -> int:
     return EXIT_OK
 
 
-def cmd_ingest(args) -> int:
-    from pgask.ingest import ingest_paths
-
-    with _connect(args) as conn:
-        summary = ingest_paths(conn, args.paths, progress=not args.quiet)
-    print(summary.describe())
-    for path, reason in summary.failed:
-        print(f"  skipped {path}: {reason}", file=sys.stderr)
-    return EXIT_FAILED if summary.failed else EXIT_OK
-
-
 def cmd_ask(args) -> int:
     import psycopg
 
@@ -128,13 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "package (default: the versioned directory `make setup` fills)")
     inst.set_defaults(func=cmd_install)
 
-    ing = sub.add_parser("ingest", help="load Markdown, text and HTML files as documents",
-                         description="Each file becomes one row of rag.documents keyed by its "
-                         "path; its chunks are embedded by the database. Unchanged files are "
-                         "skipped; files that cannot be read are reported and skipped.")
-    ing.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (recursive)")
-    ing.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    ing.set_defaults(func=cmd_ingest)
+    add_ingest_parser(sub, _connect)
 
     ask = sub.add_parser("ask", help="answer a question from the ingested documents",
                          description="Runs rag.answer: retrieves the k best chunks and answers "

@@ -8,6 +8,7 @@ one bad file is reported and skipped, the rest still land.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 
 import psycopg
@@ -82,3 +83,23 @@ def _ingest_one(conn: psycopg.Connection, path, summary: IngestSummary) -> None:
         summary.updated += 1
     else:
         summary.added += 1
+
+
+def cmd_ingest(args, connect) -> int:
+    with connect(args) as conn:
+        summary = ingest_paths(conn, args.paths, progress=not args.quiet)
+    print(summary.describe())
+    for path, reason in summary.failed:
+        print(f"  skipped {path}: {reason}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def add_ingest_parser(sub, connect) -> None:
+    """Registers `pgask ingest`; `connect(args)` opens the database connection."""
+    ing = sub.add_parser("ingest", help="load Markdown, text and HTML files as documents",
+                         description="Each file becomes one row of rag.documents keyed by its "
+                         "path; its chunks are embedded by the database. Unchanged files are "
+                         "skipped; files that cannot be read are reported and skipped.")
+    ing.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (recursive)")
+    ing.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ing.set_defaults(func=lambda args: cmd_ingest(args, connect))
