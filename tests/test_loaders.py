@@ -1,14 +1,99 @@
-"""Tests for pgask.loaders: formats, titles, HTML conversion and refusals."""
+"""Tests for pgask.loaders: formats, titles, HTML conversion, PDF and DOCX, and refusals.
+
+The PDF and DOCX files are made here: make_pdf writes a minimal PDF by hand, encrypt_pdf
+encrypts one with pypdf (RC4, which needs no extra package), make_docx uses python-docx.
+"""
 
 from __future__ import annotations
 
 import codecs
+import hashlib
+import io
 from datetime import datetime, timedelta
 
 import pytest
 
 from pgask import loaders
-from pgask.loaders import LoaderError, html_to_text, iter_files, load_file
+from pgask.loaders import (
+    LoaderError,
+    file_sha256,
+    html_to_text,
+    iter_files,
+    load_file,
+    markdown_from_html,
+    text_from_docx,
+    text_from_pdf,
+    try_text_from_pdf,
+)
+
+
+def make_pdf(pages: list[list[str]], title: str | None = None) -> bytes:
+    """A PDF with one page per list and one Helvetica text line per string."""
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "",
+               "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for lines in pages:
+        shown = [line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+                 for line in lines]
+        stream = "\n".join(["BT /F1 12 Tf 14 TL 72 720 Td", *(f"({s}) Tj T*" for s in shown),
+                            "ET"])
+        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
+        objects.append("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
+                       f"<< /Font << /F1 3 0 R >> >> /Contents {len(objects)} 0 R >>")
+        kids.append(f"{len(objects)} 0 R")
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
+    info = ""
+    if title is not None:
+        objects.append(f"<< /Title ({title}) >>")
+        info = f" /Info {len(objects)} 0 R"
+    out = io.BytesIO(b"%PDF-1.4\n")
+    out.seek(0, io.SEEK_END)
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1"))
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    out.write("".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode())
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R{info} >>\n"
+              f"startxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()
+
+
+def encrypt_pdf(pdf: bytes, user_password: str) -> bytes:
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(pdf)))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def make_docx(title: str = "") -> bytes:
+    """A Word document with a title, headings, nested lists, a table and a line break."""
+    import docx
+
+    document = docx.Document()
+    document.core_properties.title = title
+    document.add_heading("Install", 0)
+    document.add_heading("Debian", 1)
+    document.add_paragraph("Run apt-get install postgresql.")
+    document.add_paragraph("first bullet", style="List Bullet")
+    document.add_paragraph("nested bullet", style="List Bullet 2")
+    document.add_paragraph("numbered step", style="List Number")
+    table = document.add_table(rows=2, cols=2)
+    for (row, col), text in {(0, 0): "Name", (0, 1): "Type", (1, 0): "id",
+                             (1, 1): "integer"}.items():
+        table.cell(row, col).text = text
+    document.add_heading("pgvector", 2)
+    document.add_paragraph("Build it from source.\nThen CREATE EXTENSION vector.")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+GUIDE_PDF_TEXT = "Install guide\nFirst (page) line.\n\nSecond page text."
 
 PAGE = """<?xml version="1.0" encoding="UTF-8" standalone="no"?>
 <!DOCTYPE html>
@@ -161,8 +246,10 @@ def test_too_large_file_is_refused(tmp_path, monkeypatch):
 
 
 def test_unsupported_suffix_lists_supported_ones(tmp_path):
-    path = write(tmp_path, "report.pdf", b"%PDF-1.4")
-    with pytest.raises(LoaderError, match=r"unsupported file type '\.pdf'.*\.html.*\.md"):
+    path = write(tmp_path, "report.xlsx", b"PK")
+    with pytest.raises(
+        LoaderError, match=r"unsupported file type '\.xlsx'.*\.docx.*\.html.*\.md.*\.pdf"
+    ):
         load_file(path)
 
 
@@ -180,20 +267,166 @@ def test_iter_files_walks_directories_sorted_and_filtered(tmp_path):
         "docs/b.txt",
         "docs/a.md",
         "docs/sub/c.HTML",
-        "docs/sub/skip.pdf",
+        "docs/sub/skip.xlsx",
+        "docs/sub/d.pdf",
+        "docs/sub/e.docx",
         "docs/.hidden.md",
         "docs/.git/config.md",
         "docs/z.rst",
-        "other.pdf",
+        "other.xlsx",
     ]:
         write(tmp_path, name, "x")
-    docs, other, missing = tmp_path / "docs", tmp_path / "other.pdf", tmp_path / "gone.md"
+    docs, other, missing = tmp_path / "docs", tmp_path / "other.xlsx", tmp_path / "gone.md"
     found = list(iter_files([str(docs), str(other), str(missing)]))
     assert found == [
         docs / "a.md",
         docs / "b.txt",
         docs / "sub" / "c.HTML",
+        docs / "sub" / "d.pdf",
+        docs / "sub" / "e.docx",
         docs / "z.rst",
         other,  # named explicitly: yielded so that load_file can say why it is refused
         missing,
     ]
+
+
+# --- metadata -------------------------------------------------------------------
+
+
+def test_metadata_records_title_hash_and_size(tmp_path):
+    data = "# Guide\n\nBody.\n"
+    path = write(tmp_path, "guide.md", data)
+    meta = load_file(path).metadata
+    assert meta["title"] == "Guide"
+    assert meta["sha256"] == hashlib.sha256(data.encode()).hexdigest() == file_sha256(path)
+    assert meta["bytes"] == len(data)
+
+
+def test_file_sha256_refuses_what_load_file_refuses(tmp_path):
+    with pytest.raises(LoaderError, match="no such file"):
+        file_sha256(tmp_path / "gone.md")
+    with pytest.raises(LoaderError, match="unsupported file type"):
+        file_sha256(write(tmp_path, "x.xlsx", b"PK"))
+
+
+# --- PDF ------------------------------------------------------------------------
+
+
+def test_pdf_text_title_and_page_starts(tmp_path):
+    path = write(tmp_path, "guide.pdf", make_pdf(
+        [["Install guide", "First (page) line."], ["Second page text."]], title="The Guide"))
+    doc = load_file(path)
+    assert doc.title == "The Guide"
+    assert doc.content == GUIDE_PDF_TEXT
+    assert doc.metadata["format"] == "pdf"
+    assert doc.metadata["pages"] == 2
+    second = doc.metadata["page_starts"][1]
+    assert doc.content[second:].startswith("Second page text.")
+
+
+def test_pdf_without_a_title_is_named_after_the_file(tmp_path):
+    assert load_file(write(tmp_path, "notes.pdf", make_pdf([["Some text."]]))).title == "notes"
+
+
+def test_pdf_encrypted_with_a_password_is_refused(tmp_path):
+    path = write(tmp_path, "secret.pdf", encrypt_pdf(make_pdf([["Hidden."]]), "s3cret"))
+    with pytest.raises(LoaderError, match="encrypted PDF: a password is needed") as excinfo:
+        load_file(path)
+    assert str(path) in str(excinfo.value)
+
+
+def test_pdf_encrypted_without_a_user_password_is_read():
+    pdf = encrypt_pdf(make_pdf([["Readable despite encryption."]]), "")
+    assert text_from_pdf(pdf) == "Readable despite encryption."
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (make_pdf([["Some text."]])[:300], "damaged or unreadable PDF"),
+        (b"%PDF-1.4\n" + bytes(range(256)) * 8, "damaged or unreadable PDF"),
+        (b"plain text, not a PDF", r"not a PDF file \(no %PDF- header\)"),
+        (make_pdf([[]]), "PDF has no extractable text"),
+    ],
+)
+def test_unreadable_pdfs_are_refused_with_the_reason(tmp_path, data, reason):
+    path = write(tmp_path, "bad.pdf", data)
+    with pytest.raises(LoaderError, match=reason) as excinfo:
+        load_file(path)
+    assert str(excinfo.value).startswith(f"{path}: ")
+
+
+def test_text_from_pdf_works_on_bytes():
+    pdf = make_pdf([["Install guide", "First (page) line."], ["Second page text."]])
+    assert text_from_pdf(pdf) == GUIDE_PDF_TEXT
+    assert text_from_pdf(make_pdf([[]])) == ""  # no text layer is not an error here
+    assert try_text_from_pdf(pdf) == (GUIDE_PDF_TEXT, None)
+    assert try_text_from_pdf(b"nope") == (None, "not a PDF file (no %PDF- header)")
+    with pytest.raises(ValueError, match="data must be bytes, got str"):
+        text_from_pdf("text")  # type: ignore[arg-type]
+
+
+# --- DOCX -----------------------------------------------------------------------
+
+DOCX_TEXT = """# Install
+
+## Debian
+
+Run apt-get install postgresql.
+
+- first bullet
+  - nested bullet
+1. numbered step
+
+Name | Type
+id | integer
+
+### pgvector
+
+Build it from source.
+Then CREATE EXTENSION vector."""
+
+
+def test_docx_headings_lists_and_tables_become_markdown(tmp_path):
+    doc = load_file(write(tmp_path, "install.docx", make_docx()))
+    assert doc.content == DOCX_TEXT
+    assert doc.title == "Install"  # the Title paragraph, as no title property is set
+    assert doc.metadata["format"] == "docx"
+    assert text_from_docx(make_docx()) == DOCX_TEXT
+
+
+def test_docx_title_property_wins(tmp_path):
+    assert load_file(write(tmp_path, "a.docx", make_docx(title="Setup Notes"))).title == \
+        "Setup Notes"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (make_docx()[:400], r"damaged or unreadable DOCX \(BadZipFile"),
+        (b"PK\x03\x04 not really a zip", "damaged or unreadable DOCX"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), "encrypted or legacy"),
+        (b"just text", r"not a DOCX file \(not a ZIP archive\)"),
+    ],
+)
+def test_unreadable_docx_files_are_refused_with_the_reason(tmp_path, data, reason):
+    path = write(tmp_path, "bad.docx", data)
+    with pytest.raises(LoaderError, match=reason) as excinfo:
+        load_file(path)
+    assert str(excinfo.value).startswith(f"{path}: ")
+
+
+def test_a_zip_that_is_not_a_word_document_is_refused(tmp_path):
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    with pytest.raises(LoaderError, match="damaged or unreadable DOCX"):
+        load_file(write(tmp_path, "fake.docx", out.getvalue()))
+
+
+def test_markdown_from_html_is_html_to_text_without_the_title():
+    assert markdown_from_html(PAGE) == html_to_text(PAGE)[1]
+    with pytest.raises(ValueError, match="html must be a str, got bytes"):
+        markdown_from_html(b"<p>x</p>")  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from psycopg import sql
 from pgask import __version__
 
 # The sql/ files in dependency order: SQL-language bodies are checked when created.
-SQL_FILES = ("python.sql", "chunking.sql", "embedding.sql", "documents.sql",
+SQL_FILES = ("python.sql", "chunking.sql", "loading.sql", "embedding.sql", "documents.sql",
              "retrieval.sql", "answering.sql")
 REQUIRED_EXTENSIONS = ("vector", "plpython3u")
 DEFAULT_SITE_DIR = f"/usr/local/lib/pgask/{__version__}"
