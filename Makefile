@@ -9,7 +9,7 @@ MANUAL := /usr/share/doc/postgresql-doc-15/html
 DEMO_PAGES = $(wildcard $(MANUAL)/sql-*.html $(MANUAL)/indexes*.html $(MANUAL)/textsearch*.html)
 DEMO_QUESTION ?= How do I create a B-tree index on two columns?
 
-.PHONY: help setup db db-stop install demo test test-fast lint clean
+.PHONY: help setup db db-stop install demo test test-fast lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,6 +42,9 @@ test-fast:  ## the tests not marked slow
 lint:  ## ruff and sqlfluff
 	$(VENV)/bin/ruff check python tests
 	$(VENV)/bin/sqlfluff lint sql migrations
+
+bench: db  ## speed figures next to same-run baselines (writes BENCHMARKS.md, bench-results.json)
+	$(PGASK) bench --json bench-results.json --markdown BENCHMARKS.md
 
 clean:  ## stop the local cluster and remove it and the virtual environment
 	-$(PGASK) db stop

@@ -63,7 +63,7 @@ else
   echo "installed"
 fi
 
-pip_quiet=(--quiet --disable-pip-version-check)
+pip_quiet=(--quiet --disable-pip-version-check --root-user-action=ignore)
 
 step "PL/Python site directory $SITE_DIR"
 # Rebuilt when the pinned requirements or the package's sources change (stamp = their hash).

@@ -33,24 +33,48 @@ from pgask import sqlbridge
 return sqlbridge.embed_many(contents)
 $$;
 
--- rag._chunk_and_embed(document, title): the chunks the index stores for one document, with
--- their embeddings (title embedded in front of each chunk). Used by the documents trigger.
-CREATE OR REPLACE FUNCTION rag._chunk_and_embed(document text, title text)
-RETURNS TABLE (
-    ordinal integer,
-    content text,
-    token_count integer,
-    char_start integer,
-    char_end integer,
-    embedding vector
+DROP FUNCTION IF EXISTS rag._chunk_and_embed(text, text);
+
+-- rag._embed_with(...): the PL/Python implementation behind rag.embed(content, embedder);
+-- it reports a provider failure in `error` so the wrapper can raise it without a traceback.
+CREATE OR REPLACE FUNCTION rag._embed_with(
+    content text, embedder text, OUT embedding vector, OUT error text
 )
 LANGUAGE plpython3u
 STABLE
-STRICT
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 if "pgask_version" not in GD:
     plpy.execute("SELECT rag._python_init()")
 from pgask import sqlbridge
-return sqlbridge.chunk_and_embed(document, title)
+return sqlbridge.embed_with(plpy, content, embedder)
+$$;
+
+-- rag.embed(content, embedder): the embedding of one text with a registered embedder
+-- (rag.embedders), e.g. to query a pipeline's chunks yourself with that pipeline's embedder.
+-- Provider failures raise SQLSTATE 38000 with the provider's message (API keys redacted).
+CREATE OR REPLACE FUNCTION rag.embed(content text, embedder text)
+RETURNS vector
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    result record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM rag.embedders AS e WHERE e.name = embedder) THEN
+        RAISE EXCEPTION 'rag.embed: embedder % is not registered (see rag.create_embedder)',
+            coalesce(quote_literal(embedder), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF content IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO result FROM rag._embed_with(content, embedder);
+    IF result.error IS NOT NULL THEN
+        RAISE EXCEPTION 'rag.embed: %', result.error
+            USING errcode = 'external_routine_exception';
+    END IF;
+    RETURN result.embedding;
+END;
 $$;

@@ -16,9 +16,8 @@ rows = plpy.execute("SELECT value FROM rag.settings WHERE key = 'python_site'")
 paths = [p for p in os.environ.get("PGASK_PYTHONPATH", "").split(os.pathsep) if p]
 if rows:
     paths.append(rows[0]["value"])
-for path in reversed(paths):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+# In this order at the front, even where PYTHONPATH already put one of them further back.
+sys.path[:] = paths + [p for p in sys.path if p not in paths]
 try:
     import pgask
 except ImportError as exc:

@@ -40,7 +40,7 @@ def test_answer_shape_and_citations(db, corpus):
     assert "[1]" in result["answer"]
     first = result["citations"][0]
     assert first["n"] == 1
-    assert first["document_id"] == corpus["indexes"]
+    assert first["document_id"] == str(corpus["indexes"])
     assert first["title"] == "Multicolumn Indexes"
     assert first["source"] == "indexes-multicolumn.html"
     start, end = first["span"]

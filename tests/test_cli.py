@@ -62,11 +62,12 @@ def test_second_ingest_is_a_no_op_and_changes_are_picked_up(db, db_url, docs):
     for name in ("nul.txt", "latin1.md"):
         (docs / name).unlink()
     assert pgask("ingest", "-q", str(docs), database_url=db_url).returncode == 0
-    chunk_ids = db.execute("SELECT array_agg(id ORDER BY id) FROM rag.chunks").fetchone()
+    all_chunk_ids = "SELECT array_agg(id ORDER BY id) FROM rag.documents_chunks"
+    chunk_ids = db.execute(all_chunk_ids).fetchone()
     again = pgask("ingest", "-q", str(docs), database_url=db_url)
     assert again.returncode == 0
     assert "0 added, 0 updated, 3 unchanged, 0 skipped; 0 chunks written" in again.stdout
-    assert db.execute("SELECT array_agg(id ORDER BY id) FROM rag.chunks").fetchone() == chunk_ids
+    assert db.execute(all_chunk_ids).fetchone() == chunk_ids
     (docs / "vacuum.md").write_text("# VACUUM\n\nVACUUM FULL rewrites the whole table.\n")
     changed = pgask("ingest", "-q", str(docs), database_url=db_url)
     assert "0 added, 1 updated, 2 unchanged" in changed.stdout

@@ -10,9 +10,10 @@ could do without an index. But indexes also add overhead to the database system 
 
 def chunks_of(db, document_id):
     return db.execute(
-        "SELECT id, ordinal, content, token_count, char_start, char_end, content_hash,"
-        " vector_dims(embedding) FROM rag.chunks WHERE document_id = %s ORDER BY ordinal",
-        (document_id,),
+        "SELECT id, ordinal, content, token_count, char_start, char_end, embed_hash,"
+        " vector_dims(embedding) FROM rag.documents_chunks WHERE document_id = %s"
+        " ORDER BY ordinal",
+        (str(document_id),),
     ).fetchall()
 
 
@@ -33,8 +34,8 @@ def test_long_document_splits_within_model_limit(db):
     assert len(chunks) > 3
     assert [c[1] for c in chunks] == list(range(len(chunks)))
     assert all(text[c[4]:c[5]] == c[2] for c in chunks)
-    # Title (7 word pieces + newline) and chunk together fit the model's 254-piece input.
-    assert max(c[3] for c in chunks) <= 254 - 8
+    # Title (7 word pieces) and chunk together fit the model's 254-piece input.
+    assert max(c[3] for c in chunks) <= 254 - 7
 
 
 def test_update_of_content_replaces_chunks(db):
@@ -46,18 +47,33 @@ def test_update_of_content_replaces_chunks(db):
     assert [c[2] for c in after] == ["The second version talks about pears."]
     assert {c[0] for c in before}.isdisjoint({c[0] for c in after})
     (nearest,) = db.execute(
-        "SELECT content FROM rag.chunks ORDER BY embedding <=> rag.embed('pears') LIMIT 1"
+        "SELECT content FROM rag.documents_chunks ORDER BY embedding <=> rag.embed('pears')"
+        " LIMIT 1"
     ).fetchone()
     assert "pears" in nearest
 
 
-def test_update_without_content_change_keeps_chunks(db):
+def embedded_count(db):
+    return db.execute("SELECT chunks_embedded FROM rag.pipeline_status"
+                      " WHERE pipeline = 'documents'").fetchone()[0]
+
+
+def test_update_of_other_columns_embeds_nothing(db):
     document_id = add_document(db, "b.md", "Unchanged content about B-tree indexes.")
     before = chunks_of(db, document_id)
+    embedded = embedded_count(db)
+    db.execute("UPDATE rag.documents SET content = content WHERE id = %s", (document_id,))
+    db.execute("UPDATE rag.documents SET updated_at = now() WHERE id = %s", (document_id,))
+    assert chunks_of(db, document_id) == before
+    # Metadata is copied into the chunks, so they are rewritten, but no text is re-embedded.
     db.execute("UPDATE rag.documents SET metadata = '{\"team\": \"dba\"}' WHERE id = %s",
                (document_id,))
-    db.execute("UPDATE rag.documents SET content = content WHERE id = %s", (document_id,))
-    assert chunks_of(db, document_id) == before
+    after = chunks_of(db, document_id)
+    assert [c[1:] for c in after] == [c[1:] for c in before]
+    assert embedded_count(db) == embedded
+    (metadata,) = db.execute("SELECT metadata FROM rag.documents_chunks WHERE document_id = %s",
+                             (str(document_id),)).fetchone()
+    assert metadata == {"source": "b.md", "metadata": {"team": "dba"}}
 
 
 def test_updated_at_moves_on_update(db):

@@ -7,7 +7,9 @@ import json
 import sys
 import time
 
+from pgask.bench import add_bench_parser
 from pgask.ingest import add_ingest_parser
+from pgask.localdb import database_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -18,8 +20,6 @@ class CliError(Exception):
 
 def _connect(args):
     import psycopg
-
-    from pgask.localdb import database_url
 
     url = args.database_url or database_url()
     try:
@@ -94,6 +94,48 @@ def cmd_ask(args) -> int:
     return EXIT_OK
 
 
+def cmd_worker(args) -> int:
+    from pgask.worker import StopFlag, run_worker
+
+    stop = StopFlag()
+    stop.install()
+    with _connect(args) as conn:
+        total = run_worker(conn, pipeline=args.pipeline, batch_size=args.batch_size,
+                           idle_seconds=args.idle_seconds, lease_seconds=args.lease_seconds,
+                           stop=stop, exit_when_idle=args.exit_when_idle)
+    print(f"worker stopped: {total} rows processed")
+    return EXIT_OK
+
+
+def cmd_backfill(args) -> int:
+    from pgask.worker import backfill
+
+    with _connect(args) as conn:
+        conn.execute("SELECT rag._pipeline(%s, 'pgask backfill')", (args.pipeline,))
+        done, failed = backfill(conn, args.pipeline, args.batch_size, args.lease_seconds,
+                                progress=not args.quiet)
+    print(f"backfill {args.pipeline}: {done} rows processed, {failed} failed"
+          + (" (see rag.dead_letters; rag.retry_failed() queues them again)" if failed else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_serve_embeddings(args) -> int:
+    import os
+
+    from pgask.embedding_server import make_server
+
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    server = make_server(args.host, args.port, api_key)
+    host, port = server.server_address[:2]
+    print(f"serving the local model at http://{host}:{port}/v1 (OpenAI embeddings API)",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pgask",
@@ -128,6 +170,43 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("-k", type=int, default=5, help="chunks to retrieve (1-1000, default 5)")
     ask.add_argument("--json", action="store_true", help="print rag.answer's JSON")
     ask.set_defaults(func=cmd_ask)
+
+    work = sub.add_parser("worker", help="process pipeline queues until stopped",
+                          description="Calls rag.process_queue in a loop and waits for "
+                          "LISTEN/NOTIFY when idle. Run several for parallelism: rows are "
+                          "leased, never shared. SIGTERM finishes the current batch, then exits.")
+    work.add_argument("--pipeline", help="only this pipeline (default: all)")
+    work.add_argument("--batch-size", type=int, default=32, help="rows per claim (default 32)")
+    work.add_argument("--idle-seconds", type=float, default=5.0,
+                      help="longest sleep between checks when idle (default 5)")
+    work.add_argument("--lease-seconds", type=float, default=300.0,
+                      help="how long a claimed row is ours before others may take it over "
+                      "(default 300)")
+    work.add_argument("--exit-when-idle", action="store_true",
+                      help="exit once nothing is due instead of waiting")
+    work.set_defaults(func=cmd_worker)
+
+    back = sub.add_parser("backfill", help="embed everything queued for a pipeline, with ETA",
+                          description="Processes the pipeline's queue to the end with a "
+                          "progress bar. Resumable: interrupt it and run it again.")
+    back.add_argument("pipeline")
+    back.add_argument("--batch-size", type=int, default=32, help="rows per claim (default 32)")
+    back.add_argument("--lease-seconds", type=float, default=300.0, help="lease per batch")
+    back.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    back.set_defaults(func=cmd_backfill)
+
+    serve = sub.add_parser("serve-embeddings",
+                           help="serve the local model over the OpenAI embeddings API",
+                           description="An OpenAI-compatible /v1/embeddings endpoint on "
+                           "loopback: one model process for all connections. Register it with "
+                           "rag.create_embedder(name, 'openai', 'all-MiniLM-L6-v2-int8', 384, "
+                           "'http://127.0.0.1:PORT/v1').")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8088, help="port (default 8088; 0: any)")
+    serve.add_argument("--api-key-env", help="require the key in this environment variable")
+    serve.set_defaults(func=cmd_serve_embeddings)
+
+    add_bench_parser(sub, lambda args: args.database_url or database_url())
     return parser
 
 

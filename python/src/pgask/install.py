@@ -17,8 +17,8 @@ from psycopg import sql
 from pgask import __version__
 
 # The sql/ files in dependency order: SQL-language bodies are checked when created.
-SQL_FILES = ("python.sql", "chunking.sql", "loading.sql", "embedding.sql", "documents.sql",
-             "retrieval.sql", "answering.sql")
+SQL_FILES = ("python.sql", "chunking.sql", "loading.sql", "embedding.sql", "pipelines.sql",
+             "documents.sql", "retrieval.sql", "answering.sql")
 REQUIRED_EXTENSIONS = ("vector", "plpython3u")
 DEFAULT_SITE_DIR = f"/usr/local/lib/pgask/{__version__}"
 # Serialises concurrent installs on one database ("pgask" in ASCII).
@@ -100,11 +100,12 @@ def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> Insta
         _ensure_extensions(cur)
         cur.execute("CREATE SCHEMA IF NOT EXISTS rag")
         applied = _apply_migrations(cur, root)
-        for name in SQL_FILES:
-            cur.execute((root / "sql" / name).read_text(encoding="utf-8"))
+        # Recorded before the sql/ files run: some of them call PL/Python already.
         cur.execute(
             "INSERT INTO rag.settings (key, value) VALUES ('python_site', %s), ('version', %s)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (site_dir, __version__),
         )
+        for name in SQL_FILES:
+            cur.execute((root / "sql" / name).read_text(encoding="utf-8"))
     return InstallReport(applied, list(SQL_FILES), __version__)

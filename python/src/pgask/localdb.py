@@ -37,11 +37,13 @@ def _as_root() -> bool:
 
 
 def _reachable_by(user: str, path: Path) -> bool:
-    """Whether `user` can traverse every folder down to `path` (checked for the nearest parent)."""
+    """Whether `user` can reach `path` (or its nearest existing parent): enter a folder, read
+    a file."""
     probe = path
     while not probe.exists():
         probe = probe.parent
-    result = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(probe)],
+    flag = "-x" if probe.is_dir() else "-r"
+    result = subprocess.run(["runuser", "-u", user, "--", "test", flag, str(probe)],
                             capture_output=True)
     return result.returncode == 0
 
@@ -69,8 +71,15 @@ class LocalCluster:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = [str(PG_BIN / args[0]), *args[1:]]
+        # The development server runs the checkout's pgask, not the copy `make setup` put in
+        # the site directory, so edits take effect on the next connection.
+        source = _checkout_root() / "python" / "src"
         if _as_root():
+            if _reachable_by(SERVER_OS_USER, source / "pgask" / "__init__.py"):
+                command = ["env", f"PGASK_PYTHONPATH={source}", *command]
             command = ["runuser", "-u", SERVER_OS_USER, "--", *command]
+        else:
+            command = ["env", f"PGASK_PYTHONPATH={source}", *command]
         result = subprocess.run(command, capture_output=True, text=True)
         if check and result.returncode != 0:
             raise LocalDbError(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}"

@@ -9,28 +9,13 @@ raised in PL/Python carries a Python traceback, which users should never have to
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import asdict
-
-import numpy as np
 
 from pgask import __version__
 from pgask.answering.extractive import Passage, extractive_answer
-from pgask.chunking import chunk_text
-from pgask.embedders.local import count_tokens, get_local_embedder
-
-# Room kept for the title, which is embedded in front of every chunk (at most this many tokens).
-MAX_TITLE_TOKENS = 32
-
-
-def vector_literal(vector: np.ndarray) -> str:
-    """pgvector's text form; PL/Python hands it to vector_in."""
-    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
-
-
-def chunk(content, max_tokens, overlap):
-    return [(c.ordinal, c.content, c.token_count, c.start, c.end)
-            for c in chunk_text(content, max_tokens=max_tokens, overlap=overlap,
-                                count_tokens=count_tokens)]
+from pgask.embedders import vector_literal
+from pgask.embedders.local import get_local_embedder
 
 
 def embed(content):
@@ -43,33 +28,45 @@ def embed_many(contents):
     return [None if c is None else vector_literal(next(vectors)) for c in contents]
 
 
-def _title_prefix(title: str | None) -> str:
-    words = (title or "").split()
-    prefix = " ".join(words)
-    while words and count_tokens(prefix) > MAX_TITLE_TOKENS:
-        words.pop()
-        prefix = " ".join(words)
-    return prefix
+def chunker_error(config_json):
+    """None if a pipeline's chunker configuration is valid, else the reason."""
+    from pgask.chunking import ChunkerConfig
+
+    try:
+        ChunkerConfig.from_dict(json.loads(config_json))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
-def chunk_and_embed(content, title):
-    """Chunks sized to the model's input, each embedded with the document title in front.
+_query_vectors: OrderedDict[tuple[object, str], str] = OrderedDict()
+QUERY_CACHE_SIZE = 256
 
-    The title gives every chunk its context ("CREATE INDEX" for a paragraph about columns);
-    the chunk limit leaves room for it, so no chunk is truncated by the model.
-    """
-    embedder = get_local_embedder()
-    prefix = _title_prefix(title)
-    budget = embedder.max_input_tokens - (count_tokens(prefix) + 1 if prefix else 0)
-    chunks = chunk_text(content, max_tokens=budget, count_tokens=count_tokens)
-    vectors = embedder.embed([f"{prefix}\n{c.content}" if prefix else c.content for c in chunks])
-    return [(c.ordinal, c.content, c.token_count, c.start, c.end, vector_literal(v))
-            for c, v in zip(chunks, vectors, strict=True)]
+
+def embed_with(plpy, content, embedder):
+    """(vector, None) or (None, error) for rag.embed(content, embedder); repeated texts
+    (questions asked again) come from a bounded per-backend cache."""
+    from pgask.embedders.errors import EmbedderError
+    from pgask.queue import load_embedder
+
+    try:
+        provider = load_embedder(plpy, embedder)
+        key = (provider.spec, content)
+        if key in _query_vectors:
+            _query_vectors.move_to_end(key)
+            return _query_vectors[key], None
+        vector = vector_literal(provider.embed([content])[0])
+    except EmbedderError as exc:
+        return None, str(exc)
+    _query_vectors[key] = vector
+    if len(_query_vectors) > QUERY_CACHE_SIZE:
+        _query_vectors.popitem(last=False)
+    return vector, None
 
 
 _SEARCH = ("SELECT s.chunk_id, s.document_id, s.title, s.source, s.content, s.score,"
-           " c.ordinal, c.char_start FROM rag.search($1, $2) s"
-           " JOIN rag.chunks c ON c.id = s.chunk_id ORDER BY s.score DESC")
+           " c.ordinal, c.char_start FROM rag.search($1, $2, 'documents') s"
+           " JOIN rag.documents_chunks c ON c.id = s.chunk_id ORDER BY s.score DESC")
 _plans: dict[str, object] = {}
 
 

@@ -1,0 +1,988 @@
+-- Pipelines: keep the chunks and embeddings of any table's rows fresh.
+-- Triggers only record work (rag.queue); rag.process_queue does the chunking and embedding
+-- outside the writer's transaction. Logic of the processing: pgask/queue.py.
+
+-- The built-in offline model, always available as embedder 'local'.
+INSERT INTO rag.embedders (name, provider, model, dimensions)
+VALUES ('local', 'local', 'all-MiniLM-L6-v2-int8', 384)
+ON CONFLICT (name) DO NOTHING;
+
+-- rag._require_admin(what): pipelines run SQL fragments with the privileges of the role that
+-- processes the queue, so only members of the role owning the rag schema may define them.
+CREATE OR REPLACE FUNCTION rag._require_admin(what text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner_role oid := (SELECT nspowner FROM pg_namespace WHERE nspname = 'rag');
+BEGIN
+    IF NOT pg_has_role(current_user, owner_role, 'MEMBER') THEN
+        RAISE EXCEPTION '%: only members of role % (the owner of schema rag) may do this',
+            what, owner_role::regrole
+            USING errcode = 'insufficient_privilege';
+    END IF;
+END;
+$$;
+
+-- rag._secret(name): a provider API key from rag.secrets, for the embedding code only.
+CREATE OR REPLACE FUNCTION rag._secret(secret_name text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT value FROM rag.secrets WHERE name = secret_name
+$$;
+REVOKE ALL ON FUNCTION rag._secret(text) FROM public;
+
+-- rag.set_secret(name, value): stores an API key that embedders can reference as
+-- api_key_env => 'secret:NAME'. The key is never shown by pgask's views or errors.
+CREATE OR REPLACE FUNCTION rag.set_secret(name text, value text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._require_admin('rag.set_secret');
+    IF name IS NULL OR value IS NULL THEN
+        RAISE EXCEPTION 'rag.set_secret: name and value must not be NULL'
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO rag.secrets AS s (name, value) VALUES (set_secret.name, set_secret.value)
+    ON CONFLICT ON CONSTRAINT secrets_pkey DO UPDATE SET value = excluded.value;
+END;
+$$;
+
+-- rag.create_embedder(...): registers (or, while no pipeline uses it, redefines) an embedder.
+-- provider 'local' is the offline model; 'openai' is any OpenAI-compatible /v1/embeddings
+-- endpoint (OpenAI, Azure, Ollama, vLLM, TEI, `pgask serve-embeddings`). api_key_env names an
+-- environment variable of the database server, or 'secret:NAME' for rag.set_secret.
+-- options: timeout_seconds, max_batch_inputs, max_batch_tokens, send_dimensions.
+CREATE OR REPLACE FUNCTION rag.create_embedder(
+    name text,
+    provider text DEFAULT 'openai',
+    model text DEFAULT NULL,
+    dimensions integer DEFAULT NULL,
+    base_url text DEFAULT NULL,
+    api_key_env text DEFAULT NULL,
+    options jsonb DEFAULT '{}'::jsonb
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    used_by text;
+BEGIN
+    PERFORM rag._require_admin('rag.create_embedder');
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
+        RAISE EXCEPTION 'rag.create_embedder: name must be 1-64 letters, digits or _.:-, got %',
+            coalesce(quote_literal(name), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF provider IS NULL OR provider NOT IN ('local', 'openai') THEN
+        RAISE EXCEPTION 'rag.create_embedder: provider must be ''local'' or ''openai'', got %',
+            coalesce(quote_literal(provider), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF provider = 'local' THEN
+        model := coalesce(model, 'all-MiniLM-L6-v2-int8');
+        dimensions := coalesce(dimensions, 384);
+        IF model <> 'all-MiniLM-L6-v2-int8' OR dimensions <> 384 THEN
+            RAISE EXCEPTION 'rag.create_embedder: the local provider has one model, '
+                'all-MiniLM-L6-v2-int8 with 384 dimensions, got % with %', model, dimensions
+                USING errcode = 'invalid_parameter_value';
+        END IF;
+    ELSE
+        IF model IS NULL OR btrim(model) = '' THEN
+            RAISE EXCEPTION 'rag.create_embedder: model is required for provider openai'
+                USING errcode = 'invalid_parameter_value';
+        END IF;
+        IF base_url IS NULL OR base_url !~ '^https?://' THEN
+            RAISE EXCEPTION 'rag.create_embedder: base_url must be an http(s) URL such as '
+                'https://api.openai.com/v1, got %', coalesce(quote_literal(base_url), 'NULL')
+                USING errcode = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    IF dimensions IS NULL OR dimensions < 1 OR dimensions > 16000 THEN
+        RAISE EXCEPTION 'rag.create_embedder: dimensions must be between 1 and 16000, got %',
+            coalesce(dimensions::text, 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'rag.create_embedder: options must be a JSON object'
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    SELECT string_agg(p.name, ', ') INTO used_by FROM rag.pipelines AS p
+    WHERE p.embedder = create_embedder.name OR p.building_embedder = create_embedder.name;
+    IF used_by IS NOT NULL THEN
+        RAISE EXCEPTION 'rag.create_embedder: embedder % is pinned by pipeline(s) %; '
+            'register a new name and switch with rag.reembed', name, used_by
+            USING errcode = 'object_in_use';
+    END IF;
+    INSERT INTO rag.embedders AS e (
+        name, provider, model, dimensions, base_url, api_key_env, options
+    )
+    VALUES (name, provider, model, dimensions, base_url, api_key_env, options)
+    ON CONFLICT ON CONSTRAINT embedders_pkey DO UPDATE
+        SET provider = excluded.provider, model = excluded.model,
+        dimensions = excluded.dimensions, base_url = excluded.base_url,
+        api_key_env = excluded.api_key_env, options = excluded.options;
+END;
+$$;
+
+-- rag._store(pipeline, set): the name of a pipeline's chunk table for one embedding set.
+CREATE OR REPLACE FUNCTION rag._store(pipeline text, embedding_set integer)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pipeline || '_chunks_' || embedding_set
+$$;
+
+-- rag._create_store(pipeline, set, dimensions): a chunk table with its HNSW index.
+CREATE OR REPLACE FUNCTION rag._create_store(
+    pipeline text, embedding_set integer, dimensions integer
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    store text := rag._store(pipeline, embedding_set);
+BEGIN
+    EXECUTE format(
+        'CREATE TABLE rag.%I ('
+        ' id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,'
+        ' document_id text NOT NULL,'
+        ' ordinal integer NOT NULL,'
+        ' title text NOT NULL DEFAULT '''','
+        ' content text NOT NULL,'
+        ' token_count integer NOT NULL,'
+        ' char_start integer NOT NULL,'
+        ' char_end integer NOT NULL,'
+        ' embed_hash bytea NOT NULL,'
+        ' embedding vector(%s) NOT NULL,'
+        ' metadata jsonb NOT NULL DEFAULT ''{}'','
+        ' UNIQUE (document_id, ordinal))',
+        store, dimensions
+    );
+    EXECUTE format('CREATE INDEX %I ON rag.%I (embed_hash)', store || '_hash', store);
+    EXECUTE format(
+        'CREATE INDEX %I ON rag.%I USING hnsw (embedding vector_cosine_ops)'
+        ' WITH (m = 16, ef_construction = 64)',
+        store || '_hnsw', store
+    );
+END;
+$$;
+
+-- rag._point_view(pipeline): (re)points the view rag.<pipeline>_chunks at the active set,
+-- the stable name for queries and BI tools.
+CREATE OR REPLACE FUNCTION rag._point_view(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    active integer := (SELECT active_set FROM rag.pipelines WHERE name = pipeline);
+BEGIN
+    EXECUTE format('DROP VIEW IF EXISTS rag.%I', pipeline || '_chunks');
+    EXECUTE format(
+        'CREATE VIEW rag.%I AS SELECT * FROM rag.%I',
+        pipeline || '_chunks', rag._store(pipeline, active)
+    );
+END;
+$$;
+
+-- rag._column_sql(source, column, what): the quoted reference s."column", after checking
+-- that the column exists (and, for content, that it is text-like).
+CREATE OR REPLACE FUNCTION rag._column_sql(
+    source regclass, column_name text, what text, text_like boolean
+)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    category "char";
+BEGIN
+    SELECT t.typcategory INTO category
+    FROM pg_attribute AS a
+    INNER JOIN pg_type AS t ON a.atttypid = t.oid
+    WHERE a.attrelid = source AND a.attname = column_name AND a.attnum > 0
+        AND NOT a.attisdropped;
+    IF NOT found THEN
+        RAISE EXCEPTION 'rag.create_pipeline: % column % does not exist in %',
+            what, quote_ident(column_name), source
+            USING errcode = 'undefined_column';
+    END IF;
+    IF text_like AND category <> 'S' THEN
+        RAISE EXCEPTION 'rag.create_pipeline: % column % of % must be text-like '
+            '(text, varchar, char), not %', what, quote_ident(column_name), source,
+            format_type(
+                (SELECT atttypid FROM pg_attribute WHERE attrelid = source
+                    AND attname = column_name), NULL
+            )
+            USING errcode = 'datatype_mismatch';
+    END IF;
+    RETURN format('s.%I', column_name);
+END;
+$$;
+
+-- rag._expression_type(source, expression): the type of an SQL expression over the source
+-- row "s"; raises the parser's error (naming the bad column) when it is not valid.
+CREATE OR REPLACE FUNCTION rag._expression_type(source regclass, expression text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result text;
+BEGIN
+    -- The outer join yields one all-NULL row, so pg_typeof sees the expression's type
+    -- without reading the table.
+    EXECUTE format(
+        'SELECT pg_typeof(%s)::text FROM (SELECT 1) AS one'
+        ' LEFT JOIN (SELECT * FROM %s LIMIT 0) AS s ON true',
+        expression, source
+    ) INTO result;
+    RETURN result;
+END;
+$$;
+
+-- rag._create_pipeline(...): shared by both rag.create_pipeline forms; content_sql is an
+-- expression over "s" already checked by the caller.
+CREATE OR REPLACE FUNCTION rag._create_pipeline(
+    name text,
+    source regclass,
+    content_sql text,
+    title text,
+    metadata text[],
+    chunker jsonb,
+    embedder text,
+    mode text
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    e rag.embedders;
+    key_columns text[];
+    key_types text[];
+    key_sql text;
+    key_join_sql text;
+    title_sql text := '''''::text';
+    metadata_sql text := '''{}''::jsonb';
+    chunker_error text;
+BEGIN
+    SELECT * INTO e FROM rag.embedders AS x WHERE x.name = embedder;
+    IF NOT found THEN
+        RAISE EXCEPTION 'rag.create_pipeline: embedder % is not registered '
+            '(see rag.create_embedder; ''local'' is the offline model)',
+            coalesce(quote_literal(embedder), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('async', 'sync') THEN
+        RAISE EXCEPTION 'rag.create_pipeline: mode must be ''async'' or ''sync'', got %',
+            coalesce(quote_literal(mode), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    chunker_error := rag._chunker_error(coalesce(chunker, '{}'::jsonb));
+    IF chunker_error IS NOT NULL THEN
+        RAISE EXCEPTION 'rag.create_pipeline: %', chunker_error
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+
+    SELECT
+        array_agg(a.attname::text ORDER BY k.ord),
+        array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
+    INTO key_columns, key_types
+    FROM pg_index AS i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, ord)
+    INNER JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    WHERE i.indrelid = source AND i.indisprimary;
+    IF key_columns IS NULL THEN
+        RAISE EXCEPTION 'rag.create_pipeline: table % has no primary key; chunks are tied '
+            'to their row by it', source
+            USING errcode = 'invalid_table_definition';
+    END IF;
+    IF cardinality(key_columns) = 1 THEN
+        key_sql := format('(s.%I)::text', key_columns[1]);
+        key_join_sql := format('s.%I = k.document_id::%s', key_columns[1], key_types[1]);
+    ELSE
+        SELECT
+            format('jsonb_build_array(%s)::text', string_agg(format('s.%I', c), ', ' ORDER BY n)),
+            format('(%s) = (%s)',
+                string_agg(format('s.%I', c), ', ' ORDER BY n),
+                string_agg(format('(k.document_id::jsonb ->> %s)::%s', n - 1, key_types[n]), ', '
+                    ORDER BY n))
+        INTO key_sql, key_join_sql
+        FROM unnest(key_columns) WITH ORDINALITY AS u (c, n);
+    END IF;
+
+    IF title IS NOT NULL THEN
+        title_sql := format('coalesce((%s)::text, '''')',
+            rag._column_sql(source, title, 'title', false));
+    END IF;
+    IF metadata IS NOT NULL AND cardinality(metadata) > 0 THEN
+        SELECT format('jsonb_build_object(%s)', string_agg(
+            format('%L, %s', m, rag._column_sql(source, m, 'metadata', false)), ', '
+        ))
+        INTO metadata_sql
+        FROM unnest(metadata) AS m;
+    END IF;
+
+    INSERT INTO rag.pipelines (
+        name, source, mode, key_sql, key_join_sql, content_sql, title_sql, metadata_sql,
+        chunker, embedder, embedding_model, dimensions
+    )
+    VALUES (
+        name, source, mode, key_sql, key_join_sql, content_sql, title_sql, metadata_sql,
+        coalesce(chunker, '{}'::jsonb), e.name, e.model, e.dimensions
+    );
+    INSERT INTO rag.pipeline_stats (pipeline) VALUES (name);
+    PERFORM rag._create_store(name, 1, e.dimensions);
+    PERFORM rag._point_view(name);
+
+    PERFORM rag._install_capture(name);
+    -- Backfill: every existing row is queued, whatever the mode.
+    EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s), false) FROM %s AS s',
+        name, key_sql, source);
+END;
+$$;
+
+-- rag.create_pipeline(name, source, content, ...): keeps the chunks and embeddings of every
+-- row of `source` fresh. content is a column name or an SQL expression over the row's
+-- columns (e.g. 'subject || E''\n\n'' || body'); title and metadata name columns. Creates
+-- the chunk table rag.<name>_chunks_1 with its HNSW index, the view rag.<name>_chunks, the
+-- triggers, and queues every existing row. mode 'async' (default): writes only enqueue, and
+-- `pgask worker` or CALL rag.process_queue() embeds; 'sync': the trigger embeds in the
+-- writer's transaction (fast local models only), queueing instead if the embedder fails.
+CREATE OR REPLACE FUNCTION rag.create_pipeline(
+    name text,
+    source regclass,
+    content text,
+    title text DEFAULT NULL,
+    metadata text[] DEFAULT NULL,
+    chunker jsonb DEFAULT '{}'::jsonb,
+    embedder text DEFAULT 'local',
+    mode text DEFAULT 'async'
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    content_sql text;
+    content_type text;
+BEGIN
+    PERFORM rag._require_admin('rag.create_pipeline');
+    IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'rag.create_pipeline: name must be a lowercase identifier (a-z, 0-9, _; '
+            'at most 40 characters), got %', coalesce(quote_literal(name), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM rag.pipelines AS p WHERE p.name = create_pipeline.name) THEN
+        RAISE EXCEPTION 'rag.create_pipeline: pipeline % already exists '
+            '(rag.alter_pipeline changes it; rag.drop_pipeline removes it)', name
+            USING errcode = 'duplicate_object';
+    END IF;
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'rag.create_pipeline: source must be a table'
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT relkind FROM pg_class WHERE oid = source) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'rag.create_pipeline: source % is not a table', source
+            USING errcode = 'wrong_object_type';
+    END IF;
+    IF content IS NULL OR btrim(content) = '' THEN
+        RAISE EXCEPTION 'rag.create_pipeline: content must name a column or be an SQL '
+            'expression over the columns of %', source
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = source AND attname = content AND attnum > 0 AND NOT attisdropped
+    ) THEN
+        content_sql := rag._column_sql(source, content, 'content', true);
+    ELSE
+        content_type := rag._expression_type(source, format('(%s)', content));
+        IF content_type NOT IN ('text', 'character varying', 'character') THEN
+            RAISE EXCEPTION 'rag.create_pipeline: content expression % must give text, '
+                'not %', content, content_type
+                USING errcode = 'datatype_mismatch';
+        END IF;
+        content_sql := format('(%s)', content);
+    END IF;
+    PERFORM rag._create_pipeline(name, source, content_sql, title, metadata, chunker,
+        embedder, mode);
+END;
+$$;
+
+-- rag.create_pipeline(name, source, content text[], ...): content from several columns,
+-- joined with blank lines (NULL columns skipped).
+CREATE OR REPLACE FUNCTION rag.create_pipeline(
+    name text,
+    source regclass,
+    content text[],
+    title text DEFAULT NULL,
+    metadata text[] DEFAULT NULL,
+    chunker jsonb DEFAULT '{}'::jsonb,
+    embedder text DEFAULT 'local',
+    mode text DEFAULT 'async'
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    content_sql text;
+BEGIN
+    IF content IS NULL OR cardinality(content) = 0 THEN
+        RAISE EXCEPTION 'rag.create_pipeline: content must name at least one column'
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF cardinality(content) = 1 THEN
+        PERFORM rag.create_pipeline(name, source, content[1], title, metadata, chunker,
+            embedder, mode);
+        RETURN;
+    END IF;
+    PERFORM rag._require_admin('rag.create_pipeline');
+    SELECT format('concat_ws(E''\n\n'', %s)', string_agg(
+        rag._column_sql(source, c, 'content', true), ', ' ORDER BY n
+    ))
+    INTO content_sql
+    FROM unnest(content) WITH ORDINALITY AS u (c, n);
+    PERFORM rag.create_pipeline(name, source, '(' || content_sql || ')', title, metadata,
+        chunker, embedder, mode);
+END;
+$$;
+
+-- rag._pipeline(name): the pipeline's row, or a clear error naming the known pipelines.
+CREATE OR REPLACE FUNCTION rag._pipeline(pipeline_name text, caller text)
+RETURNS rag.pipelines
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines;
+BEGIN
+    SELECT * INTO p FROM rag.pipelines WHERE name = pipeline_name;
+    IF NOT found THEN
+        RAISE EXCEPTION '%: pipeline % does not exist (known: %)', caller,
+            coalesce(quote_literal(pipeline_name), 'NULL'),
+            coalesce((SELECT string_agg(name, ', ' ORDER BY name) FROM rag.pipelines), 'none')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    RETURN p;
+END;
+$$;
+
+-- rag._enqueue(pipeline, ids, process_now): records that these source rows need processing
+-- into every set being maintained (the active one and, during rag.reembed, the new one).
+-- A row already queued gets a new generation, so an older in-flight result is not taken
+-- as final. With process_now (sync mode) the rows are processed right away instead, and
+-- stay queued only if that fails.
+CREATE OR REPLACE FUNCTION rag._enqueue(pipeline text, ids text[], process_now boolean)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._enqueue');
+BEGIN
+    IF ids IS NULL OR cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id)
+    SELECT p.name, sets.embedding_set, i.document_id
+    FROM unnest(ids) AS i (document_id)
+    CROSS JOIN unnest(ARRAY[p.active_set, p.building_set]) AS sets (embedding_set)
+    WHERE sets.embedding_set IS NOT NULL
+    ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
+        SET generation = q.generation + 1, status = 'pending', attempts = 0,
+        not_before = now(), enqueued_at = now(), last_error = NULL;
+    IF process_now THEN
+        PERFORM rag._process_now(p.name, ids);
+    ELSE
+        PERFORM pg_notify('rag_queue', p.name);
+    END IF;
+END;
+$$;
+
+-- rag._forget(pipeline, ids): source rows that are gone lose their chunks and queue entries,
+-- in the deleting transaction.
+CREATE OR REPLACE FUNCTION rag._forget(pipeline text, ids text[])
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._forget');
+    embedding_set integer;
+BEGIN
+    IF ids IS NULL OR cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
+        EXECUTE format('DELETE FROM rag.%I WHERE document_id = ANY($1)',
+            rag._store(p.name, embedding_set)) USING ids;
+    END LOOP;
+    DELETE FROM rag.queue AS q WHERE q.pipeline = p.name AND q.document_id = ANY(ids);
+END;
+$$;
+
+-- rag._truncate(pipeline): TRUNCATE of the source empties the chunk tables and the queue.
+CREATE OR REPLACE FUNCTION rag._truncate(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._truncate');
+    embedding_set integer;
+BEGIN
+    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
+        EXECUTE format('TRUNCATE rag.%I', rag._store(p.name, embedding_set));
+    END LOOP;
+    DELETE FROM rag.queue AS q WHERE q.pipeline = p.name;
+END;
+$$;
+
+-- rag._capture_truncate(): the TRUNCATE trigger of every pipeline's source table.
+CREATE OR REPLACE FUNCTION rag._capture_truncate()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._truncate(tg_argv[0]);
+    RETURN NULL;
+END;
+$$;
+
+-- rag._install_capture(pipeline): (re)creates the pipeline's triggers and the functions they
+-- call. The functions are generated with the pipeline's SQL fragments written in, so their
+-- plans are cached per connection: a write pays one INSERT into rag.queue, not a dynamic
+-- query (see `make bench`). They only record which rows changed: inserted rows; updated rows
+-- whose content, title or metadata changed (an UPDATE of other columns records nothing);
+-- deleted rows, whose chunks go at once. Re-run at every install and rag.alter_pipeline.
+CREATE OR REPLACE FUNCTION rag._install_capture(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._install_capture');
+    prefix text := 'pgask_' || p.name;
+    record_changes text;
+    row_sql text;
+    body text := 'CREATE OR REPLACE FUNCTION rag.%I() RETURNS trigger LANGUAGE plpgsql'
+        ' SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $body$'
+        ' DECLARE changed text[]; removed text[]; BEGIN %s RETURN NULL; END; $body$';
+BEGIN
+    -- What every function does with the keys in `changed`: queue them for each embedding set
+    -- being maintained (written in; rag.reembed and its switch regenerate the functions).
+    record_changes := format(
+        'IF cardinality(changed) > 0 THEN'
+        ' INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id)'
+        ' SELECT %1$L, sets.embedding_set, ids.document_id FROM unnest(changed) AS ids'
+        ' (document_id) CROSS JOIN unnest(%3$L::integer[]) AS sets (embedding_set)'
+        ' ON CONFLICT ON CONSTRAINT queue_job_key'
+        ' DO UPDATE SET generation = q.generation + 1, status = ''pending'', attempts = 0,'
+        ' not_before = now(), enqueued_at = now(), last_error = NULL; %2$s END IF;',
+        p.name,
+        CASE WHEN p.mode = 'sync' THEN format('PERFORM rag._process_now(%L, changed);', p.name)
+            ELSE format('PERFORM pg_notify(''rag_queue'', %L);', p.name) END,
+        array_remove(ARRAY[p.active_set, p.building_set], NULL)
+    );
+    row_sql := format('SELECT %s AS k, %s AS c, %s AS t, %s AS m FROM %%s AS s', p.key_sql,
+        p.content_sql, p.title_sql, p.metadata_sql);
+
+    EXECUTE format(body, prefix || '_insert', format(
+        'changed := ARRAY(SELECT %s FROM new_rows AS s); %s', p.key_sql, record_changes));
+    EXECUTE format(body, prefix || '_update', format(
+        'changed := ARRAY(SELECT n.k FROM (%1$s) AS n LEFT JOIN (%2$s) AS o ON o.k = n.k'
+        ' WHERE o.k IS NULL OR (n.c, n.t, n.m) IS DISTINCT FROM (o.c, o.t, o.m));'
+        ' removed := ARRAY(SELECT o.k FROM (%2$s) AS o WHERE o.k NOT IN'
+        ' (SELECT n.k FROM (%1$s) AS n));'
+        ' IF cardinality(removed) > 0 THEN PERFORM rag._forget(%3$L, removed); END IF; %4$s',
+        format(row_sql, 'new_rows'), format(row_sql, 'old_rows'), p.name, record_changes));
+    EXECUTE format(body, prefix || '_delete', format(
+        'PERFORM rag._forget(%L, ARRAY(SELECT %s FROM old_rows AS s));', p.name, p.key_sql));
+
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_insert', p.source);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_update', p.source);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_delete', p.source);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_truncate', p.source);
+    EXECUTE format(
+        'CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag.%I()',
+        prefix || '_insert', p.source, prefix || '_insert'
+    );
+    EXECUTE format(
+        'CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows'
+        ' NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rag.%I()',
+        prefix || '_update', p.source, prefix || '_update'
+    );
+    EXECUTE format(
+        'CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag.%I()',
+        prefix || '_delete', p.source, prefix || '_delete'
+    );
+    EXECUTE format(
+        'CREATE TRIGGER %I AFTER TRUNCATE ON %s'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag._capture_truncate(%L)',
+        prefix || '_truncate', p.source, p.name
+    );
+END;
+$$;
+
+-- rag._chunker_error(config): NULL when a chunker configuration is valid, else why not.
+CREATE OR REPLACE FUNCTION rag._chunker_error(config jsonb)
+RETURNS text
+LANGUAGE plpython3u
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+if "pgask_version" not in GD:
+    plpy.execute("SELECT rag._python_init()")
+from pgask import sqlbridge
+return sqlbridge.chunker_error(config)
+$$;
+
+-- rag._process_now(pipeline, ids): sync mode's processing inside the writer's transaction.
+CREATE OR REPLACE FUNCTION rag._process_now(pipeline text, ids text[])
+RETURNS void
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+if "pgask_version" not in GD:
+    plpy.execute("SELECT rag._python_init()")
+from pgask import queue
+queue.process_now(plpy, pipeline, ids)
+$$;
+
+-- rag._process_queue(...): the PL/Python implementation behind rag.process_queue.
+CREATE OR REPLACE PROCEDURE rag._process_queue(
+    pipeline text,
+    batch_size integer,
+    max_seconds double precision,
+    lease_seconds double precision,
+    INOUT processed bigint DEFAULT NULL
+)
+LANGUAGE plpython3u
+AS $$
+if "pgask_version" not in GD:
+    plpy.execute("SELECT rag._python_init()")
+from pgask import queue
+return (queue.process_queue(plpy, pipeline, batch_size, max_seconds, lease_seconds),)
+$$;
+
+-- rag.process_queue(pipeline, batch_size, max_seconds, lease_seconds): claims queued rows
+-- with a lease (FOR UPDATE SKIP LOCKED, so workers never share a row), commits, chunks and
+-- embeds them (reusing the vectors of chunks whose text is unchanged), and writes the result
+-- only if the source row still holds the content that was embedded; commits; repeats until
+-- the queue is empty or max_seconds have passed. Failures are retried with exponential
+-- backoff and jitter, then kept as dead letters (rag.dead_letters). `processed` returns the
+-- rows finished. Call it outside an explicit transaction: CALL rag.process_queue();
+-- (No SET search_path here: a procedure with one cannot commit.)
+CREATE OR REPLACE PROCEDURE rag.process_queue(
+    pipeline text DEFAULT NULL,
+    batch_size integer DEFAULT 32,
+    max_seconds double precision DEFAULT 60,
+    lease_seconds double precision DEFAULT 300,
+    INOUT processed bigint DEFAULT NULL
+)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF pipeline IS NOT NULL THEN
+        PERFORM rag._pipeline(pipeline, 'rag.process_queue');
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 OR batch_size > 10000 THEN
+        RAISE EXCEPTION 'rag.process_queue: batch_size must be between 1 and 10000, got %',
+            coalesce(batch_size::text, 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF max_seconds IS NULL OR max_seconds < 0 THEN
+        RAISE EXCEPTION 'rag.process_queue: max_seconds must be >= 0, got %',
+            coalesce(max_seconds::text, 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF lease_seconds IS NULL OR lease_seconds <= 0 THEN
+        RAISE EXCEPTION 'rag.process_queue: lease_seconds must be > 0, got %',
+            coalesce(lease_seconds::text, 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    CALL rag._process_queue(pipeline, batch_size, max_seconds, lease_seconds, processed);
+END;
+$$;
+
+-- rag._switch_set(pipeline): makes a finished rag.reembed set the active one and drops the
+-- old chunk table, in one transaction; a no-op if rows of the new set are still queued.
+CREATE OR REPLACE FUNCTION rag._switch_set(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines;
+    e rag.embedders;
+BEGIN
+    SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline FOR UPDATE;
+    IF p.building_set IS NULL OR EXISTS (
+        SELECT 1 FROM rag.queue AS q
+        WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
+    ) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO e FROM rag.embedders AS x WHERE x.name = p.building_embedder;
+    UPDATE rag.pipelines AS x SET
+        active_set = p.building_set, embedder = e.name, embedding_model = e.model,
+        dimensions = e.dimensions, building_set = NULL, building_embedder = NULL
+    WHERE x.name = p.name;
+    PERFORM rag._point_view(p.name);
+    PERFORM rag._install_capture(p.name);
+    EXECUTE format('DROP TABLE rag.%I', rag._store(p.name, p.active_set));
+    DELETE FROM rag.queue AS q WHERE q.pipeline = p.name AND q.embedding_set = p.active_set;
+END;
+$$;
+
+-- rag.drop_pipeline(name): removes a pipeline: triggers, chunk tables, view, queue.
+CREATE OR REPLACE FUNCTION rag.drop_pipeline(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(name, 'rag.drop_pipeline');
+    suffix text;
+    embedding_set integer;
+BEGIN
+    PERFORM rag._require_admin('rag.drop_pipeline');
+    FOREACH suffix IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgask_' || p.name || '_' || suffix,
+            p.source);
+        EXECUTE format('DROP FUNCTION IF EXISTS rag.%I()', 'pgask_' || p.name || '_' || suffix);
+    END LOOP;
+    EXECUTE format('DROP VIEW IF EXISTS rag.%I', p.name || '_chunks');
+    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
+        EXECUTE format('DROP TABLE IF EXISTS rag.%I', rag._store(p.name, embedding_set));
+    END LOOP;
+    DELETE FROM rag.pipelines AS x WHERE x.name = p.name;
+END;
+$$;
+
+-- rag.alter_pipeline(name, chunker, metadata, mode, max_attempts, retry_base_seconds,
+-- retry_max_seconds): changes a pipeline without dropping it (NULL keeps a setting). A new
+-- chunker or metadata re-queues every row: chunks are rebuilt in the
+-- background while the old ones keep answering, and chunks whose text is unchanged keep
+-- their vectors (no embedding cost).
+CREATE OR REPLACE FUNCTION rag.alter_pipeline(
+    name text,
+    chunker jsonb DEFAULT NULL,
+    metadata text[] DEFAULT NULL,
+    mode text DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_base_seconds double precision DEFAULT NULL,
+    retry_max_seconds double precision DEFAULT NULL
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(name, 'rag.alter_pipeline');
+    chunker_error text;
+    new_metadata_sql text;
+BEGIN
+    PERFORM rag._require_admin('rag.alter_pipeline');
+    IF mode IS NOT NULL AND mode NOT IN ('async', 'sync') THEN
+        RAISE EXCEPTION 'rag.alter_pipeline: mode must be ''async'' or ''sync'', got %',
+            quote_literal(mode)
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF max_attempts IS NOT NULL AND max_attempts < 1 THEN
+        RAISE EXCEPTION 'rag.alter_pipeline: max_attempts must be >= 1, got %', max_attempts
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF retry_base_seconds < 0 OR retry_max_seconds < 0 THEN
+        RAISE EXCEPTION 'rag.alter_pipeline: retry_base_seconds and retry_max_seconds must be '
+            '>= 0, got % and %', retry_base_seconds, retry_max_seconds
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF chunker IS NOT NULL THEN
+        chunker_error := rag._chunker_error(chunker);
+        IF chunker_error IS NOT NULL THEN
+            RAISE EXCEPTION 'rag.alter_pipeline: %', chunker_error
+                USING errcode = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    IF metadata IS NOT NULL THEN
+        SELECT coalesce(format('jsonb_build_object(%s)', string_agg(
+            format('%L, %s', m, rag._column_sql(p.source, m, 'metadata', false)), ', '
+        )), '''{}''::jsonb')
+        INTO new_metadata_sql
+        FROM unnest(metadata) AS m;
+    END IF;
+    UPDATE rag.pipelines AS x SET
+        chunker = coalesce(alter_pipeline.chunker, x.chunker),
+        metadata_sql = coalesce(new_metadata_sql, x.metadata_sql),
+        mode = coalesce(alter_pipeline.mode, x.mode),
+        max_attempts = coalesce(alter_pipeline.max_attempts, x.max_attempts),
+        retry_base_seconds = coalesce(alter_pipeline.retry_base_seconds, x.retry_base_seconds),
+        retry_max_seconds = coalesce(alter_pipeline.retry_max_seconds, x.retry_max_seconds)
+    WHERE x.name = p.name;
+    PERFORM rag._install_capture(p.name);
+    IF (chunker IS NOT NULL AND chunker IS DISTINCT FROM p.chunker)
+        OR (new_metadata_sql IS NOT NULL AND new_metadata_sql IS DISTINCT FROM p.metadata_sql) THEN
+        EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s), false) FROM %s AS s',
+            p.name, p.key_sql, p.source);
+    END IF;
+END;
+$$;
+
+-- rag.reembed(pipeline, embedder): switches a pipeline to another embedder without downtime.
+-- A new chunk table is filled in the background (rag.process_queue) while queries keep using
+-- the current one; when the last row is embedded, the pipeline switches atomically and the
+-- old table is dropped. rag.pipeline_status shows the progress.
+CREATE OR REPLACE FUNCTION rag.reembed(pipeline text, embedder text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag.reembed');
+    e rag.embedders;
+    new_set integer;
+BEGIN
+    PERFORM rag._require_admin('rag.reembed');
+    SELECT * INTO e FROM rag.embedders AS x WHERE x.name = reembed.embedder;
+    IF NOT found THEN
+        RAISE EXCEPTION 'rag.reembed: embedder % is not registered (see rag.create_embedder)',
+            coalesce(quote_literal(embedder), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF p.building_set IS NOT NULL THEN
+        RAISE EXCEPTION 'rag.reembed: pipeline % is already being re-embedded with %',
+            p.name, p.building_embedder
+            USING errcode = 'object_in_use';
+    END IF;
+    IF e.name = p.embedder THEN
+        RAISE EXCEPTION 'rag.reembed: pipeline % already uses embedder %', p.name, e.name
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    new_set := p.active_set + 1;
+    PERFORM rag._create_store(p.name, new_set, e.dimensions);
+    UPDATE rag.pipelines AS x SET building_set = new_set, building_embedder = e.name
+    WHERE x.name = p.name;
+    PERFORM rag._install_capture(p.name);
+    EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s), false) FROM %s AS s',
+        p.name, p.key_sql, p.source);
+    -- Rows already queued for the active set were queued for the new set too; a table with
+    -- no rows switches on the next rag.process_queue.
+END;
+$$;
+
+-- rag.retry_failed(pipeline): puts dead-lettered rows back in the queue (all pipelines when
+-- NULL); returns how many.
+CREATE OR REPLACE FUNCTION rag.retry_failed(pipeline text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    retried bigint;
+BEGIN
+    IF pipeline IS NOT NULL THEN
+        PERFORM rag._pipeline(pipeline, 'rag.retry_failed');
+    END IF;
+    UPDATE rag.queue AS q
+    SET status = 'pending', attempts = 0, not_before = now(), leased_until = NULL
+    WHERE q.status = 'failed' AND (retry_failed.pipeline IS NULL OR q.pipeline = retry_failed.pipeline);
+    GET DIAGNOSTICS retried = ROW_COUNT;
+    PERFORM pg_notify('rag_queue', coalesce(pipeline, ''));
+    RETURN retried;
+END;
+$$;
+
+-- rag.pipeline_status: one row per pipeline. pending: waiting (or backing off); leased: being
+-- processed now; failed: dead letters; done: rows finished since creation; lag_seconds: age
+-- of the oldest pending row; reembed_remaining: rows left before a rag.reembed switches.
+CREATE OR REPLACE VIEW rag.pipeline_status AS
+SELECT
+    p.name AS pipeline,
+    p.source::text AS source,
+    p.mode,
+    p.embedder,
+    p.embedding_model,
+    p.dimensions,
+    coalesce(st.done, 0) AS done,
+    coalesce(st.chunks_embedded, 0) AS chunks_embedded,
+    coalesce(st.chunks_reused, 0) AS chunks_reused,
+    coalesce(st.stale_discarded, 0) AS stale_discarded,
+    st.last_done_at,
+    p.building_embedder AS reembedding_to,
+    (
+        SELECT count(*) FROM rag.queue AS q
+        WHERE
+            q.pipeline = p.name AND q.status = 'pending'
+            AND (q.leased_until IS NULL OR q.leased_until < now())
+    ) AS pending,
+    (
+        SELECT count(*) FROM rag.queue AS q
+        WHERE q.pipeline = p.name AND q.status = 'pending' AND q.leased_until >= now()
+    ) AS leased,
+    (
+        SELECT count(*) FROM rag.queue AS q
+        WHERE q.pipeline = p.name AND q.status = 'failed'
+    ) AS failed,
+    (
+        SELECT extract(EPOCH FROM now() - min(q.enqueued_at)) FROM rag.queue AS q
+        WHERE q.pipeline = p.name AND q.status = 'pending'
+    ) AS lag_seconds,
+    (
+        SELECT q.last_error FROM rag.queue AS q
+        WHERE q.pipeline = p.name AND q.last_error IS NOT NULL
+        ORDER BY q.last_attempt_at DESC NULLS LAST LIMIT 1
+    ) AS last_error,
+    (
+        SELECT count(*) FROM rag.queue AS q
+        WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
+    ) AS reembed_remaining
+FROM rag.pipelines AS p
+LEFT JOIN rag.pipeline_stats AS st ON p.name = st.pipeline;
+
+-- rag.dead_letters: rows that failed max_attempts times (or with an error that retrying
+-- cannot fix), with the last error. rag.retry_failed() queues them again.
+CREATE OR REPLACE VIEW rag.dead_letters AS
+SELECT
+    q.pipeline,
+    q.document_id,
+    q.embedding_set,
+    q.attempts,
+    q.last_error,
+    q.last_attempt_at,
+    q.enqueued_at
+FROM rag.queue AS q
+WHERE q.status = 'failed';
+
+-- Every install regenerates the capture functions, so a new version's trigger logic reaches
+-- existing pipelines.
+DO $$
+BEGIN
+    PERFORM rag._install_capture(name) FROM rag.pipelines;
+END;
+$$;

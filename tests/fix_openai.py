@@ -1,0 +1,76 @@
+"""A real OpenAI-compatible embeddings server on 127.0.0.1 (tests/openai_server.py), started
+once per session; each test gets it with no faults scheduled and an empty log."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class EmbeddingServer:
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
+                                         method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def fail_next(self, *faults: dict) -> None:
+        """Schedules faults: {"status": 500}, {"status": 429, "retry_after": 2},
+        {"delay": 3}; "times": n repeats one."""
+        self._call("POST", "/_faults", {"faults": list(faults)})
+
+    def reset(self) -> None:
+        self._call("POST", "/_faults", {"faults": [], "reset_log": True})
+
+    def embedded_inputs(self) -> list[str]:
+        return self._call("GET", "/_log")["inputs"]
+
+    def requests(self) -> int:
+        return self._call("GET", "/_log")["requests"]
+
+
+@pytest.fixture(scope="session")
+def _embedding_server_process():
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent / "python" / "src"))
+    process = subprocess.Popen([sys.executable, str(HERE / "openai_server.py"), "--port",
+                                str(port)], stdout=subprocess.PIPE, env=env, text=True)
+    ready = process.stdout.readline().strip()
+    if ready != "ready":
+        process.kill()
+        raise RuntimeError(f"the embeddings server did not start: {ready!r}")
+    yield EmbeddingServer(port)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def embedding_server(_embedding_server_process) -> EmbeddingServer:
+    _embedding_server_process.reset()
+    yield _embedding_server_process
+    _embedding_server_process.reset()
