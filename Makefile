@@ -8,8 +8,11 @@ MANUAL := /usr/share/doc/postgresql-doc-15/html
 # of the PostgreSQL 15 manual (Debian's postgresql-doc-15): 214 pages.
 DEMO_PAGES = $(wildcard $(MANUAL)/sql-*.html $(MANUAL)/indexes*.html $(MANUAL)/textsearch*.html)
 DEMO_QUESTION ?= How do I create a B-tree index on two columns?
+# Optional evaluation inputs (not part of the product; present beside the checkout in CI).
+EVAL_DATASET ?= ../shared/data/scifact
+EVAL_SQUAD ?= ../shared/data/squad2/dev-part-a.json
 
-.PHONY: help setup db db-stop install demo test test-fast lint bench clean
+.PHONY: help setup db db-stop install demo test test-fast lint bench eval clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,6 +48,12 @@ lint:  ## ruff and sqlfluff
 
 bench: db  ## speed figures next to same-run baselines (writes BENCHMARKS.md, bench-results.json)
 	$(PGASK) bench --json bench-results.json --markdown BENCHMARKS.md
+
+eval: install  ## retrieval quality (BEIR: nDCG@10, recall@k, MRR) and answer quality (SQuAD 2.0)
+	@test -d "$(EVAL_DATASET)" || { echo "no BEIR dataset at $(EVAL_DATASET): set EVAL_DATASET=DIR"; exit 1; }
+	$(PGASK) eval --dataset "$(EVAL_DATASET)"
+	@if [ -f "$(EVAL_SQUAD)" ]; then $(PGASK) eval-answers --squad "$(EVAL_SQUAD)"; \
+	else echo "no SQuAD file at $(EVAL_SQUAD): answer quality skipped (set EVAL_SQUAD=FILE)"; fi
 
 clean:  ## stop the local cluster and remove it and the virtual environment
 	-$(PGASK) db stop

@@ -1,5 +1,7 @@
 -- rag._answer(...): the PL/Python implementation behind rag.answer; call rag.answer instead.
-CREATE OR REPLACE FUNCTION rag._answer(question text, k integer)
+DROP FUNCTION IF EXISTS rag._answer(text, integer);
+DROP FUNCTION IF EXISTS rag.answer(text, integer);
+CREATE OR REPLACE FUNCTION rag._answer(question text, k integer, pipeline text)
 RETURNS jsonb
 LANGUAGE plpython3u
 STABLE
@@ -9,15 +11,17 @@ AS $$
 if "pgask_version" not in GD:
     plpy.execute("SELECT rag._python_init()")
 from pgask import sqlbridge
-return sqlbridge.answer(plpy, question, k)
+return sqlbridge.answer(plpy, question, k, pipeline)
 $$;
 
--- rag.answer(question, k): answers from the k best chunks and returns
+-- rag.answer(question, k, pipeline): answers from the k best chunks of a pipeline and returns
 -- {question, answer, mode: extractive|no_answer, citations: [{n, chunk_id, document_id,
 -- title, source, chunk, span}], model, best_similarity, retrieved, version}.
 -- With no LLM configured the answer is extractive: retrieved sentences only, each with [n].
 -- Logic: pgask/answering/.
-CREATE OR REPLACE FUNCTION rag.answer(question text, k integer DEFAULT 5)
+CREATE OR REPLACE FUNCTION rag.answer(
+    question text, k integer DEFAULT 5, pipeline text DEFAULT 'documents'
+)
 RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
@@ -33,7 +37,8 @@ BEGIN
         RAISE EXCEPTION 'rag.answer: k must be between 1 and 1000, got %', coalesce(k::text, 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
-    RETURN rag._answer(question, k);
+    PERFORM rag._pipeline(pipeline, 'rag.answer');
+    RETURN rag._answer(question, k, pipeline);
 END;
 $$;
 

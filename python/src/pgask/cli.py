@@ -8,6 +8,7 @@ import sys
 import time
 
 from pgask.bench import add_bench_parser
+from pgask.eval_run import add_eval_parsers
 from pgask.ingest import add_ingest_parser
 from pgask.localdb import database_url
 
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve_embeddings)
 
     add_bench_parser(sub, lambda args: args.database_url or database_url())
+    add_eval_parsers(sub, _connect)
     return parser
 
 
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         from pgask.install import InstallError
         from pgask.localdb import LocalDbError
 
-        if isinstance(exc, InstallError | LocalDbError | psycopg.Error):
+        if isinstance(exc, InstallError | LocalDbError | psycopg.Error | ValueError):
             print(f"pgask {args.command}: {str(exc).strip()}", file=sys.stderr)
             return EXIT_FAILED
         raise

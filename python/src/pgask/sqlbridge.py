@@ -64,17 +64,23 @@ def embed_with(plpy, content, embedder):
     return vector, None
 
 
-_SEARCH = ("SELECT s.chunk_id, s.document_id, s.title, s.source, s.content, s.score,"
-           " c.ordinal, c.char_start FROM rag.search($1, $2, 'documents') s"
-           " JOIN rag.documents_chunks c ON c.id = s.chunk_id ORDER BY s.score DESC")
 _plans: dict[str, object] = {}
 
 
-def answer(plpy, question, k):
+def _search_plan(plpy, pipeline: str):
+    """rag.search joined to the pipeline's chunks for their offsets, prepared once."""
+    if pipeline not in _plans:
+        chunks = plpy.quote_ident(f"{pipeline}_chunks")
+        _plans[pipeline] = plpy.prepare(
+            "SELECT s.chunk_id, s.document_id, s.title, s.source, s.content, s.score,"
+            f" c.ordinal, c.char_start FROM rag.search($1, $2, $3) s JOIN rag.{chunks} c"
+            " ON c.id = s.chunk_id ORDER BY s.score DESC", ["text", "integer", "text"])
+    return _plans[pipeline]
+
+
+def answer(plpy, question, k, pipeline):
     """rag.answer: retrieve k chunks, answer extractively, return the result as JSON text."""
-    if "search" not in _plans:
-        _plans["search"] = plpy.prepare(_SEARCH, ["text", "integer"])
-    rows = plpy.execute(_plans["search"], [question, k])
+    rows = plpy.execute(_search_plan(plpy, pipeline), [question, k, pipeline])
     passages = [Passage(r["chunk_id"], r["document_id"], r["title"], r["source"], r["content"],
                         r["char_start"], r["ordinal"], r["score"]) for r in rows]
     embedder = get_local_embedder()

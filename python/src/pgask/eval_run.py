@@ -1,0 +1,253 @@
+"""`pgask eval` and `pgask eval-answers`: run a data set through the real pipeline and search.
+
+The corpus is loaded into a table of schema rag_eval and embedded by a pipeline named after a
+hash of the corpus, the chunker settings and the embedder, so a second run with the same three
+re-uses it without embedding anything. Every query goes through rag.search (rag.answer for
+answers), exactly as a user's would. Results are printed and kept in rag.eval_runs and
+rag.eval_results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from pgask.evaluation import (
+    RETRIEVAL_METRICS,
+    default_split,
+    documents_in_order,
+    evaluate_run,
+    exact_match,
+    f1_score,
+    load_beir,
+    load_squad,
+)
+from pgask.worker import backfill
+
+SCHEMA = "rag_eval"
+MODES = ("vector",)
+DEFAULT_DEPTH = 200  # chunks per query: enough distinct documents for recall@100
+
+
+def _bar(total: int, desc: str, enabled: bool, unit: str = "query"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def corpus_pipeline(conn: psycopg.Connection, label: str, digest: str,
+                    rows: list[tuple[str, str, str]], chunker: dict, embedder: str,
+                    progress: bool) -> str:
+    """The pipeline holding `rows` (id, title, text) embedded with these settings; created and
+    embedded on first use, resumed if a previous run was interrupted."""
+    key = hashlib.sha256(json.dumps([digest, chunker, embedder], sort_keys=True).encode()
+                         ).hexdigest()[:10]
+    name = f"eval_{key}"
+    table = sql.Identifier(SCHEMA, f"corpus_{key}")
+    exists = conn.execute("SELECT 1 FROM rag.pipelines WHERE name = %s", (name,)).fetchone()
+    if not exists:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        with conn.transaction():
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            conn.execute(sql.SQL("CREATE TABLE {} (id text PRIMARY KEY, title text NOT NULL,"
+                                 " body text NOT NULL)").format(table))
+            with conn.cursor().copy(sql.SQL("COPY {} (id, title, body) FROM STDIN").format(
+                    table)) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.execute("SELECT rag.create_pipeline(%s, %s, 'body', title => 'title',"
+                         " chunker => %s, embedder => %s)",
+                         (name, f"{SCHEMA}.corpus_{key}", json.dumps(chunker), embedder))
+        print(f"{label}: {len(rows)} documents loaded into {SCHEMA}.corpus_{key} "
+              f"(pipeline {name})", file=sys.stderr)
+    _, failed = backfill(conn, name, batch_size=32, lease_seconds=600, progress=progress)
+    if failed:
+        raise RuntimeError(f"{failed} documents of {label} could not be embedded: see "
+                           f"SELECT * FROM rag.dead_letters WHERE pipeline = '{name}'")
+    return name
+
+
+def _record(conn: psycopg.Connection, kind: str, dataset: str, split: str | None,
+            pipeline: str, chunker: dict, settings: dict, queries: int, seconds: float,
+            results: dict[str, dict[str, float]]) -> int:
+    (embedder,) = conn.execute("SELECT embedder FROM rag.pipelines WHERE name = %s",
+                               (pipeline,)).fetchone()
+    with conn.transaction():
+        (run_id,) = conn.execute(
+            "INSERT INTO rag.eval_runs (kind, dataset, split, pipeline, embedder, chunker,"
+            " settings, queries, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " RETURNING id",
+            (kind, dataset, split, pipeline, embedder, json.dumps(chunker),
+             json.dumps(settings), queries, seconds)).fetchone()
+        for mode, metrics in results.items():
+            for metric, value in metrics.items():
+                conn.execute("INSERT INTO rag.eval_results VALUES (%s, %s, %s, %s)",
+                             (run_id, mode, metric, value))
+    return run_id
+
+
+def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, chunker=None,
+                       embedder: str = "local", depth: int = DEFAULT_DEPTH,
+                       split: str | None = None, limit: int | None = None,
+                       progress: bool = True) -> dict:
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"--modes: {', '.join(unknown)} not available; rag.search supports "
+                         f"{', '.join(MODES)} (keyword and hybrid come with BM25 retrieval)")
+    split = split or default_split(Path(folder))
+    dataset = load_beir(folder, split)
+    chunker = chunker or {}
+    digest = hashlib.sha256((Path(folder) / "corpus.jsonl").read_bytes()).hexdigest()
+    rows = [(doc_id, title, text) for doc_id, (title, text) in dataset.corpus.items()]
+    pipeline = corpus_pipeline(conn, dataset.name, digest, rows, chunker, embedder, progress)
+
+    queries = [(q, dataset.queries[q]) for q in dataset.qrels if q in dataset.queries]
+    queries = queries[:limit] if limit else queries
+    # HNSW returns at most ef_search rows per scan: it must cover the depth asked for.
+    conn.execute(f"SET hnsw.ef_search = {max(40, min(depth, 1000))}")
+    started = time.monotonic()
+    results = {}
+    for mode in modes:
+        run = {}
+        bar = _bar(len(queries), f"{mode} search", progress)
+        for query_id, text in queries:
+            hits = conn.execute("SELECT document_id FROM rag.search(%s, %s, %s)",
+                                (text, depth, pipeline)).fetchall()
+            run[query_id] = documents_in_order(h[0] for h in hits)
+            bar.update(1)
+        bar.close()
+        results[mode] = evaluate_run(run, dataset.qrels)
+    seconds = time.monotonic() - started
+    settings = {"pipeline": pipeline, "chunker": chunker, "embedder": embedder,
+                "depth": depth, "split": split, "queries": len(queries)}
+    _record(conn, "retrieval", dataset.name, split, pipeline, chunker, settings, len(queries),
+            seconds, results)
+    return {"dataset": dataset.name, "results": results, "settings": settings}
+
+
+_MARKER = re.compile(r"\s*\[\d+\]")
+
+
+def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
+                    limit: int | None = None, progress: bool = True) -> dict:
+    """Exact match and F1 on answerable questions; how often unanswerable ones get
+    "I don't know" (mode no_answer), and how often answerable ones wrongly do."""
+    squad = load_squad(squad_file)
+    digest = hashlib.sha256(Path(squad_file).read_bytes()).hexdigest()
+    rows = [(cid, title, text) for cid, (title, text) in squad.contexts.items()]
+    pipeline = corpus_pipeline(conn, Path(squad_file).name, digest, rows, {}, "local", progress)
+    questions = squad.questions[:limit] if limit else squad.questions
+    em = f1 = refused_answerable = correct_refusals = answerable = 0
+    bar = _bar(len(questions), "answers", progress)
+    started = time.monotonic()
+    for q in questions:
+        (result,) = conn.execute("SELECT rag.answer(%s, %s, %s)",
+                                 (q.question, k, pipeline)).fetchone()
+        refused = result["mode"] == "no_answer"
+        if q.answers:
+            answerable += 1
+            refused_answerable += refused
+            if not refused:
+                text = _MARKER.sub("", result["answer"])
+                em += exact_match(text, q.answers)
+                f1 += f1_score(text, q.answers)
+        else:
+            correct_refusals += refused
+        bar.update(1)
+    bar.close()
+    unanswerable = len(questions) - answerable
+    metrics = {
+        "exact_match": em / answerable if answerable else 0.0,
+        "f1": f1 / answerable if answerable else 0.0,
+        "answered_rate": 1 - refused_answerable / answerable if answerable else 0.0,
+        "no_answer_accuracy": correct_refusals / unanswerable if unanswerable else 0.0,
+    }
+    settings = {"pipeline": pipeline, "k": k, "answerable": answerable,
+                "unanswerable": unanswerable}
+    _record(conn, "answers", Path(squad_file).name, None, pipeline, {}, settings,
+            len(questions), time.monotonic() - started, {"extractive": metrics})
+    return {"dataset": Path(squad_file).name, "results": {"extractive": metrics},
+            "settings": settings}
+
+
+def format_table(report: dict) -> str:
+    results = report["results"]
+    metrics = list(next(iter(results.values())))
+    lines = [f"{report['dataset']}  " + "  ".join(
+        f"{k}={v}" for k, v in report["settings"].items() if k in ("split", "queries", "depth",
+                                                                  "answerable", "unanswerable"))]
+    lines.append("mode".ljust(12) + "".join(m.rjust(20) for m in metrics))
+    for mode, values in results.items():
+        lines.append(mode.ljust(12) + "".join(f"{values[m]:20.4f}" for m in metrics))
+    return "\n".join(lines)
+
+
+def add_eval_parsers(sub, connect) -> None:
+    ev = sub.add_parser("eval", help="retrieval quality on a BEIR-format data set",
+                        description="Loads corpus.jsonl into a pipeline (embedded once, reused "
+                        "while corpus, chunker and embedder are unchanged), runs every judged "
+                        "query through rag.search and prints nDCG@10, recall@10, recall@100 "
+                        "and MRR@10. Results are also kept in rag.eval_runs/rag.eval_results "
+                        "(view rag.eval_summary).")
+    ev.add_argument("--dataset", required=True, metavar="DIR",
+                    help="folder with corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
+    ev.add_argument("--modes", default="vector",
+                    help=f"comma-separated search modes (available: {', '.join(MODES)})")
+    ev.add_argument("--chunker", default="{}", metavar="JSON",
+                    help='chunker settings, e.g. \'{"method": "tokens", "max_tokens": 128}\'')
+    ev.add_argument("--embedder", default="local", help="registered embedder (default local)")
+    ev.add_argument("--k", type=int, default=DEFAULT_DEPTH,
+                    help=f"chunks retrieved per query (default {DEFAULT_DEPTH}; documents are "
+                    "ranked by their best chunk)")
+    ev.add_argument("--split", help="qrels split (default: test, or the only one there is)")
+    ev.add_argument("--limit", type=int, help="only the first N judged queries")
+    ev.add_argument("--json", action="store_true", help="print the results as JSON")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    def eval_command(args) -> int:
+        try:
+            chunker = json.loads(args.chunker)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--chunker must be JSON: {exc.msg}") from None
+        if args.k < 10 or args.k > 1000:
+            raise ValueError(f"--k must be between 10 and 1000, got {args.k}")
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        with connect(args) as conn:
+            report = run_retrieval_eval(conn, args.dataset, modes=modes, chunker=chunker,
+                                        embedder=args.embedder, depth=args.k, split=args.split,
+                                        limit=args.limit, progress=not args.quiet)
+        print(json.dumps(report, indent=2) if args.json else format_table(report))
+        return 0
+
+    ev.set_defaults(func=eval_command)
+
+    ans = sub.add_parser("eval-answers", help="answer quality on a SQuAD 2.0 file",
+                         description="Loads the paragraphs into a pipeline, asks every question "
+                         "through rag.answer and prints exact match and F1 on answerable "
+                         "questions, the share of them answered, and how often unanswerable "
+                         "ones get \"I don't know\".")
+    ans.add_argument("--squad", required=True, metavar="FILE", help="SQuAD 2.0 JSON file")
+    ans.add_argument("--k", type=int, default=5, help="chunks per answer (default 5)")
+    ans.add_argument("--limit", type=int, help="only the first N questions")
+    ans.add_argument("--json", action="store_true", help="print the results as JSON")
+    ans.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    def answers_command(args) -> int:
+        with connect(args) as conn:
+            report = run_answer_eval(conn, args.squad, k=args.k, limit=args.limit,
+                                     progress=not args.quiet)
+        print(json.dumps(report, indent=2) if args.json else format_table(report))
+        return 0
+
+    ans.set_defaults(func=answers_command)
+
+
+__all__ = ["RETRIEVAL_METRICS", "add_eval_parsers", "run_answer_eval", "run_retrieval_eval"]
