@@ -352,7 +352,7 @@ BEGIN
 
     PERFORM rag._install_capture(name);
     -- Backfill: every existing row is queued, whatever the mode.
-    EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s), false) FROM %s AS s',
+    EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
         name, key_sql, source);
 END;
 $$;
@@ -485,12 +485,12 @@ BEGIN
 END;
 $$;
 
--- rag._enqueue(pipeline, ids, process_now): records that these source rows need processing
--- into every set being maintained (the active one and, during rag.reembed, the new one).
--- A row already queued gets a new generation, so an older in-flight result is not taken
--- as final. With process_now (sync mode) the rows are processed right away instead, and
--- stay queued only if that fails.
-CREATE OR REPLACE FUNCTION rag._enqueue(pipeline text, ids text[], process_now boolean)
+-- rag._enqueue(pipeline, ids): queues source rows for every set being maintained (the active
+-- one and, during rag.reembed, the new one). Used for backfills; the generated capture
+-- functions (rag._install_capture) inline the same INSERT so that writes stay cheap. A row
+-- already queued gets a new generation, so an older in-flight result is not taken as final.
+DROP FUNCTION IF EXISTS rag._enqueue(text, text[], boolean);
+CREATE OR REPLACE FUNCTION rag._enqueue(pipeline text, ids text[])
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -510,11 +510,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
         SET generation = q.generation + 1, status = 'pending', attempts = 0,
         not_before = now(), enqueued_at = now(), last_error = NULL;
-    IF process_now THEN
-        PERFORM rag._process_now(p.name, ids);
-    ELSE
-        PERFORM pg_notify('rag_queue', p.name);
-    END IF;
+    PERFORM pg_notify('rag_queue', p.name);
 END;
 $$;
 
@@ -848,7 +844,7 @@ BEGIN
     PERFORM rag._install_capture(p.name);
     IF (chunker IS NOT NULL AND chunker IS DISTINCT FROM p.chunker)
         OR (new_metadata_sql IS NOT NULL AND new_metadata_sql IS DISTINCT FROM p.metadata_sql) THEN
-        EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s), false) FROM %s AS s',
+        EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
             p.name, p.key_sql, p.source);
     END IF;
 END;
@@ -889,7 +885,7 @@ BEGIN
     UPDATE rag.pipelines AS x SET building_set = new_set, building_embedder = e.name
     WHERE x.name = p.name;
     PERFORM rag._install_capture(p.name);
-    EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s), false) FROM %s AS s',
+    EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
         p.name, p.key_sql, p.source);
     -- Rows already queued for the active set were queued for the new set too; a table with
     -- no rows switches on the next rag.process_queue.
