@@ -33,6 +33,8 @@ demo: install  ## ingest the PostgreSQL manual (subset) and answer a question wi
 	@test -n "$(DEMO_PAGES)" || { echo "no manual under $(MANUAL): run make setup"; exit 1; }
 	@echo "Ingesting $(words $(DEMO_PAGES)) pages of the PostgreSQL 15 manual from $(MANUAL)"
 	@$(PGASK) ingest $(DEMO_PAGES)
+	@# Anything still queued (an upgrade's backfill, an embedding that failed) is done now.
+	@$(PGASK) backfill documents --quiet
 	@echo; echo "Q: $(DEMO_QUESTION)"; echo
 	@$(PGASK) ask "$(DEMO_QUESTION)"
 
