@@ -144,7 +144,8 @@ AS $$
     SELECT pipeline || '_chunks_' || embedding_set
 $$;
 
--- rag._create_store(pipeline, set, dimensions): a chunk table with its HNSW index.
+-- rag._create_store(pipeline, set, dimensions): a chunk table with its HNSW index and its
+-- keyword index (rag._sync_keyword_index). Access rules: rag._sync_security.
 CREATE OR REPLACE FUNCTION rag._create_store(
     pipeline text, embedding_set integer, dimensions integer
 )
@@ -177,11 +178,139 @@ BEGIN
         ' WITH (m = 16, ef_construction = 64)',
         store || '_hnsw', store
     );
+    PERFORM rag._sync_keyword_index(pipeline, embedding_set);
 END;
 $$;
 
+-- rag._tsv_length(tsv): the number of lexeme occurrences in a tsvector: BM25's document
+-- length (stop words are not counted, as in any BM25 over an analysed field).
+CREATE OR REPLACE FUNCTION rag._tsv_length(tsv tsvector)
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(sum(cardinality(u.positions)), 0)::integer FROM unnest(tsv) AS u
+$$;
+
+-- rag._bm25_maintain(): statement-level triggers of every chunk table keep rag.bm25_terms
+-- and rag.bm25_stats current in the writing transaction. A per-table advisory lock orders
+-- concurrent writers (two workers updating the same lexemes' counts in different orders
+-- would otherwise deadlock); it is held until commit, so writers of one chunk table queue
+-- here for the rest of each other's transaction.
+CREATE OR REPLACE FUNCTION rag._bm25_maintain()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    store_name text := tg_table_name;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pgask.bm25'), hashtext(store_name));
+    IF tg_op IN ('DELETE', 'UPDATE') THEN
+        UPDATE rag.bm25_terms AS t SET df = t.df - d.n
+        FROM (
+            SELECT u.lexeme, count(*) AS n FROM old_rows AS o CROSS JOIN unnest(o.tsv) AS u
+            GROUP BY u.lexeme
+        ) AS d
+        WHERE t.store = store_name AND t.lexeme = d.lexeme;
+        UPDATE rag.bm25_stats AS s SET
+            chunks = s.chunks - o.n, total_length = s.total_length - o.total
+        FROM (SELECT count(*) AS n, coalesce(sum(doc_length), 0) AS total FROM old_rows) AS o
+        WHERE s.store = store_name;
+    END IF;
+    IF tg_op IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO rag.bm25_terms AS t (store, lexeme, df)
+        SELECT store_name, u.lexeme, count(*)
+        FROM new_rows AS n CROSS JOIN unnest(n.tsv) AS u
+        GROUP BY u.lexeme
+        ORDER BY u.lexeme
+        ON CONFLICT (store, lexeme) DO UPDATE SET df = t.df + excluded.df;
+        UPDATE rag.bm25_stats AS s SET
+            chunks = s.chunks + n.n, total_length = s.total_length + n.total
+        FROM (SELECT count(*) AS n, coalesce(sum(doc_length), 0) AS total FROM new_rows) AS n
+        WHERE s.store = store_name;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- rag._sync_keyword_index(pipeline, set): gives a chunk table its keyword columns in the
+-- pipeline's language (tsv: title and content analysed by to_tsvector; doc_length), a GIN
+-- index, the BM25 statistics and the triggers that keep them current, and a GIN index on
+-- metadata for filters. Does nothing when they are there in the right language; a new
+-- language rebuilds them (a rewrite of the table).
+CREATE OR REPLACE FUNCTION rag._sync_keyword_index(pipeline text, embedding_set integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    store_name text := rag._store(pipeline, embedding_set);
+    lang regconfig := (SELECT p.language FROM rag.pipelines AS p WHERE p.name = pipeline);
+    analysed text;
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM rag.bm25_stats AS s WHERE s.store = store_name AND s.language = lang
+    ) AND EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = format('rag.%I', store_name)::regclass AND attname = 'tsv'
+    ) THEN
+        RETURN;
+    END IF;
+    analysed := format('to_tsvector(%L::regconfig, title || '' '' || content)', lang::text);
+    -- The view selects every column: it goes first, and rag._point_view recreates it.
+    EXECUTE format('DROP VIEW IF EXISTS rag.%I', pipeline || '_chunks');
+    EXECUTE format('DROP TRIGGER IF EXISTS bm25_insert ON rag.%1$I;'
+        ' DROP TRIGGER IF EXISTS bm25_update ON rag.%1$I;'
+        ' DROP TRIGGER IF EXISTS bm25_delete ON rag.%1$I;'
+        ' ALTER TABLE rag.%1$I DROP COLUMN IF EXISTS tsv, DROP COLUMN IF EXISTS doc_length',
+        store_name);
+    EXECUTE format('ALTER TABLE rag.%I'
+        ' ADD COLUMN tsv tsvector GENERATED ALWAYS AS (%s) STORED,'
+        ' ADD COLUMN doc_length integer GENERATED ALWAYS AS (rag._tsv_length(%s)) STORED',
+        store_name, analysed, analysed);
+    EXECUTE format('CREATE INDEX %I ON rag.%I USING gin (tsv)', store_name || '_tsv',
+        store_name);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON rag.%I USING gin (metadata jsonb_path_ops)',
+        store_name || '_metadata', store_name);
+    PERFORM rag._forget_store(store_name);
+    EXECUTE format(
+        'INSERT INTO rag.bm25_terms (store, lexeme, df)'
+        ' SELECT %L, u.lexeme, count(*) FROM rag.%I AS c CROSS JOIN unnest(c.tsv) AS u'
+        ' GROUP BY u.lexeme', store_name, store_name);
+    EXECUTE format(
+        'INSERT INTO rag.bm25_stats (store, language, chunks, total_length)'
+        ' SELECT %L, %L, count(*), coalesce(sum(doc_length), 0) FROM rag.%I',
+        store_name, lang::text, store_name);
+    IF to_regclass(format('rag.%I', rag._store(pipeline,
+            (SELECT p.active_set FROM rag.pipelines AS p WHERE p.name = pipeline)))) IS NOT NULL THEN
+        PERFORM rag._point_view(pipeline);
+    END IF;
+    EXECUTE format(
+        'CREATE TRIGGER bm25_insert AFTER INSERT ON rag.%1$I REFERENCING NEW TABLE AS new_rows'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag._bm25_maintain();'
+        ' CREATE TRIGGER bm25_update AFTER UPDATE ON rag.%1$I REFERENCING OLD TABLE AS old_rows'
+        ' NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rag._bm25_maintain();'
+        ' CREATE TRIGGER bm25_delete AFTER DELETE ON rag.%1$I REFERENCING OLD TABLE AS old_rows'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag._bm25_maintain()', store_name);
+END;
+$$;
+
+-- rag._forget_store(store): BM25 statistics of a chunk table that is dropped or emptied.
+CREATE OR REPLACE FUNCTION rag._forget_store(store_name text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM rag.bm25_terms AS t WHERE t.store = store_name;
+    DELETE FROM rag.bm25_stats AS s WHERE s.store = store_name;
+$$;
+
 -- rag._point_view(pipeline): (re)points the view rag.<pipeline>_chunks at the active set,
--- the stable name for queries and BI tools.
+-- the stable name for queries and BI tools. security_invoker: the reader's own privileges
+-- and row-level security apply through the view (see rag._sync_security).
 CREATE OR REPLACE FUNCTION rag._point_view(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
@@ -192,9 +321,99 @@ DECLARE
 BEGIN
     EXECUTE format('DROP VIEW IF EXISTS rag.%I', pipeline || '_chunks');
     EXECUTE format(
-        'CREATE VIEW rag.%I AS SELECT * FROM rag.%I',
+        'CREATE VIEW rag.%I WITH (security_invoker = true) AS SELECT * FROM rag.%I',
         pipeline || '_chunks', rag._store(pipeline, active)
     );
+    PERFORM rag._sync_security(pipeline);
+END;
+$$;
+
+-- rag._sync_security(pipeline): chunks are copies of the source's rows, so they get the
+-- source's access rules. Roles with SELECT on the source table get SELECT on its chunk
+-- tables and view (and nobody else does); when the source has row-level security enabled, a
+-- policy shows a chunk only to a role that can see its source row: the check runs the
+-- source's own policies, as the reader. The owner, who runs the queue, is exempt, as owners
+-- are from their tables' policies. Run by every install and pipeline change, and by the event
+-- trigger below when a source table's ALTER TABLE (ENABLE ROW LEVEL SECURITY), GRANT or
+-- REVOKE could change the answer.
+CREATE OR REPLACE FUNCTION rag._sync_security(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._sync_security');
+    has_rls boolean := (SELECT relrowsecurity FROM pg_class WHERE oid = p.source);
+    store_name text;
+    readers text;
+    policy text;
+BEGIN
+    -- Our own GRANTs and ALTERs must not re-enter through the event trigger.
+    PERFORM set_config('pgask.syncing_security', 'on', true);
+    SELECT string_agg(
+        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, ', '
+    )
+    INTO readers
+    FROM pg_class AS c
+    CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+    LEFT JOIN pg_roles AS r ON a.grantee = r.oid
+    WHERE c.oid = p.source AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner;
+    FOREACH store_name IN ARRAY array_remove(ARRAY[
+        rag._store(p.name, p.active_set), rag._store(p.name, p.building_set)
+    ], NULL) LOOP
+        policy := 'true';
+        IF has_rls THEN
+            policy := format('EXISTS (SELECT 1 FROM %s AS s WHERE %s)', p.source,
+                replace(p.key_join_sql, 'k.document_id', format('%I.document_id', store_name)));
+        END IF;
+        EXECUTE format('ALTER TABLE rag.%I ENABLE ROW LEVEL SECURITY', store_name);
+        EXECUTE format('DROP POLICY IF EXISTS source_rows ON rag.%I', store_name);
+        EXECUTE format('CREATE POLICY source_rows ON rag.%I FOR SELECT USING (%s)',
+            store_name, policy);
+        EXECUTE format('REVOKE ALL ON rag.%I FROM PUBLIC', store_name);
+        IF readers IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT ON rag.%I TO %s', store_name, readers);
+        END IF;
+    END LOOP;
+    IF to_regclass(format('rag.%I', p.name || '_chunks')) IS NOT NULL THEN
+        EXECUTE format('REVOKE ALL ON rag.%I FROM PUBLIC', p.name || '_chunks');
+        IF readers IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT ON rag.%I TO %s', p.name || '_chunks', readers);
+        END IF;
+    END IF;
+    PERFORM set_config('pgask.syncing_security', '', true);
+END;
+$$;
+
+-- rag._on_source_ddl(): enabling or disabling row-level security on a source table, or
+-- changing grants, reaches the chunks at once.
+CREATE OR REPLACE FUNCTION rag._on_source_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('pgask.syncing_security', true) = 'on' THEN
+        RETURN;
+    END IF;
+    IF tg_tag = 'ALTER TABLE' THEN
+        PERFORM rag._sync_security(p.name) FROM rag.pipelines AS p
+        WHERE p.source IN (SELECT c.objid FROM pg_event_trigger_ddl_commands() AS c);
+    ELSE
+        PERFORM rag._sync_security(p.name) FROM rag.pipelines AS p;
+    END IF;
+END;
+$$;
+
+-- (Through EXECUTE: there is no CREATE OR REPLACE EVENT TRIGGER.)
+DO $$
+BEGIN
+    DROP EVENT TRIGGER IF EXISTS pgask_source_security;
+    EXECUTE 'CREATE EVENT TRIGGER pgask_source_security ON ddl_command_end'
+        ' WHEN TAG IN (''ALTER TABLE'', ''GRANT'', ''REVOKE'')'
+        ' EXECUTE FUNCTION rag._on_source_ddl()';
 END;
 $$;
 
@@ -257,6 +476,9 @@ $$;
 
 -- rag._create_pipeline(...): shared by both rag.create_pipeline forms; content_sql is an
 -- expression over "s" already checked by the caller.
+DROP FUNCTION IF EXISTS rag._create_pipeline(
+    text, regclass, text, text, text[], jsonb, text, text
+);
 CREATE OR REPLACE FUNCTION rag._create_pipeline(
     name text,
     source regclass,
@@ -265,7 +487,8 @@ CREATE OR REPLACE FUNCTION rag._create_pipeline(
     metadata text[],
     chunker jsonb,
     embedder text,
-    mode text
+    mode text,
+    language regconfig
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -340,11 +563,12 @@ BEGIN
 
     INSERT INTO rag.pipelines (
         name, source, mode, key_sql, key_join_sql, content_sql, title_sql, metadata_sql,
-        chunker, embedder, embedding_model, dimensions
+        chunker, embedder, embedding_model, dimensions, language
     )
     VALUES (
         name, source, mode, key_sql, key_join_sql, content_sql, title_sql, metadata_sql,
-        coalesce(chunker, '{}'::jsonb), e.name, e.model, e.dimensions
+        coalesce(chunker, '{}'::jsonb), e.name, e.model, e.dimensions,
+        coalesce(language, 'english')
     );
     INSERT INTO rag.pipeline_stats (pipeline) VALUES (name);
     PERFORM rag._create_store(name, 1, e.dimensions);
@@ -364,6 +588,9 @@ $$;
 -- triggers, and queues every existing row. mode 'async' (default): writes only enqueue, and
 -- `pgask worker` or CALL rag.process_queue() embeds; 'sync': the trigger embeds in the
 -- writer's transaction (fast local models only), queueing instead if the embedder fails.
+DROP FUNCTION IF EXISTS rag.create_pipeline(
+    text, regclass, text, text, text[], jsonb, text, text
+);
 CREATE OR REPLACE FUNCTION rag.create_pipeline(
     name text,
     source regclass,
@@ -372,7 +599,8 @@ CREATE OR REPLACE FUNCTION rag.create_pipeline(
     metadata text[] DEFAULT NULL,
     chunker jsonb DEFAULT '{}'::jsonb,
     embedder text DEFAULT 'local',
-    mode text DEFAULT 'async'
+    mode text DEFAULT 'async',
+    language regconfig DEFAULT 'english'
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -421,12 +649,15 @@ BEGIN
         content_sql := format('(%s)', content);
     END IF;
     PERFORM rag._create_pipeline(name, source, content_sql, title, metadata, chunker,
-        embedder, mode);
+        embedder, mode, language);
 END;
 $$;
 
 -- rag.create_pipeline(name, source, content text[], ...): content from several columns,
 -- joined with blank lines (NULL columns skipped).
+DROP FUNCTION IF EXISTS rag.create_pipeline(
+    text, regclass, text[], text, text[], jsonb, text, text
+);
 CREATE OR REPLACE FUNCTION rag.create_pipeline(
     name text,
     source regclass,
@@ -435,7 +666,8 @@ CREATE OR REPLACE FUNCTION rag.create_pipeline(
     metadata text[] DEFAULT NULL,
     chunker jsonb DEFAULT '{}'::jsonb,
     embedder text DEFAULT 'local',
-    mode text DEFAULT 'async'
+    mode text DEFAULT 'async',
+    language regconfig DEFAULT 'english'
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -450,7 +682,7 @@ BEGIN
     END IF;
     IF cardinality(content) = 1 THEN
         PERFORM rag.create_pipeline(name, source, content[1], title, metadata, chunker,
-            embedder, mode);
+            embedder, mode, language);
         RETURN;
     END IF;
     PERFORM rag._require_admin('rag.create_pipeline');
@@ -460,7 +692,7 @@ BEGIN
     INTO content_sql
     FROM unnest(content) WITH ORDINALITY AS u (c, n);
     PERFORM rag.create_pipeline(name, source, '(' || content_sql || ')', title, metadata,
-        chunker, embedder, mode);
+        chunker, embedder, mode, language);
 END;
 $$;
 
@@ -550,6 +782,9 @@ DECLARE
 BEGIN
     FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
         EXECUTE format('TRUNCATE rag.%I', rag._store(p.name, embedding_set));
+        UPDATE rag.bm25_stats AS s SET chunks = 0, total_length = 0
+        WHERE s.store = rag._store(p.name, embedding_set);
+        DELETE FROM rag.bm25_terms AS t WHERE t.store = rag._store(p.name, embedding_set);
     END LOOP;
     DELETE FROM rag.queue AS q WHERE q.pipeline = p.name;
 END;
@@ -641,6 +876,7 @@ BEGIN
         ' FOR EACH STATEMENT EXECUTE FUNCTION rag._capture_truncate(%L)',
         prefix || '_truncate', p.source, p.name
     );
+    PERFORM rag._sync_security(p.name);
 END;
 $$;
 
@@ -752,6 +988,7 @@ BEGIN
     PERFORM rag._point_view(p.name);
     PERFORM rag._install_capture(p.name);
     EXECUTE format('DROP TABLE rag.%I', rag._store(p.name, p.active_set));
+    PERFORM rag._forget_store(rag._store(p.name, p.active_set));
     DELETE FROM rag.queue AS q WHERE q.pipeline = p.name AND q.embedding_set = p.active_set;
 END;
 $$;
@@ -776,16 +1013,22 @@ BEGIN
     EXECUTE format('DROP VIEW IF EXISTS rag.%I', p.name || '_chunks');
     FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
         EXECUTE format('DROP TABLE IF EXISTS rag.%I', rag._store(p.name, embedding_set));
+        PERFORM rag._forget_store(rag._store(p.name, embedding_set));
     END LOOP;
     DELETE FROM rag.pipelines AS x WHERE x.name = p.name;
 END;
 $$;
 
 -- rag.alter_pipeline(name, chunker, metadata, mode, max_attempts, retry_base_seconds,
--- retry_max_seconds): changes a pipeline without dropping it (NULL keeps a setting). A new
--- chunker or metadata re-queues every row: chunks are rebuilt in the
+-- retry_max_seconds, language, search_options): changes a pipeline without dropping it (NULL
+-- keeps a setting). A new chunker or metadata re-queues every row: chunks are rebuilt in the
 -- background while the old ones keep answering, and chunks whose text is unchanged keep
--- their vectors (no embedding cost).
+-- their vectors (no embedding cost). A new language (a text search configuration such as
+-- 'simple' or 'german') rebuilds the keyword index at once, locking the chunk table while it
+-- is rewritten. search_options: the pipeline's defaults for rag.search's options.
+DROP FUNCTION IF EXISTS rag.alter_pipeline(
+    text, jsonb, text[], text, integer, double precision, double precision
+);
 CREATE OR REPLACE FUNCTION rag.alter_pipeline(
     name text,
     chunker jsonb DEFAULT NULL,
@@ -793,7 +1036,9 @@ CREATE OR REPLACE FUNCTION rag.alter_pipeline(
     mode text DEFAULT NULL,
     max_attempts integer DEFAULT NULL,
     retry_base_seconds double precision DEFAULT NULL,
-    retry_max_seconds double precision DEFAULT NULL
+    retry_max_seconds double precision DEFAULT NULL,
+    language regconfig DEFAULT NULL,
+    search_options jsonb DEFAULT NULL
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -826,6 +1071,13 @@ BEGIN
                 USING errcode = 'invalid_parameter_value';
         END IF;
     END IF;
+    IF search_options IS NOT NULL THEN
+        chunker_error := rag._search_error(NULL, search_options);
+        IF chunker_error IS NOT NULL THEN
+            RAISE EXCEPTION 'rag.alter_pipeline: search_options: %', chunker_error
+                USING errcode = 'invalid_parameter_value';
+        END IF;
+    END IF;
     IF metadata IS NOT NULL THEN
         SELECT coalesce(format('jsonb_build_object(%s)', string_agg(
             format('%L, %s', m, rag._column_sql(p.source, m, 'metadata', false)), ', '
@@ -839,8 +1091,14 @@ BEGIN
         mode = coalesce(alter_pipeline.mode, x.mode),
         max_attempts = coalesce(alter_pipeline.max_attempts, x.max_attempts),
         retry_base_seconds = coalesce(alter_pipeline.retry_base_seconds, x.retry_base_seconds),
-        retry_max_seconds = coalesce(alter_pipeline.retry_max_seconds, x.retry_max_seconds)
+        retry_max_seconds = coalesce(alter_pipeline.retry_max_seconds, x.retry_max_seconds),
+        language = coalesce(alter_pipeline.language, x.language),
+        search_options = coalesce(alter_pipeline.search_options, x.search_options)
     WHERE x.name = p.name;
+    IF language IS NOT NULL AND language <> p.language THEN
+        PERFORM rag._sync_keyword_index(p.name, s.embedding_set)
+        FROM unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (embedding_set);
+    END IF;
     PERFORM rag._install_capture(p.name);
     IF (chunker IS NOT NULL AND chunker IS DISTINCT FROM p.chunker)
         OR (new_metadata_sql IS NOT NULL AND new_metadata_sql IS DISTINCT FROM p.metadata_sql) THEN
@@ -979,6 +1237,9 @@ WHERE q.status = 'failed';
 -- existing pipelines.
 DO $$
 BEGIN
+    PERFORM rag._sync_keyword_index(p.name, s.embedding_set)
+    FROM rag.pipelines AS p
+    CROSS JOIN unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (embedding_set);
     PERFORM rag._install_capture(name) FROM rag.pipelines;
 END;
 $$;

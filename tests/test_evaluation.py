@@ -130,9 +130,10 @@ def test_eval_end_to_end_and_cached(db, db_url, tmp_path):
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["dataset"] == "tiny"
-    assert set(report["results"]) == {"vector"}
-    assert report["results"]["vector"] == {"ndcg@10": 1.0, "recall@10": 1.0,
-                                           "recall@100": 1.0, "mrr@10": 1.0}
+    assert set(report["results"]) == {"vector", "keyword", "hybrid"}
+    for mode in ("vector", "keyword", "hybrid"):
+        assert report["results"][mode] == {"ndcg@10": 1.0, "recall@10": 1.0,
+                                           "recall@100": 1.0, "mrr@10": 1.0}, mode
     assert report["settings"]["queries"] == 2 and report["settings"]["split"] == "test"
     assert "4 documents loaded" in first.stderr
     (embedded,) = db.execute("SELECT sum(chunks_embedded) FROM rag.pipeline_status"
@@ -146,7 +147,7 @@ def test_eval_end_to_end_and_cached(db, db_url, tmp_path):
     assert db.execute("SELECT sum(chunks_embedded) FROM rag.pipeline_status"
                       " WHERE pipeline LIKE 'eval_%'").fetchone() == (embedded,)
     rows = db.execute("SELECT kind, dataset, mode, ndcg_10, queries FROM rag.eval_summary"
-                      ).fetchall()
+                      " WHERE mode = 'vector'").fetchall()
     assert rows == [("retrieval", "tiny", "vector", 1.0, 2)] * 2
 
 
@@ -161,8 +162,10 @@ def test_eval_with_another_chunker_is_a_separate_corpus(db, db_url, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--modes", "hybrid"], "pgask eval: --modes: hybrid not available; rag.search supports "
-                            "vector (keyword and hybrid come with BM25 retrieval)"),
+    (["--modes", "fuzzy"], "pgask eval: --modes: fuzzy not available; choose from vector, "
+                           "keyword, hybrid, hybrid+rerank"),
+    (["--options", "{1"], "pgask eval: --options must be JSON: Expecting property name "
+                          "enclosed in double quotes"),
     (["--chunker", "{bad"], "pgask eval: --chunker must be JSON: Expecting property name "
                             "enclosed in double quotes"),
     (["--k", "5"], "pgask eval: --k must be between 10 and 1000, got 5"),

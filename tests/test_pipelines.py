@@ -247,23 +247,14 @@ def test_duplicate_and_unknown_pipeline(pipeline):
     with pytest.raises(psycopg.errors.InvalidParameterValue,
                        match=r"rag.search: pipeline 'nope' does not exist \(known: articles, "
                              r"documents\)"):
-        pipeline.execute("SELECT * FROM rag.search('x', 5, 'nope')")
-
-
-def test_search_with_another_embedder_is_an_error(pipeline):
-    pipeline.execute("SELECT rag.create_embedder('other', 'openai', 'text-embedding-3-small',"
-                     " 1536, 'http://127.0.0.1:9/v1')")
-    with pytest.raises(psycopg.errors.InvalidParameterValue) as excinfo:
-        pipeline.execute("SELECT * FROM rag.search('wal', 5, 'articles', 'other')")
-    assert excinfo.value.diag.message_primary == (
-        "rag.search: pipeline articles is embedded with embedder local (all-MiniLM-L6-v2-int8, "
-        "384 dimensions); a query embedded with other cannot be compared with its vectors")
+        pipeline.execute("SELECT * FROM rag.search('x', 5, pipeline => 'nope')")
 
 
 def test_search_a_pipeline(pipeline):
     process(pipeline)
     rows = pipeline.execute("SELECT document_id, title, source FROM"
-                            " rag.search('running out of disk space', 1, 'articles')").fetchall()
+                            " rag.search('running out of disk space', 1,"
+                            " pipeline => 'articles')").fetchall()
     assert rows == [("1", "Disk full", "articles:1")]
 
 

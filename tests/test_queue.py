@@ -82,8 +82,8 @@ def test_openai_provider_embeds_like_the_local_model(table, embedding_server):
     assert similarity > 0.9999
     assert sorted(embedding_server.embedded_inputs()) == sorted(
         f"Ticket {i}: the disk on db{i} is full" for i in (1, 2, 3))
-    rows = table.execute("SELECT document_id FROM rag.search('db2 disk full', 1, 'tickets')"
-                         ).fetchall()
+    rows = table.execute("SELECT document_id FROM rag.search('db2 disk full', 1,"
+                         " pipeline => 'tickets')").fetchall()
     assert rows == [("2",)]
 
 
@@ -177,7 +177,7 @@ def test_missing_api_key_names_the_variable_not_a_value(table, embedding_server)
         "failed", 1, "embedder srv: no API key: environment variable PGASK_TEST_NO_SUCH_KEY of "
         "the database server is not set")
     with pytest.raises(psycopg.errors.ExternalRoutineException, match="PGASK_TEST_NO_SUCH_KEY"):
-        table.execute("SELECT * FROM rag.search('disk', 1, 'tickets')")
+        table.execute("SELECT * FROM rag.search('disk', 1, pipeline => 'tickets')")
 
 
 def run_in_thread(url, sql):
@@ -302,7 +302,8 @@ def test_blue_green_reembed_keeps_search_answering(table, db_url, embedding_serv
             while not stop.is_set():
                 try:
                     rows = conn.execute("SELECT document_id FROM"
-                                        " rag.search('db7 disk full', 3, 'tickets')").fetchall()
+                                        " rag.search('db7 disk full', 3,"
+                                        " pipeline => 'tickets')").fetchall()
                     answers.append(len(rows))
                 except psycopg.Error as exc:
                     failures.append(exc)
@@ -326,8 +327,8 @@ def test_blue_green_reembed_keeps_search_answering(table, db_url, embedding_serv
         None, True)
     documents = [t for t in embedding_server.embedded_inputs() if t != "db7 disk full"]
     assert len(documents) == len(set(documents)) == 30
-    rows = table.execute("SELECT document_id FROM rag.search('db7 disk full', 1, 'tickets')"
-                         ).fetchall()
+    rows = table.execute("SELECT document_id FROM rag.search('db7 disk full', 1,"
+                         " pipeline => 'tickets')").fetchall()
     assert rows == [("7",)]
 
 

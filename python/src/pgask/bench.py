@@ -120,12 +120,13 @@ FIGURE_MEANINGS = """What the figures mean:
   an async pipeline (the statement trigger queues the row) vs an identical table without one.
   The baseline's commit is fast on this machine, so the fixed trigger cost weighs heavily in
   the ratio.
-- search, new text: `SELECT * FROM rag.search(q, 10, pipeline)` with a query text this
-  database connection has not seen, so the model embeds it inside PostgreSQL, vs what an
-  application does without pgask: embed the same text with the same model in its own process,
-  then run `SELECT ... FROM rag.<pipeline>_chunks ORDER BY embedding <=> $1 LIMIT 10`.
-  The stores hold random unit vectors (synthetic: at a given ef_search the index does about
-  the same work on any data of that size); the query vectors are real embeddings of
+- search, new text: `SELECT * FROM rag.search(q, 10, mode => 'vector', pipeline => ...)`
+  with a query text this database connection has not seen, so the model embeds it inside
+  PostgreSQL, vs what an application does without pgask: embed the same text with the same
+  model in its own process, then run
+  `SELECT ... FROM rag.<pipeline>_chunks ORDER BY embedding <=> $1 LIMIT 10`. The stores
+  hold random unit vectors (synthetic: at a given ef_search the index does about the same
+  work on any data of that size); the query vectors are real embeddings of
   manual-style questions. Latency seen by the client, round trip included.
 - search, cached text: the same rag.search calls again: the query vector now comes from the
   per-connection cache of recent query texts, so this is rag.search's own cost (pipeline
@@ -377,7 +378,7 @@ def search_latencies(url: str, pipeline: str, texts: Sequence[str]) -> dict[str,
     from pgask.embedders.local import get_local_embedder
 
     embedder = get_local_embedder()
-    search = f"SELECT * FROM rag.search(%s, {K}, '{pipeline}')"
+    search = f"SELECT * FROM rag.search(%s, {K}, mode => 'vector', pipeline => '{pipeline}')"
     floor = floor_query(pipeline)
     out: dict[str, list[float]] = {"new": [], "client": [], "cached": [], "floor": []}
     literals = []
@@ -717,7 +718,7 @@ def bench_langchain(url: str, store, rate: float, ingest: Figure, inputs: list[s
     for text in ("warm up", "warm up again"):
         store.similarity_search(text, k=K)
     pgask_ms, langchain_ms = [], []
-    search = f"SELECT * FROM rag.search(%s, {K}, 'bench')"
+    search = f"SELECT * FROM rag.search(%s, {K}, mode => 'vector', pipeline => 'bench')"
     with connect(url) as conn:
         warm_backend(conn)
         for text in texts:

@@ -32,7 +32,8 @@ from pgask.evaluation import (
 from pgask.worker import backfill
 
 SCHEMA = "rag_eval"
-MODES = ("vector",)
+# "hybrid+rerank": hybrid, then the reranker named by --reranker over the best candidates.
+MODES = ("vector", "keyword", "hybrid", "hybrid+rerank")
 DEFAULT_DEPTH = 200  # chunks per query: enough distinct documents for recall@100
 
 
@@ -97,11 +98,12 @@ def _record(conn: psycopg.Connection, kind: str, dataset: str, split: str | None
 def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, chunker=None,
                        embedder: str = "local", depth: int = DEFAULT_DEPTH,
                        split: str | None = None, limit: int | None = None,
+                       options: dict | None = None, reranker: str = "local",
                        progress: bool = True) -> dict:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        raise ValueError(f"--modes: {', '.join(unknown)} not available; rag.search supports "
-                         f"{', '.join(MODES)} (keyword and hybrid come with BM25 retrieval)")
+        raise ValueError(f"--modes: {', '.join(unknown)} not available; choose from "
+                         f"{', '.join(MODES)}")
     split = split or default_split(Path(folder))
     dataset = load_beir(folder, split)
     chunker = chunker or {}
@@ -111,23 +113,31 @@ def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, ch
 
     queries = [(q, dataset.queries[q]) for q in dataset.qrels if q in dataset.queries]
     queries = queries[:limit] if limit else queries
-    # HNSW returns at most ef_search rows per scan: it must cover the depth asked for.
-    conn.execute(f"SET hnsw.ef_search = {max(40, min(depth, 1000))}")
+    # The HNSW candidate list must cover the depth asked for; each list of a hybrid search is
+    # as deep as the result (depth 200 already reaches far past recall@100's documents).
+    options = {"ef_search": max(40, min(depth, 1000)), "candidates_factor": 1,
+               **(options or {})}
     started = time.monotonic()
     results = {}
     for mode in modes:
         run = {}
+        search_mode, call_options = mode, dict(options)
+        if mode == "hybrid+rerank":
+            search_mode, call_options["rerank"] = "hybrid", reranker
         bar = _bar(len(queries), f"{mode} search", progress)
         for query_id, text in queries:
-            hits = conn.execute("SELECT document_id FROM rag.search(%s, %s, %s)",
-                                (text, depth, pipeline)).fetchall()
+            hits = conn.execute("SELECT document_id FROM rag.search(%s, %s, NULL, %s, %s, %s)",
+                                (text, depth, search_mode, pipeline,
+                                 json.dumps(call_options))).fetchall()
             run[query_id] = documents_in_order(h[0] for h in hits)
             bar.update(1)
         bar.close()
         results[mode] = evaluate_run(run, dataset.qrels)
     seconds = time.monotonic() - started
     settings = {"pipeline": pipeline, "chunker": chunker, "embedder": embedder,
-                "depth": depth, "split": split, "queries": len(queries)}
+                "depth": depth, "split": split, "queries": len(queries), "options": options}
+    if "hybrid+rerank" in modes:
+        settings["reranker"] = reranker
     _record(conn, "retrieval", dataset.name, split, pipeline, chunker, settings, len(queries),
             seconds, results)
     return {"dataset": dataset.name, "results": results, "settings": settings}
@@ -184,9 +194,9 @@ def format_table(report: dict) -> str:
     lines = [f"{report['dataset']}  " + "  ".join(
         f"{k}={v}" for k, v in report["settings"].items() if k in ("split", "queries", "depth",
                                                                   "answerable", "unanswerable"))]
-    lines.append("mode".ljust(12) + "".join(m.rjust(20) for m in metrics))
+    lines.append("mode".ljust(16) + "".join(m.rjust(20) for m in metrics))
     for mode, values in results.items():
-        lines.append(mode.ljust(12) + "".join(f"{values[m]:20.4f}" for m in metrics))
+        lines.append(mode.ljust(16) + "".join(f"{values[m]:20.4f}" for m in metrics))
     return "\n".join(lines)
 
 
@@ -199,8 +209,13 @@ def add_eval_parsers(sub, connect) -> None:
                         "(view rag.eval_summary).")
     ev.add_argument("--dataset", required=True, metavar="DIR",
                     help="folder with corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
-    ev.add_argument("--modes", default="vector",
-                    help=f"comma-separated search modes (available: {', '.join(MODES)})")
+    ev.add_argument("--modes", default="vector,keyword,hybrid",
+                    help=f"comma-separated search modes (available: {', '.join(MODES)}; "
+                    "default vector,keyword,hybrid)")
+    ev.add_argument("--options", default="{}", metavar="JSON",
+                    help='rag.search options, e.g. \'{"bm25_k1": 0.9, "bm25_b": 0.4}\'')
+    ev.add_argument("--reranker", default="local",
+                    help="reranker for mode hybrid+rerank (a rag.rerankers name; default local)")
     ev.add_argument("--chunker", default="{}", metavar="JSON",
                     help='chunker settings, e.g. \'{"method": "tokens", "max_tokens": 128}\'')
     ev.add_argument("--embedder", default="local", help="registered embedder (default local)")
@@ -217,13 +232,18 @@ def add_eval_parsers(sub, connect) -> None:
             chunker = json.loads(args.chunker)
         except json.JSONDecodeError as exc:
             raise ValueError(f"--chunker must be JSON: {exc.msg}") from None
+        try:
+            options = json.loads(args.options)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--options must be JSON: {exc.msg}") from None
         if args.k < 10 or args.k > 1000:
             raise ValueError(f"--k must be between 10 and 1000, got {args.k}")
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         with connect(args) as conn:
             report = run_retrieval_eval(conn, args.dataset, modes=modes, chunker=chunker,
                                         embedder=args.embedder, depth=args.k, split=args.split,
-                                        limit=args.limit, progress=not args.quiet)
+                                        limit=args.limit, options=options,
+                                        reranker=args.reranker, progress=not args.quiet)
         print(json.dumps(report, indent=2) if args.json else format_table(report))
         return 0
 

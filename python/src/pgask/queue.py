@@ -89,11 +89,13 @@ def load_embedder(plpy, name: str):
     if not rows:
         raise EmbedderError(f"embedder {name!r} is not registered", retryable=False)
 
-    def read_secret(secret: str):
-        found = plpy.execute(plpy.prepare("SELECT rag._secret($1) AS v", ["text"]), [secret])
-        return found[0]["v"] if found else None
+    return provider_for(EmbedderSpec(**dict(rows[0])), lambda s: read_secret(plpy, s))
 
-    return provider_for(EmbedderSpec(**dict(rows[0])), read_secret)
+
+def read_secret(plpy, secret: str) -> str | None:
+    """A provider API key from rag.secrets (through the owner-only rag._secret)."""
+    found = plpy.execute(plpy.prepare("SELECT rag._secret($1) AS v", ["text"]), [secret])
+    return found[0]["v"] if found else None
 
 
 def fetch_sources(plpy, p: Pipeline, ids: list[str]) -> dict[str, tuple]:

@@ -72,17 +72,21 @@ def _search_plan(plpy, pipeline: str):
     if pipeline not in _plans:
         chunks = plpy.quote_ident(f"{pipeline}_chunks")
         _plans[pipeline] = plpy.prepare(
-            "SELECT s.chunk_id, s.document_id, s.title, s.source, s.content, s.score,"
-            f" c.ordinal, c.char_start FROM rag.search($1, $2, $3) s JOIN rag.{chunks} c"
-            " ON c.id = s.chunk_id ORDER BY s.score DESC", ["text", "integer", "text"])
+            "SELECT s.chunk_id, s.document_id, s.title, s.source, s.content,"
+            " coalesce(s.vector_score, 0) AS similarity, s.score,"
+            f" c.ordinal, c.char_start FROM rag.search($1, $2, pipeline => $3) s"
+            f" JOIN rag.{chunks} c"
+            " ON c.id = s.chunk_id ORDER BY s.rank", ["text", "integer", "text"])
     return _plans[pipeline]
 
 
 def answer(plpy, question, k, pipeline):
     """rag.answer: retrieve k chunks, answer extractively, return the result as JSON text."""
     rows = plpy.execute(_search_plan(plpy, pipeline), [question, k, pipeline])
+    # The answerer's "is anything on topic" gate is calibrated on cosine similarity, which
+    # hybrid search reports per chunk (a chunk found by keyword alone counts as 0 there).
     passages = [Passage(r["chunk_id"], r["document_id"], r["title"], r["source"], r["content"],
-                        r["char_start"], r["ordinal"], r["score"]) for r in rows]
+                        r["char_start"], r["ordinal"], r["similarity"]) for r in rows]
     embedder = get_local_embedder()
     result = extractive_answer(embedder.embed_query(question), passages, embedder.embed)
     return json.dumps({

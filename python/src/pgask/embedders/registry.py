@@ -45,8 +45,10 @@ class LocalProvider:
         return get_local_embedder().embed(texts)
 
 
-def resolve_api_key(spec: EmbedderSpec, read_secret: Callable[[str], str | None]) -> str | None:
-    """The key named by api_key_env: a server environment variable or 'secret:NAME'."""
+def resolve_api_key(spec, read_secret: Callable[[str], str | None],
+                    what: str = "embedder") -> str | None:
+    """The key named by spec.api_key_env (any row of a provider registry: embedders,
+    rerankers, LLMs): a server environment variable or 'secret:NAME'."""
     reference = spec.api_key_env
     if not reference:
         return None
@@ -57,7 +59,7 @@ def resolve_api_key(spec: EmbedderSpec, read_secret: Callable[[str], str | None]
         value = os.environ.get(reference)
         where = f"environment variable {reference} of the database server"
     if not value:
-        raise EmbedderError(f"embedder {spec.name}: no API key: {where} is not set",
+        raise EmbedderError(f"{what} {spec.name}: no API key: {where} is not set",
                             retryable=False)
     return value
 
