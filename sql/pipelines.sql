@@ -56,6 +56,35 @@ BEGIN
 END;
 $$;
 
+-- rag._check_registration(caller, name, base_url, url_example, options): the checks every
+-- provider registry (embedders, rerankers, LLMs) makes; base_url is checked unless
+-- url_example is NULL (a provider without an endpoint).
+CREATE OR REPLACE FUNCTION rag._check_registration(
+    caller text, name text, base_url text, url_example text, options jsonb
+)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
+        RAISE EXCEPTION '%: name must be 1-64 letters, digits or _.:-, got %', caller,
+            coalesce(quote_literal(name), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF url_example IS NOT NULL AND (base_url IS NULL OR base_url !~ '^https?://') THEN
+        RAISE EXCEPTION '%: base_url must be an http(s) URL such as %, got %', caller,
+            url_example, coalesce(quote_literal(base_url), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION '%: options must be a JSON object', caller
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+END;
+$$;
+
 -- rag.create_embedder(...): registers (or, while no pipeline uses it, redefines) an embedder.
 -- provider 'local' is the offline model; 'openai' is any OpenAI-compatible /v1/embeddings
 -- endpoint (OpenAI, Azure, Ollama, vLLM, TEI, `pgask serve-embeddings`). api_key_env names an
@@ -78,11 +107,8 @@ DECLARE
     used_by text;
 BEGIN
     PERFORM rag._require_admin('rag.create_embedder');
-    IF name IS NULL OR name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
-        RAISE EXCEPTION 'rag.create_embedder: name must be 1-64 letters, digits or _.:-, got %',
-            coalesce(quote_literal(name), 'NULL')
-            USING errcode = 'invalid_parameter_value';
-    END IF;
+    PERFORM rag._check_registration('rag.create_embedder', name, base_url,
+        CASE WHEN provider = 'openai' THEN 'https://api.openai.com/v1' END, options);
     IF provider IS NULL OR provider NOT IN ('local', 'openai') THEN
         RAISE EXCEPTION 'rag.create_embedder: provider must be ''local'' or ''openai'', got %',
             coalesce(quote_literal(provider), 'NULL')
@@ -101,19 +127,10 @@ BEGIN
             RAISE EXCEPTION 'rag.create_embedder: model is required for provider openai'
                 USING errcode = 'invalid_parameter_value';
         END IF;
-        IF base_url IS NULL OR base_url !~ '^https?://' THEN
-            RAISE EXCEPTION 'rag.create_embedder: base_url must be an http(s) URL such as '
-                'https://api.openai.com/v1, got %', coalesce(quote_literal(base_url), 'NULL')
-                USING errcode = 'invalid_parameter_value';
-        END IF;
     END IF;
     IF dimensions IS NULL OR dimensions < 1 OR dimensions > 16000 THEN
         RAISE EXCEPTION 'rag.create_embedder: dimensions must be between 1 and 16000, got %',
             coalesce(dimensions::text, 'NULL')
-            USING errcode = 'invalid_parameter_value';
-    END IF;
-    IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
-        RAISE EXCEPTION 'rag.create_embedder: options must be a JSON object'
             USING errcode = 'invalid_parameter_value';
     END IF;
     SELECT string_agg(p.name, ', ') INTO used_by FROM rag.pipelines AS p
@@ -1025,9 +1042,13 @@ $$;
 -- background while the old ones keep answering, and chunks whose text is unchanged keep
 -- their vectors (no embedding cost). A new language (a text search configuration such as
 -- 'simple' or 'german') rebuilds the keyword index at once, locking the chunk table while it
--- is rewritten. search_options: the pipeline's defaults for rag.search's options.
+-- is rewritten. search_options: the pipeline's defaults for rag.search's options;
+-- answer_options: for rag.answer's (llm, prompt, guard, ...).
 DROP FUNCTION IF EXISTS rag.alter_pipeline(
     text, jsonb, text[], text, integer, double precision, double precision
+);
+DROP FUNCTION IF EXISTS rag.alter_pipeline(
+    text, jsonb, text[], text, integer, double precision, double precision, regconfig, jsonb
 );
 CREATE OR REPLACE FUNCTION rag.alter_pipeline(
     name text,
@@ -1038,7 +1059,8 @@ CREATE OR REPLACE FUNCTION rag.alter_pipeline(
     retry_base_seconds double precision DEFAULT NULL,
     retry_max_seconds double precision DEFAULT NULL,
     language regconfig DEFAULT NULL,
-    search_options jsonb DEFAULT NULL
+    search_options jsonb DEFAULT NULL,
+    answer_options jsonb DEFAULT NULL
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -1078,6 +1100,14 @@ BEGIN
                 USING errcode = 'invalid_parameter_value';
         END IF;
     END IF;
+    IF answer_options IS NOT NULL THEN
+        chunker_error := rag._answer_options_error(answer_options);
+        IF chunker_error IS NOT NULL THEN
+            RAISE EXCEPTION 'rag.alter_pipeline: answer_options: %',
+                replace(chunker_error, 'options: ', '')
+                USING errcode = 'invalid_parameter_value';
+        END IF;
+    END IF;
     IF metadata IS NOT NULL THEN
         SELECT coalesce(format('jsonb_build_object(%s)', string_agg(
             format('%L, %s', m, rag._column_sql(p.source, m, 'metadata', false)), ', '
@@ -1093,7 +1123,8 @@ BEGIN
         retry_base_seconds = coalesce(alter_pipeline.retry_base_seconds, x.retry_base_seconds),
         retry_max_seconds = coalesce(alter_pipeline.retry_max_seconds, x.retry_max_seconds),
         language = coalesce(alter_pipeline.language, x.language),
-        search_options = coalesce(alter_pipeline.search_options, x.search_options)
+        search_options = coalesce(alter_pipeline.search_options, x.search_options),
+        answer_options = coalesce(alter_pipeline.answer_options, x.answer_options)
     WHERE x.name = p.name;
     IF language IS NOT NULL AND language <> p.language THEN
         PERFORM rag._sync_keyword_index(p.name, s.embedding_set)

@@ -58,34 +58,25 @@ from pgask.retrieval import search
 return search.search_error(plpy, filter, options, pipeline)
 $$;
 
--- rag._search(...): the PL/Python implementation behind rag.search; call rag.search.
-CREATE OR REPLACE FUNCTION rag._search(
+-- rag._search(...): the PL/Python implementation behind rag.search (call rag.search); the
+-- rows as a JSON array. Not a set-returning PL/Python function: a backend running one while
+-- `pgask install` replaced it crashed (PostgreSQL 15.x, reproduced), which took every other
+-- connection down with it.
+DROP FUNCTION IF EXISTS rag._search(text, text, integer, jsonb, text, text, jsonb);
+CREATE OR REPLACE FUNCTION rag._search_rows(
     query text, query_vector text, k integer, filter jsonb, mode text, pipeline text,
     options jsonb
 )
-RETURNS TABLE (
-    chunk_id bigint,
-    document_id text,
-    title text,
-    source text,
-    content text,
-    metadata jsonb,
-    score double precision,
-    rank integer,
-    vector_rank integer,
-    keyword_rank integer,
-    vector_score double precision,
-    keyword_score double precision,
-    rerank_score double precision
-)
+RETURNS jsonb
 LANGUAGE plpython3u
 STABLE
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 if "pgask_version" not in GD:
     plpy.execute("SELECT rag._python_init()")
+import json
 from pgask.retrieval import search
-return search.search(plpy, query, query_vector, k, filter, mode, pipeline, options)
+return json.dumps(search.search(plpy, query, query_vector, k, filter, mode, pipeline, options))
 $$;
 
 -- rag._default_pipeline(): the pipeline rag.search uses when none is named: 'documents', or
@@ -183,8 +174,13 @@ BEGIN
     IF mode <> 'keyword' THEN
         query_embedding := rag.embed(query, p.embedder);
     END IF;
-    RETURN QUERY SELECT * FROM rag._search(
+    RETURN QUERY SELECT * FROM jsonb_to_recordset(rag._search_rows(
         query, query_embedding::text, k, filter, mode, p.name, options
+    )) AS r (
+        chunk_id bigint, document_id text, title text, source text, content text,
+        metadata jsonb, score double precision, rank integer, vector_rank integer,
+        keyword_rank integer, vector_score double precision, keyword_score double precision,
+        rerank_score double precision
     );
 END;
 $$;
@@ -209,25 +205,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM rag._require_admin('rag.create_reranker');
-    IF name IS NULL OR name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
-        RAISE EXCEPTION 'rag.create_reranker: name must be 1-64 letters, digits or _.:-, got %',
-            coalesce(quote_literal(name), 'NULL')
-            USING errcode = 'invalid_parameter_value';
-    END IF;
     IF provider IS NULL OR provider NOT IN ('local', 'cohere', 'tei') THEN
         RAISE EXCEPTION 'rag.create_reranker: provider must be ''cohere'' (Cohere, Jina, vLLM), '
             '''tei'' or ''local'', got %', coalesce(quote_literal(provider), 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
-    IF provider <> 'local' AND (base_url IS NULL OR base_url !~ '^https?://') THEN
-        RAISE EXCEPTION 'rag.create_reranker: base_url must be an http(s) URL such as '
-            'https://api.cohere.com/v2, got %', coalesce(quote_literal(base_url), 'NULL')
-            USING errcode = 'invalid_parameter_value';
-    END IF;
-    IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
-        RAISE EXCEPTION 'rag.create_reranker: options must be a JSON object'
-            USING errcode = 'invalid_parameter_value';
-    END IF;
+    PERFORM rag._check_registration('rag.create_reranker', name, base_url,
+        CASE WHEN provider <> 'local' THEN 'https://api.cohere.com/v2' END, options);
     INSERT INTO rag.rerankers AS r (name, provider, model, base_url, api_key_env, options)
     VALUES (name, provider, model, base_url, api_key_env, options)
     ON CONFLICT ON CONSTRAINT rerankers_pkey DO UPDATE

@@ -82,7 +82,10 @@ def stop(process: subprocess.Popen) -> int:
 def llm_server(tmp_path_factory) -> LLMServer:
     skip_unless_llm_runtime()
     stderr_path = tmp_path_factory.mktemp("serve-llm") / "stderr.txt"
-    process, line = start_serve_llm("--ctx-size", "2048", stderr_path=stderr_path)
+    # One thread: llama.cpp spin-waits, and with more threads than idle cores (CI shares two
+    # with PostgreSQL and pytest) a request slowed from seconds to minutes here.
+    process, line = start_serve_llm("--ctx-size", "2048", "--threads", "1",
+                                    stderr_path=stderr_path)
     try:
         match = re.match(r"serving (\S+) at (\S+)", line)
         yield LLMServer(url=match.group(2), model=match.group(1))

@@ -88,7 +88,7 @@ def test_ask_bad_input_is_one_clear_line(db, db_url):
     assert result.stderr.strip() == ("pgask ask: rag.answer: question must be a non-empty text, "
                                      "got ''")
     result = pgask("ask", "-k", "0", "question", database_url=db_url)
-    assert result.stderr.strip() == "pgask ask: rag.answer: k must be between 1 and 1000, got 0"
+    assert result.stderr.strip() == "pgask ask: rag.answer: k must be between 1 and 50, got 0"
 
 
 def test_unreachable_database_says_what_to_do():

@@ -190,7 +190,8 @@ def test_eval_answers_end_to_end(db, db_url, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     metrics = report["results"]["extractive"]
-    assert set(metrics) == {"exact_match", "f1", "answered_rate", "no_answer_accuracy"}
+    assert set(metrics) == {"exact_match", "f1", "contains_answer", "answered_rate",
+                            "no_answer_accuracy"}
     assert report["settings"]["answerable"] == 2 and report["settings"]["unanswerable"] == 1
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
     # Extractive answers are whole sentences: they contain the answer, so F1 is above zero,

@@ -65,3 +65,39 @@ def test_failing_sql_file_rolls_back_everything(empty_db_url, monkeypatch, tmp_p
         with pytest.raises(psycopg.errors.UndefinedFunction):
             install(conn)
         assert conn.execute("SELECT to_regnamespace('rag')").fetchone() == (None,)
+
+
+def test_reinstall_while_sessions_search_and_answer(db, db_url):
+    """An upgrade re-creates every function while applications keep querying. (A PL/Python
+    set-returning function replaced under a running session crashed its backend, and with it
+    every connection: rag.search's implementation returns JSON for that reason.)"""
+    import threading
+    import time
+
+    from fix_db import add_document
+
+    add_document(db, "vacuum.md", "VACUUM reclaims storage occupied by dead tuples.")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def query_until_stopped():
+        try:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("SELECT rag.answer('What does VACUUM reclaim?')").fetchone()
+                while not stop.is_set():
+                    conn.execute("SELECT * FROM rag.search('dead tuples', 3)").fetchall()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    worker = threading.Thread(target=query_until_stopped)
+    worker.start()
+    time.sleep(1)  # the model is loaded: the loop is searching when install starts
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            for _ in range(3):
+                install(conn)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert errors == []
+    assert db.execute("SELECT count(*) FROM rag.search('dead tuples', 3)").fetchone() == (1,)

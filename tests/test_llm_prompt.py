@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from pgask.llm import DEFAULT_TEMPLATE, Passage, PromptTemplate, build_prompt, is_dont_know
+from pgask.llm import DEFAULT_TEMPLATE, Passage, PromptTemplate, build_prompt
 from pgask.llm.prompt import MIN_CUT_TOKENS
 from pgask.tokenization import get_counter
 
@@ -121,22 +121,3 @@ def test_a_template_from_jsonb_overrides_what_it_names():
 def test_a_bad_template_from_jsonb_is_explained(value, expected):
     with pytest.raises(ValueError, match=re.escape(expected)):
         PromptTemplate.from_dict(value)
-
-
-@pytest.mark.parametrize("reply", [
-    "I don't know", "I don't know.", "i DON'T know!", "\u201cI don\u2019t know.\u201d",
-    "I do not know.", "I dont know", "  I don't know \n", "I don't know [1].",
-    "I don't know; the passages do not say.",
-])
-def test_dont_know_replies_are_recognised(reply):
-    assert is_dont_know(reply)
-
-
-@pytest.mark.parametrize("reply", [
-    "", "VACUUM reclaims storage [1].", "Nobody knows.",
-    "I don't know why, but VACUUM reclaims storage [1].",
-    "I don't know exactly how many, but the manual lists several options for VACUUM, "
-    "including FULL, FREEZE and VERBOSE, each with a different effect.",
-])
-def test_answers_are_not_taken_for_dont_know(reply):
-    assert not is_dont_know(reply)

@@ -28,6 +28,7 @@ from pgask.evaluation import (
     f1_score,
     load_beir,
     load_squad,
+    normalize_answer,
 )
 from pgask.worker import backfill
 
@@ -146,45 +147,88 @@ def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, ch
 _MARKER = re.compile(r"\s*\[\d+\]")
 
 
+def contains_answer(prediction: str, gold) -> bool:
+    """Whether any gold answer appears in the prediction (both normalised): the fair measure
+    for sentence extraction, where exact match is meaningless."""
+    text = normalize_answer(prediction)
+    return any(normalize_answer(g) and normalize_answer(g) in text for g in gold)
+
+
 def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
-                    limit: int | None = None, progress: bool = True) -> dict:
-    """Exact match and F1 on answerable questions; how often unanswerable ones get
-    "I don't know" (mode no_answer), and how often answerable ones wrongly do."""
+                    limit: int | None = None, model: str | None = None,
+                    progress: bool = True) -> dict:
+    """Answer quality on SQuAD 2.0: exact match, F1 and gold-answer containment on answerable
+    questions, the share answered, and how often unanswerable ones get "I don't know".
+    With `model` (a rag.llms name) the guard runs in flag mode, so each generated answer is
+    seen with its verdict: guard_keeps_correct is the share of correct generated answers
+    (gold contained) it lets through; guard_stops_invented the share of generated answers to
+    unanswerable questions (inventions) it flags; guard_stops_wrong the same for answerable
+    questions answered without the gold answer."""
     squad = load_squad(squad_file)
     digest = hashlib.sha256(Path(squad_file).read_bytes()).hexdigest()
     rows = [(cid, title, text) for cid, (title, text) in squad.contexts.items()]
     pipeline = corpus_pipeline(conn, Path(squad_file).name, digest, rows, {}, "local", progress)
     questions = squad.questions[:limit] if limit else squad.questions
-    em = f1 = refused_answerable = correct_refusals = answerable = 0
+    options = {"log": False, "guard": "flag", "on_llm_error": "error"}
+    counts = dict.fromkeys(("em", "f1", "contains", "refused_answerable", "correct_refusals",
+                            "answerable", "correct", "correct_kept", "invented",
+                            "invented_stopped", "wrong", "wrong_stopped"), 0)
     bar = _bar(len(questions), "answers", progress)
     started = time.monotonic()
     for q in questions:
-        (result,) = conn.execute("SELECT rag.answer(%s, %s, %s)",
-                                 (q.question, k, pipeline)).fetchone()
+        (result,) = conn.execute(
+            "SELECT rag.answer(%s, %s, pipeline => %s, model => %s, options => %s)",
+            (q.question, k, pipeline, model or "extractive", json.dumps(options))).fetchone()
         refused = result["mode"] == "no_answer"
+        text = _MARKER.sub("", result["answer"])
+        generated = result["mode"] == "generated"
         if q.answers:
-            answerable += 1
-            refused_answerable += refused
+            counts["answerable"] += 1
+            counts["refused_answerable"] += refused
             if not refused:
-                text = _MARKER.sub("", result["answer"])
-                em += exact_match(text, q.answers)
-                f1 += f1_score(text, q.answers)
+                counts["em"] += exact_match(text, q.answers)
+                counts["f1"] += f1_score(text, q.answers)
+                counts["contains"] += contains_answer(text, q.answers)
+            if generated and contains_answer(text, q.answers):
+                counts["correct"] += 1
+                counts["correct_kept"] += result["grounded"]
+            elif generated:
+                counts["wrong"] += 1
+                counts["wrong_stopped"] += not result["grounded"]
         else:
-            correct_refusals += refused
+            counts["correct_refusals"] += refused
+            if generated:
+                counts["invented"] += 1
+                counts["invented_stopped"] += not result["grounded"]
         bar.update(1)
     bar.close()
+    answerable = counts["answerable"]
     unanswerable = len(questions) - answerable
+
+    def share(part: str, whole: int) -> float:
+        return counts[part] / whole if whole else 0.0
+
     metrics = {
-        "exact_match": em / answerable if answerable else 0.0,
-        "f1": f1 / answerable if answerable else 0.0,
-        "answered_rate": 1 - refused_answerable / answerable if answerable else 0.0,
-        "no_answer_accuracy": correct_refusals / unanswerable if unanswerable else 0.0,
+        "exact_match": share("em", answerable),
+        "f1": share("f1", answerable),
+        "contains_answer": share("contains", answerable),
+        "answered_rate": 1 - share("refused_answerable", answerable),
+        "no_answer_accuracy": share("correct_refusals", unanswerable),
     }
+    if model:
+        metrics.update({
+            "guard_keeps_correct": share("correct_kept", counts["correct"]),
+            "guard_stops_invented": share("invented_stopped", counts["invented"]),
+            "guard_stops_wrong": share("wrong_stopped", counts["wrong"]),
+        })
     settings = {"pipeline": pipeline, "k": k, "answerable": answerable,
-                "unanswerable": unanswerable}
+                "unanswerable": unanswerable, "model": model or "extractive",
+                **({"generated_correct": counts["correct"], "generated_invented":
+                    counts["invented"], "generated_wrong": counts["wrong"]} if model else {})}
+    label = f"llm:{model}" if model else "extractive"
     _record(conn, "answers", Path(squad_file).name, None, pipeline, {}, settings,
-            len(questions), time.monotonic() - started, {"extractive": metrics})
-    return {"dataset": Path(squad_file).name, "results": {"extractive": metrics},
+            len(questions), time.monotonic() - started, {label: metrics})
+    return {"dataset": Path(squad_file).name, "results": {label: metrics},
             "settings": settings}
 
 
@@ -192,8 +236,9 @@ def format_table(report: dict) -> str:
     results = report["results"]
     metrics = list(next(iter(results.values())))
     lines = [f"{report['dataset']}  " + "  ".join(
-        f"{k}={v}" for k, v in report["settings"].items() if k in ("split", "queries", "depth",
-                                                                  "answerable", "unanswerable"))]
+        f"{k}={v}" for k, v in report["settings"].items() if k in (
+            "split", "queries", "depth", "answerable", "unanswerable", "model",
+            "generated_correct", "generated_invented", "generated_wrong"))]
     lines.append("mode".ljust(16) + "".join(m.rjust(20) for m in metrics))
     for mode, values in results.items():
         lines.append(mode.ljust(16) + "".join(f"{values[m]:20.4f}" for m in metrics))
@@ -256,6 +301,8 @@ def add_eval_parsers(sub, connect) -> None:
                          "ones get \"I don't know\".")
     ans.add_argument("--squad", required=True, metavar="FILE", help="SQuAD 2.0 JSON file")
     ans.add_argument("--k", type=int, default=5, help="chunks per answer (default 5)")
+    ans.add_argument("--model", help="a registered LLM (rag.create_llm): generated answers, "
+                     "with the grounding guard measured (default: extractive answers)")
     ans.add_argument("--limit", type=int, help="only the first N questions")
     ans.add_argument("--json", action="store_true", help="print the results as JSON")
     ans.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -263,7 +310,7 @@ def add_eval_parsers(sub, connect) -> None:
     def answers_command(args) -> int:
         with connect(args) as conn:
             report = run_answer_eval(conn, args.squad, k=args.k, limit=args.limit,
-                                     progress=not args.quiet)
+                                     model=args.model, progress=not args.quiet)
         print(json.dumps(report, indent=2) if args.json else format_table(report))
         return 0
 

@@ -1,5 +1,6 @@
-"""What the PL/Python functions call: the only module that talks to `plpy`.
+"""What the small PL/Python functions of embedding.sql and chunking.sql call.
 
+(Larger jobs have modules of their own: queue, retrieval.search, answering.pipeline.)
 Functions that run SQL take the `plpy` module as their first argument (PL/Python injects it
 into function bodies; it cannot be imported here). They convert between SQL values and the pure
 modules. Arguments are validated by the plpgsql wrappers in sql/ before they get here: an error
@@ -10,10 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import asdict
 
-from pgask import __version__
-from pgask.answering.extractive import Passage, extractive_answer
 from pgask.embedders import vector_literal
 from pgask.embedders.local import get_local_embedder
 
@@ -62,41 +60,3 @@ def embed_with(plpy, content, embedder):
     if len(_query_vectors) > QUERY_CACHE_SIZE:
         _query_vectors.popitem(last=False)
     return vector, None
-
-
-_plans: dict[str, object] = {}
-
-
-def _search_plan(plpy, pipeline: str):
-    """rag.search joined to the pipeline's chunks for their offsets, prepared once."""
-    if pipeline not in _plans:
-        chunks = plpy.quote_ident(f"{pipeline}_chunks")
-        _plans[pipeline] = plpy.prepare(
-            "SELECT s.chunk_id, s.document_id, s.title, s.source, s.content,"
-            " coalesce(s.vector_score, 0) AS similarity, s.score,"
-            f" c.ordinal, c.char_start FROM rag.search($1, $2, pipeline => $3) s"
-            f" JOIN rag.{chunks} c"
-            " ON c.id = s.chunk_id ORDER BY s.rank", ["text", "integer", "text"])
-    return _plans[pipeline]
-
-
-def answer(plpy, question, k, pipeline):
-    """rag.answer: retrieve k chunks, answer extractively, return the result as JSON text."""
-    rows = plpy.execute(_search_plan(plpy, pipeline), [question, k, pipeline])
-    # The answerer's "is anything on topic" gate is calibrated on cosine similarity, which
-    # hybrid search reports per chunk (a chunk found by keyword alone counts as 0 there).
-    passages = [Passage(r["chunk_id"], r["document_id"], r["title"], r["source"], r["content"],
-                        r["char_start"], r["ordinal"], r["similarity"]) for r in rows]
-    embedder = get_local_embedder()
-    result = extractive_answer(embedder.embed_query(question), passages, embedder.embed)
-    return json.dumps({
-        "question": question,
-        "answer": result.text,
-        "mode": result.mode,
-        "citations": [asdict(c) for c in result.citations],
-        "model": embedder.name,
-        "best_similarity": result.best_similarity,
-        "retrieved": [{"chunk_id": p.chunk_id, "score": r["score"]}
-                      for p, r in zip(passages, rows, strict=True)],
-        "version": __version__,
-    })

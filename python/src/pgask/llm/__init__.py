@@ -9,9 +9,7 @@ from pgask.llm.prompt import (
     Passage,
     PromptTemplate,
     build_prompt,
-    is_dont_know,
 )
 
 __all__ = ["DEFAULT_TEMPLATE", "DONT_KNOW", "ChatClient", "ChatResult", "GroundedPrompt",
-           "LLMError", "LLMOptions", "LLMSpec", "Passage", "PromptTemplate", "build_prompt",
-           "is_dont_know"]
+           "LLMError", "LLMOptions", "LLMSpec", "Passage", "PromptTemplate", "build_prompt"]

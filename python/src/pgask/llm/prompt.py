@@ -1,4 +1,5 @@
-"""Chat messages for an answer grounded in retrieved passages, and reading "I don't know".
+"""Chat messages for an answer grounded in retrieved passages. (Reading the model's "I don't
+know" is pgask.answering.grounding.is_no_answer.)
 
 Passages go in best-first, numbered [1]..[n] in the order they went in, each inside
 <passage n="..." title="..."> ... </passage>, until a token budget is spent. Documents are
@@ -24,7 +25,6 @@ PLACEHOLDERS = ("context", "question")
 # The tag names the prompt's structure is made of; escaped wherever else they appear.
 _DELIMITER = re.compile(r"<(?=\s*/?\s*(?:passages?|question)\b)", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-_CITATION = re.compile(r"\[\d+\]")
 
 
 @dataclass(frozen=True)
@@ -172,17 +172,3 @@ def _cut_to_fit(number: int, title: str | None, text: str, room: int, count) -> 
             return block
         limit -= excess  # token counts merge slightly differently once joined
     return None
-
-
-def is_dont_know(text: str) -> bool:
-    """Whether a reply is the model declining: "I don't know", in any case, with or without
-    punctuation or quotes, "do not" for "don't", or a short reply starting with it and citing
-    nothing ("I don't know; the passages do not say.")."""
-    plain = _CITATION.sub("", text).lower().replace("\u2019", "'")
-    plain = re.sub(r"\bdo not\b|\bdont\b", "don't", plain)
-    words = re.sub(r"[^\w\s']+", " ", plain).split()
-    words = [w.strip("'") for w in words]
-    if words == ["i", "don't", "know"]:
-        return True
-    return (words[:3] == ["i", "don't", "know"] and len(words) <= 12
-            and not _CITATION.search(text))

@@ -9,6 +9,7 @@ query before calling `search`, so users get errors without Python tracebacks.
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -198,8 +199,13 @@ def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None
         return None
 
 
+# Phases of the last search in this backend, for rag.answer's timings.
+last_timings: dict[str, float] = {}
+
+
 def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
            pipeline: str, options_json) -> list[dict]:
+    last_timings.clear()
     p = load_pipeline(plpy, pipeline)
     options = SearchOptions.resolve(p.search_options, _parse(options_json))
     compiled = compile_filter(_parse(filter_json), first_param=3)
@@ -240,7 +246,9 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
     rerank_scores: dict[int, float] = {}
     if options.rerank is not None and ranked:
         head = ranked[:options.rerank_depth]
+        started = time.perf_counter()
         scores = _rerank(plpy, options.rerank, query, [row for row, _ in head])
+        last_timings["rerank_ms"] = (time.perf_counter() - started) * 1000
         if scores is not None:
             rerank_scores = {row["chunk_id"]: s for (row, _), s in zip(head, scores,
                                                                         strict=True)}
@@ -265,7 +273,8 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
         cid = row["chunk_id"]
         results.append({
             "chunk_id": cid, "document_id": row["document_id"], "title": row["title"],
-            "source": row["source"], "content": row["content"], "metadata": row["metadata"],
+            "source": row["source"], "content": row["content"],
+            "metadata": json.loads(row["metadata"]),
             "score": score, "rank": position,
             "vector_rank": vector_rank.get(cid, (None, None))[0],
             "keyword_rank": keyword_rank.get(cid, (None, None))[0],
