@@ -255,8 +255,10 @@ def test_injection_attempts_are_just_data(db, spec):
     ("'x', 5, mode => NULL", "rag.search: mode must be 'hybrid', 'vector' or 'keyword', got NULL"),
     ("'x', 5, options => '{\"ef_serch\": 10}'",
      "rag.search: options: unknown option 'ef_serch'; known: ef_search, max_scan_tuples, "
-     "bm25_k1, bm25_b, rrf_k, vector_weight, keyword_weight, candidates_factor, rerank, "
-     "rerank_depth, mmr_lambda, dedupe_threshold"),
+     "bm25_k1, bm25_b, fusion, rrf_k, vector_weight, keyword_weight, candidates_factor, "
+     "rerank, rerank_depth, mmr_lambda, dedupe_threshold"),
+    ("'x', 5, options => '{\"fusion\": \"max\"}'",
+     "rag.search: options: option fusion must be 'rrf' or 'zscore', got 'max'"),
     ("'x', 5, options => '{\"ef_search\": 0}'",
      "rag.search: options: option ef_search must be between 1 and 1000, got 0"),
     ("'x', 5, options => '{\"bm25_b\": \"high\"}'",
@@ -271,6 +273,15 @@ def test_bad_arguments_are_named(db, args, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue) as excinfo:
         db.execute(f"SELECT * FROM rag.search({args})")
     assert excinfo.value.diag.message_primary == message
+
+
+def test_zscore_fusion_is_selectable(db):
+    ids = fill_store(db, [(f"word {i}" + " word" * (i % 3), {}) for i in range(30)])
+    rows = search(db, "word", k=10, options={"fusion": "zscore"},
+                  columns="chunk_id, score, vector_rank, keyword_rank")
+    assert len(rows) == 10 and {r[0] for r in rows} <= set(ids)
+    assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True)
+    assert all(r[2] is not None and r[3] is not None for r in rows)
 
 
 def test_k_bounds(db):

@@ -22,6 +22,26 @@ def reciprocal_rank_fusion(lists: Sequence[Sequence[int]], weights: Sequence[flo
     return sorted(scores.items(), key=lambda pair: -pair[1])
 
 
+def zscore_fusion(lists: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]
+                  ) -> list[tuple[int, float]]:
+    """(id, score) best first, score = sum over lists of weight * z, where z standardises a
+    list's scores (mean 0, standard deviation 1 over that list). An id missing from a list
+    gets that list's lowest z: it ranked below everything the list returned. Unlike RRF it
+    keeps how far ahead a top hit is, not only its place."""
+    standardised = []
+    for hits in lists:
+        values = np.array([score for _, score in hits], dtype=np.float64)
+        spread = values.std() if len(values) > 1 else 0.0
+        z = (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+        standardised.append(({item: float(v) for (item, _), v in zip(hits, z, strict=True)},
+                             float(z.min()) if len(z) else 0.0))
+    ids = list(dict.fromkeys(item for hits in lists for item, _ in hits))
+    scores = {item: sum(weight * by_id.get(item, floor)
+                        for (by_id, floor), weight in zip(standardised, weights, strict=True))
+              for item in ids}
+    return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)

@@ -16,7 +16,9 @@ class SearchOptions:
     # BM25: term frequency saturation and length normalisation (Lucene's defaults).
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
-    # Reciprocal rank fusion: score = sum of weight / (rrf_k + rank) over the two lists.
+    # How hybrid combines the lists: "rrf", reciprocal rank fusion, score = sum of
+    # weight / (rrf_k + rank); or "zscore", the sum of weight * standardised score.
+    fusion: str = "rrf"
     rrf_k: int = 60
     vector_weight: float = 1.0
     keyword_weight: float = 1.0
@@ -61,6 +63,10 @@ def _number(key: str, value, low: float, high: float, integer: bool = False):
 
 
 def _checked(key: str, value):
+    if key == "fusion":
+        if value not in ("rrf", "zscore"):
+            raise ValueError(f"option fusion must be 'rrf' or 'zscore', got {value!r}")
+        return value
     if key in ("rerank",):
         if value is not None and (not isinstance(value, str) or not value):
             raise ValueError(f"option rerank must name a reranker (rag.create_reranker), got "

@@ -20,6 +20,7 @@ from pgask.retrieval.fusion import (
     drop_near_duplicates,
     maximal_marginal_relevance,
     reciprocal_rank_fusion,
+    zscore_fusion,
 )
 from pgask.retrieval.options import SearchOptions
 from pgask.retrieval.rerank import RerankError, RerankerSpec, reranker_for
@@ -230,10 +231,13 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
 
     vector_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(vector_hits)}
     keyword_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(keyword_hits)}
-    if mode == "hybrid":
+    weights = [options.vector_weight, options.keyword_weight]
+    if mode == "hybrid" and options.fusion == "zscore":
+        fused = zscore_fusion([vector_hits, keyword_hits], weights)
+    elif mode == "hybrid":
         fused = reciprocal_rank_fusion(
-            [[c for c, _ in vector_hits], [c for c, _ in keyword_hits]],
-            [options.vector_weight, options.keyword_weight], options.rrf_k)
+            [[c for c, _ in vector_hits], [c for c, _ in keyword_hits]], weights,
+            options.rrf_k)
     else:
         fused = vector_hits if mode == "vector" else keyword_hits
     if not fused:
