@@ -9,6 +9,7 @@ llama.cpp server (`pgask serve-llm`, SmolLM2-135M)."""
 from __future__ import annotations
 
 import json
+import os
 
 import psycopg
 import pytest
@@ -170,6 +171,28 @@ def test_api_keys_never_show(db, docs, echo_llm):
     assert "sk-very-secret-key-123" not in logged
     assert "sk-very" not in db.execute("SELECT string_agg(options::text || api_key_env, '')"
                                        " FROM rag.llms").fetchone()[0]
+
+
+def test_a_role_that_may_not_read_secrets_gets_the_fallback_not_a_traceback(db, docs,
+                                                                         echo_llm):
+    db.execute("SELECT rag.set_secret('llm', 'sk-very-secret-key-123')")
+    db.execute("SELECT rag.create_llm('echo', 'openai', 'echo-1', %s, 'secret:llm')",
+               (echo_llm.url,))
+    role = f"pgask_reader_{os.getpid()}"
+    db.execute(f"DROP ROLE IF EXISTS {role}")
+    db.execute(f"CREATE ROLE {role}")
+    try:
+        db.execute(f"GRANT SELECT ON rag.documents TO {role}")
+        db.execute(f"SET ROLE {role}")
+        result = ask(db, "How often does autovacuum run?", {"log": False})
+        db.execute("RESET ROLE")
+        assert result["mode"] == "extractive" and result["citations"]
+        assert "may not read API keys stored with rag.set_secret" in result["note"]
+        assert echo_llm.chat_requests() == []
+    finally:
+        db.execute("RESET ROLE")
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
 
 
 @pytest.mark.parametrize(("call", "message"), [

@@ -93,8 +93,16 @@ def load_embedder(plpy, name: str):
 
 
 def read_secret(plpy, secret: str) -> str | None:
-    """A provider API key from rag.secrets (through the owner-only rag._secret)."""
-    found = plpy.execute(plpy.prepare("SELECT rag._secret($1) AS v", ["text"]), [secret])
+    """A provider API key from rag.secrets, through rag._secret, which only the owner of
+    schema rag may run: a role asking a question with an LLM or reranker whose key is a
+    'secret:' entry gets this error, which callers turn into a fallback or a clear message."""
+    try:
+        found = plpy.execute(plpy.prepare("SELECT rag._secret($1) AS v", ["text"]), [secret])
+    except plpy.SPIError as exc:
+        raise EmbedderError(
+            f"the role running this may not read API keys stored with rag.set_secret ({exc}); "
+            "give the provider a key in an environment variable of the database server "
+            "instead, or run this as the owner of schema rag", retryable=False) from None
     return found[0]["v"] if found else None
 
 
