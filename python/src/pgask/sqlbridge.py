@@ -53,7 +53,11 @@ def embed_with(plpy, content, embedder):
         if key in _query_vectors:
             _query_vectors.move_to_end(key)
             return _query_vectors[key], None
-        vector = vector_literal(provider.embed([content])[0])
+        if provider.spec.provider == "local":
+            # The model's own query cache: the extractive answerer asks it for the same text.
+            vector = vector_literal(get_local_embedder().embed_query(content))
+        else:
+            vector = vector_literal(provider.embed([content])[0])
     except EmbedderError as exc:
         return None, str(exc)
     _query_vectors[key] = vector
