@@ -491,6 +491,36 @@ BEGIN
 END;
 $$;
 
+-- rag._metadata_sql(source, columns): the SQL building a chunk's metadata from the named
+-- columns of the source row "s": each column as a key, except that a jsonb column holding an
+-- object contributes its keys, so rag.search filters reach them directly ({"team": "db"},
+-- not {"metadata": {"team": "db"}}). Plain columns come last and win a key clash.
+CREATE OR REPLACE FUNCTION rag._metadata_sql(source regclass, columns text[])
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result text;
+BEGIN
+    SELECT string_agg(
+        CASE WHEN a.atttypid = 'jsonb'::regtype
+            THEN format('CASE WHEN jsonb_typeof(%1$s) = ''object'' THEN %1$s'
+                ' ELSE jsonb_build_object(%2$L, %1$s) END', c.column_sql, c.name)
+            ELSE format('jsonb_build_object(%L, %s)', c.name, c.column_sql)
+        END, ' || ' ORDER BY a.atttypid = 'jsonb'::regtype DESC, c.n
+    )
+    INTO result
+    FROM unnest(columns) WITH ORDINALITY AS u (name, n)
+    CROSS JOIN LATERAL (
+        SELECT u.name, u.n, rag._column_sql(source, u.name, 'metadata', false) AS column_sql
+    ) AS c
+    INNER JOIN pg_attribute AS a ON a.attrelid = source AND a.attname = c.name;
+    RETURN coalesce(result, '''{}''::jsonb');
+END;
+$$;
+
 -- rag._create_pipeline(...): shared by both rag.create_pipeline forms; content_sql is an
 -- expression over "s" already checked by the caller.
 DROP FUNCTION IF EXISTS rag._create_pipeline(
@@ -570,12 +600,8 @@ BEGIN
         title_sql := format('coalesce((%s)::text, '''')',
             rag._column_sql(source, title, 'title', false));
     END IF;
-    IF metadata IS NOT NULL AND cardinality(metadata) > 0 THEN
-        SELECT format('jsonb_build_object(%s)', string_agg(
-            format('%L, %s', m, rag._column_sql(source, m, 'metadata', false)), ', '
-        ))
-        INTO metadata_sql
-        FROM unnest(metadata) AS m;
+    IF metadata IS NOT NULL THEN
+        metadata_sql := rag._metadata_sql(source, metadata);
     END IF;
 
     INSERT INTO rag.pipelines (
@@ -1109,11 +1135,7 @@ BEGIN
         END IF;
     END IF;
     IF metadata IS NOT NULL THEN
-        SELECT coalesce(format('jsonb_build_object(%s)', string_agg(
-            format('%L, %s', m, rag._column_sql(p.source, m, 'metadata', false)), ', '
-        )), '''{}''::jsonb')
-        INTO new_metadata_sql
-        FROM unnest(metadata) AS m;
+        new_metadata_sql := rag._metadata_sql(p.source, metadata);
     END IF;
     UPDATE rag.pipelines AS x SET
         chunker = coalesce(alter_pipeline.chunker, x.chunker),

@@ -272,3 +272,12 @@ def test_a_real_local_llm_through_serve_llm(db, docs, llm_server):
         assert "withheld" in result["note"] and result["problems"]
     else:
         assert result["mode"] == "no_answer"
+
+
+def test_filter_reaches_retrieval(db, docs):
+    db.execute("UPDATE rag.documents SET metadata = '{\"team\": \"db\"}' WHERE source ="
+               " 'autovacuum.md'")
+    kept = ask(db, "How often does autovacuum launch a worker?", filter='{"team": "db"}')
+    assert {c["source"] for c in kept["citations"]} == {"autovacuum.md"}
+    other = ask(db, "How often does autovacuum launch a worker?", filter='{"team": "web"}')
+    assert other["mode"] == "no_answer" and other["citations"] == []

@@ -73,7 +73,7 @@ def test_update_of_other_columns_embeds_nothing(db):
     assert embedded_count(db) == embedded
     (metadata,) = db.execute("SELECT metadata FROM rag.documents_chunks WHERE document_id = %s",
                              (str(document_id),)).fetchone()
-    assert metadata == {"source": "b.md", "metadata": {"team": "dba"}}
+    assert metadata == {"source": "b.md", "team": "dba"}  # filterable as {"team": "dba"}
 
 
 def test_updated_at_moves_on_update(db):

@@ -268,3 +268,17 @@ def test_process_queue_arguments(db, args, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue) as excinfo:
         db.execute(f"CALL rag.process_queue({args})")
     assert excinfo.value.diag.message_primary.startswith(message)
+
+
+def test_jsonb_metadata_columns_contribute_their_keys(db):
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, body text, team text, extra jsonb)")
+    db.execute("""INSERT INTO notes VALUES (1, 'Disk full on db1.', 'dba',
+                  '{"team": "ignored", "severity": 2}'), (2, 'Lunch.', 'ops', '[1, 2]'),
+                  (3, 'Nothing.', NULL, NULL)""")
+    db.execute("SELECT rag.create_pipeline('notes', 'notes', 'body',"
+               " metadata => ARRAY['extra', 'team'])")
+    process(db, "notes")
+    rows = dict(db.execute("SELECT document_id, metadata FROM rag.notes_chunks").fetchall())
+    assert rows == {"1": {"team": "dba", "severity": 2},  # the plain column wins a clash
+                    "2": {"team": "ops", "extra": [1, 2]},
+                    "3": {"team": None, "extra": None}}
