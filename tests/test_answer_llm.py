@@ -281,3 +281,9 @@ def test_filter_reaches_retrieval(db, docs):
     assert {c["source"] for c in kept["citations"]} == {"autovacuum.md"}
     other = ask(db, "How often does autovacuum launch a worker?", filter='{"team": "web"}')
     assert other["mode"] == "no_answer" and other["citations"] == []
+
+
+def test_nothing_retrieved_is_i_dont_know_without_calling_the_llm(db, echo_llm):
+    result = ask(db, "How often does autovacuum launch a worker?")  # no documents at all
+    assert result["mode"] == "no_answer" and result["llm"] == "echo"
+    assert echo_llm.chat_requests() == []

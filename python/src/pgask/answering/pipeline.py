@@ -204,7 +204,7 @@ def answer(plpy, question, k, filter_json, pipeline, model, options_json) -> str
                                                         "completion_tokens": 0},
               "grounded": True, "problems": [], "note": None, "llm_error": None}
     generate_started = time.perf_counter()
-    if llm_name is not None:
+    if llm_name is not None and rows:  # nothing retrieved: "I don't know" costs no tokens
         outcome = _generate(plpy, llm_name, question, rows, options, result)
         if outcome == "error":
             return json.dumps({"error": result["llm_error"],
