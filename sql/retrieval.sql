@@ -103,10 +103,10 @@ $$;
 --     (operators $eq $ne $in $nin $gt $gte $lt $lte $exists $and $or; dates as ISO strings),
 --     applied inside both searches; iterative index scans keep filling k rows.
 --   options (over the pipeline's search_options): ef_search, max_scan_tuples, bm25_k1,
---     bm25_b, rrf_k, vector_weight, keyword_weight, candidates_factor, rerank (a
---     rag.rerankers name), mmr_lambda, dedupe_threshold.
--- score: the final ordering's score (RRF in hybrid, cosine in vector, BM25 in keyword, the
--- reranker's when reranked); rank 1..k; per-signal ranks and scores alongside (NULL where a
+--     bm25_b, fusion (rrf | zscore), rrf_k, vector_weight, keyword_weight, candidates_factor,
+--     rerank (a rag.rerankers name), rerank_depth, mmr_lambda, dedupe_threshold.
+-- score: the final ordering's score (RRF or z-score sum in hybrid, cosine in vector, BM25 in
+-- keyword, the reranker's for reranked rows); rank 1..k; per-signal ranks and scores alongside (NULL where a
 -- list did not hold the chunk). Runs as the caller: chunks of source rows the caller cannot
 -- read (privileges, row-level security) are never returned.
 CREATE OR REPLACE FUNCTION rag.search(
