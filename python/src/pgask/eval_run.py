@@ -163,7 +163,9 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
     seen with its verdict: guard_keeps_correct is the share of correct generated answers
     (gold contained) it lets through; guard_stops_invented the share of generated answers to
     unanswerable questions (inventions) it flags; guard_stops_wrong the same for answerable
-    questions answered without the gold answer."""
+    questions answered without the gold answer. The *_facts variants count only the guard's
+    fact checks (numbers, dates, quotes, names), leaving out its citation rules, which small
+    models fail by not citing at all."""
     squad = load_squad(squad_file)
     digest = hashlib.sha256(Path(squad_file).read_bytes()).hexdigest()
     rows = [(cid, title, text) for cid, (title, text) in squad.contexts.items()]
@@ -171,8 +173,9 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
     questions = squad.questions[:limit] if limit else squad.questions
     options = {"log": False, "guard": "flag", "on_llm_error": "error"}
     counts = dict.fromkeys(("em", "f1", "contains", "refused_answerable", "correct_refusals",
-                            "answerable", "correct", "correct_kept", "invented",
-                            "invented_stopped", "wrong", "wrong_stopped"), 0)
+                            "answerable", "correct", "correct_kept", "correct_kept_facts",
+                            "invented", "invented_stopped", "invented_stopped_facts",
+                            "wrong", "wrong_stopped", "wrong_stopped_facts"), 0)
     bar = _bar(len(questions), "answers", progress)
     started = time.monotonic()
     for q in questions:
@@ -182,6 +185,8 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
         refused = result["mode"] == "no_answer"
         text = _MARKER.sub("", result["answer"])
         generated = result["mode"] == "generated"
+        # The guard's fact checks say "... is not in ..."; its citation rules do not.
+        facts_flagged = any(" is not in " in problem for problem in result["problems"])
         if q.answers:
             counts["answerable"] += 1
             counts["refused_answerable"] += refused
@@ -192,14 +197,17 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
             if generated and contains_answer(text, q.answers):
                 counts["correct"] += 1
                 counts["correct_kept"] += result["grounded"]
+                counts["correct_kept_facts"] += not facts_flagged
             elif generated:
                 counts["wrong"] += 1
                 counts["wrong_stopped"] += not result["grounded"]
+                counts["wrong_stopped_facts"] += facts_flagged
         else:
             counts["correct_refusals"] += refused
             if generated:
                 counts["invented"] += 1
                 counts["invented_stopped"] += not result["grounded"]
+                counts["invented_stopped_facts"] += facts_flagged
         bar.update(1)
     bar.close()
     answerable = counts["answerable"]
@@ -220,6 +228,9 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
             "guard_keeps_correct": share("correct_kept", counts["correct"]),
             "guard_stops_invented": share("invented_stopped", counts["invented"]),
             "guard_stops_wrong": share("wrong_stopped", counts["wrong"]),
+            "guard_keeps_correct_facts": share("correct_kept_facts", counts["correct"]),
+            "guard_stops_invented_facts": share("invented_stopped_facts", counts["invented"]),
+            "guard_stops_wrong_facts": share("wrong_stopped_facts", counts["wrong"]),
         })
     settings = {"pipeline": pipeline, "k": k, "answerable": answerable,
                 "unanswerable": unanswerable, "model": model or "extractive",
