@@ -107,8 +107,8 @@ $$;
 --     rerank (a rag.rerankers name), rerank_depth, mmr_lambda, dedupe_threshold.
 -- score: the final ordering's score (RRF or z-score sum in hybrid, cosine in vector, BM25 in
 -- keyword, the reranker's for reranked rows); rank 1..k; per-signal ranks and scores
--- alongside (NULL where a list did not hold the chunk). Runs as the caller: chunks of source rows the caller cannot
--- read (privileges, row-level security) are never returned.
+-- alongside (NULL where a list did not hold the chunk). Runs as the caller: chunks of source
+-- rows the caller cannot read (privileges, row-level security) are never returned.
 CREATE OR REPLACE FUNCTION rag.search(
     query text,
     k integer DEFAULT 5,
