@@ -282,3 +282,14 @@ def test_jsonb_metadata_columns_contribute_their_keys(db):
     assert rows == {"1": {"team": "dba", "severity": 2},  # the plain column wins a clash
                     "2": {"team": "ops", "extra": [1, 2]},
                     "3": {"team": None, "extra": None}}
+
+
+def test_a_title_longer_than_the_model_sees_is_cut_for_embedding_only(articles):
+    title = "A very long title " * 120  # far more than the model's 254 word pieces
+    articles.execute("UPDATE articles SET title = %s WHERE id = 1", (title,))
+    articles.execute("SELECT rag.create_pipeline('articles', 'articles', 'body',"
+                     " title => 'title')")
+    process(articles)
+    assert status(articles)["failed"] == 0
+    titles = {row[3] for row in chunk_rows(articles) if row[0] == "1"}
+    assert titles == {title}  # stored whole; only the embedded prefix is cut

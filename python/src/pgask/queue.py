@@ -15,10 +15,13 @@ import random
 import time
 from dataclasses import dataclass
 
-from pgask.chunking import ChunkerConfig, chunk_document
+from pgask.chunking import ChunkerConfig, chunk_document, truncate_to_tokens
 from pgask.embedders import vector_literal
 from pgask.embedders.errors import EmbedderError
 from pgask.embedders.registry import EmbedderSpec, provider_for
+
+# The title prefixed to each chunk's embedded text is cut to this many tokens.
+MAX_TITLE_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,11 @@ def plan_documents(p: Pipeline, provider, sources: dict[str, tuple]) -> list[Pla
     planned = []
     for document_id, state in sources.items():
         content, title, metadata_json = state
-        prefix = f"{title}\n" if title else ""
+        embedded_title = title
+        if title and counter(title) > MAX_TITLE_TOKENS:
+            # Embedded in front of every chunk: a very long title would leave no room for text.
+            embedded_title = truncate_to_tokens(title, MAX_TITLE_TOKENS, counter)
+        prefix = f"{embedded_title}\n" if title else ""
 
         def with_title(text: str, prefix=prefix) -> int:
             return counter(prefix + text)
