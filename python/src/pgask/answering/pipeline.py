@@ -17,6 +17,7 @@ from pgask.embedders.errors import EmbedderError
 from pgask.llm.chat import ChatClient, LLMError, LLMOptions, LLMSpec
 from pgask.llm.prompt import DEFAULT_CONTEXT_TOKENS, PromptTemplate, build_prompt
 from pgask.llm.prompt import Passage as PromptPassage
+from pgask.plans import prepared
 
 GUARDS = ("replace", "flag")
 ON_LLM_ERROR = ("fallback", "error")
@@ -96,16 +97,6 @@ def llm_options_error(options_json) -> str | None:
     return None
 
 
-_plans: dict[tuple, object] = {}
-
-
-def _plan(plpy, sql: str, types: list[str]):
-    key = (sql, tuple(types))
-    if key not in _plans:
-        _plans[key] = plpy.prepare(sql, types)
-    return _plans[key]
-
-
 _clients: dict[tuple, ChatClient] = {}
 
 
@@ -114,7 +105,7 @@ def load_llm(plpy, name: str) -> ChatClient:
     from pgask.embedders.registry import resolve_api_key
     from pgask.queue import read_secret
 
-    rows = plpy.execute(_plan(plpy, "SELECT name, provider, model, base_url, api_key_env,"
+    rows = plpy.execute(prepared(plpy, "SELECT name, provider, model, base_url, api_key_env,"
                               " options::text AS options FROM rag.llms WHERE name = $1",
                               ["text"]), [name])
     if not rows:
@@ -145,11 +136,11 @@ def _retrieve(plpy, question, k, filter_json, pipeline, search_options, embedder
     from pgask.retrieval import search as retrieval
 
     started = time.perf_counter()
-    plpy.execute(_plan(plpy, "SELECT rag.embed($1, $2)", ["text", "text"]),
+    plpy.execute(prepared(plpy, "SELECT rag.embed($1, $2)", ["text", "text"]),
                  [question, embedder])  # cached: rag.search below reuses the vector
     embedded = time.perf_counter()
     chunks = plpy.quote_ident(f"{pipeline}_chunks")
-    rows = plpy.execute(_plan(plpy, (
+    rows = plpy.execute(prepared(plpy, (
         "SELECT s.chunk_id, s.document_id, s.title, s.source, s.content, s.score,"
         " coalesce(s.vector_score, 0) AS similarity, c.ordinal, c.char_start, c.char_end"
         " FROM rag.search($1, $2, $3::jsonb, 'hybrid', $4, $5::jsonb) AS s"
@@ -183,14 +174,14 @@ def _citation(n: int, row: dict) -> dict:
 
 
 def _default_llm(plpy) -> str | None:
-    rows = plpy.execute(_plan(plpy, "SELECT value FROM rag.settings WHERE key = 'default_llm'"
+    rows = plpy.execute(prepared(plpy, "SELECT value FROM rag.settings WHERE key = 'default_llm'"
                               " AND value IN (SELECT name FROM rag.llms)", []), [])
     return rows[0]["value"] if rows else None
 
 
 def answer(plpy, question, k, filter_json, pipeline, model, options_json) -> str:
     started = time.perf_counter()
-    p = plpy.execute(_plan(plpy, "SELECT embedder, answer_options::text AS answer_options"
+    p = plpy.execute(prepared(plpy, "SELECT embedder, answer_options::text AS answer_options"
                            " FROM rag.pipelines WHERE name = $1", ["text"]), [pipeline])[0]
     options = AnswerOptions.resolve(json.loads(p["answer_options"]), _parse(options_json))
     llm_name = model if model is not None else (options.llm or _default_llm(plpy))
@@ -277,6 +268,6 @@ def _log(plpy, pipeline: str, result: dict) -> int:
         "completion_tokens": result["usage"]["completion_tokens"],
         "timings_ms": result["timings_ms"], "error": result["llm_error"],
     }
-    rows = plpy.execute(_plan(plpy, "SELECT rag._log_answer($1::jsonb) AS id", ["text"]),
+    rows = plpy.execute(prepared(plpy, "SELECT rag._log_answer($1::jsonb) AS id", ["text"]),
                         [json.dumps(entry)])
     return rows[0]["id"]

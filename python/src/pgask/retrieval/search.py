@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
+from pgask.plans import prepared
 from pgask.retrieval.filters import FilterError, compile_filter
 from pgask.retrieval.fusion import (
     drop_near_duplicates,
@@ -45,7 +45,7 @@ class PipelineView:
 
 
 def load_pipeline(plpy, name: str) -> PipelineView:
-    rows = plpy.execute(_plan(plpy, (
+    rows = plpy.execute(prepared(plpy, (
         "SELECT name, source::text AS source, active_set, language::text AS language,"
         " search_options::text AS search_options FROM rag.pipelines WHERE name = $1"),
         ["text"]), [name])
@@ -53,23 +53,6 @@ def load_pipeline(plpy, name: str) -> PipelineView:
     row["search_options"] = json.loads(row["search_options"])
     return PipelineView(**row)
 
-
-_plans: OrderedDict[tuple, object] = OrderedDict()
-MAX_PLANS = 128
-
-
-def _plan(plpy, sql: str, types: list[str]):
-    """Prepared once per backend per distinct SQL text (filters of one shape share a plan)."""
-    key = (sql, tuple(types))
-    plan = _plans.get(key)
-    if plan is None:
-        plan = plpy.prepare(sql, types)
-        _plans[key] = plan
-        if len(_plans) > MAX_PLANS:
-            _plans.popitem(last=False)
-    else:
-        _plans.move_to_end(key)
-    return plan
 
 
 def _parse(text: str | None):
@@ -88,7 +71,7 @@ def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
     except ValueError as exc:
         return f"options: {exc}"
     if options.rerank is not None:
-        found = plpy.execute(_plan(plpy, "SELECT 1 FROM rag.rerankers WHERE name = $1",
+        found = plpy.execute(prepared(plpy, "SELECT 1 FROM rag.rerankers WHERE name = $1",
                                    ["text"]), [options.rerank])
         if not found:
             return (f"options: reranker {options.rerank!r} is not registered "
@@ -97,7 +80,7 @@ def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
 
 
 def query_lexemes(plpy, language: str, query: str) -> list[str]:
-    rows = plpy.execute(_plan(plpy, "SELECT tsvector_to_array(to_tsvector($1::regconfig, $2))"
+    rows = plpy.execute(prepared(plpy, "SELECT tsvector_to_array(to_tsvector($1::regconfig, $2))"
                               " AS lexemes", ["text", "text"]), [language, query])
     return list(rows[0]["lexemes"] or [])
 
@@ -115,7 +98,7 @@ def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str
     sql = (f"WITH hits AS MATERIALIZED (SELECT c.id, c.embedding <=> $1::vector AS distance"
            f" FROM {p.view} AS c WHERE {where} ORDER BY c.embedding <=> $1::vector LIMIT $2)"
            " SELECT id, 1 - distance AS score FROM hits ORDER BY distance, id")
-    rows = plpy.execute(_plan(plpy, sql, ["text", "int", *types]), [vector, depth, *params])
+    rows = plpy.execute(prepared(plpy, sql, ["text", "int", *types]), [vector, depth, *params])
     return [(r["id"], r["score"]) for r in rows]
 
 
@@ -141,7 +124,7 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
         f" WHERE c.tsv @@ $5::tsquery AND {where}"
         " GROUP BY c.id ORDER BY score DESC, c.id LIMIT $2")
     rows = plpy.execute(
-        _plan(plpy, sql, ["text", "int", "text[]", "text", "text", "float8", "float8", *types]),
+        prepared(plpy, sql, ["text", "int", "text[]", "text", "text", "float8", "float8", *types]),
         [query, depth, lexemes, p.store, tsquery_any(lexemes), options.bm25_k1, options.bm25_b,
          *params])
     return [(r["id"], r["score"]) for r in rows]
@@ -153,7 +136,7 @@ def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool) -> dict[in
            f" coalesce(c.metadata ->> 'source', $2 || ':' || c.document_id) AS source,"
            f" c.content, c.metadata::text AS metadata{vector}"
            f" FROM {p.view} AS c WHERE c.id = ANY($1)")
-    rows = plpy.execute(_plan(plpy, sql, ["bigint[]", "text"]), [ids, p.source])
+    rows = plpy.execute(prepared(plpy, sql, ["bigint[]", "text"]), [ids, p.source])
     return {r["chunk_id"]: dict(r) for r in rows}
 
 
@@ -163,7 +146,7 @@ def _vectors(rows: list[dict]) -> np.ndarray:
 
 def _set_scan_settings(plpy, options: SearchOptions) -> dict:
     """Sets this call's HNSW settings for the transaction; returns the values to restore."""
-    rows = plpy.execute(_plan(plpy, (
+    rows = plpy.execute(prepared(plpy, (
         "SELECT old.ef, old.it, old.mst,"
         " set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', $2, true),"
         " set_config('hnsw.max_scan_tuples', $3, true)"
@@ -176,7 +159,7 @@ def _set_scan_settings(plpy, options: SearchOptions) -> dict:
 
 
 def _restore_scan_settings(plpy, old: dict) -> None:
-    plpy.execute(_plan(plpy, (
+    plpy.execute(prepared(plpy, (
         "SELECT set_config('hnsw.ef_search', coalesce($1, '40'), true),"
         " set_config('hnsw.iterative_scan', coalesce($2, 'off'), true),"
         " set_config('hnsw.max_scan_tuples', coalesce($3, '20000'), true)"),
@@ -186,7 +169,7 @@ def _restore_scan_settings(plpy, old: dict) -> None:
 def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None:
     from pgask.queue import read_secret
 
-    spec_row = plpy.execute(_plan(plpy, (
+    spec_row = plpy.execute(prepared(plpy, (
         "SELECT name, provider, model, base_url, api_key_env, options::text AS options_json"
         " FROM rag.rerankers WHERE name = $1"), ["text"]), [name])
     spec = RerankerSpec(**dict(spec_row[0]))
