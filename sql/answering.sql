@@ -353,18 +353,18 @@ BEGIN
 END;
 $$;
 
+-- rag.answer_feedback_totals: helpful and unhelpful verdicts per answer (rag.feedback).
+CREATE OR REPLACE VIEW rag.answer_feedback_totals AS
+SELECT
+    answer_id,
+    count(*) FILTER (WHERE helpful) AS helpful,
+    count(*) FILTER (WHERE NOT helpful) AS unhelpful
+FROM rag.answer_feedback
+GROUP BY answer_id;
+
 -- rag.answers_daily: per day and pipeline: answers, how they were made, latency, tokens, cost,
 -- ungrounded generations caught, and feedback.
 CREATE OR REPLACE VIEW rag.answers_daily AS
-WITH f AS (
-    SELECT
-        answer_id,
-        count(*) FILTER (WHERE helpful) AS helpful,
-        count(*) FILTER (WHERE NOT helpful) AS unhelpful
-    FROM rag.answer_feedback
-    GROUP BY answer_id
-)
-
 SELECT
     date_trunc('day', l.asked_at)::date AS day,
     l.pipeline,
@@ -382,7 +382,7 @@ SELECT
     sum(f.helpful) AS helpful,
     sum(f.unhelpful) AS unhelpful
 FROM rag.answer_log AS l
-LEFT JOIN f ON l.id = f.answer_id
+LEFT JOIN rag.answer_feedback_totals AS f ON l.id = f.answer_id
 GROUP BY date_trunc('day', l.asked_at)::date, l.pipeline;
 
 -- rag.top_unanswered: questions that ended in "I don't know", most asked first: the gaps in
@@ -403,15 +403,6 @@ ORDER BY times_asked DESC, last_asked DESC;
 -- rag.document_usage: how often each document was cited in answers, and by how many
 -- distinct questions; documents never cited do not appear.
 CREATE OR REPLACE VIEW rag.document_usage AS
-WITH f AS (
-    SELECT
-        answer_id,
-        count(*) FILTER (WHERE helpful) AS helpful,
-        count(*) FILTER (WHERE NOT helpful) AS unhelpful
-    FROM rag.answer_feedback
-    GROUP BY answer_id
-)
-
 SELECT
     l.pipeline,
     d.document_id,
@@ -430,6 +421,6 @@ CROSS JOIN
             u.source
         FROM unnest(l.cited_document_ids, l.cited_sources) AS u (document_id, source)
     ) AS d
-LEFT JOIN f ON l.id = f.answer_id
+LEFT JOIN rag.answer_feedback_totals AS f ON l.id = f.answer_id
 GROUP BY l.pipeline, d.document_id
 ORDER BY answers DESC;
