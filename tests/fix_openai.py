@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def call_json(port: int, method: str, path: str, body: dict | None = None) -> dict:
+    """A JSON request to a test server's control endpoints on 127.0.0.1."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@contextmanager
+def server_process(script: str, what: str):
+    """Runs tests/<script> --port PORT until the block ends; yields PORT once the server
+    printed "ready"."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent / "python" / "src"))
+    process = subprocess.Popen([sys.executable, str(HERE / script), "--port", str(port)],
+                               stdout=subprocess.PIPE, env=env, text=True)
+    ready = process.stdout.readline().strip()
+    if ready != "ready":
+        process.kill()
+        raise RuntimeError(f"the {what} server did not start: {ready!r}")
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @dataclass
 class EmbeddingServer:
     port: int
@@ -32,12 +61,7 @@ class EmbeddingServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
-                                         method=method,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        return call_json(self.port, method, path, body)
 
     def fail_next(self, *faults: dict) -> None:
         """Schedules faults: {"status": 500}, {"status": 429, "retry_after": 2},
@@ -60,17 +84,8 @@ class EmbeddingServer:
 
 @pytest.fixture(scope="session")
 def _embedding_server_process():
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent / "python" / "src"))
-    process = subprocess.Popen([sys.executable, str(HERE / "openai_server.py"), "--port",
-                                str(port)], stdout=subprocess.PIPE, env=env, text=True)
-    ready = process.stdout.readline().strip()
-    if ready != "ready":
-        process.kill()
-        raise RuntimeError(f"the embeddings server did not start: {ready!r}")
-    yield EmbeddingServer(port)
-    process.terminate()
-    process.wait(timeout=10)
+    with server_process("openai_server.py", "embeddings") as port:
+        yield EmbeddingServer(port)
 
 
 @pytest.fixture
