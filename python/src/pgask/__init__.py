@@ -4,4 +4,8 @@ The same code runs in two places: inside the database (PL/Python functions impor
 versioned site directory) and in the `pgask` command line tool.
 """
 
-__version__ = "0.1.0"
+from pgask._version import read_version
+
+# The release number lives in one place, python/pyproject.toml (scripts/install.sh names the
+# site directory after it too); this reads it from there or from the installed metadata.
+__version__ = read_version()

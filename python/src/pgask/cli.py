@@ -74,6 +74,29 @@ def cmd_install(args) -> int:
     return EXIT_OK
 
 
+def cmd_uninstall(args) -> int:
+    from pgask.uninstall import plan, uninstall
+
+    with _connect(args) as conn:
+        dbname = conn.info.dbname
+        with conn.cursor() as cur:
+            found = plan(cur)
+        if found is None:
+            print(f"pgask is not installed in database {dbname}: nothing to do")
+            return EXIT_OK
+        print(found.describe())
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CliError("not removed: confirm with --yes (no terminal to ask on)")
+            reply = input(f"Remove pgask from database {dbname}? Type yes: ")
+            if reply.strip().lower() != "yes":
+                print("not removed")
+                return EXIT_FAILED
+        uninstall(conn)
+    print(f"pgask removed from database {dbname}")
+    return EXIT_OK
+
+
 def cmd_ask(args) -> int:
     import psycopg
 
@@ -178,6 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     inst.add_argument("--site-dir", help="where the database server finds the pgask Python "
                       "package (default: the versioned directory `make setup` fills)")
     inst.set_defaults(func=cmd_install)
+
+    uninst = sub.add_parser("uninstall", help="remove pgask from the database (asks first)",
+                            description="Drops everything pgask created: schemas rag and "
+                            "rag_eval (documents, chunks, pipelines, the answer log), "
+                            "public.rag_answer, its triggers on your tables and its event "
+                            "triggers, its pg_cron jobs. Your tables and their rows stay, and so "
+                            "do the vector and plpython3u extensions. Lists what it will drop "
+                            "and asks for confirmation; refuses if a view or function of yours "
+                            "uses pgask. One transaction.")
+    uninst.add_argument("--yes", action="store_true",
+                        help="do not ask for confirmation (for scripts)")
+    uninst.set_defaults(func=cmd_uninstall)
 
     add_ingest_parser(sub, _connect)
 
