@@ -6,12 +6,27 @@ import psycopg
 import pytest
 
 from pgask import install as install_module
-from pgask.install import SQL_FILES, InstallError, install, project_root
+from pgask.install import InstallError, install, project_root, sql_files
 
 
-def test_every_sql_file_is_installed():
-    on_disk = {p.name for p in (project_root() / "sql").glob("*.sql")}
-    assert on_disk == set(SQL_FILES)
+def test_every_sql_file_is_installed_in_numbered_order():
+    on_disk = sorted(p.name for p in (project_root() / "sql").glob("*.sql"))
+    installed = [p.name for p in sql_files(project_root())]
+    assert installed == on_disk  # no file without its NNN_ prefix is left out
+    assert installed[0].startswith("000_") and len(installed) > 10
+
+
+def test_every_plpython_body_gets_the_preamble():
+    # Each PL/Python function but rag._python_init itself starts with the marker that install
+    # replaces; one without it would not find the pgask package in a fresh backend.
+    for path in sql_files(project_root()):
+        text = path.read_text()
+        bodies = text.split("LANGUAGE plpython3u")[1:]
+        for body in bodies:
+            code = body.split("$$")[1]
+            if "def " in code or "GD[\"pgask_version\"] = " in code:
+                continue  # rag._python_init
+            assert code.lstrip("\n").startswith("#PGASK_PREAMBLE\n"), (path.name, code[:80])
 
 
 def test_install_twice_applies_migrations_once(empty_db_url):
@@ -59,7 +74,8 @@ def test_failing_sql_file_rolls_back_everything(empty_db_url, monkeypatch, tmp_p
         (tmp_path / folder).mkdir()
         for path in (project_root() / folder).glob("*.sql"):
             (tmp_path / folder / path.name).write_text(path.read_text())
-    (tmp_path / "sql" / SQL_FILES[-1]).write_text("SELECT no_such_function();")
+    (tmp_path / "sql" / sql_files(project_root())[-1].name).write_text(
+        "SELECT no_such_function();")
     monkeypatch.setattr(install_module, "project_root", lambda: Path(tmp_path))
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.UndefinedFunction):

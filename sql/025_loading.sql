@@ -11,8 +11,7 @@ STRICT
 PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask.loaders import markdown_from_html
 return markdown_from_html(html)
 $$;
@@ -28,8 +27,7 @@ STRICT
 PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask.loaders import try_text_from_pdf
 return try_text_from_pdf(data)
 $$;

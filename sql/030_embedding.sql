@@ -11,8 +11,7 @@ STRICT
 PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask import sqlbridge
 return sqlbridge.embed(content)
 $$;
@@ -27,13 +26,10 @@ STRICT
 PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask import sqlbridge
 return sqlbridge.embed_many(contents)
 $$;
-
-DROP FUNCTION IF EXISTS rag._chunk_and_embed(text, text);
 
 -- rag._embed_with(...): the PL/Python implementation behind rag.embed(content, embedder);
 -- it reports a provider failure in `error` so the wrapper can raise it without a traceback.
@@ -44,8 +40,7 @@ LANGUAGE plpython3u
 STABLE
 SET search_path = pg_catalog, public, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask import sqlbridge
 return sqlbridge.embed_with(plpy, content, embedder)
 $$;

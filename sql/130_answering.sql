@@ -1,11 +1,6 @@
 -- Answers: rag.answer / rag_answer / rag.answer_sources, LLMs as data, the answer log, its BI
 -- views and feedback. Logic: pgask/answering/.
 
-DROP FUNCTION IF EXISTS rag._answer(text, integer);
-DROP FUNCTION IF EXISTS rag.answer(text, integer);
-DROP FUNCTION IF EXISTS rag._answer(text, integer, text);
-DROP FUNCTION IF EXISTS rag.answer(text, integer, text);
-
 -- How long answer_log rows are kept (days); rag._log_answer prunes older ones as it goes.
 INSERT INTO rag.settings (key, value) VALUES ('answer_log_retention_days', '90')
 ON CONFLICT (key) DO NOTHING;
@@ -94,8 +89,7 @@ LANGUAGE plpython3u
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask.answering import pipeline
 return pipeline.llm_options_error(options)
 $$;
@@ -107,8 +101,7 @@ LANGUAGE plpython3u
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask.answering import pipeline
 return pipeline.answer_options_error(options)
 $$;
@@ -172,8 +165,7 @@ RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path = pg_catalog, public, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask.answering import pipeline as answering
 return answering.answer(plpy, question, k, filter, pipeline, model, options)
 $$;

@@ -1,5 +1,6 @@
 -- rag._python_init(): makes the pgask package importable in this backend, once.
--- PL/Python bodies call it before `import pgask`, so nobody has to set PYTHONPATH:
+-- The preamble `pgask install` injects into every PL/Python body calls it before `import
+-- pgask`, so nobody has to set PYTHONPATH:
 -- the versioned site directory is recorded in rag.settings by `pgask install`.
 -- PGASK_PYTHONPATH in the server's environment (development, tests) is searched first.
 CREATE OR REPLACE FUNCTION rag._python_init()

@@ -14,8 +14,6 @@ CREATE OR REPLACE TRIGGER documents_touch
 BEFORE UPDATE ON rag.documents
 FOR EACH ROW EXECUTE FUNCTION rag._documents_touch();
 
-DROP FUNCTION IF EXISTS rag._documents_index();
-
 -- rag.documents is one pipeline like any other: "documents", in sync mode, so a document is
 -- searchable as soon as its INSERT commits (the local model needs no network; if embedding
 -- fails, the row stays queued and the write still succeeds). Change it with

@@ -2,9 +2,6 @@
 -- indexed tsvector) or hybrid (reciprocal rank fusion of both), with metadata filters, an
 -- optional reranker and MMR. Logic: pgask/retrieval/.
 
-DROP FUNCTION IF EXISTS rag.search(text, integer);
-DROP FUNCTION IF EXISTS rag.search(text, integer, text, text);
-
 -- rag._as_timestamptz(value): a metadata value as a timestamp for date filters; NULL when it
 -- is not an ISO 8601 date, so one malformed row does not fail a whole search.
 CREATE OR REPLACE FUNCTION rag._as_timestamptz(value text)
@@ -52,8 +49,7 @@ LANGUAGE plpython3u
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask.retrieval import search
 return search.search_error(plpy, filter, options, pipeline)
 $$;
@@ -62,7 +58,6 @@ $$;
 -- rows as a JSON array. Not a set-returning PL/Python function: a backend running one while
 -- `pgask install` replaced it crashed (PostgreSQL 15.x, reproduced), which took every other
 -- connection down with it.
-DROP FUNCTION IF EXISTS rag._search(text, text, integer, jsonb, text, text, jsonb);
 CREATE OR REPLACE FUNCTION rag._search_rows(
     query text, query_vector text, k integer, filter jsonb, mode text, pipeline text,
     options jsonb
@@ -72,8 +67,7 @@ LANGUAGE plpython3u
 STABLE
 SET search_path = pg_catalog, public, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 import json
 from pgask.retrieval import search
 return json.dumps(search.search(plpy, query, query_vector, k, filter, mode, pipeline, options))

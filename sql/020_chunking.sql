@@ -35,8 +35,7 @@ STRICT
 PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask.chunking import chunk_rows
 return [row[:5] for row in chunk_rows(document, "recursive", max_tokens, overlap, "minilm")]
 $$;
@@ -82,8 +81,7 @@ STRICT
 PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-if "pgask_version" not in GD:
-    plpy.execute("SELECT rag._python_init()")
+#PGASK_PREAMBLE
 from pgask.chunking import chunk_rows
 return chunk_rows(document, method, max_tokens, overlap, tokenizer)
 $$;
