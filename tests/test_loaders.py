@@ -238,7 +238,7 @@ def test_invalid_utf8_offset_counts_the_bom(tmp_path):
 
 
 def test_too_large_file_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(loaders, "MAX_FILE_BYTES", 10)
+    monkeypatch.setattr(loaders.files, "MAX_FILE_BYTES", 10)
     path = write(tmp_path, "big.md", "x" * 11)
     with pytest.raises(LoaderError, match=r"11 bytes, larger than the limit of 10 bytes"):
         load_file(path)
