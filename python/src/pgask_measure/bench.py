@@ -157,7 +157,7 @@ FIGURE_MEANINGS = """What the figures mean:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure helpers (tests/test_bench.py)
+# Pure helpers (tests/unit/test_bench.py)
 
 def percentile(values: Sequence[float], p: float) -> float:
     """The p-th percentile (0..100) of values, interpolating linearly between ranks."""
