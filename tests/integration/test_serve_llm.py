@@ -11,7 +11,7 @@ from fix_llm import skip_unless_llm_runtime, start_serve_llm, stop
 
 from pgask.llm import ChatClient, LLMSpec, Passage, build_prompt
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pgask(*args):

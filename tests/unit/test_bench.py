@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pgask.bench import (
+from pgask_measure.bench import (
     QUESTION_TEMPLATES,
     Figure,
     Report,

@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from pgask.evaluation import (
+from pgask.worker import backfill
+from pgask_measure.evaluation import (
     RETRIEVAL_METRICS,
     default_split,
     documents_in_order,
@@ -30,7 +31,6 @@ from pgask.evaluation import (
     load_squad,
     normalize_answer,
 )
-from pgask.worker import backfill
 
 SCHEMA = "rag_eval"
 # "hybrid+rerank": hybrid, then the reranker named by --reranker over the best candidates.

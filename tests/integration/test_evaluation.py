@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pgask.evaluation import (
+from pgask_measure.evaluation import (
     documents_in_order,
     evaluate_run,
     exact_match,
@@ -21,7 +21,7 @@ from pgask.evaluation import (
     recall_at_k,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Ranked: d3 (not relevant), d1 (rel 1), d2 (rel 2), d5 (not judged); d4 (rel 1) missed.
 RANKED = ["d3", "d1", "d2", "d5"]

@@ -157,7 +157,7 @@ FIGURE_MEANINGS = """What the figures mean:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure helpers (tests/test_bench.py)
+# Pure helpers (tests/unit/test_bench.py)
 
 def percentile(values: Sequence[float], p: float) -> float:
     """The p-th percentile (0..100) of values, interpolating linearly between ranks."""
@@ -552,8 +552,8 @@ def manual_sentences(n: int, seed: int = 0) -> list[str]:
     """n distinct sentences of 5 to 60 words, sampled from every page of the manual."""
     import random
 
-    from pgask.chunking import split_sentences
     from pgask.loaders import load_file
+    from pgask.text import split_sentences
 
     seen: dict[str, None] = {}
     for path in sorted(MANUAL.glob("*.html")):
@@ -606,7 +606,7 @@ def load_documents(conn: psycopg.Connection, pages: list) -> None:
 def _retrieved_sentences(conn: psycopg.Connection, result: dict) -> int:
     """How many sentences the chunks an answer retrieved hold (what its extractive step
     embeds, before dropping very short and repeated ones)."""
-    from pgask.chunking import split_sentences
+    from pgask.text import split_sentences
 
     ids = [r["chunk_id"] for r in result["retrieved"]]
     rows = conn.execute("SELECT content FROM rag.documents_chunks WHERE id = ANY(%s)", (ids,))

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from fix_openai import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def register(db, server, name="srv", **options):

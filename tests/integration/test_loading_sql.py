@@ -7,7 +7,7 @@ import json
 
 import psycopg
 import pytest
-from test_loaders import GUIDE_PDF_TEXT, PAGE, encrypt_pdf, make_pdf
+from samples import GUIDE_PDF_TEXT, PAGE, encrypt_pdf, make_pdf
 
 from pgask.chunking import CHUNK_METHODS, chunk_text
 from pgask.embedders.local import count_tokens
