@@ -27,7 +27,7 @@ from fix_cluster import Cluster
 from pgask import __version__
 from pgask.install import DEFAULT_SITE_DIR, InstallError, install, release
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 V010 = REPO / "tests" / "upgrade" / "v0_1_0"
 
 # Every table 0.1.0 users keep data in, ordered so rows compare stably; vectors as text.

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FILES = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\s*\((?P<reason>[^)]+)\)\s*-->\s*$")
 FENCE = re.compile(r"^```sql\s*$\n(?P<body>.*?)^```\s*$", re.MULTILINE | re.DOTALL)
