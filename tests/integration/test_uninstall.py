@@ -74,3 +74,28 @@ def test_cli_uninstall_asks_first_and_yes_skips_the_question(used_db, db_url):
     assert used_db.execute("SELECT count(*) FROM public.notes").fetchone() == (2,)
     again = pgask("uninstall", "--yes", database_url=db_url)
     assert again.returncode == 0 and "not installed" in again.stdout
+
+
+def test_uninstall_drops_the_roles_it_created_unless_another_database_uses_them(
+        used_db, empty_db_url):
+    roles = ("pgask_test_only_here", "pgask_test_used_elsewhere")
+    for role in roles:
+        used_db.execute(f"CREATE ROLE {role} NOLOGIN")
+        used_db.execute(f"GRANT USAGE ON SCHEMA rag TO {role}")
+    with psycopg.connect(empty_db_url, autocommit=True) as other:
+        other.execute("CREATE TABLE elsewhere (id int)")
+        other.execute(f"GRANT SELECT ON elsewhere TO {roles[1]}")
+    try:
+        removed = uninstall(used_db, roles=roles)
+        assert removed.roles == sorted(roles)
+        assert list(removed.kept_roles) == [roles[1]]
+        assert "in database pgask_empty" in removed.kept_roles[roles[1]]
+        existing = used_db.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                                   (list(roles),)).fetchall()
+        assert existing == [(roles[1],)]
+        assert used_db.execute("SELECT to_regnamespace('rag')").fetchone() == (None,)
+    finally:
+        with psycopg.connect(empty_db_url, autocommit=True) as other:
+            other.execute("DROP TABLE elsewhere")
+        for role in roles:
+            used_db.execute(f"DROP ROLE IF EXISTS {role}")

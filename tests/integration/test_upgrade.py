@@ -178,6 +178,17 @@ def test_install_refuses_a_downgrade(db):
                       ).fetchone() == ("99.0.0",)
 
 
+def test_cli_install_refuses_a_downgrade_in_one_line(db, db_url):
+    from test_cli import pgask
+
+    db.execute("UPDATE rag.settings SET value = '99.0.0' WHERE key = 'version'")
+    result = pgask("install", database_url=db_url)
+    assert result.returncode == 1
+    assert result.stderr.startswith("pgask install: this database has pgask 99.0.0, newer than "
+                                    f"this package ({__version__})")
+    assert "Traceback" not in result.stderr
+
+
 def test_install_over_the_same_or_an_older_version_proceeds(db):
     db.execute("UPDATE rag.settings SET value = '0.0.9' WHERE key = 'version'")
     assert install(db).version == __version__

@@ -93,8 +93,10 @@ def cmd_uninstall(args) -> int:
             if reply.strip().lower() != "yes":
                 print("not removed")
                 return EXIT_FAILED
-        uninstall(conn)
+        removed = uninstall(conn)
     print(f"pgask removed from database {dbname}")
+    for role, why in (removed.kept_roles if removed else {}).items():
+        print(f"role {role} kept: another database still uses it ({why})")
     return EXIT_OK
 
 

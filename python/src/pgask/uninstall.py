@@ -19,8 +19,9 @@ from psycopg import sql
 
 from pgask.install import INSTALL_LOCK_KEY, InstallError, installed_version
 
-# Roles pgask creates at install, dropped here; none today (grants go to roles users name).
-CREATED_ROLES: tuple[str, ...] = ()
+# Roles pgask's install creates (sql/990_privileges.sql of the security work). Roles are
+# cluster-wide: one still used by another database (pgask installed there too) is kept.
+CREATED_ROLES: tuple[str, ...] = ("pgask_reader", "pgask_auditor")
 
 _USER_TRIGGERS = """
 SELECT t.tgname, t.tgrelid::regclass::text
@@ -76,6 +77,7 @@ class UninstallPlan:
     cron_jobs: list[str] = field(default_factory=list)
     schemas: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
+    kept_roles: dict[str, str] = field(default_factory=dict)  # role -> why it stayed
     dependents: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -88,12 +90,13 @@ class UninstallPlan:
             lines.append(f"  trigger {name} on {table} (the table and its rows stay)")
         lines.extend(f"  event trigger {name}" for name in self.event_triggers)
         lines.extend(f"  pg_cron job {name}" for name in self.cron_jobs)
-        lines.extend(f"  role {name}" for name in self.roles)
+        lines.extend(f"  role {name} (kept if another database still uses it)"
+                     for name in self.roles)
         lines.append("kept: your tables and their rows, the vector and plpython3u extensions")
         return "\n".join(lines)
 
 
-def plan(cur: psycopg.Cursor) -> UninstallPlan | None:
+def plan(cur: psycopg.Cursor, roles: tuple[str, ...] = CREATED_ROLES) -> UninstallPlan | None:
     """What an uninstall would drop, or None when pgask is not installed here."""
     cur.execute("SELECT to_regnamespace('rag') IS NOT NULL")
     if not cur.fetchone()[0]:
@@ -116,7 +119,7 @@ def plan(cur: psycopg.Cursor) -> UninstallPlan | None:
         cur.execute("SELECT jobname FROM cron.job WHERE jobname LIKE 'pgask:%' ORDER BY 1")
         result.cron_jobs = [r[0] for r in cur.fetchall()]
     cur.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s) ORDER BY 1",
-                (list(CREATED_ROLES),))
+                (list(roles),))
     result.roles = [r[0] for r in cur.fetchall()]
     cur.execute(_DEPENDENTS)
     result.dependents = [r[0] for r in cur.fetchall()]
@@ -128,11 +131,12 @@ def _exists(cur: psycopg.Cursor, relation: str) -> bool:
     return cur.fetchone()[0]
 
 
-def uninstall(conn: psycopg.Connection) -> UninstallPlan | None:
+def uninstall(conn: psycopg.Connection,
+              roles: tuple[str, ...] = CREATED_ROLES) -> UninstallPlan | None:
     """Drops pgask from the connected database, atomically; None if it was not installed."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
-        found = plan(cur)
+        found = plan(cur, roles)
         if found is None:
             return None
         if found.dependents:
@@ -152,5 +156,9 @@ def uninstall(conn: psycopg.Connection) -> UninstallPlan | None:
         for schema in found.schemas:
             cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         for role in found.roles:
-            cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            try:
+                with conn.transaction():  # a savepoint: a role in use elsewhere stays
+                    cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            except psycopg.errors.DependentObjectsStillExist as exc:
+                found.kept_roles[role] = (exc.diag.message_detail or str(exc)).splitlines()[0]
     return found
