@@ -1,3 +1,4 @@
+from fix_citus import citus_cluster  # noqa: F401
 from fix_llm import chat_server, llm_server  # noqa: F401
 from fix_openai import _embedding_server_process, embedding_server  # noqa: F401
 from fix_rerank import _rerank_server_process, rerank_server  # noqa: F401

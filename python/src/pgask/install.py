@@ -18,7 +18,8 @@ from pgask import __version__
 
 # The sql/ files in dependency order: SQL-language bodies are checked when created.
 SQL_FILES = ("python.sql", "chunking.sql", "loading.sql", "embedding.sql", "pipelines.sql",
-             "documents.sql", "retrieval.sql", "answering.sql", "evaluation.sql")
+             "documents.sql", "retrieval.sql", "answering.sql", "evaluation.sql",
+             "distribution.sql")
 REQUIRED_EXTENSIONS = ("vector", "plpython3u")
 DEFAULT_SITE_DIR = f"/usr/local/lib/pgask/{__version__}"
 # Serialises concurrent installs on one database ("pgask" in ASCII).

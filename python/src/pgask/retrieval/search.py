@@ -33,6 +33,9 @@ class PipelineView:
     active_set: int
     language: str
     search_options: dict
+    # A Citus distributed chunk table (rag.distribute_pipeline): BM25 statistics are counted
+    # over its shards at query time instead of read from rag.bm25_stats.
+    distributed: bool = False
 
     @property
     def view(self) -> str:
@@ -47,7 +50,9 @@ class PipelineView:
 def load_pipeline(plpy, name: str) -> PipelineView:
     rows = plpy.execute(prepared(plpy, (
         "SELECT name, source::text AS source, active_set, language::text AS language,"
-        " search_options::text AS search_options FROM rag.pipelines WHERE name = $1"),
+        " search_options::text AS search_options,"
+        " rag._distributed(rag._store(name, active_set)) AS distributed"
+        " FROM rag.pipelines WHERE name = $1"),
         ["text"]), [name])
     row = dict(rows[0])
     row["search_options"] = json.loads(row["search_options"])
@@ -112,6 +117,9 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
     lexemes = query_lexemes(plpy, p.language, query)
     if not lexemes:
         return []  # only stop words: nothing for BM25 to match
+    if p.distributed:
+        return _keyword_candidates_distributed(plpy, p, lexemes, depth, options, where,
+                                               params, types)
     sql = (
         "WITH q AS (SELECT lexeme, idf, avgdl FROM rag._bm25_idf($4, $3::text[])),"
         " a AS (SELECT max(avgdl) AS avgdl FROM q)"
@@ -127,6 +135,37 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
         prepared(plpy, sql, ["text", "int", "text[]", "text", "text", "float8", "float8", *types]),
         [query, depth, lexemes, p.store, tsquery_any(lexemes), options.bm25_k1, options.bm25_b,
          *params])
+    return [(r["id"], r["score"]) for r in rows]
+
+
+def _keyword_candidates_distributed(plpy, p: PipelineView, lexemes: list[str], depth: int,
+                                    options: SearchOptions, where: str, params: list,
+                                    types: list[str]) -> list[tuple[int, float]]:
+    """keyword_candidates on a Citus distributed chunk table: the same BM25, with df, N and
+    avgdl counted over all shards first (rag._bm25_idf_exact), then passed to a scoring query
+    that Citus runs on every shard: grouped by the distribution column too, so each shard
+    returns its own top rows and the coordinator merges them. `where` numbers its parameters
+    from $8."""
+    tsquery = tsquery_any(lexemes)
+    stats = plpy.execute(prepared(plpy, (
+        "SELECT lexeme, idf, avgdl FROM rag._bm25_idf_exact($1, $2::text[], $3::tsquery)"),
+        ["text", "text[]", "text"]), [p.store, lexemes, tsquery])
+    if not stats:
+        return []  # no chunk holds any query term
+    sql = (
+        "SELECT c.id, sum(q.idf * m.tf * ($4 + 1)"
+        "  / (m.tf + $4 * (1 - $5 + $5 * c.doc_length / $6))) AS score"
+        f" FROM {p.view} AS c"
+        " CROSS JOIN LATERAL (SELECT u.lexeme, cardinality(u.positions) AS tf"
+        "  FROM unnest(ts_filter(setweight(c.tsv, 'A', $2::text[]), '{a}')) AS u) AS m"
+        " JOIN unnest($2::text[], $7::float8[]) AS q (lexeme, idf) ON q.lexeme = m.lexeme"
+        f" WHERE c.tsv @@ $3::tsquery AND {where}"
+        " GROUP BY c.document_id, c.id ORDER BY score DESC, c.id LIMIT $1")
+    rows = plpy.execute(
+        prepared(plpy, sql, ["int", "text[]", "text", "float8", "float8", "float8", "float8[]",
+                             *types]),
+        [depth, [r["lexeme"] for r in stats], tsquery, options.bm25_k1, options.bm25_b,
+         stats[0]["avgdl"], [r["idf"] for r in stats], *params])
     return [(r["id"], r["score"]) for r in rows]
 
 
