@@ -1,9 +1,11 @@
 -- Distribution: a pipeline's chunk store as a Citus distributed table (sharded by
 -- document_id, so a document's chunks stay on one shard). rag.search needs no change of call:
--- vector top-k is pushed to every shard's HNSW index and merged; BM25's df, N and avgdl are
--- counted exactly over all shards at query time (rag._bm25_idf_exact), so a chunk's score
--- does not depend on its shard. Logic: pgask/retrieval/search.py. Read replicas need nothing
--- here: see docs/scale-out.md.
+-- vector top-k is pushed to every shard's HNSW index and merged; BM25's df, N and avgdl stay
+-- global (rag.bm25_terms, rag.bm25_stats on the coordinator), so a chunk's score does not
+-- depend on its shard. Citus runs no statement triggers with transition tables on distributed
+-- tables, so the code that writes chunks keeps those statistics itself (rag._bm25_apply).
+-- Logic: pgask/retrieval/search.py, pgask/queue.py. Read replicas need nothing here: see
+-- docs/scale-out.md.
 
 -- rag._distributed(store): whether a chunk table is a Citus distributed table; false where
 -- Citus is not installed.
@@ -43,14 +45,86 @@ BEGIN
 END;
 $$;
 
+-- rag._bm25_apply(store, removed, removed_lengths, added, added_lengths): what the trigger
+-- rag._bm25_maintain does for a plain chunk table, for chunks written to a distributed one:
+-- the tsv and doc_length of the rows deleted and inserted (the writers get them with
+-- RETURNING) adjust rag.bm25_terms and rag.bm25_stats, under the same per-table lock.
+CREATE OR REPLACE FUNCTION rag._bm25_apply(
+    store_name text,
+    removed tsvector[],
+    removed_lengths integer[],
+    added tsvector[],
+    added_lengths integer[]
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pgask.bm25'), hashtext(store_name));
+    IF cardinality(removed) > 0 THEN
+        UPDATE rag.bm25_terms AS t SET df = t.df - d.n
+        FROM (
+            SELECT u.lexeme, count(*) AS n FROM unnest(removed) AS r (tsv)
+            CROSS JOIN unnest(r.tsv) AS u
+            GROUP BY u.lexeme
+        ) AS d
+        WHERE t.store = store_name AND t.lexeme = d.lexeme;
+        UPDATE rag.bm25_stats AS s SET
+            chunks = s.chunks - cardinality(removed),
+            total_length = s.total_length
+            - (SELECT coalesce(sum(l), 0) FROM unnest(removed_lengths) AS l)
+        WHERE s.store = store_name;
+    END IF;
+    IF cardinality(added) > 0 THEN
+        INSERT INTO rag.bm25_terms AS t (store, lexeme, df)
+        SELECT store_name, u.lexeme, count(*)
+        FROM unnest(added) AS a (tsv) CROSS JOIN unnest(a.tsv) AS u
+        GROUP BY u.lexeme
+        ORDER BY u.lexeme
+        ON CONFLICT (store, lexeme) DO UPDATE SET df = t.df + excluded.df;
+        UPDATE rag.bm25_stats AS s SET
+            chunks = s.chunks + cardinality(added),
+            total_length = s.total_length
+            + (SELECT coalesce(sum(l), 0) FROM unnest(added_lengths) AS l)
+        WHERE s.store = store_name;
+    END IF;
+END;
+$$;
+REVOKE ALL ON FUNCTION rag._bm25_apply(text, tsvector[], integer[], tsvector[], integer[])
+FROM public;
+
+-- rag._delete_distributed_chunks(store, ids): rag._forget's DELETE for a distributed chunk
+-- table, keeping its BM25 statistics.
+CREATE OR REPLACE FUNCTION rag._delete_distributed_chunks(store_name text, ids text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed tsvector[] := '{}';
+    removed_lengths integer[] := '{}';
+    gone record;
+BEGIN
+    FOR gone IN EXECUTE format(
+        'DELETE FROM rag.%I WHERE document_id = ANY($1) RETURNING tsv, doc_length', store_name
+    ) USING ids LOOP
+        removed := removed || gone.tsv;
+        removed_lengths := removed_lengths || gone.doc_length;
+    END LOOP;
+    PERFORM rag._bm25_apply(store_name, removed, removed_lengths, NULL, NULL);
+END;
+$$;
+REVOKE ALL ON FUNCTION rag._delete_distributed_chunks(text, text[]) FROM public;
+
 -- rag._bm25_idf_exact(store, lexemes, query): what rag._bm25_idf gives (idf of each lexeme
--- that occurs, and avgdl), counted from the chunk table itself: for distributed chunk tables,
--- whose writes Citus does not run the statistics triggers for. Every shard counts its chunks,
--- their length and, through the GIN index, the chunks holding each query lexeme; the
--- coordinator adds them up, so the figures are global. query: the lexemes as a tsquery
--- (any of them). SECURITY DEFINER, like rag._bm25_idf: statistics cover every chunk, also
--- those hidden from the reader, so that scores do not depend on who asks; limited to the
--- chunk tables of pipelines.
+-- that occurs, and avgdl), counted from the chunk table itself instead of the kept
+-- statistics: the check that those are exact (tests, or an operator in doubt). Every shard
+-- counts its chunks, their length and the chunks holding each lexeme; the coordinator adds
+-- them up. It reads every chunk holding a query term, as scoring does (measured in
+-- docs/scale-out.md), which is why searches use the kept figures. query: the lexemes as a
+-- tsquery (any of them). SECURITY DEFINER, like rag._bm25_idf: statistics cover every chunk,
+-- also those hidden from the reader; limited to the chunk tables of pipelines.
 CREATE OR REPLACE FUNCTION rag._bm25_idf_exact(store_name text, lexemes text[], query tsquery)
 RETURNS TABLE (lexeme text, idf double precision, avgdl double precision)
 LANGUAGE plpgsql
@@ -75,7 +149,7 @@ BEGIN
     INTO chunks, total_length;
     -- The same expressions, over the same types, as rag._bm25_idf: equal figures.
     RETURN QUERY EXECUTE format(
-        'SELECT d.lexeme, ln(1 + ($2 - d.df + 0.5) / (d.df + 0.5)),'
+        'SELECT d.lexeme, ln(1 + ($2 - d.df + 0.5) / (d.df + 0.5))::double precision,'
         ' $3::double precision / greatest($2, 1)'
         ' FROM (SELECT u.lexeme, count(*) AS df FROM rag.%I AS c'
         '  CROSS JOIN LATERAL unnest(ts_filter(setweight(c.tsv, ''A'', $1), ''{a}'')) AS u'
@@ -132,11 +206,11 @@ BEGIN
     ], NULL) LOOP
         CONTINUE WHEN rag._distributed(store_name);
         -- Citus runs no statement triggers with transition tables on distributed tables:
-        -- BM25 statistics are counted at query time instead (rag._bm25_idf_exact).
+        -- from now on the writers keep the statistics (rag._bm25_apply), which the triggers
+        -- kept exact until this transaction.
         EXECUTE format('DROP TRIGGER IF EXISTS bm25_insert ON rag.%1$I;'
             ' DROP TRIGGER IF EXISTS bm25_update ON rag.%1$I;'
             ' DROP TRIGGER IF EXISTS bm25_delete ON rag.%1$I', store_name);
-        DELETE FROM rag.bm25_terms AS t WHERE t.store = store_name;
         -- A unique key must contain the distribution column: id stays unique through its
         -- identity sequence, and keeps a plain index for fetching chunks by id.
         EXECUTE format('ALTER TABLE rag.%I DROP CONSTRAINT IF EXISTS %I', store_name,

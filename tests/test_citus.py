@@ -117,18 +117,29 @@ def test_search_equals_the_single_node_pipeline(pipelines, mode, filter_):
 
 
 @pytest.mark.citus
-def test_keyword_statistics_are_global(pipelines):
-    """df, N and avgdl counted over the shards equal the single-node trigger-kept figures."""
+def test_keyword_statistics_stay_global_and_exact(pipelines):
+    """The statistics the writers keep for the distributed table equal a fresh count over its
+    shards and the trigger-kept figures of the plain pipeline over the same rows."""
     conn = pipelines
-    lexemes = ["vacuum", "wal", "checkpoint", "cosin", "vector"]
+    lexemes = ["vacuum", "wal", "checkpoint", "cosin", "vector", "note"]
     query = " | ".join(lexemes)
+    kept = conn.execute("SELECT lexeme, idf, avgdl FROM rag._bm25_idf('dist_chunks_1', %s)"
+                        " ORDER BY lexeme", (lexemes,)).fetchall()
     exact = conn.execute("SELECT lexeme, idf, avgdl FROM rag._bm25_idf_exact("
                          "'dist_chunks_1', %s, %s::tsquery) ORDER BY lexeme",
                          (lexemes, query)).fetchall()
-    kept = conn.execute("SELECT lexeme, idf, avgdl FROM rag._bm25_idf('plain_chunks_1', %s)"
-                        " ORDER BY lexeme", (lexemes,)).fetchall()
-    assert len(exact) == len(lexemes)
-    assert exact == kept
+    plain = conn.execute("SELECT lexeme, idf, avgdl FROM rag._bm25_idf('plain_chunks_1', %s)"
+                         " ORDER BY lexeme", (lexemes,)).fetchall()
+    assert len(kept) == len(lexemes)
+    assert kept == exact == plain
+    totals = conn.execute("SELECT store, chunks, total_length FROM rag.bm25_stats"
+                          " WHERE store IN ('dist_chunks_1', 'plain_chunks_1') ORDER BY store"
+                          ).fetchall()
+    assert totals[0][1:] == totals[1][1:]
+    assert conn.execute(
+        "SELECT count(*) FROM rag.bm25_terms AS d FULL JOIN (SELECT * FROM rag.bm25_terms"
+        " WHERE store = 'plain_chunks_1') AS p USING (lexeme) WHERE d.store = 'dist_chunks_1'"
+        " AND d.df IS DISTINCT FROM p.df").fetchone() == (0,)
 
 
 @pytest.mark.citus

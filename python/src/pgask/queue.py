@@ -169,25 +169,49 @@ def compute_vectors(provider, planned: list[Planned], known: dict[bytes, str]
     return vectors, len(missing)
 
 
-def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, str]) -> None:
-    plpy.execute(plpy.prepare(f"DELETE FROM {store} WHERE document_id = $1", ["text"]),
-                 [doc.document_id])
-    if not doc.chunks:
-        return
-    metadata = [json.dumps({**doc.metadata, **c.metadata}) for c in doc.chunks]
-    plpy.execute(plpy.prepare(
-        f"INSERT INTO {store} (document_id, ordinal, title, content, token_count, char_start,"
-        " char_end, embed_hash, embedding, metadata)"
-        " SELECT $1, u.ordinal, $2, u.content, u.tokens, u.cs, u.ce, u.hash, u.vec::vector,"
-        " u.meta::jsonb FROM unnest($3::int[], $4::text[], $5::int[], $6::int[], $7::int[],"
-        " $8::bytea[], $9::text[], $10::text[]) AS u (ordinal, content, tokens, cs, ce, hash,"
-        " vec, meta)",
-        ["text", "text", "int[]", "text[]", "int[]", "int[]", "int[]", "bytea[]", "text[]",
-         "text[]"]),
-        [doc.document_id, doc.title, [c.ordinal for c in doc.chunks],
-         [c.content for c in doc.chunks], [c.token_count for c in doc.chunks],
-         [c.start for c in doc.chunks], [c.end for c in doc.chunks], doc.hashes,
-         [vectors[h] for h in doc.hashes], metadata])
+def is_distributed(plpy, p: Pipeline, embedding_set: int) -> bool:
+    """Whether the chunk table is a Citus distributed table (rag.distribute_pipeline)."""
+    rows = plpy.execute(plpy.prepare("SELECT rag._distributed(rag._store($1, $2)) AS d",
+                                     ["text", "int"]), [p.name, embedding_set])
+    return bool(rows[0]["d"])
+
+
+# With RETURNING, for a distributed chunk table: its writers keep the BM25 statistics.
+_KEYWORD_COLUMNS = " RETURNING tsv::text AS tsv, doc_length"
+
+
+def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, str],
+                 distributed: bool = False) -> None:
+    returning = _KEYWORD_COLUMNS if distributed else ""
+    removed = plpy.execute(plpy.prepare(
+        f"DELETE FROM {store} WHERE document_id = $1{returning}", ["text"]), [doc.document_id])
+    added = []
+    if doc.chunks:
+        metadata = [json.dumps({**doc.metadata, **c.metadata}) for c in doc.chunks]
+        added = plpy.execute(plpy.prepare(
+            f"INSERT INTO {store} (document_id, ordinal, title, content, token_count,"
+            " char_start, char_end, embed_hash, embedding, metadata)"
+            " SELECT $1, u.ordinal, $2, u.content, u.tokens, u.cs, u.ce, u.hash, u.vec::vector,"
+            " u.meta::jsonb FROM unnest($3::int[], $4::text[], $5::int[], $6::int[], $7::int[],"
+            " $8::bytea[], $9::text[], $10::text[]) AS u (ordinal, content, tokens, cs, ce,"
+            f" hash, vec, meta){returning}",
+            ["text", "text", "int[]", "text[]", "int[]", "int[]", "int[]", "bytea[]", "text[]",
+             "text[]"]),
+            [doc.document_id, doc.title, [c.ordinal for c in doc.chunks],
+             [c.content for c in doc.chunks], [c.token_count for c in doc.chunks],
+             [c.start for c in doc.chunks], [c.end for c in doc.chunks], doc.hashes,
+             [vectors[h] for h in doc.hashes], metadata])
+    if distributed:
+        plpy.execute(plpy.prepare(
+            "SELECT rag._bm25_apply($1, $2::tsvector[], $3, $4::tsvector[], $5)",
+            ["text", "text[]", "int[]", "text[]", "int[]"]),
+            [store_name(store), [r["tsv"] for r in removed], [r["doc_length"] for r in removed],
+             [r["tsv"] for r in added], [r["doc_length"] for r in added]])
+
+
+def store_name(store: str) -> str:
+    """The bare table name of a Pipeline.store() reference (rag."x_chunks_1" -> x_chunks_1)."""
+    return store.removeprefix("rag.").strip('"')
 
 
 def backoff_seconds(attempts: int, base: float, cap: float, retry_after: float | None) -> float:
@@ -277,6 +301,7 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job])
         plpy.commit()
         return 0
     store = p.store(embedding_set)
+    distributed = is_distributed(plpy, p, embedding_set)
     ids = [job.document_id for job in jobs]
     try:
         provider = load_embedder(plpy, p.embedder_for(embedding_set))
@@ -302,7 +327,7 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job])
             stale += 1  # changed while we embedded: the newer version is queued already
             _release(plpy, job, count_attempt=False)
         else:
-            write_chunks(plpy, store, doc, vectors)
+            write_chunks(plpy, store, doc, vectors, distributed)
             _finish(plpy, job)
             done += 1
     reused = sum(len(doc.hashes) for doc in planned) - embedded
@@ -361,8 +386,9 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> None:
             plpy.warning(f"pipeline {p.name}: {exc}; the rows stay queued for "
                          "rag.process_queue")
             return
+        distributed = is_distributed(plpy, p, embedding_set)
         for doc in planned:
-            write_chunks(plpy, store, doc, vectors)
+            write_chunks(plpy, store, doc, vectors, distributed)
         plpy.execute(plpy.prepare(
             "DELETE FROM rag.queue WHERE pipeline = $1 AND embedding_set = $2"
             " AND document_id = ANY($3)", ["text", "int", "text[]"]),

@@ -33,8 +33,8 @@ class PipelineView:
     active_set: int
     language: str
     search_options: dict
-    # A Citus distributed chunk table (rag.distribute_pipeline): BM25 statistics are counted
-    # over its shards at query time instead of read from rag.bm25_stats.
+    # A Citus distributed chunk table (rag.distribute_pipeline): BM25 is scored by a query
+    # each shard can run on its own (see _keyword_candidates_distributed).
     distributed: bool = False
 
     @property
@@ -141,15 +141,15 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
 def _keyword_candidates_distributed(plpy, p: PipelineView, lexemes: list[str], depth: int,
                                     options: SearchOptions, where: str, params: list,
                                     types: list[str]) -> list[tuple[int, float]]:
-    """keyword_candidates on a Citus distributed chunk table: the same BM25, with df, N and
-    avgdl counted over all shards first (rag._bm25_idf_exact), then passed to a scoring query
-    that Citus runs on every shard: grouped by the distribution column too, so each shard
-    returns its own top rows and the coordinator merges them. `where` numbers its parameters
-    from $8."""
+    """keyword_candidates on a Citus distributed chunk table: the same BM25 with the same
+    global statistics (kept on the coordinator), read first and passed as parameters to a
+    scoring query that Citus runs on every shard: grouped by the distribution column too, so
+    each shard returns its own top rows and the coordinator merges them. `where` numbers its
+    parameters from $8."""
     tsquery = tsquery_any(lexemes)
     stats = plpy.execute(prepared(plpy, (
-        "SELECT lexeme, idf, avgdl FROM rag._bm25_idf_exact($1, $2::text[], $3::tsquery)"),
-        ["text", "text[]", "text"]), [p.store, lexemes, tsquery])
+        "SELECT lexeme, idf, avgdl FROM rag._bm25_idf($1, $2::text[])"),
+        ["text", "text[]"]), [p.store, lexemes])
     if not stats:
         return []  # no chunk holds any query term
     sql = (
