@@ -7,41 +7,27 @@
 -- Logic: pgask/retrieval/search.py, pgask/queue.py. Read replicas need nothing here: see
 -- docs/scale-out.md.
 
--- rag._distributed(store): whether a chunk table is a Citus distributed table; false where
--- Citus is not installed.
+-- rag._distributed(store): whether a pipeline's chunk table is a Citus hash-distributed
+-- table; false where Citus is not installed. Called by every search and every chunk write,
+-- so it reads Citus's catalog directly (the citus_tables view asks every worker for sizes).
 CREATE OR REPLACE FUNCTION rag._distributed(store_name text)
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    found boolean;
 BEGIN
     IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
         RETURN false;
     END IF;
     -- (Dynamic: the catalog only exists where Citus is installed.)
-    RETURN EXISTS (
-        SELECT 1 FROM rag.pipelines AS p
-        WHERE store_name IN (rag._store(p.name, p.active_set), rag._store(p.name, p.building_set))
-    ) AND rag._citus_table_type(store_name) = 'distributed';
-END;
-$$;
-
--- rag._citus_table_type(store): Citus's citus_table_type of a chunk table (distributed,
--- reference, ...), NULL when it is a plain table. Only call where Citus is installed.
-CREATE OR REPLACE FUNCTION rag._citus_table_type(store_name text)
-RETURNS text
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    kind text;
-BEGIN
-    EXECUTE 'SELECT citus_table_type FROM public.citus_tables WHERE table_name = $1'
-    INTO kind
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition'
+        ' WHERE logicalrelid = $1 AND partmethod = ''h'')'
+    INTO found
     USING to_regclass(format('rag.%I', store_name));
-    RETURN kind;
+    RETURN found;
 END;
 $$;
 
@@ -217,9 +203,9 @@ BEGIN
             store_name || '_pkey');
         EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON rag.%I (id)', store_name || '_id',
             store_name);
-        PERFORM public.create_distributed_table(
-            format('rag.%I', store_name), 'document_id',
-            shard_count => distribute_pipeline.shard_count, colocate_with => 'none'
+        PERFORM create_distributed_table(
+            format('rag.%I', store_name)::regclass, 'document_id'::text,
+            shard_count => distribute_pipeline.shard_count, colocate_with => 'none'::text
         );
     END LOOP;
     PERFORM rag._point_view(p.name);
