@@ -3,18 +3,21 @@ and diversified. Runs as the calling role, so table privileges and row-level sec
 to every query here (see rag._sync_security).
 
 The plpgsql wrapper in sql/retrieval.sql validates arguments (`search_error`) and embeds the
-query before calling `search`, so users get errors without Python tracebacks.
+query before calling `search`, so users get errors without Python tracebacks. rag.answer
+validates the same arguments and calls `run`, which also returns the phases' timings.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from pgask import pipelines
+from pgask.pipelines import Pipeline
 from pgask.plans import prepared
+from pgask.providers import read_secret
 from pgask.retrieval.filters import FilterError, compile_filter
 from pgask.retrieval.fusion import (
     drop_near_duplicates,
@@ -24,39 +27,7 @@ from pgask.retrieval.fusion import (
 )
 from pgask.retrieval.options import SearchOptions
 from pgask.retrieval.rerank import RerankError, RerankerSpec, reranker_for
-
-
-@dataclass(frozen=True)
-class PipelineView:
-    name: str
-    source: str
-    active_set: int
-    language: str
-    search_options: dict
-
-    @property
-    def view(self) -> str:
-        # Pipeline names match ^[a-z_][a-z0-9_]*$ (checked at creation): safe to quote so.
-        return f'rag."{self.name}_chunks"'
-
-    @property
-    def store(self) -> str:
-        return f"{self.name}_chunks_{self.active_set}"
-
-
-def load_pipeline(plpy, name: str) -> PipelineView:
-    rows = plpy.execute(prepared(plpy, (
-        "SELECT name, source::text AS source, active_set, language::text AS language,"
-        " search_options::text AS search_options FROM rag.pipelines WHERE name = $1"),
-        ["text"]), [name])
-    row = dict(rows[0])
-    row["search_options"] = json.loads(row["search_options"])
-    return PipelineView(**row)
-
-
-
-def _parse(text: str | None):
-    return None if text is None else json.loads(text)
+from pgask.sqlvalues import parse_json as _parse
 
 
 def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
@@ -65,7 +36,7 @@ def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
         compile_filter(_parse(filter_json))
     except FilterError as exc:
         return f"filter: {exc}"
-    defaults = load_pipeline(plpy, pipeline).search_options if pipeline else None
+    defaults = pipelines.load(plpy, pipeline).search_options if pipeline else None
     try:
         options = SearchOptions.resolve(defaults, _parse(options_json))
     except ValueError as exc:
@@ -92,7 +63,7 @@ def tsquery_any(lexemes: list[str]) -> str:
     return " | ".join(quoted)
 
 
-def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str,
+def vector_candidates(plpy, p: Pipeline, vector: str, depth: int, where: str,
                       params: list, types: list[str]) -> list[tuple[int, float]]:
     # relaxed_order iterative scans can return rows slightly out of order: re-sorted here.
     sql = (f"WITH hits AS MATERIALIZED (SELECT c.id, c.embedding <=> $1::vector AS distance"
@@ -102,7 +73,7 @@ def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str
     return [(r["id"], r["score"]) for r in rows]
 
 
-def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: SearchOptions,
+def keyword_candidates(plpy, p: Pipeline, query: str, depth: int, options: SearchOptions,
                        where: str, params: list, types: list[str]) -> list[tuple[int, float]]:
     """Okapi BM25 over the chunk table's tsvector:
     score = sum over query terms t of idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avgdl))
@@ -125,12 +96,12 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
         " GROUP BY c.id ORDER BY score DESC, c.id LIMIT $2")
     rows = plpy.execute(
         prepared(plpy, sql, ["text", "int", "text[]", "text", "text", "float8", "float8", *types]),
-        [query, depth, lexemes, p.store, tsquery_any(lexemes), options.bm25_k1, options.bm25_b,
-         *params])
+        [query, depth, lexemes, p.store_name(p.active_set), tsquery_any(lexemes),
+         options.bm25_k1, options.bm25_b, *params])
     return [(r["id"], r["score"]) for r in rows]
 
 
-def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool) -> dict[int, dict]:
+def _fetch(plpy, p: Pipeline, ids: list[int], with_vectors: bool) -> dict[int, dict]:
     vector = ", c.embedding::text AS embedding" if with_vectors else ""
     sql = (f"SELECT c.id AS chunk_id, c.document_id, c.title,"
            f" coalesce(c.metadata ->> 'source', $2 || ':' || c.document_id) AS source,"
@@ -167,8 +138,6 @@ def _restore_scan_settings(plpy, old: dict) -> None:
 
 
 def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None:
-    from pgask.queue import read_secret
-
     spec_row = plpy.execute(prepared(plpy, (
         "SELECT name, provider, model, base_url, api_key_env, options::text AS options_json"
         " FROM rag.rerankers WHERE name = $1"), ["text"]), [name])
@@ -183,14 +152,18 @@ def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None
         return None
 
 
-# Phases of the last search in this backend, for rag.answer's timings.
-last_timings: dict[str, float] = {}
-
-
 def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
            pipeline: str, options_json) -> list[dict]:
-    last_timings.clear()
-    p = load_pipeline(plpy, pipeline)
+    """rag.search's rows (the body of rag._search_rows)."""
+    return run(plpy, query, query_vector, k, filter_json, mode, pipeline, options_json)[0]
+
+
+def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
+        pipeline: str, options_json) -> tuple[list[dict], dict[str, float]]:
+    """rag.search's rows, and the milliseconds of the phases worth reporting apart
+    ({"rerank_ms": ...} when a reranker ran)."""
+    timings: dict[str, float] = {}
+    p = pipelines.load(plpy, pipeline)
     options = SearchOptions.resolve(p.search_options, _parse(options_json))
     compiled = compile_filter(_parse(filter_json), first_param=3)
     # Candidate lists are deeper than k whenever something re-orders them afterwards.
@@ -224,7 +197,7 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
     else:
         fused = vector_hits if mode == "vector" else keyword_hits
     if not fused:
-        return []
+        return [], timings
 
     needs_vectors = options.mmr_lambda is not None or options.dedupe_threshold is not None
     found = _fetch(plpy, p, [cid for cid, _ in fused], needs_vectors)
@@ -235,7 +208,7 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
         head = ranked[:options.rerank_depth]
         started = time.perf_counter()
         scores = _rerank(plpy, options.rerank, query, [row for row, _ in head])
-        last_timings["rerank_ms"] = (time.perf_counter() - started) * 1000
+        timings["rerank_ms"] = (time.perf_counter() - started) * 1000
         if scores is not None:
             rerank_scores = {row["chunk_id"]: s for (row, _), s in zip(head, scores,
                                                                         strict=True)}
@@ -269,4 +242,4 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
             "keyword_score": keyword_rank.get(cid, (None, None))[1],
             "rerank_score": rerank_scores.get(cid),
         })
-    return results
+    return results, timings
