@@ -19,8 +19,6 @@ from pgask.chunking import (
     chunk_text,
     chunk_tokens,
     simple_token_count,
-    split_sentences,
-    truncate_to_tokens,
 )
 from pgask.loaders import markdown_from_html
 from pgask.tokenization import get_counter
@@ -256,52 +254,11 @@ def test_invalid_arguments_are_rejected_with_clear_messages(kwargs, message):
 def test_text_must_be_a_string():
     with pytest.raises(ValueError, match=r"text must be a str, got NoneType"):
         chunk_text(None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"text must be a str, got bytes"):
-        split_sentences(b"bytes")  # type: ignore[arg-type]
 
 
 def test_limits_are_accepted_at_both_ends():
     assert chunk_text("one two", max_tokens=1) != []
     assert len(chunk_text(prose(100), max_tokens=8192, overlap=8191)) == 1
-
-
-def sentences(text: str) -> list[str]:
-    spans = split_sentences(text)
-    assert spans == sorted(spans)
-    return [text[a:b] for a, b in spans]
-
-
-def test_split_sentences_keeps_abbreviations_and_decimals_together():
-    text = (
-        "Use an index, e.g. a B-tree, for equality. That is i.e. the default. "
-        "Fig. 3 shows that pi is 3.14 in practice! Is it fast? Yes, see Dr. Smith and J. Doe."
-    )
-    assert sentences(text) == [
-        "Use an index, e.g. a B-tree, for equality.",
-        "That is i.e. the default.",
-        "Fig. 3 shows that pi is 3.14 in practice!",
-        "Is it fast?",
-        "Yes, see Dr. Smith and J. Doe.",
-    ]
-
-
-def test_split_sentences_breaks_on_newlines_and_trims():
-    text = "  # Heading\n- item one\n\n  second paragraph.  Next sentence.\n"
-    assert sentences(text) == ["# Heading", "- item one", "second paragraph.", "Next sentence."]
-
-
-def test_split_sentences_handles_quotes_cjk_and_urls():
-    assert sentences('He said "Stop." Then he left.') == ['He said "Stop."', "Then he left."]
-    assert sentences("索引很快。查询也很快！对吗？") == ["索引很快。", "查询也很快！", "对吗？"]
-    assert sentences("See example.com for v1.2 docs. Done.") == [
-        "See example.com for v1.2 docs.",
-        "Done.",
-    ]
-
-
-def test_split_sentences_of_blank_text_is_empty():
-    assert split_sentences("") == []
-    assert split_sentences(" \n\t") == []
 
 
 # --- the other methods: tokens, markdown, html ----------------------------------
@@ -505,12 +462,6 @@ def test_html_chunks_index_the_converted_text(max_tokens):
     assert_valid_chunks(converted, chunks, max_tokens, simple_token_count)
     assert chunks[0].content.startswith("# Install")
     assert {c.metadata["heading_path"] for c in chunks} == {"Install", "Install > Debian"}
-
-
-def test_truncate_to_tokens_keeps_leading_words():
-    assert truncate_to_tokens("a  b c d", 2, simple_token_count) == "a b"
-    assert truncate_to_tokens("a b", 5, simple_token_count) == "a b"
-    assert truncate_to_tokens("abc", 0, simple_token_count) == ""
 
 
 def test_chunk_stays_compatible():
