@@ -2,9 +2,8 @@
 and diversified. Runs as the calling role, so table privileges and row-level security apply
 to every query here (see rag._sync_security).
 
-The plpgsql wrapper in sql/retrieval.sql validates arguments (`search_error`) and embeds the
-query before calling `search`, so users get errors without Python tracebacks. rag.answer
-validates the same arguments and calls `run`, which also returns the phases' timings.
+The plpgsql wrapper in sql/120_retrieval.sql validates arguments (`search_error`) and embeds the
+query before calling `search`, so users get errors without Python tracebacks.
 """
 
 from __future__ import annotations
@@ -161,7 +160,8 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
 def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
         pipeline: str, options_json) -> tuple[list[dict], dict[str, float]]:
     """rag.search's rows, and the milliseconds of the phases worth reporting apart
-    ({"rerank_ms": ...} when a reranker ran)."""
+    ({"rerank_ms": ...} when a reranker ran). rag.answer calls this directly, having validated
+    the arguments as rag.search does."""
     timings: dict[str, float] = {}
     p = pipelines.load(plpy, pipeline)
     options = SearchOptions.resolve(p.search_options, _parse(options_json))
