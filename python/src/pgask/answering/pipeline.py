@@ -138,11 +138,15 @@ def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_opti
     places = {r["id"]: r for r in plpy.execute(prepared(plpy, (
         f"SELECT c.id, c.ordinal, c.char_start, c.char_end FROM {p.view} AS c"
         " WHERE c.id = ANY($1)"), ["bigint[]"]), [[r["chunk_id"] for r in found]])}
-    rows = [{"chunk_id": r["chunk_id"], "document_id": r["document_id"], "title": r["title"],
-             "source": r["source"], "content": r["content"], "score": r["score"],
-             "similarity": r["vector_score"] or 0, **{key: places[r["chunk_id"]][key] for key
-                                                      in ("ordinal", "char_start", "char_end")}}
-            for r in found if r["chunk_id"] in places]
+    rows = []
+    for r in found:
+        place = places.get(r["chunk_id"])
+        if place is None:  # deleted since the search read it
+            continue
+        rows.append({key: r[key] for key in ("chunk_id", "document_id", "title", "source",
+                                             "content", "score")}
+                    | {"similarity": r["vector_score"] or 0.0, "ordinal": place["ordinal"],
+                       "char_start": place["char_start"], "char_end": place["char_end"]})
     searched = time.perf_counter()
     rerank_ms = search_timings.get("rerank_ms", 0.0)
     timings = {"embed": (embedded - started) * 1000,
