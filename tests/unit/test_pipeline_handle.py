@@ -15,7 +15,8 @@ def handle(**changes) -> Pipeline:
 def test_chunk_tables_view_and_capture_functions():
     p = handle()
     assert p.store_name(2) == "docs_chunks_2"
-    assert p.store(2) == 'rag."docs_chunks_2"'
+    assert p.store == "docs_chunks_1"  # the active set's
+    assert p.table(2) == 'rag."docs_chunks_2"'
     assert p.view == 'rag."docs_chunks"'
     assert p.capture_functions == ('rag."pgask_docs_insert"', 'rag."pgask_docs_update"',
                                    'rag."pgask_docs_delete"')

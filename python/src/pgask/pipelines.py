@@ -50,7 +50,12 @@ class Pipeline:
         """The chunk table of an embedding set, unqualified (rag._store; rag.bm25_stats)."""
         return f"{self.name}_chunks_{embedding_set}"
 
-    def store(self, embedding_set: int) -> str:
+    @property
+    def store(self) -> str:
+        """The active set's chunk table, unqualified (what rag._bm25_idf takes)."""
+        return self.store_name(self.active_set)
+
+    def table(self, embedding_set: int) -> str:
         """The chunk table of an embedding set, qualified and quoted for SQL text."""
         return f'rag."{self.store_name(embedding_set)}"'
 

@@ -220,7 +220,7 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job])
             _finish(plpy, job)
         plpy.commit()
         return 0
-    store = p.store(embedding_set)
+    store = p.table(embedding_set)
     ids = [job.document_id for job in jobs]
     try:
         provider = load_embedder(plpy, p.embedder_for(embedding_set))
@@ -294,7 +294,7 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> None:
     for embedding_set in (p.active_set, p.building_set):
         if embedding_set is None:
             continue
-        store = p.store(embedding_set)
+        store = p.table(embedding_set)
         try:
             provider = load_embedder(plpy, p.embedder_for(embedding_set))
             sources = fetch_sources(plpy, p, ids)

@@ -16,7 +16,6 @@ import numpy as np
 from pgask import pipelines
 from pgask.pipelines import Pipeline
 from pgask.plans import prepared
-from pgask.providers import read_secret
 from pgask.retrieval.filters import FilterError, compile_filter
 from pgask.retrieval.fusion import (
     drop_near_duplicates,
@@ -95,8 +94,8 @@ def keyword_candidates(plpy, p: Pipeline, query: str, depth: int, options: Searc
         " GROUP BY c.id ORDER BY score DESC, c.id LIMIT $2")
     rows = plpy.execute(
         prepared(plpy, sql, ["text", "int", "text[]", "text", "text", "float8", "float8", *types]),
-        [query, depth, lexemes, p.store_name(p.active_set), tsquery_any(lexemes),
-         options.bm25_k1, options.bm25_b, *params])
+        [query, depth, lexemes, p.store, tsquery_any(lexemes), options.bm25_k1, options.bm25_b,
+         *params])
     return [(r["id"], r["score"]) for r in rows]
 
 
@@ -137,6 +136,8 @@ def _restore_scan_settings(plpy, old: dict) -> None:
 
 
 def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None:
+    from pgask.providers import read_secret
+
     spec_row = plpy.execute(prepared(plpy, (
         "SELECT name, provider, model, base_url, api_key_env, options::text AS options_json"
         " FROM rag.rerankers WHERE name = $1"), ["text"]), [name])
