@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from pgask import pipelines
-from pgask.pipelines import Pipeline
+from pgask.pipelines import Pipeline as PipelineView  # the one handle (pgask.pipelines)
 from pgask.plans import prepared
 from pgask.retrieval.filters import FilterError, compile_filter
 from pgask.retrieval.fusion import (
@@ -61,7 +61,7 @@ def tsquery_any(lexemes: list[str]) -> str:
     return " | ".join(quoted)
 
 
-def vector_candidates(plpy, p: Pipeline, vector: str, depth: int, where: str,
+def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str,
                       params: list, types: list[str]) -> list[tuple[int, float]]:
     # relaxed_order iterative scans can return rows slightly out of order: re-sorted here.
     sql = (f"WITH hits AS MATERIALIZED (SELECT c.id, c.embedding <=> $1::vector AS distance"
@@ -71,7 +71,7 @@ def vector_candidates(plpy, p: Pipeline, vector: str, depth: int, where: str,
     return [(r["id"], r["score"]) for r in rows]
 
 
-def keyword_candidates(plpy, p: Pipeline, query: str, depth: int, options: SearchOptions,
+def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: SearchOptions,
                        where: str, params: list, types: list[str]) -> list[tuple[int, float]]:
     """Okapi BM25 over the chunk table's tsvector:
     score = sum over query terms t of idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avgdl))
@@ -99,7 +99,7 @@ def keyword_candidates(plpy, p: Pipeline, query: str, depth: int, options: Searc
     return [(r["id"], r["score"]) for r in rows]
 
 
-def _fetch(plpy, p: Pipeline, ids: list[int], with_vectors: bool) -> dict[int, dict]:
+def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool) -> dict[int, dict]:
     vector = ", c.embedding::text AS embedding" if with_vectors else ""
     sql = (f"SELECT c.id AS chunk_id, c.document_id, c.title,"
            f" coalesce(c.metadata ->> 'source', $2 || ':' || c.document_id) AS source,"
