@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from pgask import pipelines
+from pgask.pipelines import Pipeline as PipelineView  # the one handle (pgask.pipelines)
 from pgask.plans import prepared
 from pgask.retrieval import bm25
 from pgask.retrieval.filters import FilterError, compile_filter
@@ -25,39 +26,7 @@ from pgask.retrieval.fusion import (
 )
 from pgask.retrieval.options import SearchOptions
 from pgask.retrieval.rerank import RerankError, RerankerSpec, reranker_for
-
-
-@dataclass(frozen=True)
-class PipelineView:
-    name: str
-    source: str
-    active_set: int
-    language: str
-    search_options: dict
-
-    @property
-    def view(self) -> str:
-        # Pipeline names match ^[a-z_][a-z0-9_]*$ (checked at creation): safe to quote so.
-        return f'rag."{self.name}_chunks"'
-
-    @property
-    def store(self) -> str:
-        return f"{self.name}_chunks_{self.active_set}"
-
-
-def load_pipeline(plpy, name: str) -> PipelineView:
-    rows = plpy.execute(prepared(plpy, (
-        "SELECT name, source::text AS source, active_set, language::text AS language,"
-        " search_options::text AS search_options FROM rag.pipelines WHERE name = $1"),
-        ["text"]), [name])
-    row = dict(rows[0])
-    row["search_options"] = json.loads(row["search_options"])
-    return PipelineView(**row)
-
-
-
-def _parse(text: str | None):
-    return None if text is None else json.loads(text)
+from pgask.sqlvalues import parse_json as _parse
 
 
 def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
@@ -66,7 +35,7 @@ def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
         compile_filter(_parse(filter_json))
     except FilterError as exc:
         return f"filter: {exc}"
-    defaults = load_pipeline(plpy, pipeline).search_options if pipeline else None
+    defaults = pipelines.load(plpy, pipeline).search_options if pipeline else None
     try:
         options = SearchOptions.resolve(defaults, _parse(options_json))
     except ValueError as exc:
@@ -197,7 +166,7 @@ def _restore_scan_settings(plpy, old: dict) -> None:
 
 
 def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None:
-    from pgask.queue import read_secret
+    from pgask.providers import read_secret
 
     spec_row = plpy.execute(prepared(plpy, (
         "SELECT name, provider, model, base_url, api_key_env, options::text AS options_json"
@@ -213,14 +182,19 @@ def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None
         return None
 
 
-# Phases of the last search in this backend, for rag.answer's timings.
-last_timings: dict[str, float] = {}
-
-
 def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
            pipeline: str, options_json) -> list[dict]:
-    last_timings.clear()
-    p = load_pipeline(plpy, pipeline)
+    """rag.search's rows (the body of rag._search_rows)."""
+    return run(plpy, query, query_vector, k, filter_json, mode, pipeline, options_json)[0]
+
+
+def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
+        pipeline: str, options_json) -> tuple[list[dict], dict[str, float]]:
+    """rag.search's rows, and the milliseconds of the phases worth reporting apart
+    ({"rerank_ms": ...} when a reranker ran). rag.answer calls this directly, having validated
+    the arguments as rag.search does."""
+    timings: dict[str, float] = {}
+    p = pipelines.load(plpy, pipeline)
     options = SearchOptions.resolve(p.search_options, _parse(options_json))
     compiled = compile_filter(_parse(filter_json), first_param=3)
     # Candidate lists are deeper than k whenever something re-orders them afterwards.
@@ -254,7 +228,7 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
     else:
         fused = vector_hits if mode == "vector" else keyword_hits
     if not fused:
-        return []
+        return [], timings
 
     needs_vectors = options.mmr_lambda is not None or options.dedupe_threshold is not None
     found = _fetch(plpy, p, [cid for cid, _ in fused], needs_vectors)
@@ -265,7 +239,7 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
         head = ranked[:options.rerank_depth]
         started = time.perf_counter()
         scores = _rerank(plpy, options.rerank, query, [row for row, _ in head])
-        last_timings["rerank_ms"] = (time.perf_counter() - started) * 1000
+        timings["rerank_ms"] = (time.perf_counter() - started) * 1000
         if scores is not None:
             rerank_scores = {row["chunk_id"]: s for (row, _), s in zip(head, scores,
                                                                         strict=True)}
@@ -299,4 +273,4 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
             "keyword_score": keyword_rank.get(cid, (None, None))[1],
             "rerank_score": rerank_scores.get(cid),
         })
-    return results
+    return results, timings
