@@ -103,8 +103,11 @@ fi
 
 step "Python environment $VENV (CLI, tests, lint)"
 # pip takes a minute even when everything is there, so the environment is only touched when
-# its pins or the checkout it points at change (stamp = their hash; pgask is an editable install).
+# its pins or the checkout it points at change (stamp = their hash). pgask is an editable
+# install whose finder knows the top-level packages it saw, so their names are in the stamp.
 venv_stamp=$({ echo "$ROOT"
+               find "$ROOT/python/src" -mindepth 1 -maxdepth 1 -type d ! -name '*.egg-info' \
+                 ! -name __pycache__ -printf '%f\n' | LC_ALL=C sort
                cat "$ROOT/python/requirements/constraints.txt" "$ROOT/python/requirements/model.txt" \
                    "$ROOT/python/requirements/llm.txt" "$ROOT/python/pyproject.toml"; } | sha256sum | cut -c1-16)
 if [ -x "$VENV/bin/pgask" ] && [ "$(cat "$VENV/.pgask-stamp" 2>/dev/null)" = "$venv_stamp" ]; then
