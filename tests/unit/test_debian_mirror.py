@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "debian-mirror.sh"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "debian-mirror.sh"
 
 MIRROR = "http://mirror.example.internal/debian"
 SECURITY = "http://mirror.example.internal/debian-security"
