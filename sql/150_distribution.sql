@@ -10,6 +10,7 @@
 -- rag._distributed(store): whether a pipeline's chunk table is a Citus hash-distributed
 -- table; false where Citus is not installed. Called by every search and every chunk write,
 -- so it reads Citus's catalog directly (the citus_tables view asks every worker for sizes).
+-- Executable by every role: rag.search runs as the reader, and the answer is no secret.
 CREATE OR REPLACE FUNCTION rag._distributed(store_name text)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -109,13 +110,12 @@ REVOKE ALL ON FUNCTION rag._delete_distributed_chunks(text, text[]) FROM public;
 -- counts its chunks, their length and the chunks holding each lexeme; the coordinator adds
 -- them up. It reads every chunk holding a query term, as scoring does (measured in
 -- docs/scale-out.md), which is why searches use the kept figures. query: the lexemes as a
--- tsquery (any of them). SECURITY DEFINER, like rag._bm25_idf: statistics cover every chunk,
--- also those hidden from the reader; limited to the chunk tables of pipelines.
+-- tsquery (any of them). Counts every chunk, also those hidden by row-level security, as the
+-- kept statistics do; limited to the chunk tables of pipelines, and to the owner of rag.
 CREATE OR REPLACE FUNCTION rag._bm25_idf_exact(store_name text, lexemes text[], query tsquery)
 RETURNS TABLE (lexeme text, idf double precision, avgdl double precision)
 LANGUAGE plpgsql
 STABLE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -144,6 +144,8 @@ BEGIN
     USING lexemes, chunks, total_length, query;
 END;
 $$;
+
+REVOKE ALL ON FUNCTION rag._bm25_idf_exact(text, text[], tsquery) FROM public;
 
 -- rag.distribute_pipeline(name, shard_count): makes a pipeline's chunk tables (the active
 -- set, and the one a rag.reembed is building) Citus distributed tables with shard_count
