@@ -147,16 +147,70 @@ $$;
 
 REVOKE ALL ON FUNCTION rag._bm25_idf_exact(text, text[], tsquery) FROM public;
 
+-- rag._distribute_store(store, shard_count): makes one chunk table a distributed table,
+-- by document_id. Citus runs no statement triggers with transition tables on distributed
+-- tables: from now on the writers keep the BM25 statistics (rag._bm25_apply), which the
+-- triggers kept exact until this transaction.
+CREATE OR REPLACE FUNCTION rag._distribute_store(store_name text, shard_count integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF rag._distributed(store_name) THEN
+        RETURN;
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS bm25_insert ON rag.%1$I;'
+        ' DROP TRIGGER IF EXISTS bm25_update ON rag.%1$I;'
+        ' DROP TRIGGER IF EXISTS bm25_delete ON rag.%1$I', store_name);
+    -- A unique key must contain the distribution column: id stays unique through its
+    -- identity sequence, and keeps a plain index for fetching chunks by id.
+    EXECUTE format('ALTER TABLE rag.%I DROP CONSTRAINT IF EXISTS %I', store_name,
+        store_name || '_pkey');
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON rag.%I (id)', store_name || '_id',
+        store_name);
+    PERFORM create_distributed_table(
+        format('rag.%I', store_name)::regclass, 'document_id'::text,
+        shard_count => _distribute_store.shard_count, colocate_with => 'none'::text
+    );
+END;
+$$;
+REVOKE ALL ON FUNCTION rag._distribute_store(text, integer) FROM public;
+
+-- rag._distribute_new_set(pipeline, set): called by rag.reembed for the chunk table it has
+-- just created: a pipeline whose active chunk table is distributed builds the new one
+-- distributed too, with as many shards, so the switch keeps it sharded.
+CREATE OR REPLACE FUNCTION rag._distribute_new_set(pipeline text, embedding_set integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    active text := rag._store(pipeline,
+        (SELECT p.active_set FROM rag.pipelines AS p WHERE p.name = pipeline));
+    shards integer;
+BEGIN
+    IF NOT rag._distributed(active) THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT count(*) FROM pg_catalog.pg_dist_shard WHERE logicalrelid = $1'
+    INTO shards
+    USING format('rag.%I', active)::regclass;
+    PERFORM rag._distribute_store(rag._store(pipeline, embedding_set), shards);
+END;
+$$;
+REVOKE ALL ON FUNCTION rag._distribute_new_set(text, integer) FROM public;
+
 -- rag.distribute_pipeline(name, shard_count): makes a pipeline's chunk tables (the active
 -- set, and the one a rag.reembed is building) Citus distributed tables with shard_count
 -- shards, distributed by document_id; existing chunks move to the shards. The HNSW, GIN and
 -- metadata indexes exist per shard; the source table, the queue and pgask's own tables stay
 -- on the coordinator, where `pgask worker` / rag.process_queue keep processing the queue
--- with the same guarantees (each write is one distributed transaction). Needs the citus
--- extension in this database and the workers added (citus_add_node). A pipeline whose source
--- has row-level security cannot be distributed: the chunks' policy checks the source row,
--- which a shard cannot read. rag.reembed builds its new set as a plain table: run this again
--- after starting one. Does nothing for tables already distributed.
+-- with the same guarantees (each write is one distributed transaction). A later
+-- rag.reembed builds its new set distributed too. Needs the citus extension in this database
+-- and the workers added (citus_add_node). A pipeline whose source has row-level security
+-- cannot be distributed: the chunks' policy checks the source row, which a shard cannot
+-- read. Does nothing for tables already distributed.
 CREATE OR REPLACE FUNCTION rag.distribute_pipeline(name text, shard_count integer DEFAULT 32)
 RETURNS void
 LANGUAGE plpgsql
@@ -164,7 +218,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(name, 'rag.distribute_pipeline');
-    store_name text;
 BEGIN
     PERFORM rag._require_admin('rag.distribute_pipeline');
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
@@ -189,27 +242,10 @@ BEGIN
     END IF;
     -- The view reads the chunk table: recreated (with the access rules) after the move.
     EXECUTE format('DROP VIEW IF EXISTS rag.%I', p.name || '_chunks');
-    FOREACH store_name IN ARRAY array_remove(ARRAY[
+    PERFORM rag._distribute_store(s.store_name, distribute_pipeline.shard_count)
+    FROM unnest(array_remove(ARRAY[
         rag._store(p.name, p.active_set), rag._store(p.name, p.building_set)
-    ], NULL) LOOP
-        CONTINUE WHEN rag._distributed(store_name);
-        -- Citus runs no statement triggers with transition tables on distributed tables:
-        -- from now on the writers keep the statistics (rag._bm25_apply), which the triggers
-        -- kept exact until this transaction.
-        EXECUTE format('DROP TRIGGER IF EXISTS bm25_insert ON rag.%1$I;'
-            ' DROP TRIGGER IF EXISTS bm25_update ON rag.%1$I;'
-            ' DROP TRIGGER IF EXISTS bm25_delete ON rag.%1$I', store_name);
-        -- A unique key must contain the distribution column: id stays unique through its
-        -- identity sequence, and keeps a plain index for fetching chunks by id.
-        EXECUTE format('ALTER TABLE rag.%I DROP CONSTRAINT IF EXISTS %I', store_name,
-            store_name || '_pkey');
-        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON rag.%I (id)', store_name || '_id',
-            store_name);
-        PERFORM create_distributed_table(
-            format('rag.%I', store_name)::regclass, 'document_id'::text,
-            shard_count => distribute_pipeline.shard_count, colocate_with => 'none'::text
-        );
-    END LOOP;
+    ], NULL)) AS s (store_name);
     PERFORM rag._point_view(p.name);
 END;
 $$;

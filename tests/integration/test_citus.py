@@ -163,6 +163,28 @@ def test_vector_search_runs_on_every_shards_hnsw_index(pipelines):
 
 
 @pytest.mark.citus
+def test_reembed_builds_the_new_set_distributed(pipelines):
+    conn = pipelines
+    conn.execute("SELECT rag.create_embedder('local_b', 'local')")
+    conn.execute("SELECT rag.create_pipeline('moved', 'articles', 'body', title => 'title')")
+    conn.execute("CALL rag.process_queue('moved')")
+    conn.execute("SELECT rag.distribute_pipeline('moved', 4)")
+    conn.execute("SELECT rag.reembed('moved', 'local_b')")
+    shards = "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = %s::regclass"
+    assert conn.execute(shards, ("rag.moved_chunks_2",)).fetchone() == (4,)
+    conn.execute("CALL rag.process_queue('moved')")
+    assert conn.execute("SELECT active_set, embedder FROM rag.pipelines WHERE name = 'moved'"
+                        ).fetchone() == (2, "local_b")
+    assert conn.execute("SELECT to_regclass('rag.moved_chunks_1')").fetchone() == (None,)
+    assert conn.execute(shards, ("rag.moved_chunks_2",)).fetchone() == (4,)
+    for query in QUERIES:
+        moved = results(conn, "moved", query, "keyword")
+        plain = results(conn, "plain", query, "keyword")
+        assert [r[0] for r in moved] == [r[0] for r in plain], query
+        assert [r[1] for r in moved] == pytest.approx([r[1] for r in plain], rel=1e-12), query
+
+
+@pytest.mark.citus
 def test_distributing_a_source_with_row_level_security_is_refused(pipelines):
     conn = pipelines
     conn.execute("CREATE TABLE private_notes (id integer PRIMARY KEY, body text NOT NULL)")
