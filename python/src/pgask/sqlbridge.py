@@ -44,7 +44,7 @@ QUERY_CACHE_SIZE = 256
 def embed_with(plpy, content, embedder):
     """(vector, None) or (None, error) for rag.embed(content, embedder); repeated texts
     (questions asked again) come from a bounded per-backend cache."""
-    from pgask.embedders.errors import EmbedderError
+    from pgask.providers import EmbedderError
     from pgask.queue import load_embedder
 
     try:
