@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgask.plans import prepared
+from pgask.plans import prepared, vector_schema
 from pgask.retrieval.filters import FilterError, compile_filter
 from pgask.retrieval.fusion import (
     drop_near_duplicates,
@@ -95,8 +95,10 @@ def tsquery_any(lexemes: list[str]) -> str:
 def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str,
                       params: list, types: list[str]) -> list[tuple[int, float]]:
     # relaxed_order iterative scans can return rows slightly out of order: re-sorted here.
-    sql = (f"WITH hits AS MATERIALIZED (SELECT c.id, c.embedding <=> $1::vector AS distance"
-           f" FROM {p.view} AS c WHERE {where} ORDER BY c.embedding <=> $1::vector LIMIT $2)"
+    vs = vector_schema(plpy)
+    distance = f"c.embedding OPERATOR({vs}.<=>) $1::{vs}.vector"
+    sql = (f"WITH hits AS MATERIALIZED (SELECT c.id, {distance} AS distance"
+           f" FROM {p.view} AS c WHERE {where} ORDER BY {distance} LIMIT $2)"
            " SELECT id, 1 - distance AS score FROM hits ORDER BY distance, id")
     rows = plpy.execute(prepared(plpy, sql, ["text", "int", *types]), [vector, depth, *params])
     return [(r["id"], r["score"]) for r in rows]
