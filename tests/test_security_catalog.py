@@ -36,7 +36,7 @@ PUBLIC_EXECUTE = {
     "rag.embed(text[])": "local model; no data, no key",
     "rag.embed(text,text)": "invoker; a secret: key is usable only by pgask_reader members",
     "rag.chunk(text,integer,integer)": "pure function of its arguments",
-    "rag.chunk(text,jsonb)": "pure function of its arguments",
+    "rag.chunk(text,text,integer,integer,text)": "pure function of its arguments",
     "rag.markdown_from_html(text)": "pure function of its argument",
     "rag.text_from_pdf(bytea)": "pure function of its argument",
     # Administration: invoker rights, and rag._require_admin refuses non-admins with 42501
@@ -78,7 +78,7 @@ PUBLIC_EXECUTE = {
     "rag._prune_answer_log()":
         "SECURITY DEFINER; deletes only rows past the owner's retention, as any answer does",
     "rag._chunk(text,integer,integer)": "pure; rag.chunk's body",
-    "rag._chunk_by(text,jsonb)": "pure; rag.chunk's body",
+    "rag._chunk_by(text,text,integer,integer,text)": "pure; rag.chunk's body",
     "rag._check_chunk_size(integer,integer)": "pure validation",
     "rag._text_from_pdf(bytea)": "pure; rag.text_from_pdf's body",
     "rag._require_admin(text)": "raises unless the caller is an admin",
@@ -88,23 +88,21 @@ PUBLIC_EXECUTE = {
 
 
 def _routines(db):
-    """Every routine of schema rag, and public.rag_answer."""
-    return db.execute(
-        "SELECT p.oid, n.nspname || '.' || p.proname || '('"
-        "  || coalesce((SELECT string_agg(format_type(t, NULL), ',' ORDER BY o)"
-        "     FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a (t, o)), '')"
-        "  || CASE WHEN p.prokind = 'p' AND p.proallargtypes IS NOT NULL"
-        "     AND cardinality(p.proallargtypes) > cardinality(p.proargtypes::oid[])"
-        "     THEN ',' || (SELECT string_agg(format_type(t, NULL), ',' ORDER BY o)"
-        "       FROM unnest(p.proallargtypes) WITH ORDINALITY AS a (t, o)"
-        "       WHERE o > cardinality(p.proargtypes::oid[])) ELSE '' END || ')',"
-        " p.prosecdef, coalesce(p.proconfig, '{}'), p.prokind,"
-        " EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner)))"
-        "   AS a WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'),"
-        " obj_description(p.oid, 'pg_proc')"
-        " FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace"
-        " WHERE n.nspname = 'rag' OR p.oid = 'public.rag_answer(text)'::regprocedure"
-        " ORDER BY 2").fetchall()
+    """Every routine of schema rag, and public.rag_answer, with its signature as regprocedure
+    prints it when no schema but pg_catalog is on the path."""
+    db.execute("SET search_path = pg_catalog")
+    try:
+        return db.execute(
+            "SELECT p.oid, p.oid::regprocedure::text, p.prosecdef,"
+            " coalesce(p.proconfig, '{}'), p.prokind,"
+            " EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner)))"
+            "   AS a WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'),"
+            " obj_description(p.oid, 'pg_proc')"
+            " FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = 'rag' OR (n.nspname = 'public' AND p.proname = 'rag_answer')"
+            " ORDER BY 2").fetchall()
+    finally:
+        db.execute("RESET search_path")
 
 
 @pytest.fixture
