@@ -76,21 +76,6 @@ BEGIN
 END;
 $$;
 
--- rag.bm25_term_stats: BM25's term statistics of the chunk tables the querying role may
--- SELECT (the view runs has_table_privilege as the querying role; security_barrier keeps
--- its filter ahead of the caller's). They count every chunk, including those that row-level
--- security hides from the role: docs/security.md says what that reveals.
-CREATE OR REPLACE VIEW rag.bm25_term_stats WITH (security_barrier = true) AS
-SELECT
-    t.store,
-    t.lexeme,
-    t.df,
-    s.chunks,
-    s.total_length
-FROM rag.bm25_terms AS t
-INNER JOIN rag.bm25_stats AS s ON t.store = s.store
-WHERE has_table_privilege(to_regclass(format('rag.%I', t.store)), 'SELECT');
-
 -- rag._chunks_readable(pipeline, ids): true when the caller may read the pipeline's chunks
 -- and sees every one of `ids`; the answer log's policy asks it as the role writing a row.
 CREATE OR REPLACE FUNCTION rag._chunks_readable(pipeline text, ids bigint[])

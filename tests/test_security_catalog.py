@@ -121,7 +121,7 @@ def test_every_function_pins_a_safe_search_path(with_pipelines):
     db = with_pipelines
     routines = _routines(db)
     generated = [r for r in routines if r[1].startswith("rag.pgask_")]
-    assert len(generated) == 6, generated  # insert/update/delete of both pipelines
+    assert len(generated) == 9, generated  # insert/update/delete: documents, notes, memos
     bad = []
     for _, signature, definer, config, kind, _, _ in routines:
         paths = [c for c in config if c.startswith("search_path=")]
