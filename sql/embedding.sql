@@ -71,6 +71,11 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT * INTO result FROM rag._embed_with(content, embedder);
+    IF result.error LIKE 'privilege: %' THEN
+        -- The caller may not use the provider's stored key (pgask/secret_keys.py).
+        RAISE EXCEPTION 'rag.embed: %', substr(result.error, 12)
+            USING errcode = 'insufficient_privilege';
+    END IF;
     IF result.error IS NOT NULL THEN
         RAISE EXCEPTION 'rag.embed: %', result.error
             USING errcode = 'external_routine_exception';

@@ -287,7 +287,8 @@ def test_readers_use_stored_keys_without_ever_seeing_them(
                           " 'vector', pipeline => 'memos')").fetchall()
         assert rows
         answer = db.execute("SELECT rag.answer('Where is the launch code?', pipeline =>"
-                            " 'memos', model => 'echo')").fetchone()[0]
+                            " 'memos', model => 'echo', options => '{\"guard\": \"flag\"}')"
+                            ).fetchone()[0]
         assert answer["mode"] in ("generated", "no_answer"), answer
         outputs.append(str(answer))
         for attempt in ("SELECT value FROM rag.secrets", "SELECT rag._secret('remote')",

@@ -39,11 +39,14 @@ def read(plpy, name: str) -> str | None:
             raise
         role = plpy.execute("SELECT current_user AS r")[0]["r"]
         raise KeyAccessError(
-            f"role {role} may not read API keys stored with rag.set_secret: an admin grants "
-            f"their use (never their value) with SELECT rag.grant_usage('{role}')",
+            f"role {role} may not read API keys stored with rag.set_secret (members of "
+            f"pgask_reader may use them): an admin grants that with SELECT "
+            f"rag.grant_usage('{role}')",
             retryable=False) from None
     return _loaded.pop(name, None)
 
 
 class KeyAccessError(EmbedderError):
     """The caller may not use stored keys (SQLSTATE 42501 where it reaches SQL)."""
+
+    PREFIX = "privilege: "  # how sqlbridge.embed_with tells rag.embed to raise 42501

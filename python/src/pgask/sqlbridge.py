@@ -46,6 +46,7 @@ def embed_with(plpy, content, embedder):
     (questions asked again) come from a bounded per-backend cache."""
     from pgask.embedders.errors import EmbedderError
     from pgask.queue import load_embedder
+    from pgask.secret_keys import KeyAccessError
 
     try:
         provider = load_embedder(plpy, embedder)
@@ -58,6 +59,8 @@ def embed_with(plpy, content, embedder):
             vector = vector_literal(get_local_embedder().embed_query(content))
         else:
             vector = vector_literal(provider.embed([content])[0])
+    except KeyAccessError as exc:
+        return None, KeyAccessError.PREFIX + str(exc)
     except EmbedderError as exc:
         return None, str(exc)
     _query_vectors[key] = vector
