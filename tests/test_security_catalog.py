@@ -286,16 +286,17 @@ def test_shadow_functions_in_public_never_run(db, roles, chat_server):
     db.execute("CREATE POLICY everyone ON docs USING (true)")
     db.execute("SELECT rag.create_llm('echo', 'openai', 'echo', %s)", (chat_server.url,))
 
-    def write(conn):
-        conn.execute("INSERT INTO docs VALUES (3, 'WAL', 'The write-ahead log makes commits"
-                     " durable.', '{\"lang\": \"en\"}', 'ops')")
+    def write(conn, n):
+        conn.execute("INSERT INTO docs VALUES (%s, 'WAL', 'The write-ahead log makes commits"
+                     " durable.', '{\"lang\": \"en\"}', 'ops')", (n,))
         conn.execute("UPDATE docs SET body = body || ' Autovacuum runs it.' WHERE id = 1")
         conn.execute("UPDATE docs SET team = 'core' WHERE id = 2")
-        conn.execute("DELETE FROM docs WHERE id = 3")
-        conn.execute("INSERT INTO live VALUES (1, 'x', 'Checkpoints flush dirty pages.'),"
-                     " (2, 'y', 'Replication slots keep WAL.')")
-        conn.execute("UPDATE live SET body = 'Checkpoints write dirty buffers.' WHERE a = 1")
-        conn.execute("DELETE FROM live WHERE a = 2")
+        conn.execute("DELETE FROM docs WHERE id = %s", (n,))
+        conn.execute("INSERT INTO live VALUES (%s, 'x', 'Checkpoints flush dirty pages.'),"
+                     " (%s, 'y', 'Replication slots keep WAL.')", (n, n + 1))
+        conn.execute("UPDATE live SET body = 'Checkpoints write dirty buffers.' WHERE a = %s",
+                     (n,))
+        conn.execute("DELETE FROM live WHERE a = %s", (n + 1,))
 
     def use(conn):
         for mode in ("hybrid", "vector", "keyword"):
@@ -316,11 +317,11 @@ def test_shadow_functions_in_public_never_run(db, roles, chat_server):
         conn.execute("SELECT * FROM rag.top_unanswered")
         conn.execute("SELECT * FROM rag.document_usage")
 
-    write(db)
+    write(db, 10)
     db.execute("CALL rag.process_queue()")
     use(db)
     with roles.as_role(writer):
-        write(db)
+        write(db, 20)
         db.execute("TRUNCATE live")
     db.execute("CALL rag.process_queue()")
     with roles.as_role(reader):
