@@ -4,7 +4,7 @@
 -- NULL gives NULL. STABLE lets the planner evaluate it once per query for an index scan.
 -- Logic: pgask/embedders/.
 CREATE OR REPLACE FUNCTION rag.embed(content text)
-RETURNS _vector_schema_.vector
+RETURNS vector
 LANGUAGE plpython3u
 STABLE
 STRICT
@@ -20,7 +20,7 @@ $$;
 -- rag.embed(contents[]): embeddings of many texts in one model call, in input order;
 -- a NULL element gives a NULL vector.
 CREATE OR REPLACE FUNCTION rag.embed(contents text[])
-RETURNS _vector_schema_.vector[]
+RETURNS vector[]
 LANGUAGE plpython3u
 STABLE
 STRICT
@@ -38,11 +38,11 @@ DROP FUNCTION IF EXISTS rag._chunk_and_embed(text, text);
 -- rag._embed_with(...): the PL/Python implementation behind rag.embed(content, embedder);
 -- it reports a provider failure in `error` so the wrapper can raise it without a traceback.
 CREATE OR REPLACE FUNCTION rag._embed_with(
-    content text, embedder text, OUT embedding _vector_schema_.vector, OUT error text
+    content text, embedder text, OUT embedding vector, OUT error text
 )
 LANGUAGE plpython3u
 STABLE
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 if "pgask_version" not in GD:
     plpy.execute("SELECT rag._python_init()")
@@ -54,10 +54,10 @@ $$;
 -- (rag.embedders), e.g. to query a pipeline's chunks yourself with that pipeline's embedder.
 -- Provider failures raise SQLSTATE 38000 with the provider's message (API keys redacted).
 CREATE OR REPLACE FUNCTION rag.embed(content text, embedder text)
-RETURNS _vector_schema_.vector
+RETURNS vector
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     result record;
@@ -71,11 +71,6 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT * INTO result FROM rag._embed_with(content, embedder);
-    IF result.error LIKE 'privilege: %' THEN
-        -- The caller may not use the provider's stored key (pgask/secret_keys.py).
-        RAISE EXCEPTION 'rag.embed: %', substr(result.error, 12)
-            USING errcode = 'insufficient_privilege';
-    END IF;
     IF result.error IS NOT NULL THEN
         RAISE EXCEPTION 'rag.embed: %', result.error
             USING errcode = 'external_routine_exception';

@@ -26,11 +26,20 @@ BEGIN
 END;
 $$;
 
+-- rag._secret(name): a provider API key from rag.secrets, for the embedding code only.
+CREATE OR REPLACE FUNCTION rag._secret(secret_name text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT value FROM rag.secrets WHERE name = secret_name
+$$;
+REVOKE ALL ON FUNCTION rag._secret(text) FROM public;
 
--- rag.set_secret(name, value): stores an API key that embedders, rerankers and LLMs can
--- reference as api_key_env => 'secret:NAME'. The key is never shown by pgask's views or
--- errors; members of pgask_reader may use it, not read it. `pgask secret set NAME` sends it
--- as a bind parameter, so it is not in the statement's text (docs/security.md).
+-- rag.set_secret(name, value): stores an API key that embedders can reference as
+-- api_key_env => 'secret:NAME'. The key is never shown by pgask's views or errors.
 CREATE OR REPLACE FUNCTION rag.set_secret(name text, value text)
 RETURNS void
 LANGUAGE plpgsql
@@ -38,14 +47,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM rag._require_admin('rag.set_secret');
-    IF name IS NULL OR name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
-        RAISE EXCEPTION 'rag.set_secret: name must be 1-64 letters, digits or _.:-, got %',
-            coalesce(quote_literal(name), 'NULL')
-            USING errcode = 'invalid_parameter_value';
-    END IF;
-    -- The value is never part of a message.
-    IF value IS NULL OR value = '' THEN
-        RAISE EXCEPTION 'rag.set_secret: value must be a non-empty key'
+    IF name IS NULL OR value IS NULL THEN
+        RAISE EXCEPTION 'rag.set_secret: name and value must not be NULL'
             USING errcode = 'invalid_parameter_value';
     END IF;
     INSERT INTO rag.secrets AS s (name, value) VALUES (set_secret.name, set_secret.value)
@@ -165,7 +168,7 @@ CREATE OR REPLACE FUNCTION rag._create_store(
 )
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     store text := rag._store(pipeline, embedding_set);
@@ -181,14 +184,14 @@ BEGIN
         ' char_start integer NOT NULL,'
         ' char_end integer NOT NULL,'
         ' embed_hash bytea NOT NULL,'
-        ' embedding _vector_schema_.vector(%s) NOT NULL,'
+        ' embedding vector(%s) NOT NULL,'
         ' metadata jsonb NOT NULL DEFAULT ''{}'','
         ' UNIQUE (document_id, ordinal))',
         store, dimensions
     );
     EXECUTE format('CREATE INDEX %I ON rag.%I (embed_hash)', store || '_hash', store);
     EXECUTE format(
-        'CREATE INDEX %I ON rag.%I USING hnsw (embedding _vector_schema_.vector_cosine_ops)'
+        'CREATE INDEX %I ON rag.%I USING hnsw (embedding vector_cosine_ops)'
         ' WITH (m = 16, ef_construction = 64)',
         store || '_hnsw', store
     );
@@ -342,104 +345,66 @@ BEGIN
 END;
 $$;
 
--- rag._sync_security(pipeline): chunks are copies of the source's rows, so they get exactly
--- the source's access rules, both ways. A role may SELECT a pipeline's chunk tables and view
--- when it may read what the chunks are built from: SELECT on the source table, or SELECT on
--- every column that the key, content, title and metadata use (column privileges); the
--- source's owner may; PUBLIC when PUBLIC may. Every other grant on them is revoked. When the
--- source has row-level security enabled, a policy shows a chunk only to a role that can see
--- its source row: the check runs the source's own policies (forced or not, as they are now),
--- as the reader; the installer, who runs the queue, owns the chunk tables and is exempt. Run
--- by every install and pipeline change, and by the event trigger below when a source table's
--- GRANT, REVOKE or ALTER TABLE (row-level security, owner) could change the answer.
+-- rag._sync_security(pipeline): chunks are copies of the source's rows, so they get the
+-- source's access rules. Roles with SELECT on the source table get SELECT on its chunk
+-- tables and view (and nobody else does); when the source has row-level security enabled, a
+-- policy shows a chunk only to a role that can see its source row: the check runs the
+-- source's own policies, as the reader. The owner, who runs the queue, is exempt, as owners
+-- are from their tables' policies. Run by every install and pipeline change, and by the event
+-- trigger below when a source table's ALTER TABLE (ENABLE ROW LEVEL SECURITY), GRANT or
+-- REVOKE could change the answer.
 CREATE OR REPLACE FUNCTION rag._sync_security(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(pipeline, 'rag._sync_security');
-    has_rls boolean;
-    source_owner oid;
-    fragments text := concat_ws(' ', p.key_sql, p.content_sql, p.title_sql, p.metadata_sql);
-    needed smallint[];
-    readers oid[];
-    target text;
-    target_oid oid;
-    grantees text;
+    has_rls boolean := (SELECT relrowsecurity FROM pg_class WHERE oid = p.source);
+    store_name text;
+    readers text;
     policy text;
 BEGIN
     -- Our own GRANTs and ALTERs must not re-enter through the event trigger.
     PERFORM set_config('pgask.syncing_security', 'on', true);
-    SELECT c.relrowsecurity, c.relowner INTO has_rls, source_owner
-    FROM pg_class AS c WHERE c.oid = p.source;
-    -- Every column whose name occurs in the fragments as a word: a superset of the columns
-    -- the chunks are built from (an expression may name a column in a string; never fewer).
-    SELECT coalesce(array_agg(a.attnum), '{}') INTO needed
-    FROM pg_attribute AS a
-    WHERE a.attrelid = p.source AND a.attnum > 0 AND NOT a.attisdropped
-        AND fragments ~* ('(^|[^[:alnum:]_$])'
-            || regexp_replace(a.attname, '([^[:alnum:]_])', '\\\1', 'g') || '($|[^[:alnum:]_$])');
-    SELECT coalesce(array_agg(DISTINCT x.grantee), '{}') INTO readers
-    FROM (
-        SELECT source_owner AS grantee
-        UNION
-        SELECT a.grantee FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
-        WHERE c.oid = p.source AND a.privilege_type = 'SELECT'
-        UNION
-        SELECT a.grantee FROM pg_attribute AS t CROSS JOIN LATERAL aclexplode(t.attacl) AS a
-        WHERE t.attrelid = p.source AND t.attnum = ANY(needed) AND a.privilege_type = 'SELECT'
-    ) AS x
-    CROSS JOIN LATERAL (
-        SELECT (CASE WHEN x.grantee = 0 THEN 'public'
-            ELSE (SELECT r.rolname FROM pg_roles AS r WHERE r.oid = x.grantee) END)::name AS name
-    ) AS g
-    WHERE g.name IS NOT NULL AND (
-        has_table_privilege(g.name, p.source, 'SELECT')
-        OR NOT EXISTS (
-            SELECT 1 FROM unnest(needed) AS n (attnum)
-            WHERE NOT has_column_privilege(g.name, p.source, n.attnum, 'SELECT')
-        )
-    );
-    FOREACH target IN ARRAY array_remove(ARRAY[
-        rag._store(p.name, p.active_set), rag._store(p.name, p.building_set), p.name || '_chunks'
+    SELECT string_agg(
+        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, ', '
+    )
+    INTO readers
+    FROM pg_class AS c
+    CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+    LEFT JOIN pg_roles AS r ON a.grantee = r.oid
+    WHERE c.oid = p.source AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner;
+    FOREACH store_name IN ARRAY array_remove(ARRAY[
+        rag._store(p.name, p.active_set), rag._store(p.name, p.building_set)
     ], NULL) LOOP
-        target_oid := to_regclass(format('rag.%I', target));
-        CONTINUE WHEN target_oid IS NULL;
-        IF target <> p.name || '_chunks' THEN
-            policy := 'true';
-            IF has_rls THEN
-                policy := format('EXISTS (SELECT 1 FROM %s AS s WHERE %s)', p.source,
-                    replace(p.key_join_sql, 'k.document_id', format('%I.document_id', target)));
-            END IF;
-            EXECUTE format('ALTER TABLE rag.%I ENABLE ROW LEVEL SECURITY', target);
-            EXECUTE format('DROP POLICY IF EXISTS source_rows ON rag.%I', target);
-            EXECUTE format('CREATE POLICY source_rows ON rag.%I FOR SELECT USING (%s)',
-                target, policy);
+        policy := 'true';
+        IF has_rls THEN
+            policy := format('EXISTS (SELECT 1 FROM %s AS s WHERE %s)', p.source,
+                replace(p.key_join_sql, 'k.document_id', format('%I.document_id', store_name)));
         END IF;
-        SELECT string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-            ELSE a.grantee::regrole::text END, ', ')
-        INTO grantees
-        FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
-        WHERE c.oid = target_oid AND a.grantee <> c.relowner;
-        IF grantees IS NOT NULL THEN
-            EXECUTE format('REVOKE ALL ON rag.%I FROM %s', target, grantees);
-        END IF;
-        SELECT string_agg(CASE WHEN r.oid = 0 THEN 'PUBLIC' ELSE r.oid::regrole::text END, ', ')
-        INTO grantees
-        FROM unnest(readers) AS r (oid)
-        WHERE r.oid <> (SELECT c.relowner FROM pg_class AS c WHERE c.oid = target_oid);
-        IF grantees IS NOT NULL THEN
-            EXECUTE format('GRANT SELECT ON rag.%I TO %s', target, grantees);
+        EXECUTE format('ALTER TABLE rag.%I ENABLE ROW LEVEL SECURITY', store_name);
+        EXECUTE format('DROP POLICY IF EXISTS source_rows ON rag.%I', store_name);
+        EXECUTE format('CREATE POLICY source_rows ON rag.%I FOR SELECT USING (%s)',
+            store_name, policy);
+        EXECUTE format('REVOKE ALL ON rag.%I FROM PUBLIC', store_name);
+        IF readers IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT ON rag.%I TO %s', store_name, readers);
         END IF;
     END LOOP;
+    IF to_regclass(format('rag.%I', p.name || '_chunks')) IS NOT NULL THEN
+        EXECUTE format('REVOKE ALL ON rag.%I FROM PUBLIC', p.name || '_chunks');
+        IF readers IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT ON rag.%I TO %s', p.name || '_chunks', readers);
+        END IF;
+    END IF;
     PERFORM set_config('pgask.syncing_security', '', true);
 END;
 $$;
 
 -- rag._on_source_ddl(): enabling or disabling row-level security on a source table, or
--- changing grants or its owner, reaches the chunks at once. SECURITY DEFINER: the role running
--- the DDL (a source table's owner) may not alter the chunk tables, which the installer owns.
+-- changing grants, reaches the chunks at once.
 CREATE OR REPLACE FUNCTION rag._on_source_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -468,9 +433,6 @@ BEGIN
         ' EXECUTE FUNCTION rag._on_source_ddl()';
 END;
 $$;
-
-COMMENT ON FUNCTION rag._on_source_ddl() IS
-'SECURITY DEFINER: a source owner''s GRANT/REVOKE/ALTER TABLE re-syncs chunk tables it does not own';
 
 -- rag._column_sql(source, column, what): the quoted reference s."column", after checking
 -- that the column exists (and, for content, that it is text-like).
@@ -577,7 +539,7 @@ CREATE OR REPLACE FUNCTION rag._create_pipeline(
 )
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     e rag.embedders;
@@ -806,6 +768,7 @@ DROP FUNCTION IF EXISTS rag._enqueue(text, text[], boolean);
 CREATE OR REPLACE FUNCTION rag._enqueue(pipeline text, ids text[])
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -831,6 +794,7 @@ $$;
 CREATE OR REPLACE FUNCTION rag._forget(pipeline text, ids text[])
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -852,6 +816,7 @@ $$;
 CREATE OR REPLACE FUNCTION rag._truncate(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -869,11 +834,9 @@ END;
 $$;
 
 -- rag._capture_truncate(): the TRUNCATE trigger of every pipeline's source table.
--- SECURITY DEFINER: a writer's TRUNCATE empties chunk tables it has no privileges on.
 CREATE OR REPLACE FUNCTION rag._capture_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -881,9 +844,6 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-
-COMMENT ON FUNCTION rag._capture_truncate() IS
-'SECURITY DEFINER: a writer''s TRUNCATE must empty chunk tables it has no privileges on';
 
 -- rag._install_capture(pipeline): (re)creates the pipeline's triggers and the functions they
 -- call. The functions are generated with the pipeline's SQL fragments written in, so their
@@ -902,11 +862,8 @@ DECLARE
     record_changes text;
     row_sql text;
     body text := 'CREATE OR REPLACE FUNCTION rag.%I() RETURNS trigger LANGUAGE plpgsql'
-        ' SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$'
-        ' DECLARE changed text[]; removed text[]; BEGIN %s RETURN NULL; END; $body$;'
-        ' REVOKE ALL ON FUNCTION rag.%1$I() FROM public;'
-        ' COMMENT ON FUNCTION rag.%1$I() IS ''SECURITY DEFINER: writers of the source queue'
-        ' work and delete chunks in tables they have no privileges on''';
+        ' SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $body$'
+        ' DECLARE changed text[]; removed text[]; BEGIN %s RETURN NULL; END; $body$';
 BEGIN
     -- What every function does with the keys in `changed`: queue them for each embedding set
     -- being maintained (written in; rag.reembed and its switch regenerate the functions).
@@ -979,12 +936,12 @@ from pgask import sqlbridge
 return sqlbridge.chunker_error(config)
 $$;
 
--- rag._process_now(pipeline, ids): sync mode's processing inside the writer's transaction
--- (called by the generated capture functions, so it runs as their owner).
+-- rag._process_now(pipeline, ids): sync mode's processing inside the writer's transaction.
 CREATE OR REPLACE FUNCTION rag._process_now(pipeline text, ids text[])
 RETURNS void
 LANGUAGE plpython3u
-SET search_path = pg_catalog, pg_temp
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 if "pgask_version" not in GD:
     plpy.execute("SELECT rag._python_init()")
@@ -1015,7 +972,7 @@ $$;
 -- the queue is empty or max_seconds have passed. Failures are retried with exponential
 -- backoff and jitter, then kept as dead letters (rag.dead_letters). `processed` returns the
 -- rows finished. Call it outside an explicit transaction: CALL rag.process_queue();
--- (No SET search_path here: a procedure with one cannot commit; it pins the path itself.)
+-- (No SET search_path here: a procedure with one cannot commit.)
 CREATE OR REPLACE PROCEDURE rag.process_queue(
     pipeline text DEFAULT NULL,
     batch_size integer DEFAULT 32,
@@ -1026,8 +983,6 @@ CREATE OR REPLACE PROCEDURE rag.process_queue(
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    -- Before anything else: no name below may resolve through the caller's search_path.
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF pipeline IS NOT NULL THEN
         PERFORM rag._pipeline(pipeline, 'rag.process_queue');
     END IF;

@@ -18,13 +18,7 @@ from pgask import __version__
 
 # The sql/ files in dependency order: SQL-language bodies are checked when created.
 SQL_FILES = ("python.sql", "chunking.sql", "loading.sql", "embedding.sql", "pipelines.sql",
-             "documents.sql", "retrieval.sql", "answering.sql", "evaluation.sql",
-             "security.sql")
-# sql/ texts name pgvector's type and operators in this schema; install writes in the schema
-# the extension was created in (sqlfluff sees a plain identifier).
-VECTOR_SCHEMA_PLACEHOLDER = "_vector_schema_"
-# What every sql/ file runs under: no schema that others can CREATE in (docs/security.md).
-PINNED_SEARCH_PATH = "pg_catalog, pg_temp"
+             "documents.sql", "retrieval.sql", "answering.sql", "evaluation.sql")
 REQUIRED_EXTENSIONS = ("vector", "plpython3u")
 DEFAULT_SITE_DIR = f"/usr/local/lib/pgask/{__version__}"
 # Serialises concurrent installs on one database ("pgask" in ASCII).
@@ -68,20 +62,6 @@ def _ensure_extensions(cur: psycopg.Cursor) -> None:
             sql.Identifier(name)))
 
 
-def _vector_schema(cur: psycopg.Cursor) -> str:
-    """The schema of the vector extension, quoted as an identifier."""
-    cur.execute("SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension AS e"
-                " JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace"
-                " WHERE e.extname = 'vector'")
-    return cur.fetchone()[0]
-
-
-def sql_text(root: Path, name: str, vector_schema: str) -> str:
-    """A sql/ file as install runs it: pgvector's schema written in."""
-    text = (root / "sql" / name).read_text(encoding="utf-8")
-    return text.replace(VECTOR_SCHEMA_PLACEHOLDER, vector_schema)
-
-
 def _apply_migrations(cur: psycopg.Cursor, root: Path) -> list[str]:
     cur.execute(
         "CREATE TABLE IF NOT EXISTS rag.migrations ("
@@ -118,15 +98,8 @@ def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> Insta
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
         _ensure_extensions(cur)
-        vector_schema = _vector_schema(cur)
         cur.execute("CREATE SCHEMA IF NOT EXISTS rag")
-        # Migrations name the vector type unqualified (they are never edited): its schema,
-        # after pg_catalog, is the only other one on their path.
-        cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
-                    (f"pg_catalog, {vector_schema}, pg_temp",))
         applied = _apply_migrations(cur, root)
-        cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
-                    (PINNED_SEARCH_PATH,))
         # Recorded before the sql/ files run: some of them call PL/Python already.
         cur.execute(
             "INSERT INTO rag.settings (key, value) VALUES ('python_site', %s), ('version', %s)"
@@ -134,5 +107,5 @@ def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> Insta
             (site_dir, __version__),
         )
         for name in SQL_FILES:
-            cur.execute(sql_text(root, name, vector_schema))
+            cur.execute((root / "sql" / name).read_text(encoding="utf-8"))
     return InstallReport(applied, list(SQL_FILES), __version__)
