@@ -273,6 +273,7 @@ def test_shadow_functions_in_public_never_run(db, roles, chat_server):
     db.execute("CREATE TABLE docs (id int PRIMARY KEY, title text, body text, tags jsonb,"
                " team text)")
     db.execute("CREATE TABLE live (a int, b text, body text, PRIMARY KEY (a, b))")
+    db.execute(f"GRANT SELECT ON rag.documents TO {reader}")  # rag_answer's default pipeline
     for table in ("docs", "live"):
         db.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {table} TO {writer}")
         db.execute(f"GRANT SELECT ON {table} TO {reader}")
