@@ -46,8 +46,14 @@ class PipelineView:
 
 def load_pipeline(plpy, name: str) -> PipelineView:
     rows = plpy.execute(prepared(plpy, (
-        "SELECT name, source::text AS source, active_set, language::text AS language,"
-        " search_options::text AS search_options FROM rag.pipelines WHERE name = $1"),
+        # source names results ("table:key"): as a search_path with public shows it, although
+        # this runs with pg_catalog, pg_temp only (so regclass's text would say public.table).
+        "SELECT p.name, CASE WHEN n.nspname = 'public' THEN quote_ident(c.relname)"
+        " ELSE quote_ident(n.nspname) || '.' || quote_ident(c.relname) END AS source,"
+        " p.active_set, p.language::text AS language,"
+        " p.search_options::text AS search_options FROM rag.pipelines AS p"
+        " JOIN pg_class AS c ON c.oid = p.source"
+        " JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE p.name = $1"),
         ["text"]), [name])
     row = dict(rows[0])
     row["search_options"] = json.loads(row["search_options"])
