@@ -102,8 +102,8 @@ def build_cases(squad_file: str) -> tuple[list[list[Case]], list[str]]:
         ids = articles[article]
         scores = np.stack([paragraphs[c] for c in ids]) @ vector
         passages = [
-            extractive.Passage(i, i, squad.contexts[ids[i]][0], ids[i], squad.contexts[ids[i]][1],
-                               0, 0, float(scores[i]))
+            extractive.Passage(squad.contexts[ids[i]][1], squad.contexts[ids[i]][0], chunk_id=i,
+                               document_id=i, source=ids[i], score=float(scores[i]))
             for i in np.argsort(-scores, kind="stable")[:TOP_K]
         ]
         grouped[article].append(Case(question, vector, passages))

@@ -67,7 +67,7 @@ BEGIN
     END IF;
     SELECT * INTO result FROM rag._embed_with(content, embedder);
     IF result.error LIKE 'privilege: %' THEN
-        -- The caller may not use the provider's stored key (pgask/secret_keys.py).
+        -- The caller may not use the provider's stored key (pgask/providers/keys.py).
         RAISE EXCEPTION 'rag.embed: %', substr(result.error, 12)
             USING errcode = 'insufficient_privilege';
     END IF;

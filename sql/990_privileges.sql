@@ -20,7 +20,7 @@ $$;
 DROP FUNCTION IF EXISTS rag._secret(text);
 
 -- rag._use_secret(name): loads a stored key into pgask's Python code in this backend (see
--- pgask/secret_keys.py) and returns whether it exists, never the key. SECURITY DEFINER: it
+-- pgask/providers/keys.py) and returns whether it exists, never the key. SECURITY DEFINER: it
 -- reads rag.secrets, which only the owner may. Executable by pgask_reader and the owner.
 CREATE OR REPLACE FUNCTION rag._use_secret(secret_name text)
 RETURNS boolean
@@ -29,8 +29,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #PGASK_PREAMBLE
-from pgask import secret_keys
-return secret_keys.load(plpy, secret_name)
+from pgask.providers import keys
+return keys.load(plpy, secret_name)
 $$;
 
 COMMENT ON FUNCTION rag._use_secret(text) IS

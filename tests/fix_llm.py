@@ -6,19 +6,16 @@ python/requirements/llm.txt is not installed."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import select
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fix_openai import EmbeddingServer
+from commands import pgask_env
+from fix_openai import EmbeddingServer, first_line
 
-REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECONDS = 120
 
 
@@ -47,18 +44,11 @@ def skip_unless_llm_runtime() -> None:
 
 def start_serve_llm(*args: str, stderr_path: Path) -> tuple[subprocess.Popen, str]:
     """`pgask serve-llm` on any free port, once it listens, and the line it printed."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python" / "src"))
     with stderr_path.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "pgask.cli", "serve-llm", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    line = ""
-    while time.monotonic() < deadline and process.poll() is None:
-        ready, _, _ = select.select([process.stdout], [], [], 1.0)
-        if ready:
-            line = process.stdout.readline()
-            break
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=pgask_env())
+    line = first_line(process, READY_TIMEOUT_SECONDS)
     if not line.startswith("serving "):
         process.kill()
         process.wait()

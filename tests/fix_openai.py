@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+READY_TIMEOUT_SECONDS = 60
 
 
 def free_port() -> int:
@@ -33,6 +36,20 @@ def call_json(port: int, method: str, path: str, body: dict | None = None) -> di
         return json.loads(response.read())
 
 
+def first_line(process: subprocess.Popen, timeout: float) -> str:
+    """The first line a server prints on stdout (it says it is ready), or "" when it exits or
+    says nothing for ``timeout`` seconds: a server that hangs at start must not hang the
+    suite, as a bare readline() would."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 1.0)
+        if ready:
+            return process.stdout.readline()
+        if process.poll() is not None:
+            return ""
+    return ""
+
+
 @contextmanager
 def server_process(script: str, what: str):
     """Runs tests/<script> --port PORT until the block ends; yields PORT once the server
@@ -41,10 +58,12 @@ def server_process(script: str, what: str):
     env = dict(os.environ, PYTHONPATH=str(HERE.parent / "python" / "src"))
     process = subprocess.Popen([sys.executable, str(HERE / script), "--port", str(port)],
                                stdout=subprocess.PIPE, env=env, text=True)
-    ready = process.stdout.readline().strip()
+    ready = first_line(process, READY_TIMEOUT_SECONDS).strip()
     if ready != "ready":
         process.kill()
-        raise RuntimeError(f"the {what} server did not start: {ready!r}")
+        process.wait()
+        raise RuntimeError(f"the {what} server did not start within "
+                           f"{READY_TIMEOUT_SECONDS} s: {ready!r}")
     try:
         yield port
     finally:

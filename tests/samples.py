@@ -1,10 +1,13 @@
 """Documents made in the tests: PDFs written by hand, encrypted PDFs (pypdf, RC4, which needs no
 extra package), Word documents (python-docx), and an HTML page shaped like the PostgreSQL manual.
-Shared by the loader tests and the SQL loading and ingest tests."""
+Shared by the loader tests and the SQL loading and ingest tests. Also tiny BEIR and SQuAD 2.0
+data sets, for the evaluation readers and `pgask eval`."""
 
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 
 def make_pdf(pages: list[list[str]], title: str | None = None) -> bytes:
@@ -99,3 +102,37 @@ CREATE INDEX idx ON t (col);
 <div class="navfooter"><a href="next.html">Next</a></div>
 </body></html>
 """
+
+
+def write_beir(folder: Path, docs: dict, queries: dict, qrels: list, split="test"):
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, (t, x) in docs.items()))
+    (folder / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": i, "text": x}) + "\n" for i, x in queries.items()))
+    (folder / "qrels" / f"{split}.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels))
+
+
+DOCS = {
+    "vac": ("VACUUM", "VACUUM reclaims storage occupied by dead tuples after updates."),
+    "idx": ("Indexes", "A multicolumn B-tree index speeds up queries on two columns."),
+    "wal": ("WAL", "Write-ahead logging makes committed transactions durable after a crash."),
+    "cat": ("Cats", "Cats sleep for most of the day and purr when they are content."),
+}
+QUERIES = {"1": "How is space of dead rows reclaimed?", "2": "Why do cats purr?",
+           "3": "unjudged query"}
+QRELS = [("1", "vac", 1), ("2", "cat", 1)]
+
+
+SQUAD = {"version": "v2.0", "data": [{"title": "Normans", "paragraphs": [
+    {"context": "The Normans gave their name to Normandy, a region in France. They were "
+                "descended from Norse raiders and pirates.",
+     "qas": [{"id": "a", "question": "What region did the Normans give their name to?",
+              "answers": [{"text": "Normandy", "answer_start": 31}], "is_impossible": False},
+             {"id": "c", "question": "What is the airspeed velocity of a swallow?",
+              "answers": [], "is_impossible": True}]},
+    {"context": "Rollo was the leader of the Vikings who settled in Normandy.",
+     "qas": [{"id": "b", "question": "Who was the leader of the Vikings?",
+              "answers": [{"text": "Rollo", "answer_start": 0}], "is_impossible": False}]},
+]}]}

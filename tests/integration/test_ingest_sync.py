@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from commands import pgask
 from samples import make_docx, make_pdf
-from test_cli import pgask
 
 from fix_db import add_document
 from pgask.ingest import FileFilter, IngestSummary, ingest_paths, select_files

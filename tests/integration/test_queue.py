@@ -2,20 +2,15 @@
 a write, every row ends up embedded, leases survive a killed worker, workers never share a
 row, stale results are discarded, and a model switch keeps search answering."""
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
+import commands
 import psycopg
 import pytest
 from fix_openai import free_port
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def register(db, server, name="srv", **options):
@@ -244,9 +239,7 @@ def test_stale_result_is_discarded(table, db_url, embedding_server):
 
 
 def pgask_process(url, *args):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python" / "src"), DATABASE_URL=url)
-    return subprocess.Popen([sys.executable, "-m", "pgask.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return commands.pgask_process(*args, database_url=url)
 
 
 def test_two_workers_never_embed_the_same_row_twice(table, db_url, embedding_server):

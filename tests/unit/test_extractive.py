@@ -13,8 +13,8 @@ def embedder():
 
 
 def passage(chunk_id, content, char_start=0, title="t", score=1.0):
-    return Passage(chunk_id, chunk_id * 10, title, f"src{chunk_id}", content, char_start,
-                   score=score)
+    return Passage(content, title, chunk_id=chunk_id, document_id=chunk_id * 10,
+                   source=f"src{chunk_id}", char_start=char_start, score=score)
 
 
 def ask(embedder, text, passages, **kwargs):

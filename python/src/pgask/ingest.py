@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from pgask.loaders import LoaderError, file_sha256, iter_files, load_file
+from pgask.progress import progress_bar
 
 
 @dataclass
@@ -122,7 +123,7 @@ def ingest_paths(conn: psycopg.Connection, paths: list[str], progress: bool = Tr
     summary = IngestSummary(sync=sync)
     stored = _stored_hashes(conn, [str(f) for f in files])
     chunk_table = conn.execute(_CHUNK_TABLE).fetchone()[0]
-    bar = _progress_bar(len(files)) if progress else None
+    bar = progress_bar(len(files), "ingest", "file", mininterval=0.5) if progress else None
     for path in files:
         try:
             _ingest_one(conn, path, stored.get(str(path)), chunk_table, summary)
@@ -139,13 +140,6 @@ def ingest_paths(conn: psycopg.Connection, paths: list[str], progress: bool = Tr
         folders = [Path(p) for p in paths if Path(p).is_dir()]
         summary.deleted = _delete_vanished(conn, folders, files)
     return summary
-
-
-def _progress_bar(total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="file", desc="ingest", dynamic_ncols=True, mininterval=0.5,
-                file=sys.stderr)
 
 
 def _stored_hashes(conn: psycopg.Connection, sources: list[str]) -> dict[str, str | None]:

@@ -11,44 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import time
 from dataclasses import dataclass
 
+from pgask import pipelines
 from pgask.chunking import ChunkerConfig, chunk_document
 from pgask.embedders import vector_literal
-from pgask.embedders.errors import EmbedderError
 from pgask.embedders.registry import EmbedderSpec, provider_for
-from pgask.plans import vector_schema
+from pgask.pipelines import Pipeline
+from pgask.plans import prepared, vector_schema
+from pgask.providers import EmbedderError, backoff_seconds, read_secret
 from pgask.text import truncate_to_tokens
 
 # The title prefixed to each chunk's embedded text is cut to this many tokens.
 MAX_TITLE_TOKENS = 64
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    name: str
-    source: str
-    key_join_sql: str
-    content_sql: str
-    title_sql: str
-    metadata_sql: str
-    chunker: dict
-    embedder: str
-    active_set: int
-    building_set: int | None
-    building_embedder: str | None
-    max_attempts: int
-    retry_base_seconds: float
-    retry_max_seconds: float
-
-    def store(self, embedding_set: int) -> str:
-        # Pipeline names are checked against ^[a-z_][a-z0-9_]*$ when created.
-        return f'rag."{self.name}_chunks_{embedding_set}"'
-
-    def embedder_for(self, embedding_set: int) -> str:
-        return self.embedder if embedding_set == self.active_set else self.building_embedder
 
 
 @dataclass(frozen=True)
@@ -74,21 +50,8 @@ class Planned:
     hashes: list[bytes]
 
 
-def load_pipeline(plpy, name: str) -> Pipeline:
-    rows = plpy.execute(plpy.prepare(
-        "SELECT name, source::text AS source, key_join_sql, content_sql, title_sql, metadata_sql,"
-        " chunker::text AS chunker, embedder, active_set, building_set, building_embedder,"
-        " max_attempts, retry_base_seconds, retry_max_seconds"
-        " FROM rag.pipelines WHERE name = $1", ["text"]), [name])
-    if not rows:
-        raise LookupError(f"pipeline {name!r} does not exist")
-    row = dict(rows[0])
-    row["chunker"] = json.loads(row["chunker"])
-    return Pipeline(**row)
-
-
 def load_embedder(plpy, name: str):
-    rows = plpy.execute(plpy.prepare(
+    rows = plpy.execute(prepared(plpy,
         "SELECT name, provider, model, dimensions, base_url, api_key_env,"
         " options::text AS options_json FROM rag.embedders WHERE name = $1", ["text"]), [name])
     if not rows:
@@ -101,18 +64,9 @@ def load_embedder(plpy, name: str):
     return provider_for(spec, lambda s: read_secret(plpy, s))
 
 
-def read_secret(plpy, secret: str) -> str | None:
-    """A provider API key from rag.secrets, for members of pgask_reader (see
-    pgask.secret_keys); other roles get an error that callers turn into a fallback or a
-    clear message."""
-    from pgask.secret_keys import read
-
-    return read(plpy, secret)
-
-
 def fetch_sources(plpy, p: Pipeline, ids: list[str]) -> dict[str, tuple]:
     """document_id -> (content, title, metadata JSON) as the source table holds them now."""
-    plan = plpy.prepare(
+    plan = prepared(plpy,
         f"SELECT k.document_id, {p.content_sql} AS content, {p.title_sql} AS title,"
         f" ({p.metadata_sql})::text AS metadata"
         f" FROM unnest($1::text[]) AS k (document_id) JOIN {p.source} AS s ON {p.key_join_sql}",
@@ -148,7 +102,7 @@ def reusable_vectors(plpy, store: str, hashes: list[bytes]) -> dict[bytes, str]:
     """Vectors already computed for the same text (any row of this chunk table)."""
     if not hashes:
         return {}
-    plan = plpy.prepare(
+    plan = prepared(plpy,
         f"SELECT DISTINCT ON (embed_hash) embed_hash, embedding::text AS embedding FROM {store}"
         " WHERE embed_hash = ANY($1::bytea[])", ["bytea[]"])
     return {bytes(r["embed_hash"]): r["embedding"] for r in plpy.execute(plan, [hashes])}
@@ -171,13 +125,13 @@ def compute_vectors(provider, planned: list[Planned], known: dict[bytes, str]
 
 
 def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, str]) -> None:
-    plpy.execute(plpy.prepare(f"DELETE FROM {store} WHERE document_id = $1", ["text"]),
+    plpy.execute(prepared(plpy, f"DELETE FROM {store} WHERE document_id = $1", ["text"]),
                  [doc.document_id])
     if not doc.chunks:
         return
     metadata = [json.dumps({**doc.metadata, **c.metadata}) for c in doc.chunks]
     vector = f"{vector_schema(plpy)}.vector"
-    plpy.execute(plpy.prepare(
+    plpy.execute(prepared(plpy,
         f"INSERT INTO {store} (document_id, ordinal, title, content, token_count, char_start,"
         " char_end, embed_hash, embedding, metadata)"
         f" SELECT $1, u.ordinal, $2, u.content, u.tokens, u.cs, u.ce, u.hash, u.vec::{vector},"
@@ -192,15 +146,8 @@ def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, str]) -> N
          [vectors[h] for h in doc.hashes], metadata])
 
 
-def backoff_seconds(attempts: int, base: float, cap: float, retry_after: float | None) -> float:
-    """Exponential backoff with jitter (half fixed, half random), never below Retry-After."""
-    delay = min(cap, base * 2 ** max(0, attempts - 1))
-    delay = delay / 2 + random.uniform(0, delay / 2)
-    return max(delay, retry_after or 0.0)
-
-
 def _add_stats(plpy, pipeline: str, done: int, embedded: int, reused: int, stale: int) -> None:
-    plpy.execute(plpy.prepare(
+    plpy.execute(prepared(plpy,
         "UPDATE rag.pipeline_stats SET done = done + $2, chunks_embedded = chunks_embedded + $3,"
         " chunks_reused = chunks_reused + $4, stale_discarded = stale_discarded + $5,"
         " last_done_at = CASE WHEN $2 > 0 THEN now() ELSE last_done_at END"
@@ -226,21 +173,21 @@ RETURNING q.id, q.pipeline, q.embedding_set, q.document_id, q.generation, q.atte
 
 def claim(plpy, pipeline, batch_size: int, lease_seconds: float) -> list[Job]:
     owner = f"{os.uname().nodename}:{os.getpid()}"
-    rows = plpy.execute(plpy.prepare(_CLAIM, ["text", "float8", "text", "int"]),
+    rows = plpy.execute(prepared(plpy, _CLAIM, ["text", "float8", "text", "int"]),
                         [pipeline, lease_seconds, owner, batch_size])
     return [Job(**dict(r)) for r in rows]
 
 
 def _finish(plpy, job: Job) -> None:
     """Done: delete the job unless it was queued again meanwhile; then release it."""
-    plpy.execute(plpy.prepare(
+    plpy.execute(prepared(plpy,
         "DELETE FROM rag.queue WHERE id = $1 AND generation = $2", ["bigint", "bigint"]),
         [job.id, job.generation])
     _release(plpy, job, count_attempt=True)
 
 
 def _release(plpy, job: Job, count_attempt: bool) -> None:
-    plpy.execute(plpy.prepare(
+    plpy.execute(prepared(plpy,
         "UPDATE rag.queue SET leased_until = NULL, lease_owner = NULL,"
         " attempts = CASE WHEN $3 OR generation <> $2 THEN attempts ELSE attempts - 1 END"
         " WHERE id = $1", ["bigint", "bigint", "bool"]),
@@ -252,7 +199,7 @@ def _fail(plpy, p: Pipeline, jobs: list[Job], error: EmbedderError) -> None:
         dead = not error.retryable or job.attempts >= p.max_attempts
         delay = backoff_seconds(job.attempts, p.retry_base_seconds, p.retry_max_seconds,
                                 error.retry_after)
-        plpy.execute(plpy.prepare(
+        plpy.execute(prepared(plpy,
             "UPDATE rag.queue SET status = CASE WHEN $3 THEN 'failed' ELSE 'pending' END,"
             " not_before = now() + make_interval(secs => $4), leased_until = NULL,"
             " lease_owner = NULL, last_error = $5"
@@ -270,7 +217,7 @@ def _as_embedder_error(exc: Exception) -> EmbedderError:
 def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job]) -> int:
     """Processes claimed jobs of one pipeline and set; commits; returns the rows finished."""
     try:
-        p = load_pipeline(plpy, pipeline_name)
+        p = pipelines.load(plpy, pipeline_name)
     except LookupError:
         return 0  # dropped meanwhile: its queue rows went with it
     if embedding_set not in (p.active_set, p.building_set):
@@ -278,7 +225,7 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job])
             _finish(plpy, job)
         plpy.commit()
         return 0
-    store = p.store(embedding_set)
+    store = p.table(embedding_set)
     ids = [job.document_id for job in jobs]
     try:
         provider = load_embedder(plpy, p.embedder_for(embedding_set))
@@ -315,13 +262,13 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job])
 
 def switch_finished_reembeds(plpy, pipeline: str | None) -> None:
     """Pipelines whose new embedding set has no queued rows left switch to it, atomically."""
-    rows = plpy.execute(plpy.prepare(
+    rows = plpy.execute(prepared(plpy,
         "SELECT p.name FROM rag.pipelines AS p WHERE p.building_set IS NOT NULL"
         " AND ($1::text IS NULL OR p.name = $1) AND NOT EXISTS (SELECT 1 FROM rag.queue AS q"
         " WHERE q.pipeline = p.name AND q.embedding_set = p.building_set)", ["text"]),
         [pipeline])
     for row in rows:
-        plpy.execute(plpy.prepare("SELECT rag._switch_set($1)", ["text"]), [row["name"]])
+        plpy.execute(prepared(plpy, "SELECT rag._switch_set($1)", ["text"]), [row["name"]])
         plpy.commit()
 
 
@@ -373,11 +320,11 @@ def process_queue(plpy, pipeline, batch_size: int, max_seconds: float,
 def process_now(plpy, pipeline_name: str, ids: list[str]) -> None:
     """Sync mode: embed inside the writer's transaction. If the embedder fails, the rows
     stay queued (the trigger queued them first) and the write goes through."""
-    p = load_pipeline(plpy, pipeline_name)
+    p = pipelines.load(plpy, pipeline_name)
     for embedding_set in (p.active_set, p.building_set):
         if embedding_set is None:
             continue
-        store = p.store(embedding_set)
+        store = p.table(embedding_set)
         try:
             provider = load_embedder(plpy, p.embedder_for(embedding_set))
             sources = fetch_sources(plpy, p, ids)
@@ -390,7 +337,7 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> None:
             return
         for doc in planned:
             write_chunks(plpy, store, doc, vectors)
-        plpy.execute(plpy.prepare(
+        plpy.execute(prepared(plpy,
             "DELETE FROM rag.queue WHERE pipeline = $1 AND embedding_set = $2"
             " AND document_id = ANY($3)", ["text", "int", "text[]"]),
             [p.name, embedding_set, ids])

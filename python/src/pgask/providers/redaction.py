@@ -1,20 +1,8 @@
-"""The one error type embedders raise, with what the queue needs to decide on a retry."""
+"""API keys out of messages: providers echo parts of a wrong key back in their errors."""
 
 from __future__ import annotations
 
 import re
-
-
-class EmbedderError(Exception):
-    """An embedding call failed. `retryable` says whether trying again later can help
-    (timeouts, 429, 5xx, connection refused); `retry_after` is the provider's own wait."""
-
-    def __init__(self, message: str, *, retryable: bool = True,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
-
 
 _KEY_PATTERN = re.compile(r"\b(sk-|key-|Bearer\s+)[A-Za-z0-9_*\-.]{4,}", re.IGNORECASE)
 
@@ -26,9 +14,9 @@ FRAGMENT = 4
 
 
 def redact(message: str, secret: str | None) -> str:
-    """The message without the API key, nor any fragment of it: providers echo parts of a
-    wrong key back (the first or last characters), so every word of the message that shares
-    FRAGMENT consecutive characters with the key goes too."""
+    """The message without the API key, nor any fragment of it, nor anything shaped like a
+    key: providers echo parts of a wrong key back (its first or last characters), so every
+    word of the message that shares FRAGMENT consecutive characters with the key goes too."""
     if secret:
         message = message.replace(secret, "***")
         if len(secret) >= 2 * FRAGMENT:
