@@ -1,8 +1,8 @@
 -- Security (docs/security.md): answer-log and feedback rows belong to the role that wrote
 -- them (current_user, never a value the caller supplies), and their sizes are capped, so a
 -- role that may log its own answers cannot flood the log or the BI views with huge rows.
--- Row-level security, its policies and the grants are in sql/security.sql (re-applied by
--- every install). NOT VALID: rows logged before this release are not re-checked.
+-- Row-level security, its policies and the grants are in sql/990_privileges.sql (re-applied
+-- by every install). NOT VALID: rows logged before this release are not re-checked.
 
 ALTER TABLE rag.answer_log ALTER COLUMN asked_by SET DEFAULT current_user;
 

@@ -170,9 +170,10 @@ GRANT SELECT ON rag.answer_feedback_totals, rag.answers_daily, rag.top_unanswere
 rag.document_usage, rag.bm25_term_stats, rag.llm_prices TO public;
 
 -- EXECUTE: nothing in schema rag for PUBLIC but the entry points below, which run with the
--- caller's own privileges (each with its reason in tests/test_security_catalog.py, which
--- fails when a routine is executable by PUBLIC without one). Functions generated for
--- pipelines are revoked when they are created (rag._install_capture).
+-- caller's own privileges (each with its reason in PUBLIC_EXECUTE of
+-- tests/integration/test_security_catalog.py, which fails when a routine is executable by
+-- PUBLIC without one). Functions generated for pipelines are revoked when they are created
+-- (rag._install_capture).
 REVOKE ALL ON ALL ROUTINES IN SCHEMA rag FROM public;
 REVOKE ALL ON FUNCTION public.rag_answer(text) FROM public;
 GRANT EXECUTE ON FUNCTION
