@@ -226,7 +226,9 @@ rag._check_chunk_size(integer, integer),
 rag._text_from_pdf(bytea),
 rag._require_admin(text),
 rag._check_registration(text, text, text, text, jsonb),
-rag._chunker_error(jsonb)
+rag._chunker_error(jsonb),
+rag.distribute_pipeline(text, integer),
+rag._distributed(text)
 TO public;
 GRANT EXECUTE ON PROCEDURE
 rag.process_queue(text, integer, double precision, double precision, bigint)

@@ -84,6 +84,8 @@ PUBLIC_EXECUTE = {
     "rag._require_admin(text)": "raises unless the caller is an admin",
     "rag._check_registration(text,text,text,text,jsonb)": "pure validation",
     "rag._chunker_error(jsonb)": "pure validation",
+    "rag.distribute_pipeline(text,integer)": "admin",
+    "rag._distributed(text)": "whether a chunk table is distributed (Citus): no secret; search",
 }
 
 
