@@ -20,20 +20,11 @@ BEGIN
 END;
 $$;
 
--- rag._secret(name): a provider API key from rag.secrets, for the embedding code only.
-CREATE OR REPLACE FUNCTION rag._secret(secret_name text)
-RETURNS text
-LANGUAGE sql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT value FROM rag.secrets WHERE name = secret_name
-$$;
-REVOKE ALL ON FUNCTION rag._secret(text) FROM public;
 
--- rag.set_secret(name, value): stores an API key that embedders can reference as
--- api_key_env => 'secret:NAME'. The key is never shown by pgask's views or errors.
+-- rag.set_secret(name, value): stores an API key that embedders, rerankers and LLMs can
+-- reference as api_key_env => 'secret:NAME'. The key is never shown by pgask's views or
+-- errors; members of pgask_reader may use it, not read it. `pgask secret set NAME` sends it
+-- as a bind parameter, so it is not in the statement's text (docs/security.md).
 CREATE OR REPLACE FUNCTION rag.set_secret(name text, value text)
 RETURNS void
 LANGUAGE plpgsql
@@ -41,8 +32,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM rag._require_admin('rag.set_secret');
-    IF name IS NULL OR value IS NULL THEN
-        RAISE EXCEPTION 'rag.set_secret: name and value must not be NULL'
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.:-]{1,64}$' THEN
+        RAISE EXCEPTION 'rag.set_secret: name must be 1-64 letters, digits or _.:-, got %',
+            coalesce(quote_literal(name), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    -- The value is never part of a message.
+    IF value IS NULL OR value = '' THEN
+        RAISE EXCEPTION 'rag.set_secret: value must be a non-empty key'
             USING errcode = 'invalid_parameter_value';
     END IF;
     INSERT INTO rag.secrets AS s (name, value) VALUES (set_secret.name, set_secret.value)

@@ -4,7 +4,7 @@
 -- NULL gives NULL. STABLE lets the planner evaluate it once per query for an index scan.
 -- Logic: pgask/embedders/.
 CREATE OR REPLACE FUNCTION rag.embed(content text)
-RETURNS vector
+RETURNS _vector_schema_.vector
 LANGUAGE plpython3u
 STABLE
 STRICT
@@ -19,7 +19,7 @@ $$;
 -- rag.embed(contents[]): embeddings of many texts in one model call, in input order;
 -- a NULL element gives a NULL vector.
 CREATE OR REPLACE FUNCTION rag.embed(contents text[])
-RETURNS vector[]
+RETURNS _vector_schema_.vector[]
 LANGUAGE plpython3u
 STABLE
 STRICT
@@ -34,11 +34,11 @@ $$;
 -- rag._embed_with(...): the PL/Python implementation behind rag.embed(content, embedder);
 -- it reports a provider failure in `error` so the wrapper can raise it without a traceback.
 CREATE OR REPLACE FUNCTION rag._embed_with(
-    content text, embedder text, OUT embedding vector, OUT error text
+    content text, embedder text, OUT embedding _vector_schema_.vector, OUT error text
 )
 LANGUAGE plpython3u
 STABLE
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 #PGASK_PREAMBLE
 from pgask import sqlbridge
@@ -49,10 +49,10 @@ $$;
 -- (rag.embedders), e.g. to query a pipeline's chunks yourself with that pipeline's embedder.
 -- Provider failures raise SQLSTATE 38000 with the provider's message (API keys redacted).
 CREATE OR REPLACE FUNCTION rag.embed(content text, embedder text)
-RETURNS vector
+RETURNS _vector_schema_.vector
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     result record;
@@ -66,6 +66,11 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT * INTO result FROM rag._embed_with(content, embedder);
+    IF result.error LIKE 'privilege: %' THEN
+        -- The caller may not use the provider's stored key (pgask/providers/keys.py).
+        RAISE EXCEPTION 'rag.embed: %', substr(result.error, 12)
+            USING errcode = 'insufficient_privilege';
+    END IF;
     IF result.error IS NOT NULL THEN
         RAISE EXCEPTION 'rag.embed: %', result.error
             USING errcode = 'external_routine_exception';

@@ -18,7 +18,7 @@ CREATE OR REPLACE FUNCTION rag._create_store(
 )
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     store text := rag._store(pipeline, embedding_set);
@@ -34,14 +34,14 @@ BEGIN
         ' char_start integer NOT NULL,'
         ' char_end integer NOT NULL,'
         ' embed_hash bytea NOT NULL,'
-        ' embedding vector(%s) NOT NULL,'
+        ' embedding _vector_schema_.vector(%s) NOT NULL,'
         ' metadata jsonb NOT NULL DEFAULT ''{}'','
         ' UNIQUE (document_id, ordinal))',
         store, dimensions
     );
     EXECUTE format('CREATE INDEX %I ON rag.%I (embed_hash)', store || '_hash', store);
     EXECUTE format(
-        'CREATE INDEX %I ON rag.%I USING hnsw (embedding vector_cosine_ops)'
+        'CREATE INDEX %I ON rag.%I USING hnsw (embedding _vector_schema_.vector_cosine_ops)'
         ' WITH (m = 16, ef_construction = 64)',
         store || '_hnsw', store
     );

@@ -1,65 +1,103 @@
 -- Access rules: chunks follow their source table's grants and row-level security.
 
--- rag._sync_security(pipeline): chunks are copies of the source's rows, so they get the
--- source's access rules. Roles with SELECT on the source table get SELECT on its chunk
--- tables and view (and nobody else does); when the source has row-level security enabled, a
--- policy shows a chunk only to a role that can see its source row: the check runs the
--- source's own policies, as the reader. The owner, who runs the queue, is exempt, as owners
--- are from their tables' policies. Run by every install and pipeline change, and by the event
--- trigger below when a source table's ALTER TABLE (ENABLE ROW LEVEL SECURITY), GRANT or
--- REVOKE could change the answer.
+-- rag._sync_security(pipeline): chunks are copies of the source's rows, so they get exactly
+-- the source's access rules, both ways. A role may SELECT a pipeline's chunk tables and view
+-- when it may read what the chunks are built from: SELECT on the source table, or SELECT on
+-- every column that the key, content, title and metadata use (column privileges); the
+-- source's owner may; PUBLIC when PUBLIC may. Every other grant on them is revoked. When the
+-- source has row-level security enabled, a policy shows a chunk only to a role that can see
+-- its source row: the check runs the source's own policies (forced or not, as they are now),
+-- as the reader; the installer, who runs the queue, owns the chunk tables and is exempt. Run
+-- by every install and pipeline change, and by the event trigger below when a source table's
+-- GRANT, REVOKE or ALTER TABLE (row-level security, owner) could change the answer.
 CREATE OR REPLACE FUNCTION rag._sync_security(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(pipeline, 'rag._sync_security');
-    has_rls boolean := (SELECT relrowsecurity FROM pg_class WHERE oid = p.source);
-    store_name text;
-    readers text;
+    has_rls boolean;
+    source_owner oid;
+    fragments text := concat_ws(' ', p.key_sql, p.content_sql, p.title_sql, p.metadata_sql);
+    needed smallint[];
+    readers oid[];
+    target text;
+    target_oid oid;
+    grantees text;
     policy text;
 BEGIN
     -- Our own GRANTs and ALTERs must not re-enter through the event trigger.
     PERFORM set_config('pgask.syncing_security', 'on', true);
-    SELECT string_agg(
-        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, ', '
-    )
-    INTO readers
-    FROM pg_class AS c
-    CROSS JOIN LATERAL aclexplode(c.relacl) AS a
-    LEFT JOIN pg_roles AS r ON a.grantee = r.oid
-    WHERE c.oid = p.source AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner;
-    FOREACH store_name IN ARRAY array_remove(ARRAY[
-        rag._store(p.name, p.active_set), rag._store(p.name, p.building_set)
+    SELECT c.relrowsecurity, c.relowner INTO has_rls, source_owner
+    FROM pg_class AS c WHERE c.oid = p.source;
+    -- Every column whose name occurs in the fragments as a word: a superset of the columns
+    -- the chunks are built from (an expression may name a column in a string; never fewer).
+    SELECT coalesce(array_agg(a.attnum), '{}') INTO needed
+    FROM pg_attribute AS a
+    WHERE a.attrelid = p.source AND a.attnum > 0 AND NOT a.attisdropped
+        AND fragments ~* ('(^|[^[:alnum:]_$])'
+            || regexp_replace(a.attname, '([^[:alnum:]_])', '\\\1', 'g') || '($|[^[:alnum:]_$])');
+    SELECT coalesce(array_agg(DISTINCT x.grantee), '{}') INTO readers
+    FROM (
+        SELECT source_owner AS grantee
+        UNION
+        SELECT a.grantee FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+        WHERE c.oid = p.source AND a.privilege_type = 'SELECT'
+        UNION
+        SELECT a.grantee FROM pg_attribute AS t CROSS JOIN LATERAL aclexplode(t.attacl) AS a
+        WHERE t.attrelid = p.source AND t.attnum = ANY(needed) AND a.privilege_type = 'SELECT'
+    ) AS x
+    CROSS JOIN LATERAL (
+        SELECT (CASE WHEN x.grantee = 0 THEN 'public'
+            ELSE (SELECT r.rolname FROM pg_roles AS r WHERE r.oid = x.grantee) END)::name AS name
+    ) AS g
+    WHERE g.name IS NOT NULL AND (
+        has_table_privilege(g.name, p.source, 'SELECT')
+        OR NOT EXISTS (
+            SELECT 1 FROM unnest(needed) AS n (attnum)
+            WHERE NOT has_column_privilege(g.name, p.source, n.attnum, 'SELECT')
+        )
+    );
+    FOREACH target IN ARRAY array_remove(ARRAY[
+        rag._store(p.name, p.active_set), rag._store(p.name, p.building_set), p.name || '_chunks'
     ], NULL) LOOP
-        policy := 'true';
-        IF has_rls THEN
-            policy := format('EXISTS (SELECT 1 FROM %s AS s WHERE %s)', p.source,
-                replace(p.key_join_sql, 'k.document_id', format('%I.document_id', store_name)));
+        target_oid := to_regclass(format('rag.%I', target));
+        CONTINUE WHEN target_oid IS NULL;
+        IF target <> p.name || '_chunks' THEN
+            policy := 'true';
+            IF has_rls THEN
+                policy := format('EXISTS (SELECT 1 FROM %s AS s WHERE %s)', p.source,
+                    replace(p.key_join_sql, 'k.document_id', format('%I.document_id', target)));
+            END IF;
+            EXECUTE format('ALTER TABLE rag.%I ENABLE ROW LEVEL SECURITY', target);
+            EXECUTE format('DROP POLICY IF EXISTS source_rows ON rag.%I', target);
+            EXECUTE format('CREATE POLICY source_rows ON rag.%I FOR SELECT USING (%s)',
+                target, policy);
         END IF;
-        EXECUTE format('ALTER TABLE rag.%I ENABLE ROW LEVEL SECURITY', store_name);
-        EXECUTE format('DROP POLICY IF EXISTS source_rows ON rag.%I', store_name);
-        EXECUTE format('CREATE POLICY source_rows ON rag.%I FOR SELECT USING (%s)',
-            store_name, policy);
-        EXECUTE format('REVOKE ALL ON rag.%I FROM PUBLIC', store_name);
-        IF readers IS NOT NULL THEN
-            EXECUTE format('GRANT SELECT ON rag.%I TO %s', store_name, readers);
+        SELECT string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+            ELSE a.grantee::regrole::text END, ', ')
+        INTO grantees
+        FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+        WHERE c.oid = target_oid AND a.grantee <> c.relowner;
+        IF grantees IS NOT NULL THEN
+            EXECUTE format('REVOKE ALL ON rag.%I FROM %s', target, grantees);
+        END IF;
+        SELECT string_agg(CASE WHEN r.oid = 0 THEN 'PUBLIC' ELSE r.oid::regrole::text END, ', ')
+        INTO grantees
+        FROM unnest(readers) AS r (oid)
+        WHERE r.oid <> (SELECT c.relowner FROM pg_class AS c WHERE c.oid = target_oid);
+        IF grantees IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT ON rag.%I TO %s', target, grantees);
         END IF;
     END LOOP;
-    IF to_regclass(format('rag.%I', p.name || '_chunks')) IS NOT NULL THEN
-        EXECUTE format('REVOKE ALL ON rag.%I FROM PUBLIC', p.name || '_chunks');
-        IF readers IS NOT NULL THEN
-            EXECUTE format('GRANT SELECT ON rag.%I TO %s', p.name || '_chunks', readers);
-        END IF;
-    END IF;
     PERFORM set_config('pgask.syncing_security', '', true);
 END;
 $$;
 
 -- rag._on_source_ddl(): enabling or disabling row-level security on a source table, or
--- changing grants, reaches the chunks at once.
+-- changing grants or its owner, reaches the chunks at once. SECURITY DEFINER: the role running
+-- the DDL (a source table's owner) may not alter the chunk tables, which the installer owns.
 CREATE OR REPLACE FUNCTION rag._on_source_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -88,3 +126,6 @@ BEGIN
         ' EXECUTE FUNCTION rag._on_source_ddl()';
 END;
 $$;
+
+COMMENT ON FUNCTION rag._on_source_ddl() IS
+'SECURITY DEFINER: a source owner''s GRANT, REVOKE, ALTER TABLE re-syncs chunk tables';

@@ -124,7 +124,7 @@ CREATE OR REPLACE FUNCTION rag._create_pipeline(
 )
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     e rag.embedders;

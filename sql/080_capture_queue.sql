@@ -9,7 +9,6 @@
 CREATE OR REPLACE FUNCTION rag._enqueue(pipeline text, ids text[])
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -35,7 +34,6 @@ $$;
 CREATE OR REPLACE FUNCTION rag._forget(pipeline text, ids text[])
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -62,7 +60,6 @@ $$;
 CREATE OR REPLACE FUNCTION rag._truncate(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -80,9 +77,11 @@ END;
 $$;
 
 -- rag._capture_truncate(): the TRUNCATE trigger of every pipeline's source table.
+-- SECURITY DEFINER: a writer's TRUNCATE empties chunk tables it has no privileges on.
 CREATE OR REPLACE FUNCTION rag._capture_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -90,6 +89,9 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+
+COMMENT ON FUNCTION rag._capture_truncate() IS
+'SECURITY DEFINER: a writer''s TRUNCATE must empty chunk tables it has no privileges on';
 
 -- rag._install_capture(pipeline): (re)creates the pipeline's triggers and the functions they
 -- call. The functions are generated with the pipeline's SQL fragments written in, so their
@@ -108,8 +110,11 @@ DECLARE
     record_changes text;
     row_sql text;
     body text := 'CREATE OR REPLACE FUNCTION rag.%I() RETURNS trigger LANGUAGE plpgsql'
-        ' SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $body$'
-        ' DECLARE changed text[]; removed text[]; BEGIN %s RETURN NULL; END; $body$';
+        ' SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$'
+        ' DECLARE changed text[]; removed text[]; BEGIN %s RETURN NULL; END; $body$;'
+        ' REVOKE ALL ON FUNCTION rag.%1$I() FROM public;'
+        ' COMMENT ON FUNCTION rag.%1$I() IS ''SECURITY DEFINER: writers of the source queue'
+        ' work and delete chunks in tables they have no privileges on''';
 BEGIN
     -- What every function does with the keys in `changed`: queue them for each embedding set
     -- being maintained (written in; rag.reembed and its switch regenerate the functions).
@@ -169,12 +174,12 @@ BEGIN
 END;
 $$;
 
--- rag._process_now(pipeline, ids): sync mode's processing inside the writer's transaction.
+-- rag._process_now(pipeline, ids): sync mode's processing inside the writer's transaction
+-- (called by the generated capture functions, so it runs as their owner).
 CREATE OR REPLACE FUNCTION rag._process_now(pipeline text, ids text[])
 RETURNS void
 LANGUAGE plpython3u
-SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 #PGASK_PREAMBLE
 from pgask import queue
@@ -203,7 +208,7 @@ $$;
 -- the queue is empty or max_seconds have passed. Failures are retried with exponential
 -- backoff and jitter, then kept as dead letters (rag.dead_letters). `processed` returns the
 -- rows finished. Call it outside an explicit transaction: CALL rag.process_queue();
--- (No SET search_path here: a procedure with one cannot commit.)
+-- (No SET search_path here: a procedure with one cannot commit; it pins the path itself.)
 CREATE OR REPLACE PROCEDURE rag.process_queue(
     pipeline text DEFAULT NULL,
     batch_size integer DEFAULT 32,
@@ -214,6 +219,8 @@ CREATE OR REPLACE PROCEDURE rag.process_queue(
 LANGUAGE plpgsql
 AS $$
 BEGIN
+    -- Before anything else: no name below may resolve through the caller's search_path.
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF pipeline IS NOT NULL THEN
         PERFORM rag._pipeline(pipeline, 'rag.process_queue');
     END IF;

@@ -21,23 +21,36 @@ EXCEPTION WHEN data_exception THEN
 END;
 $$;
 
+-- rag.bm25_term_stats: BM25's term statistics of the chunk tables the querying role may
+-- SELECT (the view runs has_table_privilege as the querying role; security_barrier keeps its
+-- filter ahead of the caller's conditions). They count every chunk, including those that
+-- row-level security hides from the role: docs/security.md says what that reveals.
+CREATE OR REPLACE VIEW rag.bm25_term_stats WITH (security_barrier) AS
+SELECT
+    t.store,
+    t.lexeme,
+    t.df,
+    s.chunks,
+    s.total_length
+FROM rag.bm25_terms AS t
+INNER JOIN rag.bm25_stats AS s ON t.store = s.store
+WHERE has_table_privilege(to_regclass(format('rag.%I', t.store)), 'SELECT');
+
 -- rag._bm25_idf(store, lexemes): BM25's idf of each lexeme that occurs in a chunk table, and
--- the table's average chunk length. SECURITY DEFINER: readers get these figures, not the
--- statistics tables (which list every lexeme, including those of rows hidden from them).
+-- the table's average chunk length; nothing for a chunk table the caller may not read (it
+-- runs as the caller, through rag.bm25_term_stats).
 CREATE OR REPLACE FUNCTION rag._bm25_idf(store_name text, lexemes text[])
 RETURNS TABLE (lexeme text, idf double precision, avgdl double precision)
 LANGUAGE sql
 STABLE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT
         t.lexeme,
-        ln(1 + (s.chunks - t.df + 0.5) / (t.df + 0.5)),
-        s.total_length::double precision / greatest(s.chunks, 1)
-    FROM rag.bm25_stats AS s
-    INNER JOIN rag.bm25_terms AS t ON s.store = t.store
-    WHERE s.store = store_name AND t.lexeme = ANY(lexemes) AND t.df > 0
+        ln(1 + (t.chunks - t.df + 0.5) / (t.df + 0.5)),
+        t.total_length::double precision / greatest(t.chunks, 1)
+    FROM rag.bm25_term_stats AS t
+    WHERE t.store = store_name AND t.lexeme = ANY(lexemes) AND t.df > 0
 $$;
 
 -- rag._search_error(filter, options, pipeline): NULL when rag.search can use them, else why.
@@ -65,7 +78,7 @@ CREATE OR REPLACE FUNCTION rag._search_rows(
 RETURNS jsonb
 LANGUAGE plpython3u
 STABLE
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 #PGASK_PREAMBLE
 import json
@@ -128,12 +141,12 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p rag.pipelines;
     problem text;
-    query_embedding vector;
+    query_embedding _vector_schema_.vector;
 BEGIN
     IF query IS NULL OR btrim(query) = '' THEN
         RAISE EXCEPTION 'rag.search: query must be a non-empty text, got %',

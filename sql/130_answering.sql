@@ -106,30 +106,27 @@ from pgask.answering import pipeline
 return pipeline.answer_options_error(options)
 $$;
 
--- rag._log_answer(entry): records one answer (rag.answer_log) and prunes rows older than the
--- retention setting; returns the answer's id. SECURITY DEFINER: askers need no privilege on
--- the log, and cannot read other people's questions.
+-- rag._log_answer(entry): records one answer (rag.answer_log) as the asking role and prunes
+-- rows older than the retention setting; returns the answer's id. Runs as the caller: the
+-- log's row-level security admits only a row of the caller's own (asked_by is always
+-- current_user) that cites chunks the caller can read, within the sizes migration 0007 caps.
 CREATE OR REPLACE FUNCTION rag._log_answer(entry jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id bigint;
     price rag.llm_prices;
-    retention_days integer := coalesce(
-        (SELECT value::integer FROM rag.settings WHERE key = 'answer_log_retention_days'), 90
-    );
 BEGIN
     SELECT * INTO price FROM rag.llm_prices AS p WHERE p.model = entry ->> 'model';
     INSERT INTO rag.answer_log (
-        asked_by, pipeline, question, answer, mode, model, llm, grounded, problems,
+        pipeline, question, answer, mode, model, llm, grounded, problems,
         retrieved_chunk_ids, retrieved_scores, cited_chunk_ids, cited_document_ids,
         cited_sources, prompt_tokens, completion_tokens, cost, currency, timings_ms, total_ms, error
     )
     VALUES (
-        session_user, entry ->> 'pipeline', entry ->> 'question', entry ->> 'answer',
+        entry ->> 'pipeline', entry ->> 'question', entry ->> 'answer',
         entry ->> 'mode', entry ->> 'model', entry ->> 'llm', (entry ->> 'grounded')::boolean,
         ARRAY(SELECT jsonb_array_elements_text(entry -> 'problems')),
         ARRAY(SELECT jsonb_array_elements_text(entry -> 'retrieved_chunk_ids')::bigint),
@@ -140,18 +137,11 @@ BEGIN
         (entry ->> 'prompt_tokens')::integer, (entry ->> 'completion_tokens')::integer,
         (entry ->> 'prompt_tokens')::numeric * price.prompt_per_million / 1e6
         + (entry ->> 'completion_tokens')::numeric * price.completion_per_million / 1e6,
-        price.currency, entry -> 'timings_ms', (entry -> 'timings_ms' ->> 'total')::float8,
-        entry ->> 'error'
+        price.currency, coalesce(entry -> 'timings_ms', '{}'),
+        (entry -> 'timings_ms' ->> 'total')::float8, entry ->> 'error'
     )
     RETURNING id INTO new_id;
-    -- A bounded delete per answer keeps the log within its retention without a scheduler.
-    DELETE FROM rag.answer_log AS l
-    WHERE l.id IN (
-        SELECT x.id FROM rag.answer_log AS x
-        WHERE x.asked_at < now() - make_interval(days => retention_days)
-        ORDER BY x.asked_at
-        LIMIT 100
-    );
+    PERFORM rag._prune_answer_log();
     RETURN new_id;
 END;
 $$;
@@ -163,7 +153,7 @@ CREATE OR REPLACE FUNCTION rag._answer(
 )
 RETURNS jsonb
 LANGUAGE plpython3u
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 #PGASK_PREAMBLE
 from pgask.answering import pipeline as answering
@@ -320,13 +310,15 @@ AS $$
     CROSS JOIN LATERAL jsonb_array_elements(a.r -> 'citations') AS c
 $$;
 
--- rag.feedback(answer_id, helpful, comment): a user's verdict on an answer; returns its id.
+-- rag.feedback(answer_id, helpful, comment): a user's verdict on one of its own answers (an
+-- auditor's: on any); returns its id. Runs as the caller, so the log's row-level security
+-- decides which answers it sees: an answer that does not exist and one that is not the
+-- caller's give the same error.
 CREATE OR REPLACE FUNCTION rag.feedback(
     answer_id bigint, helpful boolean, comment text DEFAULT NULL
 )
 RETURNS bigint
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -337,12 +329,13 @@ BEGIN
             USING errcode = 'invalid_parameter_value';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM rag.answer_log AS l WHERE l.id = feedback.answer_id) THEN
-        RAISE EXCEPTION 'rag.feedback: answer % does not exist (answer_id from rag.answer, '
-            'or it is older than the log''s retention)', coalesce(answer_id::text, 'NULL')
+        RAISE EXCEPTION 'rag.feedback: answer % does not exist or is not yours (answer_id from '
+            'rag.answer; answers older than the log''s retention are gone)',
+            coalesce(answer_id::text, 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
-    INSERT INTO rag.answer_feedback (answer_id, helpful, comment, given_by)
-    VALUES (answer_id, helpful, left(comment, 10000), session_user)
+    INSERT INTO rag.answer_feedback (answer_id, helpful, comment)
+    VALUES (answer_id, helpful, left(comment, 10000))
     RETURNING id INTO new_id;
     RETURN new_id;
 END;

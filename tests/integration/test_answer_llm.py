@@ -213,8 +213,8 @@ def test_a_role_that_may_not_read_secrets_gets_the_fallback_not_a_traceback(db, 
     ("rag.create_llm('x', 'openai', 'm', 'http://h', options => '{\"max_tokens\": 0}')",
      "rag.create_llm: options: options.max_tokens must be >= 1"),
     ("rag.feedback(123456, true)",
-     "rag.feedback: answer 123456 does not exist (answer_id from rag.answer, or it is older "
-     "than the log's retention)"),
+     "rag.feedback: answer 123456 does not exist or is not yours (answer_id from rag.answer; "
+     "answers older than the log's retention are gone)"),
 ])
 def test_bad_arguments(db, call, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue) as excinfo:

@@ -138,6 +138,35 @@ def cmd_ask(args) -> int:
     return EXIT_OK
 
 
+def cmd_secret(args) -> int:
+    """pgask secret set NAME: the value from stdin (or a prompt that does not echo), sent as
+    a bind parameter, so it is in no statement text: not in pg_stat_activity, nor in the
+    server log's STATEMENT line when the call fails (see docs/security.md)."""
+    import getpass
+
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"value of secret {args.name}: ")
+    else:
+        value = sys.stdin.readline()
+    value = value.rstrip("\r\n")
+    if not value:
+        raise CliError("no value: pipe the key in, e.g. `printenv OPENAI_API_KEY | pgask secret "
+                       f"set {args.name}`")
+    with _connect(args) as conn, conn.transaction():
+        # Parameters of a failing statement are logged only when this is non-zero.
+        conn.execute("SET LOCAL log_parameter_max_length_on_error = 0")
+        if conn.execute("SELECT current_setting('is_superuser') = 'on'").fetchone()[0]:
+            # Settings only a superuser may change: a server that logs every statement (with
+            # its parameters) or slow ones does not log this one.
+            for setting in ("log_statement = 'none'", "log_parameter_max_length = 0",
+                            "log_min_duration_statement = -1",
+                            "log_min_error_statement = 'panic'"):
+                conn.execute(f"SET LOCAL {setting}")
+        conn.execute("SELECT rag.set_secret(%s, %s)", (args.name, value))
+    print(f"secret {args.name} stored; reference it as api_key_env => 'secret:{args.name}'")
+    return EXIT_OK
+
+
 def cmd_worker(args) -> int:
     from pgask.worker import StopFlag, run_worker
 
@@ -264,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "LLM if one is registered, else extractive)")
     ask.add_argument("--json", action="store_true", help="print rag.answer's JSON")
     ask.set_defaults(func=cmd_ask)
+
+    secret = sub.add_parser("secret", help="store a provider API key (rag.set_secret)",
+                            description="Reads the key from stdin (or prompts without echo) "
+                            "and stores it with rag.set_secret; embedders, rerankers and LLMs "
+                            "use it as api_key_env => 'secret:NAME'. The key never appears in "
+                            "a statement's text.")
+    secret.add_argument("action", choices=["set"])
+    secret.add_argument("name", help="the secret's name (1-64 letters, digits or _.:-)")
+    secret.set_defaults(func=cmd_secret)
 
     work = sub.add_parser("worker", help="process pipeline queues until stopped",
                           description="Calls rag.process_queue in a loop and waits for "

@@ -31,6 +31,11 @@ if GD.get("pgask_version") != "{version}":
                         "`pgask install`, and reconnect.")
 """
 REQUIRED_EXTENSIONS = ("vector", "plpython3u")
+# sql/ texts name pgvector's type and operators in this schema; install writes in the schema
+# the extension was created in (sqlfluff sees a plain identifier).
+VECTOR_SCHEMA_PLACEHOLDER = "_vector_schema_"
+# What the sql/ files run under: no schema that others can CREATE in (docs/security.md).
+PINNED_SEARCH_PATH = "pg_catalog, pg_temp"
 DEFAULT_SITE_DIR = f"/usr/local/lib/pgask/{__version__}"
 # Serialises concurrent installs on one database ("pgask" in ASCII).
 INSTALL_LOCK_KEY = 0x7067_6173_6B
@@ -79,9 +84,19 @@ def sql_files(root: Path) -> list[Path]:
     return sorted((root / "sql").glob("[0-9][0-9][0-9]_*.sql"))
 
 
-def with_preamble(text: str) -> str:
-    """An sql/ file's text with every PL/Python body's marker line replaced by the preamble."""
-    return text.replace(PREAMBLE_MARKER, PREAMBLE.format(version=__version__))
+def with_preamble(text: str, vector_schema: str = "public") -> str:
+    """An sql/ file's text with every PL/Python body's marker line replaced by the preamble,
+    and pgvector's (quoted) schema written in."""
+    return text.replace(PREAMBLE_MARKER, PREAMBLE.format(version=__version__)).replace(
+        VECTOR_SCHEMA_PLACEHOLDER, vector_schema)
+
+
+def _vector_schema(cur: psycopg.Cursor) -> str:
+    """The schema of the vector extension, quoted as an identifier."""
+    cur.execute("SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension AS e"
+                " JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace"
+                " WHERE e.extname = 'vector'")
+    return cur.fetchone()[0]
 
 
 def _apply_migrations(cur: psycopg.Cursor, root: Path) -> list[str]:
@@ -162,8 +177,15 @@ def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> Insta
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
         _refuse_downgrade(cur)
         _ensure_extensions(cur)
+        vector_schema = _vector_schema(cur)
         cur.execute("CREATE SCHEMA IF NOT EXISTS rag")
+        # Migrations name the vector type unqualified (they are never edited): its schema,
+        # after pg_catalog, is the only other one on their path.
+        cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
+                    (f"pg_catalog, {vector_schema}, pg_temp",))
         applied = _apply_migrations(cur, root)
+        cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
+                    (PINNED_SEARCH_PATH,))
         # Recorded before the sql/ files run: some of them call PL/Python already.
         cur.execute(
             "INSERT INTO rag.settings (key, value) VALUES ('python_site', %s), ('version', %s)"
@@ -171,5 +193,5 @@ def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> Insta
             (site_dir, __version__),
         )
         for path in files:
-            cur.execute(with_preamble(path.read_text(encoding="utf-8")))
+            cur.execute(with_preamble(path.read_text(encoding="utf-8"), vector_schema))
     return InstallReport(applied, [path.name for path in files], __version__)

@@ -26,3 +26,20 @@ def prepared(plpy, sql: str, types: list[str]):
     else:
         _plans.move_to_end(key)
     return plan
+
+
+_vector_schema: list[str] = []
+
+
+def vector_schema(plpy) -> str:
+    """The quoted schema of the pgvector extension, looked up once per backend: pgask's
+    functions run with search_path = pg_catalog, pg_temp, so SQL here names the vector type
+    and its operators with their schema (`{schema}.vector`, `OPERATOR({schema}.<=>)`)."""
+    if not _vector_schema:
+        rows = plpy.execute(
+            "SELECT pg_catalog.quote_ident(n.nspname) AS schema"
+            " FROM pg_catalog.pg_extension AS e"
+            " JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace"
+            " WHERE e.extname = 'vector'")
+        _vector_schema.append(rows[0]["schema"] if rows else "public")
+    return _vector_schema[0]

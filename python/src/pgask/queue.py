@@ -19,7 +19,7 @@ from pgask.chunking import ChunkerConfig, chunk_document
 from pgask.embedders import vector_literal
 from pgask.embedders.registry import EmbedderSpec, provider_for
 from pgask.pipelines import Pipeline
-from pgask.plans import prepared
+from pgask.plans import prepared, vector_schema
 from pgask.providers import EmbedderError, backoff_seconds, read_secret
 from pgask.text import truncate_to_tokens
 
@@ -56,8 +56,12 @@ def load_embedder(plpy, name: str):
         " options::text AS options_json FROM rag.embedders WHERE name = $1", ["text"]), [name])
     if not rows:
         raise EmbedderError(f"embedder {name!r} is not registered", retryable=False)
-
-    return provider_for(EmbedderSpec(**dict(rows[0])), lambda s: read_secret(plpy, s))
+    spec = EmbedderSpec(**dict(rows[0]))
+    if (spec.api_key_env or "").startswith("secret:"):
+        # Checked on every call, also when the provider is cached: may this role use it?
+        key = read_secret(plpy, spec.api_key_env[len("secret:"):])
+        return provider_for(spec, lambda _: key)
+    return provider_for(spec, lambda s: read_secret(plpy, s))
 
 
 def fetch_sources(plpy, p: Pipeline, ids: list[str]) -> dict[str, tuple]:
@@ -142,10 +146,11 @@ def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, str],
     added = []
     if doc.chunks:
         metadata = [json.dumps({**doc.metadata, **c.metadata}) for c in doc.chunks]
+        vector = f"{vector_schema(plpy)}.vector"
         added = plpy.execute(prepared(plpy,
             f"INSERT INTO {store} (document_id, ordinal, title, content, token_count,"
             " char_start, char_end, embed_hash, embedding, metadata)"
-            " SELECT $1, u.ordinal, $2, u.content, u.tokens, u.cs, u.ce, u.hash, u.vec::vector,"
+            f" SELECT $1, u.ordinal, $2, u.content, u.tokens, u.cs, u.ce, u.hash, u.vec::{vector},"
             " u.meta::jsonb FROM unnest($3::int[], $4::text[], $5::int[], $6::int[], $7::int[],"
             " $8::bytea[], $9::text[], $10::text[]) AS u (ordinal, content, tokens, cs, ce,"
             f" hash, vec, meta){returning}",
@@ -290,8 +295,33 @@ def switch_finished_reembeds(plpy, pipeline: str | None) -> None:
         plpy.commit()
 
 
+class _Pinned:
+    """plpy for rag.process_queue, which commits and so cannot carry SET search_path: the
+    path is pinned to pg_catalog, pg_temp at the start and after every commit and rollback,
+    so no SQL here (or in the pipeline's fragments) resolves a name through the caller's
+    search_path."""
+
+    PIN = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
+
+    def __init__(self, plpy) -> None:
+        self._plpy = plpy
+        plpy.execute(self.PIN)
+
+    def __getattr__(self, name):
+        return getattr(self._plpy, name)
+
+    def commit(self) -> None:
+        self._plpy.commit()
+        self._plpy.execute(self.PIN)
+
+    def rollback(self) -> None:
+        self._plpy.rollback()
+        self._plpy.execute(self.PIN)
+
+
 def process_queue(plpy, pipeline, batch_size: int, max_seconds: float,
                   lease_seconds: float) -> int:
+    plpy = _Pinned(plpy)
     deadline = time.monotonic() + max_seconds
     processed = 0
     while True:

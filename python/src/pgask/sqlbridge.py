@@ -45,6 +45,7 @@ def embed_with(plpy, content, embedder):
     """(vector, None) or (None, error) for rag.embed(content, embedder); repeated texts
     (questions asked again) come from a bounded per-backend cache."""
     from pgask.providers import EmbedderError
+    from pgask.providers.errors import KeyAccessError
     from pgask.queue import load_embedder
 
     try:
@@ -58,6 +59,8 @@ def embed_with(plpy, content, embedder):
             vector = vector_literal(get_local_embedder().embed_query(content))
         else:
             vector = vector_literal(provider.embed([content])[0])
+    except KeyAccessError as exc:
+        return None, KeyAccessError.PREFIX + str(exc)
     except EmbedderError as exc:
         return None, str(exc)
     _query_vectors[key] = vector

@@ -107,12 +107,14 @@ def load_llm(plpy, name: str) -> ChatClient:
     row = dict(rows[0])
     key = tuple(row.items())
     client = _clients.get(key)
-    if client is None:
+    if (row["api_key_env"] or "").startswith("secret:") or client is None:
+        # A stored key is checked on every call: may this role use it (pgask_reader)?
         api_key = resolve_api_key(_Named(row["name"], row["api_key_env"]),
                                   lambda secret: read_secret(plpy, secret), what="LLM")
-        client = ChatClient(LLMSpec(row["name"], row["provider"], row["model"],
-                                    row["base_url"], api_key, json.loads(row["options"])))
-        _clients[key] = client
+        if client is None or client.spec.api_key != api_key:  # new row or rotated key
+            client = ChatClient(LLMSpec(row["name"], row["provider"], row["model"],
+                                        row["base_url"], api_key, json.loads(row["options"])))
+            _clients[key] = client
     return client
 
 

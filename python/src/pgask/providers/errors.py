@@ -38,3 +38,14 @@ class LLMError(ProviderError):
 
 class RerankError(ProviderError):
     """A reranker call failed; rag.search then keeps the first-stage order."""
+
+
+class KeyAccessError(EmbedderError, LLMError, RerankError):
+    """The calling role may not use API keys stored with rag.set_secret (it is not a member of
+    pgask_reader): SQLSTATE 42501 where it reaches SQL. A subclass of every kind's error, so
+    each caller handles it as its own (an LLM's falls back, a reranker's keeps the order)."""
+
+    PREFIX = "privilege: "  # how sqlbridge.embed_with tells rag.embed to raise 42501
+
+    def __init__(self, message: str) -> None:
+        ProviderError.__init__(self, message, retryable=False)

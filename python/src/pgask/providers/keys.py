@@ -1,6 +1,7 @@
 """API keys of providers (embedders, LLMs, rerankers): a registry row's ``api_key_env`` names
 an environment variable of the database server, or ``secret:NAME``, an entry of rag.secrets
-(rag.set_secret), which only the owner of schema rag may read."""
+(rag.set_secret), which only the owner of schema rag may read, and members of pgask_reader
+may use (never read)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import os
 from collections.abc import Callable
 
 from pgask.plans import prepared
-from pgask.providers.errors import EmbedderError, LLMError, ProviderError, RerankError
+from pgask.providers.errors import (
+    EmbedderError,
+    KeyAccessError,
+    LLMError,
+    ProviderError,
+    RerankError,
+)
 
 # What a missing or unreadable key is raised as, by the kind of provider asking.
 _ERRORS: dict[str, type[ProviderError]] = {
@@ -16,18 +23,40 @@ _ERRORS: dict[str, type[ProviderError]] = {
 }
 
 
+# Keys handed over by rag._use_secret (``load``), taken by ``read`` in the same backend.
+_loaded: dict[str, str] = {}
+
+
+def load(plpy, name: str) -> bool:
+    """For rag._use_secret only: it runs as the owner (who may read rag.secrets), keeps the
+    value here, inside the backend's Python interpreter, and returns to SQL only whether it
+    exists. Only superusers can create PL/Python functions that could look in here
+    (plpython3u is untrusted), so no role can read a key through SQL (docs/security.md)."""
+    rows = plpy.execute(plpy.prepare(
+        "SELECT value FROM rag.secrets WHERE name = $1", ["text"]), [name])
+    if not rows:
+        _loaded.pop(name, None)
+        return False
+    _loaded[name] = rows[0]["value"]
+    return True
+
+
 def read_secret(plpy, secret: str) -> str | None:
-    """A key from rag.secrets, through rag._secret, which only the owner of schema rag may
-    run: a role asking a question with an LLM or reranker whose key is a 'secret:' entry gets
-    this error, which callers turn into a fallback or a clear message."""
+    """A key from rag.secrets for a provider call of the current role, through
+    rag._use_secret, which members of pgask_reader (and the owner) may run; checked on every
+    call, so a role that lost pgask_reader cannot use a provider built earlier. Other roles
+    get KeyAccessError (SQLSTATE 42501 where it reaches SQL), naming the fix."""
     try:
-        found = plpy.execute(prepared(plpy, "SELECT rag._secret($1) AS v", ["text"]), [secret])
+        plpy.execute(prepared(plpy, "SELECT rag._use_secret($1)", ["text"]), [secret])
     except plpy.SPIError as exc:
-        raise ProviderError(
-            f"the role running this may not read API keys stored with rag.set_secret ({exc}); "
-            "give the provider a key in an environment variable of the database server "
-            "instead, or run this as the owner of schema rag") from None
-    return found[0]["v"] if found else None
+        if getattr(exc, "sqlstate", None) != "42501":
+            raise
+        role = plpy.execute("SELECT current_user AS r")[0]["r"]
+        raise KeyAccessError(
+            f"role {role} may not read API keys stored with rag.set_secret (members of "
+            f"pgask_reader may use them): an admin grants that with SELECT "
+            f"rag.grant_usage('{role}')") from None
+    return _loaded.pop(secret, None)
 
 
 def resolve_api_key(spec, read_secret: Callable[[str], str | None],
@@ -42,6 +71,8 @@ def resolve_api_key(spec, read_secret: Callable[[str], str | None],
     if reference.startswith("secret:"):
         try:
             value = read_secret(reference[len("secret:"):])
+        except KeyAccessError:
+            raise
         except ProviderError as exc:
             raise error(str(exc), retryable=False) from None
         where = f"rag.secrets entry {reference[len('secret:'):]!r} (rag.set_secret)"

@@ -15,7 +15,7 @@ import numpy as np
 
 from pgask import pipelines
 from pgask.pipelines import Pipeline as PipelineView  # the one handle (pgask.pipelines)
-from pgask.plans import prepared
+from pgask.plans import prepared, vector_schema
 from pgask.retrieval import bm25
 from pgask.retrieval.filters import FilterError, compile_filter
 from pgask.retrieval.fusion import (
@@ -65,8 +65,10 @@ def tsquery_any(lexemes: list[str]) -> str:
 def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str,
                       params: list, types: list[str]) -> list[tuple[int, float]]:
     # relaxed_order iterative scans can return rows slightly out of order: re-sorted here.
-    sql = (f"WITH hits AS MATERIALIZED (SELECT c.id, c.embedding <=> $1::vector AS distance"
-           f" FROM {p.view} AS c WHERE {where} ORDER BY c.embedding <=> $1::vector LIMIT $2)"
+    vs = vector_schema(plpy)
+    distance = f"c.embedding OPERATOR({vs}.<=>) $1::{vs}.vector"
+    sql = (f"WITH hits AS MATERIALIZED (SELECT c.id, {distance} AS distance"
+           f" FROM {p.view} AS c WHERE {where} ORDER BY {distance} LIMIT $2)"
            " SELECT id, 1 - distance AS score FROM hits ORDER BY distance, id")
     rows = plpy.execute(prepared(plpy, sql, ["text", "int", *types]), [vector, depth, *params])
     return [(r["id"], r["score"]) for r in rows]
@@ -74,7 +76,7 @@ def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str
 
 def term_idfs(plpy, p: PipelineView, lexemes: list[str]) -> tuple[dict[str, float], float]:
     """BM25's idf of each query lexeme that occurs in the pipeline's chunks, and their average
-    length (rag._bm25_idf: readers get these figures, not the statistics tables)."""
+    length (rag._bm25_idf: only for a chunk table the caller may read)."""
     rows = plpy.execute(prepared(plpy, "SELECT lexeme, idf, avgdl FROM rag._bm25_idf($1, $2)",
                                  ["text", "text[]"]), [p.store, lexemes])
     return {r["lexeme"]: r["idf"] for r in rows}, (rows[0]["avgdl"] if rows else 1.0)
@@ -144,8 +146,14 @@ def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool) -> dict[in
            f" coalesce(c.metadata ->> 'source', $2 || ':' || c.document_id) AS source,"
            f" c.content, c.metadata::text AS metadata{vector}"
            f" FROM {p.view} AS c WHERE c.id = ANY($1)")
-    rows = plpy.execute(prepared(plpy, sql, ["bigint[]", "text"]), [ids, p.source])
+    rows = plpy.execute(prepared(plpy, sql, ["bigint[]", "text"]), [ids, _label(p.source)])
     return {r["chunk_id"]: dict(r) for r in rows}
+
+
+def _label(source: str) -> str:
+    """The source table as results name it ("table:key"): as a search_path with public shows
+    it, although pgask runs with pg_catalog, pg_temp only (where regclass says public.t)."""
+    return source.removeprefix("public.")
 
 
 def _vectors(rows: list[dict]) -> np.ndarray:

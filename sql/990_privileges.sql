@@ -1,0 +1,236 @@
+-- Security: the roles, what each may execute, and the rules of the answer log. Applied last
+-- by every install, so it decides every grant of schema rag. The model, the threat model and
+-- the test proving each promise: docs/security.md.
+--   owner (the installing role) and its members: everything, pipeline DDL included.
+--   pgask_reader: may use provider keys stored with rag.set_secret (never read them).
+--   pgask_auditor: reads every row of rag.answer_log and rag.answer_feedback.
+--   PUBLIC: the entry points listed below, which run with the caller's own privileges.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgask_reader') THEN
+        CREATE ROLE pgask_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgask_auditor') THEN
+        CREATE ROLE pgask_auditor NOLOGIN;
+    END IF;
+END;
+$$;
+
+DROP FUNCTION IF EXISTS rag._secret(text);
+
+-- rag._use_secret(name): loads a stored key into pgask's Python code in this backend (see
+-- pgask/providers/keys.py) and returns whether it exists, never the key. SECURITY DEFINER: it
+-- reads rag.secrets, which only the owner may. Executable by pgask_reader and the owner.
+CREATE OR REPLACE FUNCTION rag._use_secret(secret_name text)
+RETURNS boolean
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#PGASK_PREAMBLE
+from pgask.providers import keys
+return keys.load(plpy, secret_name)
+$$;
+
+COMMENT ON FUNCTION rag._use_secret(text) IS
+'SECURITY DEFINER: reads rag.secrets (owner only) for pgask_reader members; returns no key';
+
+-- rag.grant_usage(role, usage): lets a role use pgask beyond what PUBLIC may: 'reader' (search
+-- and answer with providers whose key is stored with rag.set_secret) or 'auditor' (read
+-- every role's rows of the answer log and feedback). For admins (members of the owner).
+CREATE OR REPLACE FUNCTION rag.grant_usage(role_name regrole, usage text DEFAULT 'reader')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._require_admin('rag.grant_usage');
+    IF role_name IS NULL OR usage IS NULL OR usage NOT IN ('reader', 'auditor') THEN
+        RAISE EXCEPTION 'rag.grant_usage: role must name a role and usage must be ''reader'' '
+            '(search and answer with stored API keys) or ''auditor'' (read the whole answer '
+            'log), got % and %', coalesce(role_name::text, 'NULL'),
+            coalesce(quote_literal(usage), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    EXECUTE format('GRANT %I TO %s', 'pgask_' || usage, role_name);
+END;
+$$;
+
+-- rag.revoke_usage(role, usage): takes back what rag.grant_usage gave.
+CREATE OR REPLACE FUNCTION rag.revoke_usage(role_name regrole, usage text DEFAULT 'reader')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._require_admin('rag.revoke_usage');
+    IF role_name IS NULL OR usage IS NULL OR usage NOT IN ('reader', 'auditor') THEN
+        RAISE EXCEPTION 'rag.revoke_usage: role must name a role and usage must be ''reader'' '
+            'or ''auditor'', got % and %', coalesce(role_name::text, 'NULL'),
+            coalesce(quote_literal(usage), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    EXECUTE format('REVOKE %I FROM %s', 'pgask_' || usage, role_name);
+END;
+$$;
+
+-- rag._chunks_readable(pipeline, ids): true when the caller may read the pipeline's chunks
+-- and sees every one of `ids`; the answer log's policy asks it as the role writing a row.
+CREATE OR REPLACE FUNCTION rag._chunks_readable(pipeline text, ids bigint[])
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    chunks regclass := to_regclass(format('rag.%I', pipeline || '_chunks'));
+    seen bigint;
+BEGIN
+    IF chunks IS NULL OR NOT has_table_privilege(chunks, 'SELECT') THEN
+        RETURN false;
+    END IF;
+    IF ids IS NULL OR cardinality(ids) = 0 THEN
+        RETURN true;
+    END IF;
+    EXECUTE format('SELECT count(DISTINCT c.id) FROM %s AS c WHERE c.id = ANY($1)', chunks)
+    INTO seen USING ids;
+    RETURN seen = (SELECT count(DISTINCT i.id) FROM unnest(ids) AS i (id));
+END;
+$$;
+
+-- rag._prune_answer_log(): deletes up to 100 answer-log rows older than the retention
+-- setting; every logged answer calls it, so the log stays within its retention without a
+-- scheduler. SECURITY DEFINER: askers may not DELETE from the log; it removes nothing else.
+CREATE OR REPLACE FUNCTION rag._prune_answer_log()
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM rag.answer_log AS l
+    WHERE l.id IN (
+        SELECT x.id FROM rag.answer_log AS x
+        WHERE x.asked_at < now() - make_interval(days => coalesce(
+            (SELECT s.value::integer FROM rag.settings AS s
+                WHERE s.key = 'answer_log_retention_days'), 90))
+        ORDER BY x.asked_at
+        LIMIT 100
+    )
+$$;
+
+COMMENT ON FUNCTION rag._prune_answer_log() IS
+'SECURITY DEFINER: askers cannot DELETE log rows; removes only rows past the retention';
+
+-- The answer log and feedback: each role reads and writes its own rows (asked_by and
+-- given_by default to current_user, and no role but the owner may set them); members of
+-- pgask_auditor read all. A row may cite only chunks its writer can read. The owner is exempt
+-- from the policies, as owners are.
+ALTER TABLE rag.answer_log ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_rows ON rag.answer_log;
+CREATE POLICY own_rows ON rag.answer_log FOR SELECT
+USING (asked_by = current_user OR pg_has_role('pgask_auditor', 'USAGE'));
+DROP POLICY IF EXISTS own_answers ON rag.answer_log;
+CREATE POLICY own_answers ON rag.answer_log FOR INSERT
+WITH CHECK (
+    asked_by = current_user
+    AND rag._chunks_readable(pipeline, retrieved_chunk_ids || cited_chunk_ids)
+);
+REVOKE ALL ON rag.answer_log, rag.answer_feedback FROM public;
+GRANT SELECT ON rag.answer_log TO public;
+GRANT INSERT (
+    pipeline, question, answer, mode, model, llm, grounded, problems, retrieved_chunk_ids,
+    retrieved_scores, cited_chunk_ids, cited_document_ids, cited_sources, prompt_tokens,
+    completion_tokens, cost, currency, timings_ms, total_ms, error
+) ON rag.answer_log TO public;
+
+ALTER TABLE rag.answer_feedback ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_feedback ON rag.answer_feedback;
+CREATE POLICY own_feedback ON rag.answer_feedback FOR SELECT
+USING (given_by = current_user OR pg_has_role('pgask_auditor', 'USAGE'));
+-- The answer must be visible to the writer: its own, or any for an auditor.
+DROP POLICY IF EXISTS on_visible_answers ON rag.answer_feedback;
+CREATE POLICY on_visible_answers ON rag.answer_feedback FOR INSERT
+WITH CHECK (
+    given_by = current_user
+    AND EXISTS (
+        SELECT 1 FROM rag.answer_log AS l
+        WHERE l.id = answer_feedback.answer_id
+    )
+);
+GRANT SELECT ON rag.answer_feedback TO public;
+GRANT INSERT (answer_id, helpful, comment) ON rag.answer_feedback TO public;
+
+-- The BI views read the log as the querying role, so they show what its policies allow.
+ALTER VIEW rag.answer_feedback_totals SET (security_invoker = true);
+ALTER VIEW rag.answers_daily SET (security_invoker = true);
+ALTER VIEW rag.top_unanswered SET (security_invoker = true);
+ALTER VIEW rag.document_usage SET (security_invoker = true);
+GRANT SELECT ON rag.answer_feedback_totals, rag.answers_daily, rag.top_unanswered,
+rag.document_usage, rag.bm25_term_stats, rag.llm_prices TO public;
+
+-- EXECUTE: nothing in schema rag for PUBLIC but the entry points below, which run with the
+-- caller's own privileges (each with its reason in PUBLIC_EXECUTE of
+-- tests/integration/test_security_catalog.py, which fails when a routine is executable by
+-- PUBLIC without one). Functions generated for pipelines are revoked when they are created
+-- (rag._install_capture).
+REVOKE ALL ON ALL ROUTINES IN SCHEMA rag FROM public;
+REVOKE ALL ON FUNCTION public.rag_answer(text) FROM public;
+GRANT EXECUTE ON FUNCTION
+rag.search(text, integer, jsonb, text, text, jsonb),
+rag.answer(text, integer, jsonb, text, text, jsonb),
+rag.answer_sources(text, integer, jsonb, text, text),
+public.rag_answer(text),
+rag.format_answer(jsonb),
+rag.feedback(bigint, boolean, text),
+rag.embed(text),
+rag.embed(text[]),
+rag.embed(text, text),
+rag.chunk(text, integer, integer),
+rag.chunk(text, text, integer, integer, text),
+rag.markdown_from_html(text),
+rag.text_from_pdf(bytea),
+rag.create_pipeline(text, regclass, text, text, text[], jsonb, text, text, regconfig),
+rag.create_pipeline(text, regclass, text[], text, text[], jsonb, text, text, regconfig),
+rag.alter_pipeline(
+    text, jsonb, text[], text, integer, double precision, double precision, regconfig,
+    jsonb, jsonb
+),
+rag.drop_pipeline(text),
+rag.reembed(text, text),
+rag.create_embedder(text, text, text, integer, text, text, jsonb),
+rag.create_reranker(text, text, text, text, text, jsonb),
+rag.create_llm(text, text, text, text, text, jsonb, boolean),
+rag.drop_llm(text),
+rag.set_secret(text, text),
+rag.grant_usage(regrole, text),
+rag.revoke_usage(regrole, text),
+rag.retry_failed(text),
+rag._python_init(),
+rag._pipeline(text, text),
+rag._default_pipeline(),
+rag._search_error(jsonb, jsonb, text),
+rag._search_rows(text, text, integer, jsonb, text, text, jsonb),
+rag._bm25_idf(text, text[]),
+rag._embed_with(text, text),
+rag._as_timestamptz(text),
+rag._answer(text, integer, jsonb, text, text, jsonb),
+rag._answer_options_error(jsonb),
+rag._llm_options_error(jsonb),
+rag._log_answer(jsonb),
+rag._chunks_readable(text, bigint[]),
+rag._prune_answer_log(),
+rag._chunk(text, integer, integer),
+rag._chunk_by(text, text, integer, integer, text),
+rag._check_chunk_size(integer, integer),
+rag._text_from_pdf(bytea),
+rag._require_admin(text),
+rag._check_registration(text, text, text, text, jsonb),
+rag._chunker_error(jsonb),
+rag.distribute_pipeline(text, integer),
+rag._distributed(text)
+TO public;
+GRANT EXECUTE ON PROCEDURE
+rag.process_queue(text, integer, double precision, double precision, bigint)
+TO public;
+GRANT EXECUTE ON FUNCTION rag._use_secret(text) TO pgask_reader;
