@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pgask import limits
 from pgask.plans import prepared
-from pgask.retrieval.filters import FilterError, compile_filter
+from pgask.retrieval.filters import MAX_DEPTH, FilterError, compile_filter
 from pgask.retrieval.fusion import (
     drop_near_duplicates,
     maximal_marginal_relevance,
@@ -56,13 +57,23 @@ def load_pipeline(plpy, name: str) -> PipelineView:
 
 
 def _parse(text: str | None):
-    return None if text is None else json.loads(text)
+    try:
+        return None if text is None else json.loads(text)
+    except RecursionError:
+        raise FilterError("a filter may be nested at most "
+                          f"{MAX_DEPTH} deep (rag.settings max_filter_depth)") from None
+
+
+def _compile(plpy, filter_json, first_param: int):
+    bounds = limits.read(plpy)
+    return compile_filter(_parse(filter_json), first_param, bounds.max_filter_nodes,
+                          bounds.max_filter_depth)
 
 
 def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
     """Why the filter or options cannot be used (None if they can): for the SQL wrapper."""
     try:
-        compile_filter(_parse(filter_json))
+        _compile(plpy, filter_json, 1)
     except FilterError as exc:
         return f"filter: {exc}"
     defaults = load_pipeline(plpy, pipeline).search_options if pipeline else None
@@ -192,7 +203,7 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
     last_timings.clear()
     p = load_pipeline(plpy, pipeline)
     options = SearchOptions.resolve(p.search_options, _parse(options_json))
-    compiled = compile_filter(_parse(filter_json), first_param=3)
+    compiled = _compile(plpy, filter_json, 3)
     # Candidate lists are deeper than k whenever something re-orders them afterwards.
     reorders = (mode == "hybrid" or options.rerank or options.mmr_lambda is not None
                 or options.dedupe_threshold is not None)
@@ -208,7 +219,7 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
         finally:
             _restore_scan_settings(plpy, old)
     if mode in ("keyword", "hybrid"):
-        keyword_filter = compile_filter(_parse(filter_json), first_param=8)
+        keyword_filter = _compile(plpy, filter_json, 8)
         keyword_hits = keyword_candidates(plpy, p, query, depth, options, keyword_filter.sql,
                                           keyword_filter.params, keyword_filter.types)
 
