@@ -303,12 +303,15 @@ class Lease:
 
 
 def _owned(plpy, jobs: list[Job]) -> set[int]:
-    """The jobs whose lease is still ours, locked until commit: a worker whose lease
-    expired and was taken over must not write (the new owner's result may be newer)."""
+    """The jobs whose lease is still ours: a worker whose lease expired and was taken over
+    must not write. Read without locking, on purpose: locking queue rows before the chunk
+    rows would take locks in the opposite order from a writer's DELETE (chunks, BM25, queue)
+    and deadlock. A new owner that claims after this check writes the same chunk rows after
+    this transaction commits (it waits for their row locks), so its newer result is last."""
     if not jobs:
         return set()
     rows = plpy.execute(plpy.prepare(
-        "SELECT id FROM rag.queue WHERE id = ANY($1) AND lease_owner = $2 FOR UPDATE",
+        "SELECT id FROM rag.queue WHERE id = ANY($1) AND lease_owner = $2",
         ["bigint[]", "text"]), [[j.id for j in jobs], jobs[0].owner])
     return {r["id"] for r in rows}
 
@@ -384,8 +387,8 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
         plpy.commit()
         return 0
 
+    current = fetch_sources(plpy, p, ids)  # first, as before: a TRUNCATE waits for us here
     owned = _owned(plpy, jobs)
-    current = fetch_sources(plpy, p, ids)
     by_id = {doc.document_id: doc for doc in planned}
     done = stale = 0
     for job in jobs:
