@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from pgask.answering.keywords import words
-from pgask.chunking import split_sentences
+from pgask.text import split_sentences
 
 __all__ = ["Grounding", "check_grounding", "is_no_answer"]
 

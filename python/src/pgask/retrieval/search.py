@@ -2,7 +2,7 @@
 and diversified. Runs as the calling role, so table privileges and row-level security apply
 to every query here (see rag._sync_security).
 
-The plpgsql wrapper in sql/retrieval.sql validates arguments (`search_error`) and embeds the
+The plpgsql wrapper in sql/120_retrieval.sql validates arguments (`search_error`) and embeds the
 query before calling `search`, so users get errors without Python tracebacks.
 """
 
