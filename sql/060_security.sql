@@ -21,6 +21,9 @@ DECLARE
     readers text;
     policy text;
 BEGIN
+    IF has_rls IS NULL THEN
+        RETURN;  -- a broken pipeline whose source table was dropped (085_source_ddl.sql)
+    END IF;
     -- Our own GRANTs and ALTERs must not re-enter through the event trigger.
     PERFORM set_config('pgask.syncing_security', 'on', true);
     SELECT string_agg(
