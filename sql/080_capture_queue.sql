@@ -236,14 +236,20 @@ BEGIN
             coalesce(batch_size::text, 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
-    IF max_seconds IS NULL OR NOT (max_seconds >= 0 AND max_seconds <= 86400) THEN
-        RAISE EXCEPTION 'rag.process_queue: max_seconds must be between 0 and 86400, got %',
+    IF max_seconds IS NULL OR max_seconds < 0 THEN
+        RAISE EXCEPTION 'rag.process_queue: max_seconds must be >= 0, got %',
             coalesce(max_seconds::text, 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
-    IF lease_seconds IS NULL OR NOT (lease_seconds > 0 AND lease_seconds <= 86400) THEN
-        RAISE EXCEPTION 'rag.process_queue: lease_seconds must be > 0 and <= 86400, got %',
+    IF lease_seconds IS NULL OR lease_seconds <= 0 THEN
+        RAISE EXCEPTION 'rag.process_queue: lease_seconds must be > 0, got %',
             coalesce(lease_seconds::text, 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    -- (NaN compares greater than every number: it is caught here too.)
+    IF max_seconds > 86400 OR lease_seconds > 86400 THEN
+        RAISE EXCEPTION 'rag.process_queue: max_seconds and lease_seconds must be at most '
+            '86400 (a day), got % and %', max_seconds, lease_seconds
             USING errcode = 'invalid_parameter_value';
     END IF;
     CALL rag._process_queue(pipeline, batch_size, max_seconds, lease_seconds, processed,
