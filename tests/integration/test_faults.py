@@ -31,7 +31,7 @@ def setup_pipeline(db, url, **options):
     db.execute("SELECT rag.create_embedder('srv', 'openai', 'all-MiniLM-L6-v2-int8', 384, %s,"
                " options => %s)", (url, json.dumps(options)))
     db.execute("CREATE TABLE tickets (id integer PRIMARY KEY, body text NOT NULL)")
-    db.executemany("INSERT INTO tickets VALUES (%s, %s)", list(ROWS.items()))
+    db.cursor().executemany("INSERT INTO tickets VALUES (%s, %s)", list(ROWS.items()))
     db.execute("SELECT rag.create_pipeline('tickets', 'tickets', 'body', embedder => 'srv')")
     db.execute("SELECT rag.alter_pipeline('tickets', retry_base_seconds => 0.1,"
                " retry_max_seconds => 0.3, max_attempts => 3)")
