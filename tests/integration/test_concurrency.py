@@ -68,6 +68,8 @@ def test_random_writes_and_workers_end_in_step(db, db_url, embedding_server, see
     db.execute("CREATE TABLE docs (id integer PRIMARY KEY, body text)")
     db.execute("SELECT rag.create_pipeline('docs', 'docs', 'body', embedder => 'srv',"
                " chunker => '{\"max_tokens\": 120}')")
+    db.execute("SELECT rag.alter_pipeline('docs', retry_base_seconds => 0.2,"
+               " retry_max_seconds => 1)")
     write_errors: list = []
     work_errors: list = []
     stop = threading.Event()
@@ -84,8 +86,13 @@ def test_random_writes_and_workers_end_in_step(db, db_url, embedding_server, see
         thread.join(60)
     assert write_errors == []
     assert work_errors == []
-    # Quiescence: whatever is still queued is processed.
-    while db.execute("CALL rag.process_queue('docs')").fetchone()[0]:
-        pass
+    # Quiescence: whatever is still queued (or backing off after a failed attempt) is
+    # processed.
+    deadline = time.monotonic() + 120
+    while db.execute("SELECT count(*) FROM rag.queue WHERE pipeline = 'docs'").fetchone()[0]:
+        assert time.monotonic() < deadline, db.execute(
+            "SELECT document_id, status, attempts, last_error FROM rag.queue").fetchall()
+        db.execute("CALL rag.process_queue('docs')")
+        time.sleep(0.2)
     assert db.execute("SELECT count(*) FROM docs").fetchone()[0] > 0
     assert problems(db, "docs", "docs") == []
