@@ -36,8 +36,9 @@ from pgask.localdb import database_url  # noqa: E402
 
 WORDS = ("disk wal index vacuum replica lag query plan lock checkpoint backup restore "
          "partition tuple page buffer cache autovacuum bloat sequence trigger").split()
+TIMEOUT_SECONDS = 10
 FAULTS = [{"status": 503, "times": 3}, {"status": 429, "retry_after": 1},
-          {"delay": 3}, {"reset": True}, {"status": 500, "times": 2}]
+          {"delay": TIMEOUT_SECONDS + 1}, {"reset": True}, {"status": 500, "times": 2}]
 
 
 class Stats:
@@ -139,7 +140,8 @@ def main() -> int:
         admin.execute("DROP TABLE IF EXISTS soak_docs")
         admin.execute("DELETE FROM rag.embedders WHERE name = 'soak_srv'")
         admin.execute("SELECT rag.create_embedder('soak_srv', 'openai', 'all-MiniLM-L6-v2-int8',"
-                      " 384, %s, options => '{\"timeout_seconds\": 2}')", (server.url,))
+                      " 384, %s, options => %s)", (server.url, json.dumps(
+                          {"timeout_seconds": TIMEOUT_SECONDS, "max_batch_inputs": 16})))
         admin.execute("CREATE TABLE soak_docs (id integer PRIMARY KEY, body text)")
         admin.execute("SELECT rag.create_pipeline('soak_docs', 'soak_docs', 'body',"
                       " embedder => 'soak_srv', chunker => '{\"max_tokens\": 100}')")

@@ -66,7 +66,7 @@ BEGIN
     PERFORM rag._check_chunk_size(max_tokens, overlap);
     PERFORM rag._check_document(document, 'rag.chunk');
     RETURN QUERY SELECT * FROM rag._chunk(document, max_tokens, overlap);
-EXCEPTION WHEN others THEN
+EXCEPTION WHEN others OR query_canceled THEN  -- (others leaves out a cancel)
     GET STACKED DIAGNOSTICS state = returned_sqlstate, message = message_text,
         hint = pg_exception_hint;
     PERFORM rag._raise_clean('rag.chunk', state, message, hint);
@@ -150,7 +150,7 @@ BEGIN
     END IF;
     PERFORM rag._check_document(document, 'rag.chunk');
     RETURN QUERY SELECT * FROM rag._chunk_by(document, method, max_tokens, overlap, tokenizer);
-EXCEPTION WHEN others THEN
+EXCEPTION WHEN others OR query_canceled THEN  -- (others leaves out a cancel)
     GET STACKED DIAGNOSTICS state = returned_sqlstate, message = message_text,
         hint = pg_exception_hint;
     PERFORM rag._raise_clean('rag.chunk', state, message, hint);

@@ -180,7 +180,7 @@ BEGIN
         keyword_rank integer, vector_score double precision, keyword_score double precision,
         rerank_score double precision
     );
-EXCEPTION WHEN others THEN
+EXCEPTION WHEN others OR query_canceled THEN  -- (others leaves out a cancel)
     -- Whatever failed (a provider, a privilege, a cancel), one error shape: no traceback.
     GET STACKED DIAGNOSTICS state = returned_sqlstate, message = message_text,
         hint = pg_exception_hint;

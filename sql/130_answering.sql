@@ -250,7 +250,7 @@ BEGIN
             hint = coalesce(result ->> 'hint', '');
     END IF;
     RETURN result;
-EXCEPTION WHEN others THEN
+EXCEPTION WHEN others OR query_canceled THEN  -- (others leaves out a cancel)
     -- Whatever failed (a provider, a privilege, a cancel), one error shape: no traceback.
     GET STACKED DIAGNOSTICS state = returned_sqlstate, message = message_text,
         hint = pg_exception_hint;

@@ -13,7 +13,7 @@ import pytest
 # of chunking, so a one-second timeout can only be met by cancelling it.
 WORDS = ("checkpoint vacuum replica partition tuple buffer autovacuum sequence trigger "
          "analyze cluster reindex tablespace publication subscription").split()
-LONG_TEXT = " ".join(f"{WORDS[i % len(WORDS)]}{i % 997}" for i in range(90_000))
+LONG_TEXT = " ".join(f"{WORDS[i % len(WORDS)]}{i % 997}" for i in range(75_000))
 HUGE_TEXT = "word " * 240_000  # 1.2 MB: over the default max_document_chars
 
 
