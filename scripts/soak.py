@@ -36,9 +36,8 @@ from pgask.localdb import database_url  # noqa: E402
 
 WORDS = ("disk wal index vacuum replica lag query plan lock checkpoint backup restore "
          "partition tuple page buffer cache autovacuum bloat sequence trigger").split()
-TIMEOUT_SECONDS = 10
 FAULTS = [{"status": 503, "times": 3}, {"status": 429, "retry_after": 1},
-          {"delay": TIMEOUT_SECONDS + 1}, {"reset": True}, {"status": 500, "times": 2}]
+          {"delay": "timeout"}, {"reset": True}, {"status": 500, "times": 2}]
 
 
 class Stats:
@@ -107,10 +106,11 @@ def worker(url, stats, stop):
             time.sleep(0.05)
 
 
-def flaky(server: EmbeddingServer, stop, every: float, seed: int):
+def flaky(server: EmbeddingServer, stop, every: float, seed: int, timeout: float):
     rng = random.Random(seed)
     while not stop.wait(every):
-        server.fail_next(rng.choice(FAULTS))
+        fault = rng.choice(FAULTS)
+        server.fail_next({**fault, "delay": timeout + 1} if "delay" in fault else fault)
 
 
 def percentile(values, q):
@@ -128,6 +128,9 @@ def main() -> int:
     parser.add_argument("--fault-every", type=float, default=2.0, help="seconds")
     parser.add_argument("--max-minutes", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="the provider's timeout_seconds (raise it on a loaded machine)")
+    parser.add_argument("--batch-inputs", type=int, default=16)
     args = parser.parse_args()
     url = database_url()
     os.environ.setdefault("PYTHONPATH", str(REPO / "python" / "src"))
@@ -141,7 +144,8 @@ def main() -> int:
         admin.execute("DELETE FROM rag.embedders WHERE name = 'soak_srv'")
         admin.execute("SELECT rag.create_embedder('soak_srv', 'openai', 'all-MiniLM-L6-v2-int8',"
                       " 384, %s, options => %s)", (server.url, json.dumps(
-                          {"timeout_seconds": TIMEOUT_SECONDS, "max_batch_inputs": 16})))
+                          {"timeout_seconds": args.timeout,
+                           "max_batch_inputs": args.batch_inputs})))
         admin.execute("CREATE TABLE soak_docs (id integer PRIMARY KEY, body text)")
         admin.execute("SELECT rag.create_pipeline('soak_docs', 'soak_docs', 'body',"
                       " embedder => 'soak_srv', chunker => '{\"max_tokens\": 100}')")
@@ -158,7 +162,7 @@ def main() -> int:
         background = ([threading.Thread(target=worker, args=(url, stats, stop))
                        for _ in range(args.workers)]
                       + [threading.Thread(target=flaky, args=(server, stop, args.fault_every,
-                                                              args.seed))])
+                                                              args.seed, args.timeout))])
         started = time.perf_counter()
         for thread in clients + background:
             thread.start()
@@ -185,7 +189,9 @@ def main() -> int:
 
     print(f"soak: {args.writers} writers x {args.writes} writes, {args.answerers} answerers x "
           f"{args.answers} answers, {args.workers} workers, a provider fault every "
-          f"{args.fault_every:g} s; {elapsed:.0f} s")
+          f"{args.fault_every:g} s, timeout {args.timeout:g} s; {elapsed:.0f} s, then "
+          f"{time.perf_counter() - drain_started:.0f} s to drain; load average "
+          f"{os.getloadavg()[0]:.1f}")
     for kind, values in sorted(stats.latencies.items()):
         print(f"  {kind:8} {len(values):6} ok  {len(values) / elapsed:7.1f}/s  "
               f"p50 {statistics.median(values) * 1000:8.1f} ms  "
