@@ -47,7 +47,7 @@ test-fast:  ## the tests not marked slow
 # Not in CI: minutes of mixed writes and answers from several clients against a flaky loopback
 # provider, bounded counts (at most SOAK_MINUTES); prints throughput, latency, errors and the
 # final consistency check (docs/reliability.md).
-SOAK_ARGS ?= --writes 400 --answers 100
+SOAK_ARGS ?= --writes 400 --answers 100 --timeout 30 --batch-inputs 4
 SOAK_MINUTES ?= 30
 soak: install  ## mixed writes and answers against a flaky provider, then a consistency check
 	nice -n 10 $(PYTHON) scripts/soak.py --max-minutes $(SOAK_MINUTES) $(SOAK_ARGS)
