@@ -12,7 +12,7 @@ DEMO_QUESTION ?= How do I create a B-tree index on two columns?
 EVAL_DATASET ?= ../shared/data/scifact
 EVAL_SQUAD ?= ../shared/data/squad2/dev-part-a.json
 
-.PHONY: help setup db db-stop install demo test test-fast lint bench eval clean
+.PHONY: help setup db db-stop install demo test test-fast lint bench eval soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,6 +43,14 @@ test:  ## the test suite against a real PostgreSQL (run as a non-root user)
 
 test-fast:  ## the tests not marked slow
 	bash scripts/test.sh -m "not slow"
+
+# Not in CI: minutes of mixed writes and answers from several clients against a flaky loopback
+# provider, bounded counts (at most SOAK_MINUTES); prints throughput, latency, errors and the
+# final consistency check (docs/reliability.md).
+SOAK_ARGS ?= --writes 400 --answers 100 --timeout 30 --batch-inputs 4
+SOAK_MINUTES ?= 30
+soak: install  ## mixed writes and answers against a flaky provider, then a consistency check
+	nice -n 10 $(PYTHON) scripts/soak.py --max-minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 lint:  ## ruff, sqlfluff, shellcheck (setup scripts), hadolint (Dockerfile), compose-spec schema
 	$(VENV)/bin/ruff check python tests

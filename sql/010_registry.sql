@@ -42,6 +42,12 @@ BEGIN
         RAISE EXCEPTION 'rag.set_secret: value must be a non-empty key'
             USING errcode = 'invalid_parameter_value';
     END IF;
+    IF name !~ '^[A-Za-z0-9_.:-]{1,64}$' OR length(value) > 10000 THEN
+        RAISE EXCEPTION 'rag.set_secret: name must be 1-64 letters, digits or _.:- and value '
+            'at most 10000 characters (got a name of % and a value of % characters)',
+            length(name), length(value)
+            USING errcode = 'invalid_parameter_value';
+    END IF;
     INSERT INTO rag.secrets AS s (name, value) VALUES (set_secret.name, set_secret.value)
     ON CONFLICT ON CONSTRAINT secrets_pkey DO UPDATE SET value = excluded.value;
 END;

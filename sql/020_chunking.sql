@@ -36,8 +36,11 @@ PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #PGASK_PREAMBLE
+from pgask import limits
 from pgask.chunking import chunk_rows
-return [row[:5] for row in chunk_rows(document, "recursive", max_tokens, overlap, "minilm")]
+# The tick lets statement_timeout and pg_cancel_backend stop a long chunking.
+return [row[:5] for row in chunk_rows(document, "recursive", max_tokens, overlap, "minilm",
+                                      tick=limits.Ticker(plpy))]
 $$;
 
 -- rag.chunk(document, max_tokens, overlap): splits text into chunks of at most max_tokens
@@ -55,9 +58,18 @@ IMMUTABLE
 PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    state text;
+    message text;
+    hint text;
 BEGIN
     PERFORM rag._check_chunk_size(max_tokens, overlap);
+    PERFORM rag._check_document(document, 'rag.chunk');
     RETURN QUERY SELECT * FROM rag._chunk(document, max_tokens, overlap);
+EXCEPTION WHEN others OR query_canceled THEN  -- (others leaves out a cancel)
+    GET STACKED DIAGNOSTICS state = returned_sqlstate, message = message_text,
+        hint = pg_exception_hint;
+    PERFORM rag._raise_clean('rag.chunk', state, message, hint);
 END;
 $$;
 
@@ -82,8 +94,9 @@ PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #PGASK_PREAMBLE
+from pgask import limits
 from pgask.chunking import chunk_rows
-return chunk_rows(document, method, max_tokens, overlap, tokenizer)
+return chunk_rows(document, method, max_tokens, overlap, tokenizer, tick=limits.Ticker(plpy))
 $$;
 
 -- rag.chunk(document, method, max_tokens, overlap, tokenizer): splits text by a named method:
@@ -116,6 +129,10 @@ IMMUTABLE
 PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    state text;
+    message text;
+    hint text;
 BEGIN
     -- Keep these lists equal to CHUNK_METHODS and TOKENIZERS in pgask (a test checks).
     IF method IS NULL OR method <> ALL (ARRAY['html', 'markdown', 'recursive', 'tokens']) THEN
@@ -131,6 +148,11 @@ BEGIN
             'got %', coalesce(quote_literal(tokenizer), 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
+    PERFORM rag._check_document(document, 'rag.chunk');
     RETURN QUERY SELECT * FROM rag._chunk_by(document, method, max_tokens, overlap, tokenizer);
+EXCEPTION WHEN others OR query_canceled THEN  -- (others leaves out a cancel)
+    GET STACKED DIAGNOSTICS state = returned_sqlstate, message = message_text,
+        hint = pg_exception_hint;
+    PERFORM rag._raise_clean('rag.chunk', state, message, hint);
 END;
 $$;

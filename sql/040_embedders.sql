@@ -6,11 +6,26 @@ INSERT INTO rag.embedders (name, provider, model, dimensions)
 VALUES ('local', 'local', 'all-MiniLM-L6-v2-int8', 384)
 ON CONFLICT (name) DO NOTHING;
 
+-- rag._embedder_options_error(options): NULL when an embedder's options are valid, else why
+-- not (checked at registration, not at first use in a worker).
+CREATE OR REPLACE FUNCTION rag._embedder_options_error(options jsonb)
+RETURNS text
+LANGUAGE plpython3u
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#PGASK_PREAMBLE
+import json
+from pgask.embedders.openai_compat import options_error
+return options_error(json.loads(options)) if options is not None else None
+$$;
+
 -- rag.create_embedder(...): registers (or, while no pipeline uses it, redefines) an embedder.
 -- provider 'local' is the offline model; 'openai' is any OpenAI-compatible /v1/embeddings
 -- endpoint (OpenAI, Azure, Ollama, vLLM, TEI, `pgask serve-embeddings`). api_key_env names an
 -- environment variable of the database server, or 'secret:NAME' for rag.set_secret.
--- options: timeout_seconds, max_batch_inputs, max_batch_tokens, send_dimensions.
+-- options: timeout_seconds (0.1-3600), max_batch_inputs, max_batch_tokens, max_input_tokens,
+-- send_dimensions; anything else, or a value out of range, is refused here with 22023.
 CREATE OR REPLACE FUNCTION rag.create_embedder(
     name text,
     provider text DEFAULT 'openai',
@@ -33,6 +48,10 @@ BEGIN
     IF provider IS NULL OR provider NOT IN ('local', 'openai') THEN
         RAISE EXCEPTION 'rag.create_embedder: provider must be ''local'' or ''openai'', got %',
             coalesce(quote_literal(provider), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF rag._embedder_options_error(options) IS NOT NULL THEN
+        RAISE EXCEPTION 'rag.create_embedder: %', rag._embedder_options_error(options)
             USING errcode = 'invalid_parameter_value';
     END IF;
     IF provider = 'local' THEN

@@ -27,10 +27,13 @@ DECLARE
     grantees text;
     policy text;
 BEGIN
-    -- Our own GRANTs and ALTERs must not re-enter through the event trigger.
-    PERFORM set_config('pgask.syncing_security', 'on', true);
     SELECT c.relrowsecurity, c.relowner INTO has_rls, source_owner
     FROM pg_class AS c WHERE c.oid = p.source;
+    IF has_rls IS NULL THEN
+        RETURN;  -- a broken pipeline whose source table was dropped (085_source_ddl.sql)
+    END IF;
+    -- Our own GRANTs and ALTERs must not re-enter through the event trigger.
+    PERFORM set_config('pgask.syncing_security', 'on', true);
     -- Every column whose name occurs in the fragments as a word: a superset of the columns
     -- the chunks are built from (an expression may name a column in a string; never fewer).
     SELECT coalesce(array_agg(a.attnum), '{}') INTO needed

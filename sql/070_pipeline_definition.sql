@@ -79,33 +79,72 @@ BEGIN
 END;
 $$;
 
--- rag._metadata_sql(source, columns): the SQL building a chunk's metadata from the named
--- columns of the source row "s": each column as a key, except that a jsonb column holding an
--- object contributes its keys, so rag.search filters reach them directly ({"team": "db"},
--- not {"metadata": {"team": "db"}}). Plain columns come last and win a key clash.
-CREATE OR REPLACE FUNCTION rag._metadata_sql(source regclass, columns text[])
+-- rag._metadata_sql(source, entries, caller): the SQL building a chunk's metadata from the
+-- source row "s". An entry is a column name (the column under its own name as key, except
+-- that a jsonb column holding an object contributes its keys, so rag.search filters reach
+-- them directly: {"team": "db"}, not {"metadata": {"team": "db"}}) or 'expression AS key'
+-- (any SQL expression over the row's columns). Every entry is checked here, so a misspelt
+-- column or a bad expression is an error naming it, never a silently empty metadata.
+-- jsonb objects come first, so named keys win a clash.
+DROP FUNCTION IF EXISTS rag._metadata_sql(regclass, text[]);
+CREATE OR REPLACE FUNCTION rag._metadata_sql(
+    source regclass, entries text[], caller text DEFAULT 'rag.create_pipeline'
+)
 RETURNS text
 LANGUAGE plpgsql
-STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    result text;
+    entry text;
+    column_type oid;
+    parts text[] := '{}';
+    objects text[] := '{}';
+    parsed text[];
+    entry_key text;
 BEGIN
-    SELECT string_agg(
-        CASE WHEN a.atttypid = 'jsonb'::regtype
-            THEN format('CASE WHEN jsonb_typeof(%1$s) = ''object'' THEN %1$s'
-                ' ELSE jsonb_build_object(%2$L, %1$s) END', c.column_sql, c.name)
-            ELSE format('jsonb_build_object(%L, %s)', c.name, c.column_sql)
-        END, ' || ' ORDER BY a.atttypid = 'jsonb'::regtype DESC, c.n
-    )
-    INTO result
-    FROM unnest(columns) WITH ORDINALITY AS u (name, n)
-    CROSS JOIN LATERAL (
-        SELECT u.name, u.n, rag._column_sql(source, u.name, 'metadata', false) AS column_sql
-    ) AS c
-    INNER JOIN pg_attribute AS a ON a.attrelid = source AND a.attname = c.name;
-    RETURN coalesce(result, '''{}''::jsonb');
+    FOREACH entry IN ARRAY entries LOOP
+        IF entry IS NULL OR btrim(entry) = '' THEN
+            RAISE EXCEPTION '%: metadata entries must be column names or ''expression AS '
+                'key'', got %', caller, coalesce(quote_literal(entry), 'NULL')
+                USING errcode = 'invalid_parameter_value';
+        END IF;
+        SELECT a.atttypid INTO column_type FROM pg_attribute AS a
+        WHERE a.attrelid = source AND a.attname = entry AND a.attnum > 0 AND NOT a.attisdropped;
+        IF found AND column_type = 'jsonb'::regtype THEN
+            objects := objects || format('CASE WHEN jsonb_typeof(s.%1$I) = ''object'' THEN '
+                's.%1$I ELSE jsonb_build_object(%2$L, s.%1$I) END', entry, entry);
+            CONTINUE;
+        ELSIF found THEN
+            parts := parts || format('jsonb_build_object(%L, s.%I)', entry, entry);
+            CONTINUE;
+        END IF;
+        parsed := regexp_match(entry,
+            '^\s*(.+?)\s+[Aa][Ss]\s+([A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")+")\s*$');
+        IF parsed IS NULL THEN
+            IF entry ~ '^\s*([A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")\s*$' THEN
+                RAISE EXCEPTION '%: metadata column "%" does not exist in %', caller, entry,
+                    source
+                    USING errcode = 'undefined_column';
+            END IF;
+            RAISE EXCEPTION '%: metadata entry % is neither a column of % nor '
+                '''expression AS key''', caller, quote_literal(entry), source
+                USING errcode = 'invalid_parameter_value';
+        END IF;
+        entry_key := parsed[2];
+        IF entry_key LIKE '"%' THEN
+            entry_key := replace(substr(entry_key, 2, length(entry_key) - 2), '""', '"');
+        END IF;
+        BEGIN
+            PERFORM rag._expression_type(source, format('(%s)', parsed[1]));
+        EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function
+            OR undefined_table OR datatype_mismatch THEN
+            RAISE EXCEPTION '%: metadata expression % for key %: %', caller,
+                quote_literal(parsed[1]), quote_literal(entry_key), sqlerrm
+                USING errcode = sqlstate;
+        END;
+        parts := parts || format('jsonb_build_object(%L, (%s))', entry_key, parsed[1]);
+    END LOOP;
+    RETURN coalesce(nullif(array_to_string(objects || parts, ' || '), ''), '''{}''::jsonb');
 END;
 $$;
 
@@ -186,7 +225,7 @@ BEGIN
             rag._column_sql(source, title, 'title', false));
     END IF;
     IF metadata IS NOT NULL THEN
-        metadata_sql := rag._metadata_sql(source, metadata);
+        metadata_sql := rag._metadata_sql(source, metadata, 'rag.create_pipeline');
     END IF;
 
     INSERT INTO rag.pipelines (
@@ -202,7 +241,9 @@ BEGIN
     PERFORM rag._create_store(name, 1, e.dimensions);
     PERFORM rag._point_view(name);
 
-    PERFORM rag._install_capture(name);
+    -- Records the source columns the fragments use (for DDL on the source) and installs
+    -- the capture triggers.
+    PERFORM rag._refresh_pipeline(name);
     -- Backfill: every existing row is queued, whatever the mode.
     EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
         name, key_sql, source);
@@ -345,8 +386,11 @@ BEGIN
     -- A scheduled job would fail every run once the pipeline is gone (rag.schedule).
     PERFORM rag.unschedule(p.name);
     FOREACH suffix IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgask_' || p.name || '_' || suffix,
-            p.source);
+        -- A broken pipeline's source may be gone (its OID then names nothing).
+        IF EXISTS (SELECT 1 FROM pg_class WHERE oid = p.source) THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s',
+                'pgask_' || p.name || '_' || suffix, p.source);
+        END IF;
         EXECUTE format('DROP FUNCTION IF EXISTS rag.%I()', 'pgask_' || p.name || '_' || suffix);
     END LOOP;
     EXECUTE format('DROP VIEW IF EXISTS rag.%I', p.name || '_chunks');
@@ -386,6 +430,7 @@ DECLARE
     p rag.pipelines := rag._pipeline(name, 'rag.alter_pipeline');
     chunker_error text;
     new_metadata_sql text;
+    broken text;
 BEGIN
     PERFORM rag._require_admin('rag.alter_pipeline');
     IF mode IS NOT NULL AND mode NOT IN ('async', 'sync') THEN
@@ -425,7 +470,12 @@ BEGIN
         END IF;
     END IF;
     IF metadata IS NOT NULL THEN
-        new_metadata_sql := rag._metadata_sql(p.source, metadata);
+        IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = p.source) THEN
+            RAISE EXCEPTION 'rag.alter_pipeline: pipeline % is broken (%): its metadata cannot '
+                'change; rag.drop_pipeline removes it', p.name, p.broken
+                USING errcode = 'invalid_parameter_value';
+        END IF;
+        new_metadata_sql := rag._metadata_sql(p.source, metadata, 'rag.alter_pipeline');
     END IF;
     UPDATE rag.pipelines AS x SET
         chunker = coalesce(alter_pipeline.chunker, x.chunker),
@@ -442,9 +492,13 @@ BEGIN
         PERFORM rag._sync_keyword_index(p.name, s.embedding_set)
         FROM unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (embedding_set);
     END IF;
-    PERFORM rag._install_capture(p.name);
-    IF (chunker IS NOT NULL AND chunker IS DISTINCT FROM p.chunker)
-        OR (new_metadata_sql IS NOT NULL AND new_metadata_sql IS DISTINCT FROM p.metadata_sql) THEN
+    -- Follows the source, reinstalls the capture, or says why it cannot (a broken pipeline
+    -- whose new settings make it whole again is repaired and re-queued).
+    broken := rag._refresh_pipeline(p.name);
+    IF broken IS NULL AND (
+        (chunker IS NOT NULL AND chunker IS DISTINCT FROM p.chunker)
+        OR (new_metadata_sql IS NOT NULL AND new_metadata_sql IS DISTINCT FROM p.metadata_sql)
+    ) THEN
         EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
             p.name, p.key_sql, p.source);
     END IF;

@@ -186,28 +186,38 @@ from pgask import queue
 queue.process_now(plpy, pipeline, ids)
 $$;
 
--- rag._process_queue(...): the PL/Python implementation behind rag.process_queue.
+-- rag._process_queue(...): the PL/Python implementation behind rag.process_queue. A failure
+-- comes back in error_state and error_message for the wrapper to raise, so no Python
+-- traceback reaches the caller.
+DROP PROCEDURE IF EXISTS rag._process_queue(
+    text, integer, double precision, double precision, bigint
+);
 CREATE OR REPLACE PROCEDURE rag._process_queue(
     pipeline text,
     batch_size integer,
     max_seconds double precision,
     lease_seconds double precision,
-    INOUT processed bigint DEFAULT NULL
+    INOUT processed bigint DEFAULT NULL,
+    INOUT error_state text DEFAULT NULL,
+    INOUT error_message text DEFAULT NULL
 )
 LANGUAGE plpython3u
 AS $$
 #PGASK_PREAMBLE
 from pgask import queue
-return (queue.process_queue(plpy, pipeline, batch_size, max_seconds, lease_seconds),)
+return queue.process_queue_call(plpy, pipeline, batch_size, max_seconds, lease_seconds)
 $$;
 
 -- rag.process_queue(pipeline, batch_size, max_seconds, lease_seconds): claims queued rows
 -- with a lease (FOR UPDATE SKIP LOCKED, so workers never share a row), commits, chunks and
 -- embeds them (reusing the vectors of chunks whose text is unchanged), and writes the result
--- only if the source row still holds the content that was embedded; commits; repeats until
--- the queue is empty or max_seconds have passed. Failures are retried with exponential
--- backoff and jitter, then kept as dead letters (rag.dead_letters). `processed` returns the
--- rows finished. Call it outside an explicit transaction: CALL rag.process_queue();
+-- only if the source row still holds the content that was embedded and the lease is still
+-- this call's; commits; repeats until the queue is empty or max_seconds have passed. Leases
+-- are renewed before each embedding request and last at least the provider's timeout, so a
+-- slow provider never lets a second worker take a row that is being embedded. Failures are
+-- retried with exponential backoff and jitter, then kept as dead letters (rag.dead_letters).
+-- `processed` returns the rows finished. It commits, so it refuses to run inside a
+-- transaction block (SQLSTATE 25001): CALL rag.process_queue(); in autocommit mode.
 -- (No SET search_path here: a procedure with one cannot commit; it pins the path itself.)
 CREATE OR REPLACE PROCEDURE rag.process_queue(
     pipeline text DEFAULT NULL,
@@ -218,9 +228,18 @@ CREATE OR REPLACE PROCEDURE rag.process_queue(
 )
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    error_state text;
+    error_message text;
 BEGIN
     -- Before anything else: no name below may resolve through the caller's search_path.
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF NOT pg_catalog.has_table_privilege('rag.queue', 'UPDATE') THEN
+        RAISE EXCEPTION 'rag.process_queue: role % may not process the queue: it needs UPDATE '
+            'on rag.queue (run it as the owner of schema rag, as `pgask worker` does)',
+            current_user
+            USING errcode = 'insufficient_privilege';
+    END IF;
     IF pipeline IS NOT NULL THEN
         PERFORM rag._pipeline(pipeline, 'rag.process_queue');
     END IF;
@@ -239,7 +258,17 @@ BEGIN
             coalesce(lease_seconds::text, 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
-    CALL rag._process_queue(pipeline, batch_size, max_seconds, lease_seconds, processed);
+    -- (NaN compares greater than every number: it is caught here too.)
+    IF max_seconds > 86400 OR lease_seconds > 86400 THEN
+        RAISE EXCEPTION 'rag.process_queue: max_seconds and lease_seconds must be at most '
+            '86400 (a day), got % and %', max_seconds, lease_seconds
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    CALL rag._process_queue(pipeline, batch_size, max_seconds, lease_seconds, processed,
+        error_state, error_message);
+    IF error_state IS NOT NULL THEN
+        RAISE EXCEPTION '%', error_message USING errcode = error_state;
+    END IF;
 END;
 $$;
 

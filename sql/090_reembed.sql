@@ -47,6 +47,12 @@ DECLARE
     new_set integer;
 BEGIN
     PERFORM rag._require_admin('rag.reembed');
+    IF p.broken IS NOT NULL THEN
+        RAISE EXCEPTION 'rag.reembed: pipeline % is broken: %', p.name, p.broken
+            USING errcode = 'invalid_parameter_value',
+            hint = 'rag.alter_pipeline repairs a dropped metadata or title column; '
+                'rag.drop_pipeline removes the pipeline.';
+    END IF;
     SELECT * INTO e FROM rag.embedders AS x WHERE x.name = reembed.embedder;
     IF NOT found THEN
         RAISE EXCEPTION 'rag.reembed: embedder % is not registered (see rag.create_embedder)',

@@ -2,11 +2,15 @@
 
 -- rag.pipeline_status: one row per pipeline. pending: waiting (or backing off); leased: being
 -- processed now; failed: dead letters; done: rows finished since creation; lag_seconds: age
--- of the oldest pending row; reembed_remaining: rows left before a rag.reembed switches.
+-- of the oldest pending row; reembed_remaining: rows left before a rag.reembed switches;
+-- broken: why the pipeline cannot run (its source table or a column it uses was dropped),
+-- NULL when it is healthy (rag.alter_pipeline repairs what it can).
 CREATE OR REPLACE VIEW rag.pipeline_status AS
 SELECT
     p.name AS pipeline,
-    p.source::text AS source,
+    CASE
+        WHEN p.broken IS NULL THEN p.source::text ELSE coalesce(p.source_name, p.source::text)
+    END AS source,
     p.mode,
     p.embedder,
     p.embedding_model,
@@ -43,7 +47,8 @@ SELECT
     (
         SELECT count(*) FROM rag.queue AS q
         WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
-    ) AS reembed_remaining
+    ) AS reembed_remaining,
+    p.broken
 FROM rag.pipelines AS p
 LEFT JOIN rag.pipeline_stats AS st ON p.name = st.pipeline;
 

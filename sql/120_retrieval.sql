@@ -147,8 +147,11 @@ DECLARE
     p rag.pipelines;
     problem text;
     query_embedding _vector_schema_.vector;
+    state text;
+    message text;
+    hint text;
 BEGIN
-    IF query IS NULL OR btrim(query) = '' THEN
+    IF query IS NULL OR query !~ '[^[:space:]]' THEN
         RAISE EXCEPTION 'rag.search: query must be a non-empty text, got %',
             coalesce(quote_literal(query), 'NULL')
             USING errcode = 'invalid_parameter_value';
@@ -173,6 +176,7 @@ BEGIN
             USING errcode = 'invalid_parameter_value';
     END IF;
     p := rag._pipeline(coalesce(pipeline, rag._default_pipeline()), 'rag.search');
+    PERFORM rag._check_reader(p.name, 'rag.search');
     problem := rag._search_error(filter, options, p.name);
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'rag.search: %', problem
@@ -189,6 +193,11 @@ BEGIN
         keyword_rank integer, vector_score double precision, keyword_score double precision,
         rerank_score double precision
     );
+EXCEPTION WHEN others OR query_canceled THEN  -- (others leaves out a cancel)
+    -- Whatever failed (a provider, a privilege, a cancel), one error shape: no traceback.
+    GET STACKED DIAGNOSTICS state = returned_sqlstate, message = message_text,
+        hint = pg_exception_hint;
+    PERFORM rag._raise_clean('rag.search', state, message, hint);
 END;
 $$;
 

@@ -194,8 +194,11 @@ DECLARE
     p rag.pipelines;
     problem text;
     result jsonb;
+    state text;
+    message text;
+    hint text;
 BEGIN
-    IF question IS NULL OR btrim(question) = '' THEN
+    IF question IS NULL OR question !~ '[^[:space:]]' THEN
         RAISE EXCEPTION 'rag.answer: question must be a non-empty text, got %',
             coalesce(quote_literal(question), 'NULL')
             USING errcode = 'invalid_parameter_value';
@@ -216,6 +219,7 @@ BEGIN
             USING errcode = 'invalid_parameter_value';
     END IF;
     p := rag._pipeline(coalesce(pipeline, rag._default_pipeline()), 'rag.answer');
+    PERFORM rag._check_reader(p.name, 'rag.answer');
     IF model IS NOT NULL AND model <> 'extractive'
         AND NOT EXISTS (SELECT 1 FROM rag.llms AS l WHERE l.name = answer.model) THEN
         RAISE EXCEPTION 'rag.answer: model % is not a registered LLM (known: %) or ''extractive''',
@@ -235,10 +239,15 @@ BEGIN
     result := rag._answer(question, k, filter, p.name, model, options);
     IF result ? 'error' THEN
         RAISE EXCEPTION 'rag.answer: %', result ->> 'error'
-            USING errcode = 'external_routine_exception',
+            USING errcode = coalesce(result ->> 'sqlstate', 'external_routine_exception'),
             hint = coalesce(result ->> 'hint', '');
     END IF;
     RETURN result;
+EXCEPTION WHEN others OR query_canceled THEN  -- (others leaves out a cancel)
+    -- Whatever failed (a provider, a privilege, a cancel), one error shape: no traceback.
+    GET STACKED DIAGNOSTICS state = returned_sqlstate, message = message_text,
+        hint = pg_exception_hint;
+    PERFORM rag._raise_clean('rag.answer', state, message, hint);
 END;
 $$;
 

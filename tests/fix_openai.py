@@ -51,10 +51,10 @@ def first_line(process: subprocess.Popen, timeout: float) -> str:
 
 
 @contextmanager
-def server_process(script: str, what: str):
+def server_process(script: str, what: str, port: int | None = None):
     """Runs tests/<script> --port PORT until the block ends; yields PORT once the server
-    printed "ready"."""
-    port = free_port()
+    printed "ready". PORT is a free one unless given (a provider coming back on its port)."""
+    port = port or free_port()
     env = dict(os.environ, PYTHONPATH=str(HERE.parent / "python" / "src"))
     process = subprocess.Popen([sys.executable, str(HERE / script), "--port", str(port)],
                                stdout=subprocess.PIPE, env=env, text=True)
@@ -84,7 +84,8 @@ class EmbeddingServer:
 
     def fail_next(self, *faults: dict) -> None:
         """Schedules faults: {"status": 500}, {"status": 429, "retry_after": 2},
-        {"delay": 3}; "times": n repeats one."""
+        {"delay": 3}, {"reset": True}, {"body": "not json"}, {"dimensions": 3},
+        {"drop": 1}; "times": n repeats one."""
         self._call("POST", "/_faults", {"faults": list(faults)})
 
     def reset(self) -> None:

@@ -3,12 +3,15 @@
 It is pgask's `serve-embeddings` server (the real local model over real HTTP) plus a
 deterministic /v1/chat/completions (it echoes the last user message, so tests can check what
 was sent) and two test controls: POST /_faults schedules failures for the next embedding or
-chat requests, and GET /_log lists every input it embedded and every chat request it got, so
-tests can tell how often a text was paid for.
+chat requests (an HTTP status with or without Retry-After, a delay, a reset mid-response, a
+malformed body, vectors of the wrong dimension, fewer vectors than inputs), and GET /_log
+lists every input it embedded and every chat request it got, so tests can tell how often a
+text was paid for.
 """
 
 import argparse
 import json
+import socket
 import sys
 import threading
 import time
@@ -57,11 +60,30 @@ class FaultyHandler(EmbeddingHandler):
                 self.faults.pop(0)
             return fault
 
-    def _apply_fault(self) -> bool:
-        """Applies the next scheduled fault; True when it answered the request itself."""
+    def _apply_fault(self) -> bool | dict:
+        """Applies the next scheduled fault; True when it answered the request itself, the
+        fault when it changes the answer (dimensions, drop), else False."""
         fault = self._next_fault()
         if fault and fault.get("delay"):
             time.sleep(fault["delay"])
+        if fault and fault.get("reset"):
+            # Headers and half a body, then the connection closes: a reset mid-response.
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 100000\r\n\r\n{\"data\": [{\"embedding\": [0.1,")
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if fault and "body" in fault:
+            data = fault["body"].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return True
+        if fault and ("dimensions" in fault or "drop" in fault):
+            return fault
         if fault and fault.get("status"):
             headers = {}
             if "retry_after" in fault:
@@ -73,11 +95,29 @@ class FaultyHandler(EmbeddingHandler):
         return False
 
     def respond_embeddings(self, request, inputs):
-        if self._apply_fault():
+        fault = self._apply_fault()
+        if fault is True:
             return
         with self.state_lock:
             FaultyHandler.inputs.extend(inputs)
+        if fault:
+            return self._respond_wrong(inputs, fault)
         return super().respond_embeddings(request, inputs)
+
+    def _respond_wrong(self, inputs, fault):
+        """A well-formed answer with the wrong content: vectors of another dimension, or
+        fewer vectors than inputs."""
+        from pgask.embedders.local import get_local_embedder
+
+        with self.model_lock:
+            vectors = get_local_embedder().embed(inputs)
+        if "dimensions" in fault:
+            vectors = vectors[:, :fault["dimensions"]]
+        if "drop" in fault:
+            vectors = vectors[:max(0, len(vectors) - fault["drop"])]
+        self._send_json(200, {"object": "list", "model": "m", "data": [
+            {"object": "embedding", "index": i, "embedding": v.tolist()}
+            for i, v in enumerate(vectors)]})
 
     def respond_chat(self):
         """Answers "You said: <last user message>", cut to max_tokens words; tokens are words."""

@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 
-from pgask import pipelines
+from pgask import limits, pipelines
 from pgask.chunking import ChunkerConfig, chunk_document
 from pgask.embedders import vector_literal
 from pgask.embedders.registry import EmbedderSpec, provider_for
@@ -35,6 +36,7 @@ class Job:
     document_id: str
     generation: int
     attempts: int
+    owner: str = ""
 
 
 @dataclass
@@ -75,27 +77,44 @@ def fetch_sources(plpy, p: Pipeline, ids: list[str]) -> dict[str, tuple]:
             for r in plpy.execute(plan, [ids])}
 
 
-def plan_documents(p: Pipeline, provider, sources: dict[str, tuple]) -> list[Planned]:
+def plan_documents(p: Pipeline, provider, sources: dict[str, tuple],
+                   bounds: limits.Limits = limits.DEFAULTS, tick=None,
+                   refused: dict[str, str] | None = None) -> list[Planned]:
+    """Chunks every source row. A row over a bound of rag.settings is left out and its
+    reason put in `refused` (document_id -> message), when given; else the LimitError
+    propagates."""
     config = ChunkerConfig.from_dict(p.chunker)
     counter, limit = provider.input_limit()
     planned = []
     for document_id, state in sources.items():
-        content, title, metadata_json = state
-        embedded_title = title
-        if title and counter(title) > MAX_TITLE_TOKENS:
-            # Embedded in front of every chunk: a very long title would leave no room for text.
-            embedded_title = truncate_to_tokens(title, MAX_TITLE_TOKENS, counter)
-        prefix = f"{embedded_title}\n" if title else ""
-
-        def with_title(text: str, prefix=prefix) -> int:
-            return counter(prefix + text)
-
-        chunks = chunk_document(content, config, embed_limit=(with_title, limit))
-        inputs = [prefix + c.embed_text for c in chunks]
-        planned.append(Planned(
-            document_id, state, title, json.loads(metadata_json), chunks, inputs,
-            [hashlib.sha256(text.encode("utf-8")).digest() for text in inputs]))
+        try:
+            planned.append(_plan_one(document_id, state, config, counter, limit, bounds, tick))
+        except limits.LimitError as exc:
+            if refused is None:
+                raise
+            refused[document_id] = f"pipeline {p.name}: {exc}"
     return planned
+
+
+def _plan_one(document_id: str, state: tuple, config: ChunkerConfig, counter, limit: int,
+              bounds: limits.Limits, tick) -> Planned:
+    content, title, metadata_json = state
+    limits.check_document(title + content, bounds)  # the title is counted too
+    embedded_title = title
+    if title and counter(title) > MAX_TITLE_TOKENS:
+        # Embedded in front of every chunk: a very long title would leave no room for text.
+        embedded_title = truncate_to_tokens(title, MAX_TITLE_TOKENS, counter)
+    prefix = f"{embedded_title}\n" if title else ""
+
+    def with_title(text: str, prefix=prefix) -> int:
+        return counter(prefix + text)
+
+    chunks = chunk_document(content, config, embed_limit=(with_title, limit), tick=tick)
+    limits.check_chunks(len(chunks), bounds)
+    inputs = [prefix + c.embed_text for c in chunks]
+    return Planned(
+        document_id, state, title, json.loads(metadata_json), chunks, inputs,
+        [hashlib.sha256(text.encode("utf-8")).digest() for text in inputs])
 
 
 def reusable_vectors(plpy, store: str, hashes: list[bytes]) -> dict[bytes, str]:
@@ -108,18 +127,30 @@ def reusable_vectors(plpy, store: str, hashes: list[bytes]) -> dict[bytes, str]:
     return {bytes(r["embed_hash"]): r["embedding"] for r in plpy.execute(plan, [hashes])}
 
 
-def compute_vectors(provider, planned: list[Planned], known: dict[bytes, str]
+def compute_vectors(provider, planned: list[Planned], known: dict[bytes, str],
+                    batch_texts: int | None = None, before_batch=None
                     ) -> tuple[dict[bytes, str], int]:
-    """Vectors for every chunk, embedding only texts not seen before; returns (vectors, n)."""
+    """Vectors for every chunk, embedding only texts not seen before; returns (vectors, n).
+    Texts go to the provider `batch_texts` at a time, with `before_batch()` called before
+    each request (rag.process_queue renews its leases there)."""
     missing: dict[bytes, str] = {}
     for doc in planned:
         for digest, text in zip(doc.hashes, doc.inputs, strict=True):
             if digest not in known:
                 missing.setdefault(digest, text)
     vectors = dict(known)
-    if missing:
-        embedded = provider.embed(list(missing.values()))
-        for digest, vector in zip(missing, embedded, strict=True):
+    digests = list(missing)
+    step = batch_texts or max(1, len(digests))
+    for start in range(0, len(digests), step):
+        part = digests[start:start + step]
+        if before_batch is not None:
+            before_batch()
+        embedded = provider.embed([missing[d] for d in part])
+        if len(embedded) != len(part):
+            raise EmbedderError(f"embedder {getattr(provider, 'name', '?')}: asked for "
+                                f"{len(part)} embeddings, got {len(embedded)}",
+                                retryable=False)
+        for digest, vector in zip(part, embedded, strict=True):
             vectors[digest] = vector_literal(vector)
     return vectors, len(missing)
 
@@ -184,8 +215,14 @@ SET leased_until = now() + make_interval(secs => $2), lease_owner = $3,
 WHERE q.id IN (
     SELECT id FROM rag.queue
     WHERE status = 'pending' AND not_before <= now()
-      AND (leased_until IS NULL OR leased_until < now())
+      AND (leased_until IS NULL OR leased_until < now()
+           -- A lease of a backend of this server that is gone (terminated, crashed) is free
+           -- at once: leases are sized to outlast a provider's slowest request.
+           OR (split_part(lease_owner, ':', 1) = $5 AND NOT EXISTS (
+               SELECT 1 FROM pg_catalog.pg_stat_activity AS a
+               WHERE a.pid::text = split_part(lease_owner, ':', 2))))
       AND ($1::text IS NULL OR pipeline = $1)
+      AND pipeline NOT IN (SELECT name FROM rag.pipelines WHERE broken IS NOT NULL)
     ORDER BY not_before, id
     LIMIT $4
     FOR UPDATE SKIP LOCKED)
@@ -193,18 +230,67 @@ RETURNING q.id, q.pipeline, q.embedding_set, q.document_id, q.generation, q.atte
 """
 
 
-def claim(plpy, pipeline, batch_size: int, lease_seconds: float) -> list[Job]:
-    owner = f"{os.uname().nodename}:{os.getpid()}"
-    rows = plpy.execute(prepared(plpy, _CLAIM, ["text", "float8", "text", "int"]),
-                        [pipeline, lease_seconds, owner, batch_size])
-    return [Job(**dict(r)) for r in rows]
+def new_owner() -> str:
+    """A lease owner unique to one rag.process_queue call: two calls in one backend (or a
+    backend whose pid was reused) must not take each other's leases for their own."""
+    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def claim(plpy, pipeline, batch_size: int, lease_seconds: float, owner: str) -> list[Job]:
+    rows = plpy.execute(plpy.prepare(_CLAIM, ["text", "float8", "text", "int", "text"]),
+                        [pipeline, lease_seconds, owner, batch_size, os.uname().nodename])
+    return [Job(**dict(r), owner=owner) for r in rows]
+
+
+class Lease:
+    """The leases of one group of jobs, renewed before each embedding request.
+
+    A renewal lasts lease_seconds or, if longer, the provider's request timeout plus a
+    margin: one request can never outlive the lease, however slow the provider is. Each
+    renewal commits (nothing else is open then), so other workers see it at once. Jobs
+    whose lease was taken over meanwhile (it had expired) are dropped from `jobs`.
+    """
+
+    MARGIN_SECONDS = 5.0
+
+    def __init__(self, plpy, jobs: list[Job], lease_seconds: float, provider) -> None:
+        self.plpy = plpy
+        self.jobs = jobs
+        timeout = getattr(provider, "timeout", None) or 0.0
+        self.seconds = max(lease_seconds, timeout + self.MARGIN_SECONDS)
+
+    def renew(self) -> None:
+        if not self.jobs:
+            return
+        rows = self.plpy.execute(self.plpy.prepare(
+            "UPDATE rag.queue SET leased_until = now() + make_interval(secs => $3)"
+            " WHERE id = ANY($1) AND lease_owner = $2 RETURNING id",
+            ["bigint[]", "text", "float8"]),
+            [[j.id for j in self.jobs], self.jobs[0].owner, self.seconds])
+        kept = {r["id"] for r in rows}
+        self.jobs[:] = [j for j in self.jobs if j.id in kept]
+        self.plpy.commit()
+
+
+def _owned(plpy, jobs: list[Job]) -> set[int]:
+    """The jobs whose lease is still ours: a worker whose lease expired and was taken over
+    must not write. Read without locking, on purpose: locking queue rows before the chunk
+    rows would take locks in the opposite order from a writer's DELETE (chunks, BM25, queue)
+    and deadlock. A new owner that claims after this check writes the same chunk rows after
+    this transaction commits (it waits for their row locks), so its newer result is last."""
+    if not jobs:
+        return set()
+    rows = plpy.execute(plpy.prepare(
+        "SELECT id FROM rag.queue WHERE id = ANY($1) AND lease_owner = $2",
+        ["bigint[]", "text"]), [[j.id for j in jobs], jobs[0].owner])
+    return {r["id"] for r in rows}
 
 
 def _finish(plpy, job: Job) -> None:
     """Done: delete the job unless it was queued again meanwhile; then release it."""
-    plpy.execute(prepared(plpy,
-        "DELETE FROM rag.queue WHERE id = $1 AND generation = $2", ["bigint", "bigint"]),
-        [job.id, job.generation])
+    plpy.execute(plpy.prepare(
+        "DELETE FROM rag.queue WHERE id = $1 AND generation = $2 AND lease_owner = $3",
+        ["bigint", "bigint", "text"]), [job.id, job.generation, job.owner])
     _release(plpy, job, count_attempt=True)
 
 
@@ -212,8 +298,8 @@ def _release(plpy, job: Job, count_attempt: bool) -> None:
     plpy.execute(prepared(plpy,
         "UPDATE rag.queue SET leased_until = NULL, lease_owner = NULL,"
         " attempts = CASE WHEN $3 OR generation <> $2 THEN attempts ELSE attempts - 1 END"
-        " WHERE id = $1", ["bigint", "bigint", "bool"]),
-        [job.id, job.generation, count_attempt])
+        " WHERE id = $1 AND lease_owner = $4", ["bigint", "bigint", "bool", "text"]),
+        [job.id, job.generation, count_attempt, job.owner])
 
 
 def _fail(plpy, p: Pipeline, jobs: list[Job], error: EmbedderError) -> None:
@@ -225,18 +311,22 @@ def _fail(plpy, p: Pipeline, jobs: list[Job], error: EmbedderError) -> None:
             "UPDATE rag.queue SET status = CASE WHEN $3 THEN 'failed' ELSE 'pending' END,"
             " not_before = now() + make_interval(secs => $4), leased_until = NULL,"
             " lease_owner = NULL, last_error = $5"
-            " WHERE id = $1 AND generation = $2", ["bigint", "bigint", "bool", "float8", "text"]),
-            [job.id, job.generation, dead, delay, str(error)])
+            " WHERE id = $1 AND generation = $2 AND lease_owner = $6",
+            ["bigint", "bigint", "bool", "float8", "text", "text"]),
+            [job.id, job.generation, dead, delay, str(error)[:2000], job.owner])
         _release(plpy, job, count_attempt=True)
 
 
 def _as_embedder_error(exc: Exception) -> EmbedderError:
+    if limits.is_interrupt(exc):
+        raise exc  # a cancel or timeout ends the call; the leases expire and others retry
     if isinstance(exc, EmbedderError):
         return exc
     return EmbedderError(f"{type(exc).__name__}: {exc}", retryable=True)
 
 
-def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job]) -> int:
+def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
+                  lease_seconds: float = 300.0) -> int:
     """Processes claimed jobs of one pipeline and set; commits; returns the rows finished."""
     try:
         p = pipelines.load(plpy, pipeline_name)
@@ -250,26 +340,38 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job])
     store = p.table(embedding_set)
     distributed = distributed_store(plpy, p, embedding_set)
     ids = [job.document_id for job in jobs]
+    refused: dict[str, str] = {}
     try:
+        bounds = limits.read(plpy)
         provider = load_embedder(plpy, p.embedder_for(embedding_set))
         sources = fetch_sources(plpy, p, ids)
-        planned = plan_documents(p, provider, sources)
+        planned = plan_documents(p, provider, sources, bounds, limits.Ticker(plpy), refused)
         known = reusable_vectors(plpy, store, [h for d in planned for h in d.hashes])
-        plpy.commit()  # no transaction stays open while the provider works
-        vectors, embedded = compute_vectors(provider, planned, known)
+        lease = Lease(plpy, jobs, lease_seconds, provider)
+        lease.renew()  # commits: no transaction stays open while the provider works
+        vectors, embedded = compute_vectors(provider, planned, known,
+                                            bounds.embed_batch_texts, lease.renew)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the jobs
+        error = _as_embedder_error(exc)
         plpy.rollback()
-        _fail(plpy, p, jobs, _as_embedder_error(exc))
+        _fail(plpy, p, jobs, error)
         plpy.commit()
         return 0
 
-    current = fetch_sources(plpy, p, ids)
+    current = fetch_sources(plpy, p, ids)  # first, as before: a TRUNCATE waits for us here
+    owned = _owned(plpy, jobs)
     by_id = {doc.document_id: doc for doc in planned}
     done = stale = 0
     for job in jobs:
         doc = by_id.get(job.document_id)
-        if job.document_id not in current:
+        if job.id not in owned:
+            stale += 1  # our lease expired and another worker took the job over
+        elif job.document_id not in current:
             _finish(plpy, job)  # the row was deleted; its chunks went with it
+        elif job.document_id in refused and current[job.document_id] == sources.get(
+                job.document_id):
+            # Over a bound: retrying cannot help until the row changes (which re-queues it).
+            _fail(plpy, p, [job], EmbedderError(refused[job.document_id], retryable=False))
         elif doc is None or current[job.document_id] != doc.source_state:
             stale += 1  # changed while we embedded: the newer version is queued already
             _release(plpy, job, count_attempt=False)
@@ -324,8 +426,9 @@ def process_queue(plpy, pipeline, batch_size: int, max_seconds: float,
     plpy = _Pinned(plpy)
     deadline = time.monotonic() + max_seconds
     processed = 0
+    owner = new_owner()
     while True:
-        jobs = claim(plpy, pipeline, batch_size, lease_seconds)
+        jobs = claim(plpy, pipeline, batch_size, lease_seconds, owner)
         plpy.commit()
         if not jobs:
             break
@@ -333,29 +436,56 @@ def process_queue(plpy, pipeline, batch_size: int, max_seconds: float,
         for job in jobs:
             groups.setdefault((job.pipeline, job.embedding_set), []).append(job)
         for (name, embedding_set), group in groups.items():
-            processed += process_group(plpy, name, embedding_set, group)
+            processed += process_group(plpy, name, embedding_set, group, lease_seconds)
         if time.monotonic() >= deadline:
             break
     switch_finished_reembeds(plpy, pipeline)
     return processed
 
 
+NOT_TOP_LEVEL = (
+    "rag.process_queue commits after every batch, so it cannot run inside a transaction "
+    "block (BEGIN ..., a function, or several statements sent as one query string); run "
+    "CALL rag.process_queue() on its own, in autocommit mode")
+
+
+def process_queue_call(plpy, pipeline, batch_size: int, max_seconds: float,
+                       lease_seconds: float) -> tuple[int | None, str | None, str | None]:
+    """rag._process_queue's body: (processed, NULL, NULL), or (NULL, sqlstate, message) for
+    the plpgsql wrapper to raise, so no Python traceback reaches the caller."""
+    try:
+        plpy.commit()  # refused at once inside a transaction block, before any work
+    except plpy.SPIError:
+        return None, "25001", NOT_TOP_LEVEL
+    try:
+        return process_queue(plpy, pipeline, batch_size, max_seconds, lease_seconds), None, None
+    except plpy.SPIError as exc:
+        return None, getattr(exc, "sqlstate", None) or "XX000", f"rag.process_queue: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a bug still gets the one error shape
+        return None, "XX000", f"rag.process_queue: {type(exc).__name__}: {exc}"
+
+
 def process_now(plpy, pipeline_name: str, ids: list[str]) -> None:
     """Sync mode: embed inside the writer's transaction. If the embedder fails, the rows
-    stay queued (the trigger queued them first) and the write goes through."""
+    stay queued (the trigger queued them first) and the write goes through; a row over a
+    bound of rag.settings becomes a dead letter with the reason."""
     p = pipelines.load(plpy, pipeline_name)
+    bounds = limits.read(plpy)
     for embedding_set in (p.active_set, p.building_set):
         if embedding_set is None:
             continue
         store = p.table(embedding_set)
+        refused: dict[str, str] = {}
         try:
             provider = load_embedder(plpy, p.embedder_for(embedding_set))
             sources = fetch_sources(plpy, p, ids)
-            planned = plan_documents(p, provider, sources)
+            planned = plan_documents(p, provider, sources, bounds, limits.Ticker(plpy),
+                                     refused)
             known = reusable_vectors(plpy, store, [h for d in planned for h in d.hashes])
             vectors, embedded = compute_vectors(provider, planned, known)
-        except EmbedderError as exc:
-            plpy.warning(f"pipeline {p.name}: {exc}; the rows stay queued for "
+        except Exception as exc:  # noqa: BLE001 - the write must go through
+            error = _as_embedder_error(exc)
+            plpy.warning(f"pipeline {p.name}: {error}; the rows stay queued for "
                          "rag.process_queue")
             return
         distributed = distributed_store(plpy, p, embedding_set)
@@ -364,6 +494,14 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> None:
         plpy.execute(prepared(plpy,
             "DELETE FROM rag.queue WHERE pipeline = $1 AND embedding_set = $2"
             " AND document_id = ANY($3)", ["text", "int", "text[]"]),
-            [p.name, embedding_set, ids])
+            [p.name, embedding_set, [i for i in ids if i not in refused]])
+        if refused:
+            plpy.execute(plpy.prepare(
+                "UPDATE rag.queue AS q SET status = 'failed', attempts = q.attempts + 1,"
+                " last_attempt_at = now(), last_error = r.error FROM unnest($3::text[],"
+                " $4::text[]) AS r (document_id, error) WHERE q.pipeline = $1"
+                " AND q.embedding_set = $2 AND q.document_id = r.document_id",
+                ["text", "int", "text[]", "text[]"]),
+                [p.name, embedding_set, list(refused), list(refused.values())])
         reused = sum(len(doc.hashes) for doc in planned) - embedded
         _add_stats(plpy, p.name, len(planned), embedded, reused, 0)

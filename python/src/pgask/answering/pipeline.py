@@ -190,7 +190,13 @@ def answer(plpy, question, k, filter_json, pipeline, model, options_json) -> str
     if llm_name == "extractive":
         llm_name = None
 
-    rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search)
+    try:
+        rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search)
+    except plpy.SPIError as exc:
+        # rag.embed's or rag.search's own clean error (a provider down: 38000; a reader
+        # without rights: 42501): raised again by the wrapper, without a traceback.
+        message = str(exc).removeprefix("rag.search: ").removeprefix("rag.embed: ")
+        return json.dumps({"error": message, "sqlstate": getattr(exc, "sqlstate", None)})
     result = {"question": question, "mode": None, "answer": None, "citations": [],
               "model": None, "llm": llm_name, "usage": {"prompt_tokens": 0,
                                                         "completion_tokens": 0},

@@ -72,21 +72,26 @@ def chunk_document(
     config: ChunkerConfig,
     *,
     embed_limit: tuple[TokenCounter, int] | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> list[Chunk]:
     """Chunks of ``text`` as ``config`` says; within ``embed_limit`` too when given.
 
     ``embed_limit=(counter, limit)`` is the embedding model's input size: every chunk then
     also has ``counter(chunk.embed_text) <= limit`` (see the module docstring for how).
+    ``tick`` is called before every token count, the unit of work of every method: inside
+    PostgreSQL it gives the server a chance to act on statement_timeout and cancel requests
+    (PL/Python has no interrupt check of its own); it may raise to stop the work.
     """
     if not isinstance(config, ChunkerConfig):
         raise ValueError(f"config must be a ChunkerConfig, got {type(config).__name__}")
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
-    count = get_counter(config.tokenizer)
+    count = _ticking(get_counter(config.tokenizer), tick)
     chunker = _CHUNKERS[config.method]
     if embed_limit is None:
         return chunker(text, config.max_tokens, config.overlap, count, config.prepend_headings)
     embed_count, limit = _checked_embed_limit(embed_limit)
+    embed_count = _ticking(embed_count, tick)
 
     def both(part: str) -> int:  # <= max_tokens * limit exactly when both limits hold
         return max(count(part) * limit, embed_count(part) * config.max_tokens)
@@ -94,6 +99,17 @@ def chunk_document(
     chunks = chunker(text, config.max_tokens * limit, config.overlap * limit, both,
                      config.prepend_headings)
     return [replace(c, token_count=count(c.embed_text)) for c in chunks]
+
+
+def _ticking(count: TokenCounter, tick: Callable[[], None] | None) -> TokenCounter:
+    if tick is None:
+        return count
+
+    def counted(text: str) -> int:
+        tick()
+        return count(text)
+
+    return counted
 
 
 def _checked_embed_limit(embed_limit: object) -> tuple[TokenCounter, int]:
@@ -108,11 +124,11 @@ def _checked_embed_limit(embed_limit: object) -> tuple[TokenCounter, int]:
     return embed_count, limit
 
 
-def chunk_rows(document: str, method: str, max_tokens: int, overlap: int, tokenizer: str
-               ) -> list[tuple]:
+def chunk_rows(document: str, method: str, max_tokens: int, overlap: int, tokenizer: str,
+               tick: Callable[[], None] | None = None) -> list[tuple]:
     """rag.chunk's rows: (ordinal, content, token_count, char_start, char_end, metadata as
     JSON text, embed_text). Arguments are validated by the SQL wrapper first."""
     config = ChunkerConfig(method=method, max_tokens=max_tokens, overlap=overlap,
                            tokenizer=tokenizer)
     return [(c.ordinal, c.content, c.token_count, c.start, c.end, json.dumps(c.metadata),
-             c.embed_text) for c in chunk_document(document, config)]
+             c.embed_text) for c in chunk_document(document, config, tick=tick)]

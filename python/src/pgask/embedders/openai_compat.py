@@ -18,6 +18,39 @@ DEFAULT_MAX_BATCH_TOKENS = 8000
 DEFAULT_MAX_INPUT_TOKENS = 8191
 
 
+# The options an embedder row may carry: (kind, low, high) for numbers, or "bool".
+OPTIONS = {
+    "timeout_seconds": ("number", 0.1, 3600),
+    "max_batch_inputs": ("integer", 1, 100_000),
+    "max_batch_tokens": ("integer", 1, 10_000_000),
+    "max_input_tokens": ("integer", 1, 1_000_000),
+    "send_dimensions": ("bool", None, None),
+}
+
+
+def options_error(options) -> str | None:
+    """Why an embedder's options cannot be used (None if they can), checked when the
+    embedder is registered rather than at its first use in a worker."""
+    if not isinstance(options, dict):
+        return "options must be a JSON object"
+    for key, value in options.items():
+        if key not in OPTIONS:
+            return f"unknown option \"{key}\"; known: {', '.join(OPTIONS)}"
+        kind, low, high = OPTIONS[key]
+        if kind == "bool":
+            if not isinstance(value, bool):
+                return f"option {key} must be true or false, got {value!r}"
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and kind == "integer":
+            ok = isinstance(value, int) or value.is_integer()
+        if not ok or not low <= value <= high:  # (ints compare exactly, however large)
+            kind_text = "an integer" if kind == "integer" else "a number"
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            return f"option {key} must be {kind_text} between {low} and {high}, got {shown}"
+    return None
+
+
 def _estimate_tokens(text: str) -> int:
     from pgask.tokenization import get_counter
 
@@ -91,6 +124,11 @@ class OpenAICompatibleEmbedder:
                 f"embedder {self.name}: cannot connect to {self.base_url} "
                 f"({redact(str(cause), self._api_key)}); check base_url in rag.embedders"
             ) from None
+        except (ValueError, TypeError, openai.APIError) as exc:
+            # A 200 whose body is not the embeddings API's JSON (cut short, or not JSON).
+            raise EmbedderError(
+                f"embedder {self.name}: unreadable answer from {self.base_url} "
+                f"({type(exc).__name__}: {redact(str(exc), self._api_key)[:200]})") from None
         data = sorted(response.data, key=lambda d: d.index)
         if len(data) != len(inputs):
             raise EmbedderError(f"embedder {self.name}: asked for {len(inputs)} embeddings, "

@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 
 MAX_KEY_LENGTH = 256
 MAX_TERMS = 100
+# Every JSON object and condition is a node ({} included): 200,000 empty objects cost
+# seconds and plans; nesting beyond the depth exhausts Python's stack. rag.settings
+# max_filter_nodes and max_filter_depth override these.
+MAX_NODES = 1_000
+MAX_DEPTH = 32
 
 _COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _OPERATORS = ("$eq", "$ne", "$in", "$nin", "$exists", *_COMPARISONS)
@@ -43,18 +48,31 @@ class CompiledFilter:
 
 
 class _Compiler:
-    def __init__(self, first_param: int) -> None:
+    def __init__(self, first_param: int, max_nodes: int, max_depth: int) -> None:
         self.first_param = first_param
         self.params: list = []
         self.types: list[str] = []
         self.terms = 0
+        self.nodes = 0
+        self.max_nodes = max_nodes
+        self.max_depth = max_depth
+
+    def count_node(self, depth: int) -> None:
+        self.nodes += 1
+        if self.nodes > self.max_nodes:
+            raise FilterError(f"a filter may have at most {self.max_nodes} nodes (objects and "
+                              "conditions, {} included; rag.settings max_filter_nodes)")
+        if depth > self.max_depth:
+            raise FilterError(f"a filter may be nested at most {self.max_depth} deep "
+                              "(rag.settings max_filter_depth)")
 
     def param(self, value, sql_type: str) -> str:
         self.params.append(value)
         self.types.append(sql_type)
         return f"${self.first_param + len(self.params) - 1}::{sql_type}"
 
-    def node(self, spec, where: str) -> str:
+    def node(self, spec, where: str, depth: int = 1) -> str:
+        self.count_node(depth)
         if not isinstance(spec, dict):
             raise FilterError(f"{where} must be a JSON object, got {_show(spec)}")
         if not spec:
@@ -65,13 +83,14 @@ class _Compiler:
                 if not isinstance(value, list) or not value:
                     raise FilterError(f"{key} needs a non-empty array of filters, got "
                                       f"{_show(value)}")
-                inner = [self.node(v, f"an element of {key}") for v in value]
+                inner = [self.node(v, f"an element of {key}", depth + 1) for v in value]
                 joiner = " AND " if key == "$and" else " OR "
                 parts.append("(" + joiner.join(inner) + ")")
             elif key.startswith("$"):
                 raise FilterError(f"unknown combinator {key!r}: expected $and or $or, or a "
                                   "metadata key")
             else:
+                self.count_node(depth + 1)
                 parts.append(self.key(key, value))
         return "(" + " AND ".join(parts) + ")"
 
@@ -145,10 +164,11 @@ def _show(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def compile_filter(spec, first_param: int = 1) -> CompiledFilter:
+def compile_filter(spec, first_param: int = 1, max_nodes: int = MAX_NODES,
+                   max_depth: int = MAX_DEPTH) -> CompiledFilter:
     """The SQL condition for a filter (None or {} match everything); raises FilterError."""
     if spec is None:
         return CompiledFilter("true")
-    compiler = _Compiler(first_param)
+    compiler = _Compiler(first_param, max_nodes, max_depth)
     sql = compiler.node(spec, "filter")
     return CompiledFilter(sql, compiler.params, compiler.types)

@@ -53,6 +53,10 @@ class SearchOptions:
 
 
 def _number(key: str, value, low: float, high: float, integer: bool = False):
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 53:
+        # float() of a 400-digit JSON number overflows: it is out of range anyway.
+        raise ValueError(f"option {key} must be between {low} and {high}, got a number with "
+                         f"{len(str(abs(value)))} digits")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
             integer and not float(value).is_integer()):
         kind = "an integer" if integer else "a number"

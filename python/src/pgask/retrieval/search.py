@@ -13,11 +13,11 @@ import time
 
 import numpy as np
 
-from pgask import pipelines
+from pgask import limits, pipelines
 from pgask.pipelines import Pipeline as PipelineView  # the one handle (pgask.pipelines)
 from pgask.plans import prepared, vector_schema
 from pgask.retrieval import bm25
-from pgask.retrieval.filters import FilterError, compile_filter
+from pgask.retrieval.filters import MAX_DEPTH, FilterError, compile_filter
 from pgask.retrieval.fusion import (
     drop_near_duplicates,
     maximal_marginal_relevance,
@@ -26,13 +26,26 @@ from pgask.retrieval.fusion import (
 )
 from pgask.retrieval.options import SearchOptions
 from pgask.retrieval.rerank import RerankError, RerankerSpec, reranker_for
-from pgask.sqlvalues import parse_json as _parse
+
+
+def _parse(text: str | None):
+    try:
+        return None if text is None else json.loads(text)
+    except RecursionError:
+        raise FilterError("a filter may be nested at most "
+                          f"{MAX_DEPTH} deep (rag.settings max_filter_depth)") from None
+
+
+def _compile(plpy, filter_json, first_param: int):
+    bounds = limits.read(plpy)
+    return compile_filter(_parse(filter_json), first_param, bounds.max_filter_nodes,
+                          bounds.max_filter_depth)
 
 
 def search_error(plpy, filter_json, options_json, pipeline: str) -> str | None:
     """Why the filter or options cannot be used (None if they can): for the SQL wrapper."""
     try:
-        compile_filter(_parse(filter_json))
+        _compile(plpy, filter_json, 1)
     except FilterError as exc:
         return f"filter: {exc}"
     defaults = pipelines.load(plpy, pipeline).search_options if pipeline else None
@@ -213,7 +226,7 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
     timings: dict[str, float] = {}
     p = pipelines.load(plpy, pipeline)
     options = SearchOptions.resolve(p.search_options, _parse(options_json))
-    compiled = compile_filter(_parse(filter_json), first_param=3)
+    compiled = _compile(plpy, filter_json, 3)
     # Candidate lists are deeper than k whenever something re-orders them afterwards.
     reorders = (mode == "hybrid" or options.rerank or options.mmr_lambda is not None
                 or options.dedupe_threshold is not None)
@@ -229,7 +242,7 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
         finally:
             _restore_scan_settings(plpy, old)
     if mode in ("keyword", "hybrid"):
-        keyword_filter = compile_filter(_parse(filter_json), first_param=8)
+        keyword_filter = _compile(plpy, filter_json, 8)
         keyword_hits = keyword_candidates(plpy, p, query, depth, options, keyword_filter.sql,
                                           keyword_filter.params, keyword_filter.types)
 
