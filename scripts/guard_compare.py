@@ -63,12 +63,36 @@ def record(args) -> None:
             print(question, "->", result["mode"], file=sys.stderr)
 
 
+_EMBED = []
+
+
 def _judge(module, line: dict):
-    return module.check_grounding(line["reply"], line["passages"])
+    """The module's verdict, given what the pipeline gives the guard it has (the question and
+    the local model for the new guard; main's takes the answer and passages only)."""
+    import inspect
+
+    if "question" not in inspect.signature(module.check_grounding).parameters:
+        return module.check_grounding(line["reply"], line["passages"])
+    if not _EMBED:
+        from pgask.embedders.local import get_local_embedder
+
+        _EMBED.append(get_local_embedder().embed)
+    return module.check_grounding(line["reply"], line["passages"], question=line["question"],
+                                  embed=_EMBED[0])
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def score(args) -> None:
     guards = {"before": _module(args.before), "after": _module(args.after)}
+    for setting in args.set or []:  # try a threshold without editing the module
+        name, _, value = setting.partition("=")
+        setattr(guards["after"], name, _value(value))
     lines = [json.loads(text) for path in args.files for text in open(path, encoding="utf-8")]
     generated = [line for line in lines if line["reply"] is not None]
     print(f"{len(lines)} questions, {len(generated)} generated replies "
@@ -117,6 +141,8 @@ def main() -> None:
     sc.add_argument("--after", default=str(Path(__file__).parents[1] / "python" / "src" /
                                            "pgask" / "answering" / "grounding.py"))
     sc.add_argument("--show", choices=("changed", "all"), help="print answers")
+    sc.add_argument("--set", action="append", metavar="NAME=VALUE",
+                    help="override a constant of the new guard, e.g. ATTRIBUTE_COVERAGE=0.4")
     sc.add_argument("files", nargs="+", help="JSON lines from eval-answers --details / record")
     sc.set_defaults(func=score)
     args = parser.parse_args()

@@ -67,6 +67,10 @@ ATTRIBUTE_COVERAGE = 0.5
 ATTRIBUTE_MIN_COVERAGE = 0.2
 ATTRIBUTE_SIMILARITY = 0.35
 
+# Whether the question's own facts (numbers, dates, names) must stand in a passage the answer
+# rests on: an answer drawn from a passage about something else answers another question.
+CHECK_QUESTION_FACTS = True
+
 Embed = Callable[[list[str]], np.ndarray]  # L2-normalised rows, one per text
 
 
@@ -441,6 +445,14 @@ def check_grounding(answer: str, passages: Sequence[str], *, question: str | Non
         results.append(Claim(claim.text, claim.marks, sources, supported, reason))
         if not supported:
             problems.append(f'the claim "{_short(claim.text)}" is not supported: {reason}')
+    if question is not None and CHECK_QUESTION_FACTS and not problems:
+        sources = sorted({n for r in results for n in r.sources})
+        if sources:
+            missing = _missing(_facts(question), _Support(passages[n - 1] for n in sources))
+            if missing:
+                where = ", ".join(f"[{n}]" for n in sources)
+                problems.append(f"the answer rests on {where}, which do not hold what the "
+                                f"question asks about: {_not_in(missing, where)}")
     marked = remark(answer, claims, [r.sources if r.supported else None for r in results])
     cited = set()
     for claim, result in zip(claims, results, strict=True):

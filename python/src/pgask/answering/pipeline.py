@@ -266,8 +266,8 @@ def _generate(plpy, llm_name, question, rows, options, result) -> str:
         result.update(mode="generated", answer=grounding.answer or text,
                       citations=[_citation(n, shown[n - 1]) for n in grounding.cited])
         return "done"
-    result["note"] = ("The generated answer was withheld because it is not supported by the "
-                      "passages it cites (" + "; ".join(grounding.problems) + "); this answer "
+    result["note"] = ("The generated answer was withheld because the passages shown do not "
+                      "support it (" + "; ".join(grounding.problems) + "); this answer "
                       "is extractive.")
     return "fallback"
 
