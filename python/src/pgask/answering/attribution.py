@@ -42,8 +42,9 @@ class ClaimSpan:
 
     @property
     def intro(self) -> bool:
-        """A lead-in to what follows ("Run this:"): it claims nothing by itself."""
-        return self.text.endswith(":")
+        """A lead-in to what follows ("Run this:", "**Example:**") or a Markdown heading: it
+        claims nothing by itself."""
+        return self.text.rstrip("*_ ").endswith(":") or self.text.startswith("#")
 
 
 def cited_numbers(marker: str) -> list[tuple[int, int]]:

@@ -227,7 +227,8 @@ def _quotes(text: str) -> tuple[list[str], str]:
 
 def _sentence_start(text: str, position: int) -> bool:
     """Whether the word at `position` opens a sentence (or a line, or a clause after ':')."""
-    before = text[:position].rstrip().rstrip("\"'([{\u201c\u2018").rstrip()
+    # Quotes, brackets and Markdown ("**Note:**", "### Steps") before a first word.
+    before = text[:position].rstrip().rstrip("\"'([{\u201c\u2018*_#>`").rstrip()
     if not before or before[-1] in "!?:\u2026":
         return True
     if before[-1] != ".":
