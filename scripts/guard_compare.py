@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from pgask.eval_run import contains_answer
+from pgask_measure.eval_run import contains_answer
 
 
 def _module(path: str):
@@ -40,7 +40,7 @@ def _module(path: str):
 def record(args) -> None:
     import psycopg
 
-    from pgask.eval_run import _shown_passages
+    from pgask_measure.eval_run import _shown_passages
     from pgask.localdb import database_url
 
     options = {"log": False, "guard": "flag", "on_llm_error": "error"}

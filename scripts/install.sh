@@ -15,14 +15,17 @@ SYSTEM_PYTHON=/usr/bin/python3
 PGASK_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/python/pyproject.toml")
 SITE_DIR=${PGASK_SITE_DIR:-/usr/local/lib/pgask/$PGASK_VERSION}
 
+# shellcheck source=scripts/debian-mirror.sh
+source "$ROOT/scripts/debian-mirror.sh"
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Debian packages: PostgreSQL $PG_MAJOR, PL/Python, server headers, the manual (demo corpus)"
-packages=(postgresql-$PG_MAJOR postgresql-plpython3-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
-          postgresql-doc-$PG_MAJOR postgresql-contrib python3-venv python3-pip build-essential
-          ca-certificates)
+step "Debian packages: PostgreSQL $PG_MAJOR, PL/Python, pg_cron, server headers, the manual (demo corpus)"
+packages=("postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
+          "postgresql-doc-$PG_MAJOR" postgresql-contrib "postgresql-$PG_MAJOR-cron" python3-venv
+          python3-pip build-essential ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,18 +44,23 @@ EXTDIR=$($PG_CONFIG --sharedir)/extension
 if [ -f "$EXTDIR/vector--$PGVECTOR_VERSION.sql" ] && [ -f "$($PG_CONFIG --pkglibdir)/vector.so" ]; then
   echo "already installed"
 else
+  # Trixie's source package through the machine's own Debian mirror (or PGASK_DEBIAN_MIRROR).
+  mirror=$(debian_mirror)
   work=$(mktemp -d)
   # A private apt state reaches trixie's sources without touching the system's sources.list.
   mkdir -p "$work/apt/lists/partial"
-  printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-    > "$work/apt/trixie.sources"
+  printf 'Types: deb-src\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$mirror" > "$work/apt/trixie.sources"
   o=(-oDir::Etc::SourceList=/dev/null -oDir::Etc::SourceParts="$work/apt" -oDir::State::Lists="$work/apt/lists")
   # apt warns that it downloads unsandboxed into a root-owned temp folder: expected here.
   $SUDO apt-get "${o[@]}" update -qq 2>&1 | grep -v unsandboxed || true
-  (cd "$work" && apt-get "${o[@]}" source --download-only pgvector >/dev/null 2>&1) || true
+  (cd "$work" && apt-get "${o[@]}" source --download-only pgvector >"$work/apt-source.log" 2>&1) || true
   tarball="$work/pgvector_$PGVECTOR_VERSION.orig.tar.gz"
   if [ ! -f "$tarball" ]; then
-    echo "expected pgvector $PGVECTOR_VERSION from Debian trixie, got: $(ls "$work")" >&2
+    echo "expected pgvector $PGVECTOR_VERSION from Debian trixie's sources at $mirror;" \
+      "apt-get source said:" >&2
+    tail -n 5 "$work/apt-source.log" >&2
+    echo "(a mirror without trixie? set PGASK_DEBIAN_MIRROR to one that has it)" >&2
     exit 1
   fi
   tar -xzf "$tarball" -C "$work"
@@ -63,12 +71,16 @@ else
   echo "installed"
 fi
 
+step "Citus (scale-out tests; built from ../shared/vendor/ when it is there)"
+bash "$ROOT/scripts/install-citus.sh"
+
 pip_quiet=(--quiet --disable-pip-version-check --root-user-action=ignore)
 
 step "PL/Python site directory $SITE_DIR"
 # Rebuilt when the pinned requirements or the package's sources change (stamp = their hash).
-stamp=$(cat "$ROOT/python/requirements/plpython.txt" "$ROOT/python/requirements/model.txt" \
-        "$ROOT/python/pyproject.toml" $(find "$ROOT/python/src" -name '*.py' | sort) | sha256sum | cut -c1-16)
+stamp=$({ cat "$ROOT/python/requirements/plpython.txt" "$ROOT/python/requirements/model.txt" \
+            "$ROOT/python/pyproject.toml"
+          find "$ROOT/python/src" -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
 if [ -f "$SITE_DIR/.pgask-stamp" ] && [ "$(cat "$SITE_DIR/.pgask-stamp")" = "$stamp" ]; then
   echo "up to date"
 else

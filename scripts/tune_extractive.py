@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "python" / "src"))
 
 from pgask.answering import extractive  # noqa: E402
 from pgask.embedders.local import DIMENSIONS, get_local_embedder  # noqa: E402
-from pgask.evaluation import SquadQuestion, f1_score, load_squad, normalize_answer  # noqa: E402
+from pgask_measure.evaluation import SquadQuestion, f1_score, load_squad, normalize_answer  # noqa: E402
 
 DEFAULT_SQUAD = "/work/shared/data/squad2/dev-part-a.json"
 # The last commit that changed extractive.py before keyword scoring.

@@ -1,5 +1,7 @@
-from fix_llm import chat_server, llm_server  # noqa: F401
-from fix_openai import _embedding_server_process, embedding_server  # noqa: F401
-from fix_rerank import _rerank_server_process, rerank_server  # noqa: F401
+"""The test suite's fixtures, as plugins: each fix_*.py owns its fixtures (and any options or
+markers they need). tests/unit/ holds the tests of pure rooms (no database, no server);
+tests/integration/ the tests that run SQL against a real PostgreSQL or talk to a loopback
+server. Helpers shared by tests (samples.py, the servers) live here, beside this file, which
+pytest puts on sys.path."""
 
-from fix_db import db, db_url, empty_db_url, postgresql, postgresql_proc  # noqa: F401
+pytest_plugins = ["fix_db", "fix_openai", "fix_llm", "fix_rerank"]

@@ -7,10 +7,10 @@ import json
 import sys
 import time
 
-from pgask.bench import add_bench_parser
-from pgask.eval_run import add_eval_parsers
 from pgask.ingest import add_ingest_parser
 from pgask.localdb import database_url
+from pgask_measure.bench import add_bench_parser
+from pgask_measure.eval_run import add_eval_parsers
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -2,7 +2,10 @@
 
 Migrations create tables and are recorded in rag.migrations with their sha256; a migration
 that was edited after it was applied is refused. The sql/ files hold CREATE OR REPLACE
-functions and views and are re-applied on every install. Everything runs in one transaction.
+functions and views and are re-applied on every install, in the order their numbers give
+(NNN_topic.sql). Every PL/Python body starts with the marker line `#PGASK_PREAMBLE`, which
+is replaced here by the one preamble that makes the package importable and checks that the
+server imports the version being installed. Everything runs in one transaction.
 """
 
 from __future__ import annotations
@@ -16,9 +19,17 @@ from psycopg import sql
 
 from pgask import __version__
 
-# The sql/ files in dependency order: SQL-language bodies are checked when created.
-SQL_FILES = ("python.sql", "chunking.sql", "loading.sql", "embedding.sql", "pipelines.sql",
-             "documents.sql", "retrieval.sql", "answering.sql", "evaluation.sql")
+PREAMBLE_MARKER = "#PGASK_PREAMBLE\n"
+# Cheap on every call (one dict lookup); the import and the version check run once per backend.
+PREAMBLE = """\
+if GD.get("pgask_version") != "{version}":
+    plpy.execute("SELECT rag._python_init()")
+    if GD.get("pgask_version") != "{version}":
+        plpy.error("pgask: this database has pgask {version} installed, but the server imports "
+                   "the pgask Python package %s" % GD.get("pgask_version"),
+                   hint="Run `make setup` on the database server for this version, then "
+                        "`pgask install`, and reconnect.")
+"""
 REQUIRED_EXTENSIONS = ("vector", "plpython3u")
 DEFAULT_SITE_DIR = f"/usr/local/lib/pgask/{__version__}"
 # Serialises concurrent installs on one database ("pgask" in ASCII).
@@ -62,6 +73,17 @@ def _ensure_extensions(cur: psycopg.Cursor) -> None:
             sql.Identifier(name)))
 
 
+def sql_files(root: Path) -> list[Path]:
+    """The idempotent sql/ files in install order: their NNN_ prefixes sort them (SQL-language
+    bodies are checked when created, so what a file uses comes from a lower number)."""
+    return sorted((root / "sql").glob("[0-9][0-9][0-9]_*.sql"))
+
+
+def with_preamble(text: str) -> str:
+    """An sql/ file's text with every PL/Python body's marker line replaced by the preamble."""
+    return text.replace(PREAMBLE_MARKER, PREAMBLE.format(version=__version__))
+
+
 def _apply_migrations(cur: psycopg.Cursor, root: Path) -> list[str]:
     cur.execute(
         "CREATE TABLE IF NOT EXISTS rag.migrations ("
@@ -92,9 +114,9 @@ def _apply_migrations(cur: psycopg.Cursor, root: Path) -> list[str]:
 def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> InstallReport:
     """Installs or upgrades pgask in the connected database, atomically."""
     root = project_root()
-    missing = [name for name in SQL_FILES if not (root / "sql" / name).is_file()]
-    if missing:
-        raise InstallError(f"sql/ is missing {', '.join(missing)}")
+    files = sql_files(root)
+    if not files:
+        raise InstallError(f"{root / 'sql'} holds no NNN_*.sql files")
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
         _ensure_extensions(cur)
@@ -106,6 +128,6 @@ def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> Insta
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (site_dir, __version__),
         )
-        for name in SQL_FILES:
-            cur.execute((root / "sql" / name).read_text(encoding="utf-8"))
-    return InstallReport(applied, list(SQL_FILES), __version__)
+        for path in files:
+            cur.execute(with_preamble(path.read_text(encoding="utf-8")))
+    return InstallReport(applied, [path.name for path in files], __version__)

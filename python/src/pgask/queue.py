@@ -15,10 +15,11 @@ import random
 import time
 from dataclasses import dataclass
 
-from pgask.chunking import ChunkerConfig, chunk_document, truncate_to_tokens
+from pgask.chunking import ChunkerConfig, chunk_document
 from pgask.embedders import vector_literal
 from pgask.embedders.errors import EmbedderError
 from pgask.embedders.registry import EmbedderSpec, provider_for
+from pgask.text import truncate_to_tokens
 
 # The title prefixed to each chunk's embedded text is cut to this many tokens.
 MAX_TITLE_TOKENS = 64

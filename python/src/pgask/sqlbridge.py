@@ -1,4 +1,4 @@
-"""What the small PL/Python functions of embedding.sql and chunking.sql call.
+"""What the small PL/Python functions of sql/030_embedding.sql and sql/020_chunking.sql call.
 
 (Larger jobs have modules of their own: queue, retrieval.search, answering.pipeline.)
 Functions that run SQL take the `plpy` module as their first argument (PL/Python injects it

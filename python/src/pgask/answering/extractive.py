@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pgask.answering.keywords import keyword_scores, words
-from pgask.chunking import split_sentences
+from pgask.text import split_sentences
 
 NO_ANSWER = "I don't know: the indexed documents do not seem to answer this question."
 # Tuned with `.venv/bin/python scripts/tune_extractive.py` on SQuAD 2.0 (dev-part-a): chosen

@@ -57,7 +57,7 @@ from pgask.answering.attribution import (
     split_claims,
 )
 from pgask.answering.keywords import STOPWORDS, terms, words
-from pgask.chunking import split_sentences
+from pgask.text import split_sentences
 
 __all__ = ["Claim", "Grounding", "check_grounding", "is_no_answer"]
 

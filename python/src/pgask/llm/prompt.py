@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pgask.chunking import truncate_to_tokens
+from pgask.text import truncate_to_tokens
 from pgask.tokenization import get_counter
 
 DONT_KNOW = "I don't know"

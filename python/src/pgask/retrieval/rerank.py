@@ -115,7 +115,7 @@ class LocalReranker:
         self._embed_query = embed_query or model.embed_query
 
     def scores(self, query: str, passages: Sequence[str]) -> list[float]:
-        from pgask.chunking import split_sentences
+        from pgask.text import split_sentences
 
         sentences: list[str] = []
         owner: list[int] = []

@@ -2,7 +2,7 @@
 and diversified. Runs as the calling role, so table privileges and row-level security apply
 to every query here (see rag._sync_security).
 
-The plpgsql wrapper in sql/retrieval.sql validates arguments (`search_error`) and embeds the
+The plpgsql wrapper in sql/120_retrieval.sql validates arguments (`search_error`) and embeds the
 query before calling `search`, so users get errors without Python tracebacks.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pgask.plans import prepared
+from pgask.retrieval import bm25
 from pgask.retrieval.filters import FilterError, compile_filter
 from pgask.retrieval.fusion import (
     drop_near_duplicates,
@@ -102,32 +103,61 @@ def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str
     return [(r["id"], r["score"]) for r in rows]
 
 
+def term_idfs(plpy, p: PipelineView, lexemes: list[str]) -> tuple[dict[str, float], float]:
+    """BM25's idf of each query lexeme that occurs in the pipeline's chunks, and their average
+    length (rag._bm25_idf: readers get these figures, not the statistics tables)."""
+    rows = plpy.execute(prepared(plpy, "SELECT lexeme, idf, avgdl FROM rag._bm25_idf($1, $2)",
+                                 ["text", "text[]"]), [p.store, lexemes])
+    return {r["lexeme"]: r["idf"] for r in rows}, (rows[0]["avgdl"] if rows else 1.0)
+
+
 def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: SearchOptions,
                        where: str, params: list, types: list[str]) -> list[tuple[int, float]]:
     """Okapi BM25 over the chunk table's tsvector:
     score = sum over query terms t of idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avgdl))
     with idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)) (Lucene's non-negative form). The GIN
-    index finds the chunks holding any query term; tf comes from the positions stored in the
-    tsvector (ts_filter keeps the query's lexemes only); df, N and avgdl from rag.bm25_stats."""
+    index finds the chunks holding a query term; tf comes from the positions stored in the
+    tsvector (ts_filter keeps the query's lexemes only); df, N and avgdl from rag.bm25_stats.
+    MaxScore pruning (retrieval/bm25.py) keeps common terms from bringing in chunks that
+    cannot reach the top `depth`: the rarest terms are scored first, which sets a threshold,
+    then only chunks holding a term that can still reach it are scored."""
     lexemes = query_lexemes(plpy, p.language, query)
     if not lexemes:
         return []  # only stop words: nothing for BM25 to match
+    idfs, avgdl = term_idfs(plpy, p, lexemes)
+    if not idfs:
+        return []  # no query term occurs in any chunk
+    terms, weights = list(idfs), [idfs[t] for t in idfs]
     sql = (
-        "WITH q AS (SELECT lexeme, idf, avgdl FROM rag._bm25_idf($4, $3::text[])),"
-        " a AS (SELECT max(avgdl) AS avgdl FROM q)"
+        "WITH q AS (SELECT * FROM unnest($3::text[], $4::float8[]) AS q (lexeme, idf))"
         " SELECT c.id, sum(q.idf * m.tf * ($6 + 1)"
-        "  / (m.tf + $6 * (1 - $7 + $7 * c.doc_length / a.avgdl))) AS score"
-        f" FROM {p.view} AS c CROSS JOIN a"
+        "  / (m.tf + $6 * (1 - $7 + $7 * c.doc_length / $1))) AS score"
+        f" FROM {p.view} AS c"
         " CROSS JOIN LATERAL (SELECT u.lexeme, cardinality(u.positions) AS tf"
         "  FROM unnest(ts_filter(setweight(c.tsv, 'A', $3::text[]), '{a}')) AS u) AS m"
         " JOIN q ON q.lexeme = m.lexeme"
         f" WHERE c.tsv @@ $5::tsquery AND {where}"
         " GROUP BY c.id ORDER BY score DESC, c.id LIMIT $2")
-    rows = plpy.execute(
-        prepared(plpy, sql, ["text", "int", "text[]", "text", "text", "float8", "float8", *types]),
-        [query, depth, lexemes, p.store, tsquery_any(lexemes), options.bm25_k1, options.bm25_b,
-         *params])
-    return [(r["id"], r["score"]) for r in rows]
+    plan = prepared(plpy, sql, ["float8", "int", "text[]", "float8[]", "text", "float8", "float8",
+                                *types])
+
+    def scored(matching: list[str]) -> list[tuple[int, float]]:
+        rows = plpy.execute(plan, [avgdl, depth, terms, weights, tsquery_any(matching),
+                                   options.bm25_k1, options.bm25_b, *params])
+        return [(r["id"], r["score"]) for r in rows]
+
+    order = bm25.probe_order(idfs)
+    probe: list[str] = []
+    for term in order:
+        probe.append(term)
+        hits = scored(probe)
+        if len(hits) >= depth:
+            break
+    threshold = hits[depth - 1][1] if len(hits) >= depth else 0.0
+    needed = bm25.essential_terms(idfs, options.bm25_k1, threshold)
+    if set(needed) <= set(probe):
+        return hits  # every chunk that can reach the top holds a probed term
+    return scored(needed)
 
 
 def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool) -> dict[int, dict]:

@@ -1,0 +1,196 @@
+-- Chunk stores: one table per pipeline and embedding set, with its HNSW index, its keyword
+-- columns and the BM25 statistics kept by its triggers, and the view rag.<pipeline>_chunks.
+
+-- rag._store(pipeline, set): the name of a pipeline's chunk table for one embedding set.
+CREATE OR REPLACE FUNCTION rag._store(pipeline text, embedding_set integer)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pipeline || '_chunks_' || embedding_set
+$$;
+
+-- rag._create_store(pipeline, set, dimensions): a chunk table with its HNSW index and its
+-- keyword index (rag._sync_keyword_index). Access rules: rag._sync_security.
+CREATE OR REPLACE FUNCTION rag._create_store(
+    pipeline text, embedding_set integer, dimensions integer
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    store text := rag._store(pipeline, embedding_set);
+BEGIN
+    EXECUTE format(
+        'CREATE TABLE rag.%I ('
+        ' id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,'
+        ' document_id text NOT NULL,'
+        ' ordinal integer NOT NULL,'
+        ' title text NOT NULL DEFAULT '''','
+        ' content text NOT NULL,'
+        ' token_count integer NOT NULL,'
+        ' char_start integer NOT NULL,'
+        ' char_end integer NOT NULL,'
+        ' embed_hash bytea NOT NULL,'
+        ' embedding vector(%s) NOT NULL,'
+        ' metadata jsonb NOT NULL DEFAULT ''{}'','
+        ' UNIQUE (document_id, ordinal))',
+        store, dimensions
+    );
+    EXECUTE format('CREATE INDEX %I ON rag.%I (embed_hash)', store || '_hash', store);
+    EXECUTE format(
+        'CREATE INDEX %I ON rag.%I USING hnsw (embedding vector_cosine_ops)'
+        ' WITH (m = 16, ef_construction = 64)',
+        store || '_hnsw', store
+    );
+    PERFORM rag._sync_keyword_index(pipeline, embedding_set);
+END;
+$$;
+
+-- rag._tsv_length(tsv): the number of lexeme occurrences in a tsvector: BM25's document
+-- length (stop words are not counted, as in any BM25 over an analysed field).
+CREATE OR REPLACE FUNCTION rag._tsv_length(tsv tsvector)
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(sum(cardinality(u.positions)), 0)::integer FROM unnest(tsv) AS u
+$$;
+
+-- rag._bm25_maintain(): statement-level triggers of every chunk table keep rag.bm25_terms
+-- and rag.bm25_stats current in the writing transaction. A per-table advisory lock orders
+-- concurrent writers (two workers updating the same lexemes' counts in different orders
+-- would otherwise deadlock); it is held until commit, so writers of one chunk table queue
+-- here for the rest of each other's transaction.
+CREATE OR REPLACE FUNCTION rag._bm25_maintain()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    store_name text := tg_table_name;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pgask.bm25'), hashtext(store_name));
+    IF tg_op IN ('DELETE', 'UPDATE') THEN
+        UPDATE rag.bm25_terms AS t SET df = t.df - d.n
+        FROM (
+            SELECT u.lexeme, count(*) AS n FROM old_rows AS o CROSS JOIN unnest(o.tsv) AS u
+            GROUP BY u.lexeme
+        ) AS d
+        WHERE t.store = store_name AND t.lexeme = d.lexeme;
+        UPDATE rag.bm25_stats AS s SET
+            chunks = s.chunks - o.n, total_length = s.total_length - o.total
+        FROM (SELECT count(*) AS n, coalesce(sum(doc_length), 0) AS total FROM old_rows) AS o
+        WHERE s.store = store_name;
+    END IF;
+    IF tg_op IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO rag.bm25_terms AS t (store, lexeme, df)
+        SELECT store_name, u.lexeme, count(*)
+        FROM new_rows AS n CROSS JOIN unnest(n.tsv) AS u
+        GROUP BY u.lexeme
+        ORDER BY u.lexeme
+        ON CONFLICT (store, lexeme) DO UPDATE SET df = t.df + excluded.df;
+        UPDATE rag.bm25_stats AS s SET
+            chunks = s.chunks + n.n, total_length = s.total_length + n.total
+        FROM (SELECT count(*) AS n, coalesce(sum(doc_length), 0) AS total FROM new_rows) AS n
+        WHERE s.store = store_name;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- rag._sync_keyword_index(pipeline, set): gives a chunk table its keyword columns in the
+-- pipeline's language (tsv: title and content analysed by to_tsvector; doc_length), a GIN
+-- index, the BM25 statistics and the triggers that keep them current, and a GIN index on
+-- metadata for filters. Does nothing when they are there in the right language; a new
+-- language rebuilds them (a rewrite of the table).
+CREATE OR REPLACE FUNCTION rag._sync_keyword_index(pipeline text, embedding_set integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    store_name text := rag._store(pipeline, embedding_set);
+    lang regconfig := (SELECT p.language FROM rag.pipelines AS p WHERE p.name = pipeline);
+    analysed text;
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM rag.bm25_stats AS s WHERE s.store = store_name AND s.language = lang
+    ) AND EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = format('rag.%I', store_name)::regclass AND attname = 'tsv'
+    ) THEN
+        RETURN;
+    END IF;
+    analysed := format('to_tsvector(%L::regconfig, title || '' '' || content)', lang::text);
+    -- The view selects every column: it goes first, and rag._point_view recreates it.
+    EXECUTE format('DROP VIEW IF EXISTS rag.%I', pipeline || '_chunks');
+    EXECUTE format('DROP TRIGGER IF EXISTS bm25_insert ON rag.%1$I;'
+        ' DROP TRIGGER IF EXISTS bm25_update ON rag.%1$I;'
+        ' DROP TRIGGER IF EXISTS bm25_delete ON rag.%1$I;'
+        ' ALTER TABLE rag.%1$I DROP COLUMN IF EXISTS tsv, DROP COLUMN IF EXISTS doc_length',
+        store_name);
+    EXECUTE format('ALTER TABLE rag.%I'
+        ' ADD COLUMN tsv tsvector GENERATED ALWAYS AS (%s) STORED,'
+        ' ADD COLUMN doc_length integer GENERATED ALWAYS AS (rag._tsv_length(%s)) STORED',
+        store_name, analysed, analysed);
+    EXECUTE format('CREATE INDEX %I ON rag.%I USING gin (tsv)', store_name || '_tsv',
+        store_name);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON rag.%I USING gin (metadata jsonb_path_ops)',
+        store_name || '_metadata', store_name);
+    PERFORM rag._forget_store(store_name);
+    EXECUTE format(
+        'INSERT INTO rag.bm25_terms (store, lexeme, df)'
+        ' SELECT %L, u.lexeme, count(*) FROM rag.%I AS c CROSS JOIN unnest(c.tsv) AS u'
+        ' GROUP BY u.lexeme', store_name, store_name);
+    EXECUTE format(
+        'INSERT INTO rag.bm25_stats (store, language, chunks, total_length)'
+        ' SELECT %L, %L, count(*), coalesce(sum(doc_length), 0) FROM rag.%I',
+        store_name, lang::text, store_name);
+    IF to_regclass(format('rag.%I', rag._store(pipeline,
+            (SELECT p.active_set FROM rag.pipelines AS p WHERE p.name = pipeline)))) IS NOT NULL THEN
+        PERFORM rag._point_view(pipeline);
+    END IF;
+    EXECUTE format(
+        'CREATE TRIGGER bm25_insert AFTER INSERT ON rag.%1$I REFERENCING NEW TABLE AS new_rows'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag._bm25_maintain();'
+        ' CREATE TRIGGER bm25_update AFTER UPDATE ON rag.%1$I REFERENCING OLD TABLE AS old_rows'
+        ' NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rag._bm25_maintain();'
+        ' CREATE TRIGGER bm25_delete AFTER DELETE ON rag.%1$I REFERENCING OLD TABLE AS old_rows'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag._bm25_maintain()', store_name);
+END;
+$$;
+
+-- rag._forget_store(store): BM25 statistics of a chunk table that is dropped or emptied.
+CREATE OR REPLACE FUNCTION rag._forget_store(store_name text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM rag.bm25_terms AS t WHERE t.store = store_name;
+    DELETE FROM rag.bm25_stats AS s WHERE s.store = store_name;
+$$;
+
+-- rag._point_view(pipeline): (re)points the view rag.<pipeline>_chunks at the active set,
+-- the stable name for queries and BI tools. security_invoker: the reader's own privileges
+-- and row-level security apply through the view (see rag._sync_security).
+CREATE OR REPLACE FUNCTION rag._point_view(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    active integer := (SELECT active_set FROM rag.pipelines WHERE name = pipeline);
+BEGIN
+    EXECUTE format('DROP VIEW IF EXISTS rag.%I', pipeline || '_chunks');
+    EXECUTE format(
+        'CREATE VIEW rag.%I WITH (security_invoker = true) AS SELECT * FROM rag.%I',
+        pipeline || '_chunks', rag._store(pipeline, active)
+    );
+    PERFORM rag._sync_security(pipeline);
+END;
+$$;

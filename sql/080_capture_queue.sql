@@ -1,0 +1,254 @@
+-- Capture and queue: triggers on source tables only record work (rag.queue);
+-- rag.process_queue does the chunking and embedding outside the writer's transaction.
+-- Logic of the processing: pgask/queue.py.
+
+-- rag._enqueue(pipeline, ids): queues source rows for every set being maintained (the active
+-- one and, during rag.reembed, the new one). Used for backfills; the generated capture
+-- functions (rag._install_capture) inline the same INSERT so that writes stay cheap. A row
+-- already queued gets a new generation, so an older in-flight result is not taken as final.
+CREATE OR REPLACE FUNCTION rag._enqueue(pipeline text, ids text[])
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._enqueue');
+BEGIN
+    IF ids IS NULL OR cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id)
+    SELECT p.name, sets.embedding_set, i.document_id
+    FROM unnest(ids) AS i (document_id)
+    CROSS JOIN unnest(ARRAY[p.active_set, p.building_set]) AS sets (embedding_set)
+    WHERE sets.embedding_set IS NOT NULL
+    ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
+        SET generation = q.generation + 1, status = 'pending', attempts = 0,
+        not_before = now(), enqueued_at = now(), last_error = NULL;
+    PERFORM pg_notify('rag_queue', p.name);
+END;
+$$;
+
+-- rag._forget(pipeline, ids): source rows that are gone lose their chunks and queue entries,
+-- in the deleting transaction.
+CREATE OR REPLACE FUNCTION rag._forget(pipeline text, ids text[])
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._forget');
+    embedding_set integer;
+BEGIN
+    IF ids IS NULL OR cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
+        EXECUTE format('DELETE FROM rag.%I WHERE document_id = ANY($1)',
+            rag._store(p.name, embedding_set)) USING ids;
+    END LOOP;
+    DELETE FROM rag.queue AS q WHERE q.pipeline = p.name AND q.document_id = ANY(ids);
+END;
+$$;
+
+-- rag._truncate(pipeline): TRUNCATE of the source empties the chunk tables and the queue.
+CREATE OR REPLACE FUNCTION rag._truncate(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._truncate');
+    embedding_set integer;
+BEGIN
+    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
+        EXECUTE format('TRUNCATE rag.%I', rag._store(p.name, embedding_set));
+        UPDATE rag.bm25_stats AS s SET chunks = 0, total_length = 0
+        WHERE s.store = rag._store(p.name, embedding_set);
+        DELETE FROM rag.bm25_terms AS t WHERE t.store = rag._store(p.name, embedding_set);
+    END LOOP;
+    DELETE FROM rag.queue AS q WHERE q.pipeline = p.name;
+END;
+$$;
+
+-- rag._capture_truncate(): the TRUNCATE trigger of every pipeline's source table.
+CREATE OR REPLACE FUNCTION rag._capture_truncate()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._truncate(tg_argv[0]);
+    RETURN NULL;
+END;
+$$;
+
+-- rag._install_capture(pipeline): (re)creates the pipeline's triggers and the functions they
+-- call. The functions are generated with the pipeline's SQL fragments written in, so their
+-- plans are cached per connection: a write pays one INSERT into rag.queue, not a dynamic
+-- query (see `make bench`). They only record which rows changed: inserted rows; updated rows
+-- whose content, title or metadata changed (an UPDATE of other columns records nothing);
+-- deleted rows, whose chunks go at once. Re-run at every install and rag.alter_pipeline.
+CREATE OR REPLACE FUNCTION rag._install_capture(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._install_capture');
+    prefix text := 'pgask_' || p.name;
+    record_changes text;
+    row_sql text;
+    body text := 'CREATE OR REPLACE FUNCTION rag.%I() RETURNS trigger LANGUAGE plpgsql'
+        ' SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $body$'
+        ' DECLARE changed text[]; removed text[]; BEGIN %s RETURN NULL; END; $body$';
+BEGIN
+    -- What every function does with the keys in `changed`: queue them for each embedding set
+    -- being maintained (written in; rag.reembed and its switch regenerate the functions).
+    record_changes := format(
+        'IF cardinality(changed) > 0 THEN'
+        ' INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id)'
+        ' SELECT %1$L, sets.embedding_set, ids.document_id FROM unnest(changed) AS ids'
+        ' (document_id) CROSS JOIN unnest(%3$L::integer[]) AS sets (embedding_set)'
+        ' ON CONFLICT ON CONSTRAINT queue_job_key'
+        ' DO UPDATE SET generation = q.generation + 1, status = ''pending'', attempts = 0,'
+        ' not_before = now(), enqueued_at = now(), last_error = NULL; %2$s END IF;',
+        p.name,
+        CASE WHEN p.mode = 'sync' THEN format('PERFORM rag._process_now(%L, changed);', p.name)
+            ELSE format('PERFORM pg_notify(''rag_queue'', %L);', p.name) END,
+        array_remove(ARRAY[p.active_set, p.building_set], NULL)
+    );
+    row_sql := format('SELECT %s AS k, %s AS c, %s AS t, %s AS m FROM %%s AS s', p.key_sql,
+        p.content_sql, p.title_sql, p.metadata_sql);
+
+    EXECUTE format(body, prefix || '_insert', format(
+        'changed := ARRAY(SELECT %s FROM new_rows AS s); %s', p.key_sql, record_changes));
+    EXECUTE format(body, prefix || '_update', format(
+        'changed := ARRAY(SELECT n.k FROM (%1$s) AS n LEFT JOIN (%2$s) AS o ON o.k = n.k'
+        ' WHERE o.k IS NULL OR (n.c, n.t, n.m) IS DISTINCT FROM (o.c, o.t, o.m));'
+        ' removed := ARRAY(SELECT o.k FROM (%2$s) AS o WHERE o.k NOT IN'
+        ' (SELECT n.k FROM (%1$s) AS n));'
+        ' IF cardinality(removed) > 0 THEN PERFORM rag._forget(%3$L, removed); END IF; %4$s',
+        format(row_sql, 'new_rows'), format(row_sql, 'old_rows'), p.name, record_changes));
+    EXECUTE format(body, prefix || '_delete', format(
+        'PERFORM rag._forget(%L, ARRAY(SELECT %s FROM old_rows AS s));', p.name, p.key_sql));
+
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_insert', p.source);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_update', p.source);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_delete', p.source);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_truncate', p.source);
+    EXECUTE format(
+        'CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag.%I()',
+        prefix || '_insert', p.source, prefix || '_insert'
+    );
+    EXECUTE format(
+        'CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows'
+        ' NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rag.%I()',
+        prefix || '_update', p.source, prefix || '_update'
+    );
+    EXECUTE format(
+        'CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag.%I()',
+        prefix || '_delete', p.source, prefix || '_delete'
+    );
+    EXECUTE format(
+        'CREATE TRIGGER %I AFTER TRUNCATE ON %s'
+        ' FOR EACH STATEMENT EXECUTE FUNCTION rag._capture_truncate(%L)',
+        prefix || '_truncate', p.source, p.name
+    );
+    PERFORM rag._sync_security(p.name);
+END;
+$$;
+
+-- rag._process_now(pipeline, ids): sync mode's processing inside the writer's transaction.
+CREATE OR REPLACE FUNCTION rag._process_now(pipeline text, ids text[])
+RETURNS void
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+#PGASK_PREAMBLE
+from pgask import queue
+queue.process_now(plpy, pipeline, ids)
+$$;
+
+-- rag._process_queue(...): the PL/Python implementation behind rag.process_queue.
+CREATE OR REPLACE PROCEDURE rag._process_queue(
+    pipeline text,
+    batch_size integer,
+    max_seconds double precision,
+    lease_seconds double precision,
+    INOUT processed bigint DEFAULT NULL
+)
+LANGUAGE plpython3u
+AS $$
+#PGASK_PREAMBLE
+from pgask import queue
+return (queue.process_queue(plpy, pipeline, batch_size, max_seconds, lease_seconds),)
+$$;
+
+-- rag.process_queue(pipeline, batch_size, max_seconds, lease_seconds): claims queued rows
+-- with a lease (FOR UPDATE SKIP LOCKED, so workers never share a row), commits, chunks and
+-- embeds them (reusing the vectors of chunks whose text is unchanged), and writes the result
+-- only if the source row still holds the content that was embedded; commits; repeats until
+-- the queue is empty or max_seconds have passed. Failures are retried with exponential
+-- backoff and jitter, then kept as dead letters (rag.dead_letters). `processed` returns the
+-- rows finished. Call it outside an explicit transaction: CALL rag.process_queue();
+-- (No SET search_path here: a procedure with one cannot commit.)
+CREATE OR REPLACE PROCEDURE rag.process_queue(
+    pipeline text DEFAULT NULL,
+    batch_size integer DEFAULT 32,
+    max_seconds double precision DEFAULT 60,
+    lease_seconds double precision DEFAULT 300,
+    INOUT processed bigint DEFAULT NULL
+)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF pipeline IS NOT NULL THEN
+        PERFORM rag._pipeline(pipeline, 'rag.process_queue');
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 OR batch_size > 10000 THEN
+        RAISE EXCEPTION 'rag.process_queue: batch_size must be between 1 and 10000, got %',
+            coalesce(batch_size::text, 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF max_seconds IS NULL OR max_seconds < 0 THEN
+        RAISE EXCEPTION 'rag.process_queue: max_seconds must be >= 0, got %',
+            coalesce(max_seconds::text, 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF lease_seconds IS NULL OR lease_seconds <= 0 THEN
+        RAISE EXCEPTION 'rag.process_queue: lease_seconds must be > 0, got %',
+            coalesce(lease_seconds::text, 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    CALL rag._process_queue(pipeline, batch_size, max_seconds, lease_seconds, processed);
+END;
+$$;
+
+-- rag.retry_failed(pipeline): puts dead-lettered rows back in the queue (all pipelines when
+-- NULL); returns how many.
+CREATE OR REPLACE FUNCTION rag.retry_failed(pipeline text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    retried bigint;
+BEGIN
+    IF pipeline IS NOT NULL THEN
+        PERFORM rag._pipeline(pipeline, 'rag.retry_failed');
+    END IF;
+    UPDATE rag.queue AS q
+    SET status = 'pending', attempts = 0, not_before = now(), leased_until = NULL
+    WHERE q.status = 'failed' AND (retry_failed.pipeline IS NULL OR q.pipeline = retry_failed.pipeline);
+    GET DIAGNOSTICS retried = ROW_COUNT;
+    PERFORM pg_notify('rag_queue', coalesce(pipeline, ''));
+    RETURN retried;
+END;
+$$;

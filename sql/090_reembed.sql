@@ -1,0 +1,75 @@
+-- Re-embedding without downtime: a new embedding set is built in the background, then
+-- switched to atomically.
+
+-- rag._switch_set(pipeline): makes a finished rag.reembed set the active one and drops the
+-- old chunk table, in one transaction; a no-op if rows of the new set are still queued.
+CREATE OR REPLACE FUNCTION rag._switch_set(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines;
+    e rag.embedders;
+BEGIN
+    SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline FOR UPDATE;
+    IF p.building_set IS NULL OR EXISTS (
+        SELECT 1 FROM rag.queue AS q
+        WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
+    ) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO e FROM rag.embedders AS x WHERE x.name = p.building_embedder;
+    UPDATE rag.pipelines AS x SET
+        active_set = p.building_set, embedder = e.name, embedding_model = e.model,
+        dimensions = e.dimensions, building_set = NULL, building_embedder = NULL
+    WHERE x.name = p.name;
+    PERFORM rag._point_view(p.name);
+    PERFORM rag._install_capture(p.name);
+    EXECUTE format('DROP TABLE rag.%I', rag._store(p.name, p.active_set));
+    PERFORM rag._forget_store(rag._store(p.name, p.active_set));
+    DELETE FROM rag.queue AS q WHERE q.pipeline = p.name AND q.embedding_set = p.active_set;
+END;
+$$;
+
+-- rag.reembed(pipeline, embedder): switches a pipeline to another embedder without downtime.
+-- A new chunk table is filled in the background (rag.process_queue) while queries keep using
+-- the current one; when the last row is embedded, the pipeline switches atomically and the
+-- old table is dropped. rag.pipeline_status shows the progress.
+CREATE OR REPLACE FUNCTION rag.reembed(pipeline text, embedder text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag.reembed');
+    e rag.embedders;
+    new_set integer;
+BEGIN
+    PERFORM rag._require_admin('rag.reembed');
+    SELECT * INTO e FROM rag.embedders AS x WHERE x.name = reembed.embedder;
+    IF NOT found THEN
+        RAISE EXCEPTION 'rag.reembed: embedder % is not registered (see rag.create_embedder)',
+            coalesce(quote_literal(embedder), 'NULL')
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF p.building_set IS NOT NULL THEN
+        RAISE EXCEPTION 'rag.reembed: pipeline % is already being re-embedded with %',
+            p.name, p.building_embedder
+            USING errcode = 'object_in_use';
+    END IF;
+    IF e.name = p.embedder THEN
+        RAISE EXCEPTION 'rag.reembed: pipeline % already uses embedder %', p.name, e.name
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    new_set := p.active_set + 1;
+    PERFORM rag._create_store(p.name, new_set, e.dimensions);
+    UPDATE rag.pipelines AS x SET building_set = new_set, building_embedder = e.name
+    WHERE x.name = p.name;
+    PERFORM rag._install_capture(p.name);
+    EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
+        p.name, p.key_sql, p.source);
+    -- Rows already queued for the active set were queued for the new set too; a table with
+    -- no rows switches on the next rag.process_queue.
+END;
+$$;

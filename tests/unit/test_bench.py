@@ -1,0 +1,97 @@
+"""The benchmark's pure helpers (no database, no timings)."""
+
+import numpy as np
+import pytest
+
+from pgask_measure.bench import (
+    QUESTION_TEMPLATES,
+    Figure,
+    Report,
+    latency_figures,
+    percentile,
+    questions,
+    random_unit_vectors,
+    recall_at_k,
+    size_label,
+)
+
+
+def test_percentile_interpolates_between_ranks():
+    values = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 50) == 3.0
+    assert percentile(values, 100) == 5.0
+    assert percentile(values, 95) == pytest.approx(4.8)
+    assert percentile([7.0], 95) == 7.0
+
+
+def test_percentile_agrees_with_numpy():
+    values = list(np.random.default_rng(1).exponential(size=201))
+    for p in (50, 90, 95, 99):
+        assert percentile(values, p) == pytest.approx(float(np.percentile(values, p)))
+
+
+def test_percentile_rejects_bad_input():
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_recall_counts_true_neighbours_found():
+    exact = [0.1, 0.2, 0.3, 0.4]
+    assert recall_at_k([0.1, 0.2, 0.3, 0.4], exact, 4) == 1.0
+    # The index missed 0.2 and 0.4 and returned farther rows instead.
+    assert recall_at_k([0.1, 0.3, 0.5, 0.6], exact, 4) == 0.5
+    assert recall_at_k([0.1, 0.2], exact, 2) == 1.0
+
+
+def test_recall_does_not_penalise_ties():
+    # Duplicate chunks: another row at the k-th distance is as good a neighbour.
+    assert recall_at_k([0.1, 0.2, 0.2], [0.1, 0.2, 0.2], 3) == 1.0
+    assert recall_at_k([0.1, 0.2 + 1e-9], [0.1, 0.2], 2) == 1.0
+
+
+def test_recall_with_fewer_rows_than_k():
+    assert recall_at_k([0.1, 0.2], [0.1, 0.2], 10) == 1.0
+    assert recall_at_k([], [], 10) == 1.0
+    with pytest.raises(ValueError):
+        recall_at_k([0.1], [0.1], 0)
+
+
+def test_questions_are_distinct_and_cover_every_title_first():
+    titles = ["ABORT", "ALTER TABLE", "VACUUM"]
+    asked = questions(titles, 100)
+    assert len(asked) == len(set(asked)) == len(titles) * len(QUESTION_TEMPLATES)
+    assert all(title in q for title, q in zip(titles, asked[:3], strict=True))
+    assert questions(titles, 2) == asked[:2]
+
+
+def test_size_labels():
+    assert size_label(10_000) == "10k"
+    assert size_label(100_000) == "100k"
+    assert size_label(1_000_000) == "1M"
+    assert size_label(2_500) == "2.5k"
+    assert size_label(190) == "190"
+
+
+def test_random_unit_vectors_are_normalised():
+    vectors = random_unit_vectors(np.random.default_rng(0), 50, 384)
+    assert vectors.shape == (50, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_latency_figures_pair_p50_and_p95():
+    p50, p95 = latency_figures("search", [1.0, 2.0, 3.0], "floor", [1.0, 1.0, 1.0], "note")
+    assert (p50.name, p50.value, p50.baseline, p50.ratio) == ("search p50", 2.0, 1.0, 2.0)
+    assert p95.name == "search p95" and p95.value == pytest.approx(2.9)
+    assert p50.note == "note" and p95.note == ""
+
+
+def test_table_lists_figures_notes_and_skips():
+    report = Report(figures=[Figure("recall@10 10k", 0.9, "", "exact scan", 1.0, "random")],
+                    skipped=["LangChain comparison: not installed"])
+    table = report.table()
+    assert "recall@10 10k" in table and "0.90x" in table
+    assert "recall@10 10k: random" in table
+    assert "skipped: LangChain comparison: not installed" in table
