@@ -40,8 +40,8 @@ def _module(path: str):
 def record(args) -> None:
     import psycopg
 
-    from pgask_measure.eval_run import _shown_passages
     from pgask.localdb import database_url
+    from pgask_measure.eval_run import _shown_passages
 
     options = {"log": False, "guard": "flag", "on_llm_error": "error"}
     with psycopg.connect(database_url(), autocommit=True) as conn, \
