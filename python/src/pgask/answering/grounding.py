@@ -449,7 +449,8 @@ def check_grounding(answer: str, passages: Sequence[str], *, question: str | Non
     if question is not None and CHECK_QUESTION_FACTS and not problems:
         sources = sorted({n for r in results for n in r.sources})
         if sources:
-            missing = _missing(_facts(question), _Support(passages[n - 1] for n in sources))
+            asked = _facts(CITATION.sub(" ", question))
+            missing = _missing(asked, _Support(passages[n - 1] for n in sources))
             if missing:
                 where = ", ".join(f"[{n}]" for n in sources)
                 problems.append(f"the answer rests on {where}, which do not hold what the "
