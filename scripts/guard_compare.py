@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from pgask_measure.eval_run import contains_answer
+from pgask_measure.evaluation import load_squad
 
 
 def _module(path: str):
@@ -48,13 +49,18 @@ def record(args) -> None:
             open(args.out, "w", encoding="utf-8") as out:
         pipeline = args.pipeline or conn.execute(
             "SELECT value FROM rag.settings WHERE key = 'default_pipeline'").fetchone()[0]
-        for question in args.questions:
+        asked = [(q, None) for q in args.questions]
+        if args.squad:  # answerable questions first: they are what keeps-correct is made of
+            questions = load_squad(args.squad).questions[:args.limit]
+            asked += [(q.question, list(q.answers)) for q in questions if q.answers]
+            asked += [(q.question, []) for q in questions if not q.answers]
+        for question, gold in asked:
             (result,) = conn.execute(
                 "SELECT rag.answer(%s, %s, pipeline => %s, model => %s, options => %s)",
                 (question, args.k, pipeline, args.model, json.dumps(options))).fetchone()
             generated = result["mode"] == "generated" or "generated_answer" in result
             out.write(json.dumps({
-                "id": question, "question": question, "gold": None, "mode": result["mode"],
+                "id": question, "question": question, "gold": gold, "mode": result["mode"],
                 "answer": result["answer"],
                 "reply": result.get("generated_answer", result["answer"]) if generated else None,
                 "grounded": result["grounded"], "problems": result["problems"],
@@ -134,7 +140,11 @@ def main() -> None:
     rec.add_argument("--pipeline", help="default: the default pipeline")
     rec.add_argument("--k", type=int, default=5)
     rec.add_argument("--out", required=True)
-    rec.add_argument("questions", nargs="+")
+    rec.add_argument("--squad", metavar="FILE", help="also ask the first --limit questions "
+                     "of this SQuAD 2.0 file (answerable ones first), scored against its gold "
+                     "answers; --pipeline must be the one eval-answers made for it")
+    rec.add_argument("--limit", type=int, default=110)
+    rec.add_argument("questions", nargs="*")
     rec.set_defaults(func=record)
     sc = sub.add_parser("score", help="judge recorded replies with two guards")
     sc.add_argument("--before", required=True, help="a grounding.py (e.g. from git main)")

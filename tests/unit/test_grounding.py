@@ -214,6 +214,15 @@ def test_an_answer_that_restates_the_question_is_not_an_answer():
                            question="Who led the Norse raiders?").grounded
 
 
+def test_an_answer_from_a_passage_without_the_year_asked_about_is_flagged():
+    question = "Who led the Norse raiders in the 9th century?"
+    result = check_grounding("Rollo led the Norse raiders [1].", PASSAGES, question=question)
+    assert result.problems == ['the answer may be to another question: the number "9" of the '
+                               "question is not in [1], which the answer rests on"]
+    assert check_grounding("Rollo led the Norse raiders [1].", PASSAGES,
+                           question="Who led them in the 10th century?").grounded
+
+
 def test_a_name_is_reported_without_the_word_that_opens_the_sentence():
     assert problems("The Ming dynasty ruled Normandy [1].") == [
         'the name "Ming" is not in any passage']
