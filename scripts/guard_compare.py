@@ -102,7 +102,7 @@ def score(args) -> None:
     lines = [json.loads(text) for path in args.files for text in open(path, encoding="utf-8")]
     generated = [line for line in lines if line["reply"] is not None]
     print(f"{len(lines)} questions, {len(generated)} generated replies "
-          f"({sum(bool(guards['after']._CITATION.search(g['reply'])) for g in generated)} "
+          f"({sum(bool(guards['after'].CITATION.search(g['reply'])) for g in generated)} "
           "with [n])")
     verdicts = {name: [_judge(module, line) for line in generated]
                 for name, module in guards.items()}
