@@ -164,16 +164,20 @@ $$;
 -- best chunks of a pipeline (rag.search, hybrid) and returns
 --   {answer, mode: generated|extractive|no_answer, citations: [{n, chunk_id, document_id,
 --    title, source, span}], model, usage: {prompt_tokens, completion_tokens},
---    timings_ms: {embed, search, rerank, generate, total}, grounded, answer_id,
---    log: logged | skipped: why, note}.
+--    timings_ms: {embed, search, rerank, generate, total}, grounded, problems, claims,
+--    generated_answer, answer_id, log: logged | skipped: why, note}.
 -- model: a rag.llms name, or 'extractive'; NULL: the pipeline's answer_options llm, else the
 -- default LLM (rag.create_llm), else extractive (offline: retrieved sentences, cited).
--- A generated answer is checked against its passages: numbers, dates, quotes and names it
--- states must appear in what it cites, and its [n] must exist; if not, grounded is false and
--- (guard 'replace', the default) the extractive answer is returned with a note. An LLM that
--- fails (after retries) gives the extractive answer with a note (on_llm_error 'fallback',
--- the default) or an error ('error'). options (over the pipeline's answer_options): llm,
--- guard (replace|flag), on_llm_error (fallback|error), max_context_tokens, prompt
+-- A generated answer is checked claim by claim (claims: [{text, cited, sources, supported,
+-- reason}]): each claim's numbers, dates, quotes, names and most of its words must stand in
+-- a passage shown, and its [n] are set to the passages that support it (a wrong or missing
+-- [n] is corrected; generated_answer keeps the reply as written). A claim no passage
+-- supports, a reply of citations only or one that restates the question makes grounded
+-- false and (guard 'replace', the default) the extractive answer is returned with a note.
+-- An LLM that fails (after retries) gives the extractive answer with a note (on_llm_error
+-- 'fallback', the default) or an error ('error'). options (over the pipeline's
+-- answer_options): llm, guard (replace|flag), on_llm_error (fallback|error),
+-- max_context_tokens, prompt
 -- ({system, user} with {context} and {question}), search (rag.search options), log (false:
 -- not logged). Every answer is logged in rag.answer_log, except on a hot standby or in a
 -- read-only transaction, where it is answered all the same and the result says

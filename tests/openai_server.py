@@ -120,7 +120,8 @@ class FaultyHandler(EmbeddingHandler):
             for i, v in enumerate(vectors)]})
 
     def respond_chat(self):
-        """Answers "You said: <last user message>", cut to max_tokens words; tokens are words."""
+        """Answers "You said: <last user message>", cut to max_tokens words; tokens are words.
+        A message "REPLY: <text>" is answered with exactly <text>: a fixed model output."""
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
         with self.state_lock:
             FaultyHandler.chats.append({"path": self.path, "body": request})
@@ -130,12 +131,14 @@ class FaultyHandler(EmbeddingHandler):
         last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         words = f"You said: {last_user}".split()
         limit = request.get("max_tokens") or len(words)
+        fixed = last_user.removeprefix("REPLY: ") if last_user.startswith("REPLY: ") else None
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         self._send_json(200, {
             "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
             "model": request.get("model", "echo"),
             "choices": [{"index": 0, "message": {"role": "assistant",
-                                                 "content": " ".join(words[:limit])},
+                                                 "content": fixed if fixed is not None
+                                                 else " ".join(words[:limit])},
                          "finish_reason": "length" if len(words) > limit else "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": min(limit, len(words)),
                       "total_tokens": prompt_tokens + min(limit, len(words))},

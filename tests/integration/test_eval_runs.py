@@ -1,6 +1,7 @@
 """`pgask eval` and `pgask eval-answers` end to end, against a real database."""
 
 import json
+import re
 
 import commands
 import pytest
@@ -87,3 +88,28 @@ def test_eval_answers_end_to_end(db, db_url, tmp_path):
     assert metrics["no_answer_accuracy"] == 1.0
     assert db.execute("SELECT kind, mode FROM rag.eval_summary").fetchall() == [
         ("answers", "extractive")]
+
+
+def test_eval_answers_with_a_model_reports_per_answer_details(db, db_url, tmp_path,
+                                                              chat_server):
+    # The loopback server echoes the prompt back: a reply with claims of all kinds.
+    db.execute("SELECT rag.create_llm('echo', 'openai', 'echo-1', %s)", (chat_server.url,))
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(SQUAD))
+    details = tmp_path / "details.jsonl"
+    result = pgask(db_url, "eval-answers", "--squad", str(path), "--model", "echo",
+                   "--details", str(details), "--json", "-q")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    metrics = report["results"]["llm:echo"]
+    lines = [json.loads(line) for line in details.read_text().splitlines()]
+    assert [line["question"] for line in lines] == [
+        q["question"] for a in SQUAD["data"] for p in a["paragraphs"] for q in p["qas"]]
+    replies = [line["reply"] for line in lines if line["reply"] is not None]
+    assert len(replies) == report["settings"]["generated"] == 3
+    assert all(line["passages"] and set(line) >= {"answer", "grounded", "problems", "claims",
+                                                  "gold", "mode"} for line in lines)
+    assert metrics["citation_rate"] == sum(bool(re.search(r"\[\d+\]", r)) for r in replies) / 3
+    claims = [c for line in lines for c in line["claims"]]
+    assert claims and metrics["claims_supported"] == sum(c["supported"] for c in claims)
+    assert metrics["claims_unsupported"] == sum(not c["supported"] for c in claims)

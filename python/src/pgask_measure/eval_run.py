@@ -19,6 +19,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from pgask.llm.prompt import Passage as PromptPassage
+from pgask.llm.prompt import build_prompt
 from pgask.progress import progress_bar
 from pgask.worker import backfill
 from pgask_measure.evaluation import (
@@ -148,9 +150,30 @@ def contains_answer(prediction: str, gold) -> bool:
     return any(normalize_answer(g) and normalize_answer(g) in text for g in gold)
 
 
+def _shown_passages(conn: psycopg.Connection, question: str, k: int,
+                    pipeline: str) -> list[str]:
+    """The passages rag.answer showed the LLM for `question`: the same search, cut by the
+    same prompt budget (eval-answers passes no search or prompt options)."""
+    rows = conn.execute("SELECT content, title FROM rag.search(%s, %s, NULL::jsonb, 'hybrid',"
+                        " %s) ORDER BY rank", (question, k, pipeline)).fetchall()
+    prompt = build_prompt(question, [PromptPassage(content, title) for content, title in rows])
+    return [rows[i][0] for i in prompt.included]
+
+
+def _detail(q, result: dict, passages: list[str] | None) -> dict:
+    """One line of --details: enough to re-judge the reply offline without the model."""
+    generated = result["mode"] == "generated" or "generated_answer" in result
+    return {"id": q.id, "question": q.question, "gold": list(q.answers),
+            "mode": result["mode"], "answer": result["answer"],
+            # The LLM's reply as it came, before the guard corrected or withheld it.
+            "reply": result.get("generated_answer", result["answer"]) if generated else None,
+            "grounded": result["grounded"], "problems": result["problems"],
+            "claims": result.get("claims", []), "passages": passages}
+
+
 def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
                     limit: int | None = None, model: str | None = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, details: str | None = None) -> dict:
     """Answer quality on SQuAD 2.0: exact match, F1 and gold-answer containment on answerable
     questions, the share answered, and how often unanswerable ones get "I don't know".
     With `model` (a rag.llms name) the guard runs in flag mode, so each generated answer is
@@ -159,7 +182,10 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
     unanswerable questions (inventions) it flags; guard_stops_wrong the same for answerable
     questions answered without the gold answer. The *_facts variants count only the guard's
     fact checks (numbers, dates, quotes, names), leaving out its citation rules, which small
-    models fail by not citing at all."""
+    models fail by not citing at all. citation_rate is the share of generated replies that
+    carry an [n] of their own; claims_supported / claims_unsupported count the guard's claims.
+    `details` names a JSON-lines file that gets every question, reply, answer, verdict and
+    problem (and the passages shown, to re-judge replies offline)."""
     squad = load_squad(squad_file)
     digest = hashlib.sha256(Path(squad_file).read_bytes()).hexdigest()
     rows = [(cid, title, text) for cid, (title, text) in squad.contexts.items()]
@@ -169,7 +195,9 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
     counts = dict.fromkeys(("em", "f1", "contains", "refused_answerable", "correct_refusals",
                             "answerable", "correct", "correct_kept", "correct_kept_facts",
                             "invented", "invented_stopped", "invented_stopped_facts",
-                            "wrong", "wrong_stopped", "wrong_stopped_facts"), 0)
+                            "wrong", "wrong_stopped", "wrong_stopped_facts", "generated",
+                            "cited", "claims_supported", "claims_unsupported"), 0)
+    detail_file = open(details, "w", encoding="utf-8") if details else None  # noqa: SIM115
     bar = progress_bar(len(questions), "answers", "query", progress)
     started = time.monotonic()
     for q in questions:
@@ -179,6 +207,16 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
         refused = result["mode"] == "no_answer"
         text = _MARKER.sub("", result["answer"])
         generated = result["mode"] == "generated"
+        reply = result.get("generated_answer", result["answer"])
+        if generated or "generated_answer" in result:  # withheld replies count too
+            counts["generated"] += 1
+            counts["cited"] += bool(_MARKER.search(reply))
+            for claim in result.get("claims", []):
+                counts["claims_supported" if claim["supported"] else "claims_unsupported"] += 1
+        if detail_file:
+            passages = _shown_passages(conn, q.question, k, pipeline) if model else None
+            detail_file.write(json.dumps(_detail(q, result, passages)) + "\n")
+            detail_file.flush()  # a long run can be followed, and survives being stopped
         # The guard's fact checks say "... is not in ..."; its citation rules do not.
         facts_flagged = any(" is not in " in problem for problem in result["problems"])
         if q.answers:
@@ -204,6 +242,8 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
                 counts["invented_stopped_facts"] += facts_flagged
         bar.update(1)
     bar.close()
+    if detail_file:
+        detail_file.close()
     answerable = counts["answerable"]
     unanswerable = len(questions) - answerable
 
@@ -225,11 +265,15 @@ def run_answer_eval(conn: psycopg.Connection, squad_file: str, *, k: int = 5,
             "guard_keeps_correct_facts": share("correct_kept_facts", counts["correct"]),
             "guard_stops_invented_facts": share("invented_stopped_facts", counts["invented"]),
             "guard_stops_wrong_facts": share("wrong_stopped_facts", counts["wrong"]),
+            "citation_rate": share("cited", counts["generated"]),
+            "claims_supported": float(counts["claims_supported"]),
+            "claims_unsupported": float(counts["claims_unsupported"]),
         })
     settings = {"pipeline": pipeline, "k": k, "answerable": answerable,
                 "unanswerable": unanswerable, "model": model or "extractive",
                 **({"generated_correct": counts["correct"], "generated_invented":
-                    counts["invented"], "generated_wrong": counts["wrong"]} if model else {})}
+                    counts["invented"], "generated_wrong": counts["wrong"],
+                    "generated": counts["generated"]} if model else {})}
     label = f"llm:{model}" if model else "extractive"
     _record(conn, "answers", Path(squad_file).name, None, pipeline, {}, settings,
             len(questions), time.monotonic() - started, {label: metrics})
@@ -243,7 +287,7 @@ def format_table(report: dict) -> str:
     lines = [f"{report['dataset']}  " + "  ".join(
         f"{k}={v}" for k, v in report["settings"].items() if k in (
             "split", "queries", "depth", "answerable", "unanswerable", "model",
-            "generated_correct", "generated_invented", "generated_wrong"))]
+            "generated_correct", "generated_invented", "generated_wrong", "generated"))]
     lines.append("mode".ljust(16) + "".join(m.rjust(20) for m in metrics))
     for mode, values in results.items():
         lines.append(mode.ljust(16) + "".join(f"{values[m]:20.4f}" for m in metrics))
@@ -309,13 +353,17 @@ def add_eval_parsers(sub, connect) -> None:
     ans.add_argument("--model", help="a registered LLM (rag.create_llm): generated answers, "
                      "with the grounding guard measured (default: extractive answers)")
     ans.add_argument("--limit", type=int, help="only the first N questions")
+    ans.add_argument("--details", metavar="FILE", help="write one JSON line per question: "
+                     "question, gold answers, the LLM's reply, the answer, verdict, problems, "
+                     "claims and the passages shown")
     ans.add_argument("--json", action="store_true", help="print the results as JSON")
     ans.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     def answers_command(args) -> int:
         with connect(args) as conn:
             report = run_answer_eval(conn, args.squad, k=args.k, limit=args.limit,
-                                     model=args.model, progress=not args.quiet)
+                                     model=args.model, progress=not args.quiet,
+                                     details=args.details)
         print(json.dumps(report, indent=2) if args.json else format_table(report))
         return 0
 

@@ -170,6 +170,18 @@ def _extractive(question: str, rows: list[dict]):
                               question=question), embedder.name)
 
 
+def _local_embed():
+    """The local model's embed, which the guard uses to see a paraphrase: loaded once per
+    backend (the extractive answerer uses the same one); None when it cannot be loaded, and
+    the guard then judges on words and facts alone."""
+    try:
+        from pgask.embedders.local import get_local_embedder
+
+        return get_local_embedder().embed
+    except (ImportError, OSError, RuntimeError):
+        return None
+
+
 def _citation(n: int, row: dict) -> dict:
     return {"n": n, "chunk_id": row["chunk_id"], "document_id": row["document_id"],
             "title": row["title"], "source": row["source"], "chunk": row["ordinal"],
@@ -270,16 +282,22 @@ def _generate(plpy, llm_name, question, rows, options, result) -> str:
         result.update(mode="no_answer", answer=NO_ANSWER)
         return "done"
     shown = [rows[i] for i in prompt.included]
-    grounding = check_grounding(text, [r["content"] for r in shown])
+    grounding = check_grounding(text, [r["content"] for r in shown], question=question,
+                                embed=_local_embed())
     result["grounded"] = grounding.grounded
     result["problems"] = grounding.problems
+    result["claims"] = [asdict(c) for c in grounding.claims]
+    # The reply as the LLM wrote it, wherever the answer shown is not that: withheld, or
+    # with its [n] marks corrected by the guard.
+    result["generated_answer"] = text
     if grounding.grounded or options.guard == "flag":
-        result.update(mode="generated", answer=text,
+        if grounding.answer is None:
+            del result["generated_answer"]
+        result.update(mode="generated", answer=grounding.answer or text,
                       citations=[_citation(n, shown[n - 1]) for n in grounding.cited])
         return "done"
-    result["generated_answer"] = text
-    result["note"] = ("The generated answer was withheld because it is not supported by the "
-                      "passages it cites (" + "; ".join(grounding.problems) + "); this answer "
+    result["note"] = ("The generated answer was withheld because the passages shown do not "
+                      "support it (" + "; ".join(grounding.problems) + "); this answer "
                       "is extractive.")
     return "fallback"
 

@@ -1,0 +1,163 @@
+"""Measures the grounding guard before and after a change on the SAME recorded LLM replies.
+
+Generating is slow (about 20 s per answer for a 1.5B model on two cores) and judging is fast,
+so replies are recorded once and every guard is scored on them offline:
+
+  record   asks questions through rag.answer (guard in flag mode) and writes, per question,
+           the passages shown and the LLM's reply (the --details format of eval-answers);
+  score    re-judges recorded replies with two grounding modules (e.g. git main's
+           grounding.py and the working tree's) and prints keeps-correct / stops-invented /
+           stops-wrong for each, plus every answer whose verdict differs.
+
+  pgask eval-answers --squad FILE --model NAME --limit 110 --details squad.jsonl
+  python scripts/guard_compare.py record --model NAME --out manual.jsonl "question" ...
+  git show main:python/src/pgask/answering/grounding.py > /tmp/grounding_before.py
+  python scripts/guard_compare.py score --before /tmp/grounding_before.py squad.jsonl
+
+A correct answer is a generated one that contains a gold answer (eval-answers' measure).
+Measurement only: not part of the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from pgask_measure.eval_run import contains_answer
+from pgask_measure.evaluation import load_squad
+
+
+def _module(path: str):
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(args) -> None:
+    import psycopg
+
+    from pgask.localdb import database_url
+    from pgask_measure.eval_run import _shown_passages
+
+    options = {"log": False, "guard": "flag", "on_llm_error": "error"}
+    with psycopg.connect(database_url(), autocommit=True) as conn, \
+            open(args.out, "w", encoding="utf-8") as out:
+        pipeline = args.pipeline or conn.execute(
+            "SELECT value FROM rag.settings WHERE key = 'default_pipeline'").fetchone()[0]
+        asked = [(q, None) for q in args.questions]
+        if args.squad:  # answerable questions first: they are what keeps-correct is made of
+            questions = load_squad(args.squad).questions[:args.limit]
+            asked += [(q.question, list(q.answers)) for q in questions if q.answers]
+            asked += [(q.question, []) for q in questions if not q.answers]
+        for question, gold in asked:
+            (result,) = conn.execute(
+                "SELECT rag.answer(%s, %s, pipeline => %s, model => %s, options => %s)",
+                (question, args.k, pipeline, args.model, json.dumps(options))).fetchone()
+            generated = result["mode"] == "generated" or "generated_answer" in result
+            out.write(json.dumps({
+                "id": question, "question": question, "gold": gold, "mode": result["mode"],
+                "answer": result["answer"],
+                "reply": result.get("generated_answer", result["answer"]) if generated else None,
+                "grounded": result["grounded"], "problems": result["problems"],
+                "passages": _shown_passages(conn, question, args.k, pipeline)}) + "\n")
+            out.flush()
+            print(question, "->", result["mode"], file=sys.stderr)
+
+
+_EMBED = []
+
+
+def _judge(module, line: dict):
+    """The module's verdict, given what the pipeline gives the guard it has (the question and
+    the local model for the new guard; main's takes the answer and passages only)."""
+    import inspect
+
+    if "question" not in inspect.signature(module.check_grounding).parameters:
+        return module.check_grounding(line["reply"], line["passages"])
+    if not _EMBED:
+        from pgask.embedders.local import get_local_embedder
+
+        _EMBED.append(get_local_embedder().embed)
+    return module.check_grounding(line["reply"], line["passages"], question=line["question"],
+                                  embed=_EMBED[0])
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def score(args) -> None:
+    guards = {"before": _module(args.before), "after": _module(args.after)}
+    for setting in args.set or []:  # try a threshold without editing the module
+        name, _, value = setting.partition("=")
+        setattr(guards["after"], name, _value(value))
+    lines = [json.loads(text) for path in args.files for text in open(path, encoding="utf-8")]
+    generated = [line for line in lines if line["reply"] is not None]
+    print(f"{len(lines)} questions, {len(generated)} generated replies "
+          f"({sum(bool(guards['after'].CITATION.search(g['reply'])) for g in generated)} "
+          "with [n])")
+    verdicts = {name: [_judge(module, line) for line in generated]
+                for name, module in guards.items()}
+    for name in guards:
+        counts = {"correct": [0, 0], "wrong": [0, 0], "invented": [0, 0], "manual": [0, 0]}
+        for line, verdict in zip(generated, verdicts[name], strict=True):
+            if line["gold"] is None:
+                kind = "manual"
+            elif not line["gold"]:
+                kind = "invented"
+            else:
+                kind = "correct" if contains_answer(line["reply"], line["gold"]) else "wrong"
+            counts[kind][0] += 1
+            counts[kind][1] += verdict.grounded if kind in ("correct", "manual") \
+                else not verdict.grounded
+        print(f"{name:7s} keeps-correct {counts['correct'][1]}/{counts['correct'][0]}"
+              f"  stops-invented {counts['invented'][1]}/{counts['invented'][0]}"
+              f"  stops-wrong {counts['wrong'][1]}/{counts['wrong'][0]}"
+              f"  keeps-manual {counts['manual'][1]}/{counts['manual'][0]}")
+    if args.show:
+        for line, old, new in zip(generated, verdicts["before"], verdicts["after"], strict=True):
+            if args.show == "all" or old.grounded != new.grounded:
+                print(f"\n## {line['question']}  gold={line['gold']}\nreply: {line['reply']}")
+                print(f"before: {old.grounded} {old.problems}")
+                print(f"after:  {new.grounded} {new.problems}")
+                if getattr(new, "answer", None) and new.answer != line["reply"]:
+                    print(f"shown:  {new.answer}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(required=True)
+    rec = sub.add_parser("record", help="ask questions, keep the passages and the replies")
+    rec.add_argument("--model", required=True, help="a rag.llms name")
+    rec.add_argument("--pipeline", help="default: the default pipeline")
+    rec.add_argument("--k", type=int, default=5)
+    rec.add_argument("--out", required=True)
+    rec.add_argument("--squad", metavar="FILE", help="also ask the first --limit questions "
+                     "of this SQuAD 2.0 file (answerable ones first), scored against its gold "
+                     "answers; --pipeline must be the one eval-answers made for it")
+    rec.add_argument("--limit", type=int, default=110)
+    rec.add_argument("questions", nargs="*")
+    rec.set_defaults(func=record)
+    sc = sub.add_parser("score", help="judge recorded replies with two guards")
+    sc.add_argument("--before", required=True, help="a grounding.py (e.g. from git main)")
+    sc.add_argument("--after", default=str(Path(__file__).parents[1] / "python" / "src" /
+                                           "pgask" / "answering" / "grounding.py"))
+    sc.add_argument("--show", choices=("changed", "all"), help="print answers")
+    sc.add_argument("--set", action="append", metavar="NAME=VALUE",
+                    help="override a constant of the new guard, e.g. ATTRIBUTE_COVERAGE=0.4")
+    sc.add_argument("files", nargs="+", help="JSON lines from eval-answers --details / record")
+    sc.set_defaults(func=score)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
