@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from pgask.eval_corpus import build_corpus, corpus_digest, corpus_source
 from pgask.evaluation import (
     RETRIEVAL_METRICS,
     default_split,
@@ -100,15 +101,25 @@ def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, ch
                        embedder: str = "local", depth: int = DEFAULT_DEPTH,
                        split: str | None = None, limit: int | None = None,
                        options: dict | None = None, reranker: str = "local",
-                       progress: bool = True) -> dict:
+                       corpus_root: str | None = None, progress: bool = True) -> dict:
+    """Every judged query of the BEIR folder through rag.search in each mode. A folder with a
+    corpus-source.json builds its corpus from files (pgask.eval_corpus) under its root, or
+    under ``corpus_root`` when given."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"--modes: {', '.join(unknown)} not available; choose from "
                          f"{', '.join(MODES)}")
     split = split or default_split(Path(folder))
-    dataset = load_beir(folder, split)
+    source = corpus_source(folder)
+    if source is not None:
+        corpus = build_corpus(corpus_root or source["root"], source.get("include", ()),
+                              source.get("exclude", ()))
+        dataset = load_beir(folder, split, corpus=corpus)
+        digest = corpus_digest(corpus)
+    else:
+        dataset = load_beir(folder, split)
+        digest = hashlib.sha256((Path(folder) / "corpus.jsonl").read_bytes()).hexdigest()
     chunker = chunker or {}
-    digest = hashlib.sha256((Path(folder) / "corpus.jsonl").read_bytes()).hexdigest()
     rows = [(doc_id, title, text) for doc_id, (title, text) in dataset.corpus.items()]
     pipeline = corpus_pipeline(conn, dataset.name, digest, rows, chunker, embedder, progress)
 
@@ -278,6 +289,10 @@ def add_eval_parsers(sub, connect) -> None:
     ev.add_argument("--k", type=int, default=DEFAULT_DEPTH,
                     help=f"chunks retrieved per query (default {DEFAULT_DEPTH}; documents are "
                     "ranked by their best chunk)")
+    ev.add_argument("--corpus-root", metavar="DIR",
+                    help="for a data set whose corpus is built from files (its "
+                    "corpus-source.json): the folder holding them, instead of the root "
+                    "named there")
     ev.add_argument("--split", help="qrels split (default: test, or the only one there is)")
     ev.add_argument("--limit", type=int, help="only the first N judged queries")
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -299,7 +314,8 @@ def add_eval_parsers(sub, connect) -> None:
             report = run_retrieval_eval(conn, args.dataset, modes=modes, chunker=chunker,
                                         embedder=args.embedder, depth=args.k, split=args.split,
                                         limit=args.limit, options=options,
-                                        reranker=args.reranker, progress=not args.quiet)
+                                        reranker=args.reranker, corpus_root=args.corpus_root,
+                                        progress=not args.quiet)
         print(json.dumps(report, indent=2) if args.json else format_table(report))
         return 0
 
