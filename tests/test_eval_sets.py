@@ -146,3 +146,17 @@ def test_eval_builds_the_corpus_from_files(db, db_url, tmp_path):
     report = json.loads(result.stdout)
     for mode in ("vector", "keyword", "hybrid"):
         assert report["results"][mode]["ndcg@10"] == 1.0, mode
+    assert report["settings"]["titles"] == "column"
+
+    # Title handling, measured: the title as the body's first line is another corpus.
+    body = pgask(db_url, "eval", "--dataset", str(folder), "--corpus-root", str(docs),
+                 "--titles", "body", "--json", "-q", "--k", "10")
+    assert body.returncode == 0, body.stderr
+    assert "2 documents loaded" in body.stderr
+    pipeline = json.loads(body.stdout)["settings"]["pipeline"]
+    table = pipeline.replace("eval_", "rag_eval.corpus_")
+    assert db.execute(f"SELECT title, body FROM {table} WHERE id = 'cats.md'").fetchone() == (
+        "", "Cats\n\n# Cats\n\nCats purr when they are content.\n")
+    again = pgask(db_url, "eval", "--dataset", str(folder), "--corpus-root", str(docs),
+                  "--titles", "none", "-q", "--k", "10")
+    assert again.returncode == 0 and "2 documents loaded" in again.stderr
