@@ -11,6 +11,9 @@ DEMO_QUESTION ?= How do I create a B-tree index on two columns?
 # Optional evaluation inputs (not part of the product; present beside the checkout in CI).
 EVAL_DATASET ?= ../shared/data/scifact
 EVAL_SQUAD ?= ../shared/data/squad2/dev-part-a.json
+# Our question sets (tests/data): queries and qrels only; their corpora are built at eval time
+# from the installed manual (the demo pages) and from the runbooks beside the checkout.
+EVAL_RUNBOOKS ?= ../shared/data/runbooks
 
 .PHONY: help setup db db-stop install demo test test-fast lint bench eval soak clean
 
@@ -81,6 +84,10 @@ bench: db  ## speed figures next to same-run baselines, LangChain included (writ
 eval: install  ## retrieval quality (BEIR: nDCG@10, recall@k, MRR) and answer quality (SQuAD 2.0)
 	@test -d "$(EVAL_DATASET)" || { echo "no BEIR dataset at $(EVAL_DATASET): set EVAL_DATASET=DIR"; exit 1; }
 	$(PGASK) eval --dataset "$(EVAL_DATASET)"
+	@if [ -d "$(MANUAL)" ]; then $(PGASK) eval --dataset tests/data/pgdocs --corpus-root "$(MANUAL)"; \
+	else echo "no manual under $(MANUAL): the demo-corpus questions are skipped (make setup installs it)"; fi
+	@if [ -d "$(EVAL_RUNBOOKS)" ]; then $(PGASK) eval --dataset tests/data/runbooks --corpus-root "$(EVAL_RUNBOOKS)"; \
+	else echo "no runbooks at $(EVAL_RUNBOOKS): the runbook questions are skipped (set EVAL_RUNBOOKS=DIR)"; fi
 	@if [ -f "$(EVAL_SQUAD)" ]; then $(PGASK) eval-answers --squad "$(EVAL_SQUAD)"; \
 	else echo "no SQuAD file at $(EVAL_SQUAD): answer quality skipped (set EVAL_SQUAD=FILE)"; fi
 

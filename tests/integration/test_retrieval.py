@@ -315,9 +315,10 @@ def test_bad_arguments_are_named(db, args, message):
     assert excinfo.value.diag.message_primary == message
 
 
-def test_zscore_fusion_is_selectable(db):
+@pytest.mark.parametrize("fusion", ["zscore", "rrf"])
+def test_either_fusion_is_selectable(db, fusion):
     ids = fill_store(db, [(f"word {i}" + " word" * (i % 3), {}) for i in range(30)])
-    rows = search(db, "word", k=10, options={"fusion": "zscore"},
+    rows = search(db, "word", k=10, options={"fusion": fusion},
                   columns="chunk_id, score, vector_rank, keyword_rank")
     assert len(rows) == 10 and {r[0] for r in rows} <= set(ids)
     assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True)

@@ -9,6 +9,7 @@ from pgask.retrieval.fusion import (
     reciprocal_rank_fusion,
     zscore_fusion,
 )
+from pgask.retrieval.options import SearchOptions
 
 
 def test_rrf_sums_weighted_reciprocal_ranks():
@@ -32,6 +33,14 @@ def test_zscore_fusion_keeps_margins_and_floors_missing_ids():
     assert dict(fused)[3] == pytest.approx(z_vector[2] + 1.0)
     assert [i for i, _ in fused] == [1, 3, 2]  # 1 leads by far in one list, 3 barely in one
     assert zscore_fusion([[], []], [1.0, 1.0]) == []
+
+
+def test_defaults_are_the_ones_measured_best_overall():
+    # Chosen on pgdocs, the runbooks and SciFact train together (docs/quality.md): change
+    # them only with new figures there.
+    options = SearchOptions()
+    assert (options.fusion, options.bm25_k1, options.bm25_b) == ("zscore", 0.9, 0.4)
+    assert (options.vector_weight, options.keyword_weight) == (1.0, 1.0)
 
 
 def test_near_duplicates_are_dropped_best_first():

@@ -23,6 +23,7 @@ from pgask.llm.prompt import Passage as PromptPassage
 from pgask.llm.prompt import build_prompt
 from pgask.progress import progress_bar
 from pgask.worker import backfill
+from pgask_measure.eval_corpus import build_corpus, corpus_digest, corpus_source
 from pgask_measure.evaluation import (
     RETRIEVAL_METRICS,
     default_split,
@@ -39,6 +40,10 @@ SCHEMA = "rag_eval"
 # "hybrid+rerank": hybrid, then the reranker named by --reranker over the best candidates.
 MODES = ("vector", "keyword", "hybrid", "hybrid+rerank")
 DEFAULT_DEPTH = 200  # chunks per query: enough distinct documents for recall@100
+# What the eval pipeline gets of a document's title: "column", its title column (embedded in
+# front of every chunk and indexed with every chunk's words, as for rag.documents); "body",
+# the title as the first line of the text (so only the first chunk carries it); "none".
+TITLES = ("column", "body", "none")
 
 
 def corpus_pipeline(conn: psycopg.Connection, label: str, digest: str,
@@ -73,6 +78,13 @@ def corpus_pipeline(conn: psycopg.Connection, label: str, digest: str,
     return name
 
 
+def _titled(title: str, text: str, titles: str) -> tuple[str, str]:
+    """(title, body) for the eval table under the ``titles`` handling."""
+    if titles == "column" or not title:
+        return title, text
+    return ("", f"{title}\n\n{text}") if titles == "body" else ("", text)
+
+
 def _record(conn: psycopg.Connection, kind: str, dataset: str, split: str | None,
             pipeline: str, chunker: dict, settings: dict, queries: int, seconds: float,
             results: dict[str, dict[str, float]]) -> int:
@@ -96,16 +108,33 @@ def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, ch
                        embedder: str = "local", depth: int = DEFAULT_DEPTH,
                        split: str | None = None, limit: int | None = None,
                        options: dict | None = None, reranker: str = "local",
+                       corpus_root: str | None = None, titles: str = "column",
                        progress: bool = True) -> dict:
+    """Every judged query of the BEIR folder through rag.search in each mode. A folder with a
+    corpus-source.json builds its corpus from files (pgask.eval_corpus) under its root, or
+    under ``corpus_root`` when given. ``titles`` says what the pipeline gets of each title
+    (TITLES), to measure how titles should be handled."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"--modes: {', '.join(unknown)} not available; choose from "
                          f"{', '.join(MODES)}")
     split = split or default_split(Path(folder))
-    dataset = load_beir(folder, split)
+    source = corpus_source(folder)
+    if source is not None:
+        corpus = build_corpus(corpus_root or source["root"], source.get("include", ()),
+                              source.get("exclude", ()))
+        dataset = load_beir(folder, split, corpus=corpus)
+        digest = corpus_digest(corpus)
+    else:
+        dataset = load_beir(folder, split)
+        digest = hashlib.sha256((Path(folder) / "corpus.jsonl").read_bytes()).hexdigest()
+    if titles not in TITLES:
+        raise ValueError(f"--titles must be one of {', '.join(TITLES)}, got {titles!r}")
     chunker = chunker or {}
-    digest = hashlib.sha256((Path(folder) / "corpus.jsonl").read_bytes()).hexdigest()
-    rows = [(doc_id, title, text) for doc_id, (title, text) in dataset.corpus.items()]
+    rows = [(doc_id, *_titled(title, text, titles))
+            for doc_id, (title, text) in dataset.corpus.items()]
+    if titles != "column":  # another corpus for the pipeline; the default keeps its old key
+        digest = f"{digest}:titles={titles}"
     pipeline = corpus_pipeline(conn, dataset.name, digest, rows, chunker, embedder, progress)
 
     queries = [(q, dataset.queries[q]) for q in dataset.qrels if q in dataset.queries]
@@ -132,7 +161,8 @@ def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, ch
         results[mode] = evaluate_run(run, dataset.qrels)
     seconds = time.monotonic() - started
     settings = {"pipeline": pipeline, "chunker": chunker, "embedder": embedder,
-                "depth": depth, "split": split, "queries": len(queries), "options": options}
+                "titles": titles, "depth": depth, "split": split, "queries": len(queries),
+                "options": options}
     if "hybrid+rerank" in modes:
         settings["reranker"] = reranker
     _record(conn, "retrieval", dataset.name, split, pipeline, chunker, settings, len(queries),
@@ -316,6 +346,14 @@ def add_eval_parsers(sub, connect) -> None:
     ev.add_argument("--k", type=int, default=DEFAULT_DEPTH,
                     help=f"chunks retrieved per query (default {DEFAULT_DEPTH}; documents are "
                     "ranked by their best chunk)")
+    ev.add_argument("--corpus-root", metavar="DIR",
+                    help="for a data set whose corpus is built from files (its "
+                    "corpus-source.json): the folder holding them, instead of the root "
+                    "named there")
+    ev.add_argument("--titles", choices=TITLES, default="column",
+                    help="what the pipeline gets of each title: its title column (default; "
+                    "embedded and indexed with every chunk), the first line of the body, or "
+                    "nothing; to measure title handling")
     ev.add_argument("--split", help="qrels split (default: test, or the only one there is)")
     ev.add_argument("--limit", type=int, help="only the first N judged queries")
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -337,7 +375,8 @@ def add_eval_parsers(sub, connect) -> None:
             report = run_retrieval_eval(conn, args.dataset, modes=modes, chunker=chunker,
                                         embedder=args.embedder, depth=args.k, split=args.split,
                                         limit=args.limit, options=options,
-                                        reranker=args.reranker, progress=not args.quiet)
+                                        reranker=args.reranker, corpus_root=args.corpus_root,
+                                        titles=args.titles, progress=not args.quiet)
         print(json.dumps(report, indent=2) if args.json else format_table(report))
         return 0
 

@@ -46,20 +46,25 @@ def default_split(folder: Path) -> str:
     return splits[0]
 
 
-def load_beir(folder: str | Path, split: str | None = None) -> BeirDataset:
-    """Reads a BEIR-format folder; raises ValueError naming what is missing or malformed."""
+def load_beir(folder: str | Path, split: str | None = None,
+              corpus: dict[str, tuple[str, str]] | None = None) -> BeirDataset:
+    """Reads a BEIR-format folder; raises ValueError naming what is missing or malformed.
+    ``corpus`` (doc id -> (title, text)) stands in for corpus.jsonl, which is then not read."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"dataset folder {folder} does not exist")
     split = split or default_split(folder)
     paths = {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl",
              "qrels": folder / "qrels" / f"{split}.tsv"}
+    if corpus is not None:
+        del paths["corpus"]
     for what, path in paths.items():
         if not path.is_file():
             raise ValueError(f"dataset {folder} has no {path.relative_to(folder)} ({what}); "
                              "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv")
-    corpus = {str(d["_id"]): (d.get("title") or "", d.get("text") or "")
-              for d in _jsonl(paths["corpus"])}
+    if corpus is None:
+        corpus = {str(d["_id"]): (d.get("title") or "", d.get("text") or "")
+                  for d in _jsonl(paths["corpus"])}
     queries = {str(q["_id"]): q["text"] for q in _jsonl(paths["queries"])}
     qrels: dict[str, dict[str, int]] = {}
     with paths["qrels"].open(encoding="utf-8") as lines:
