@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -100,12 +101,14 @@ HEADER = (f"{'':40}{'answered':>9}{'IDK':>7}{'contains':>10}{'F1':>7}{'words':>7
 
 def constants(scorer: answerability.Scorer, threshold: float, command: str) -> str:
     def numbers(values):
-        return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
+        text = ", ".join(f"{v:.4f}" for v in values)
+        return "(" + "\n        ".join(textwrap.wrap(text, 80)) + ")"
 
+    names = textwrap.wrap(", ".join(answerability.FEATURES), 90)
     return (f"# Fitted by `{command}`\n"
-            f"# on the 5 tuning articles of SQuAD 2.0 dev part A; features: "
-            f"{', '.join(answerability.FEATURES)}.\n"
-            "SCORER = answerability.Scorer(\n"
+            "# on the 5 tuning articles of SQuAD 2.0 dev part A; features:\n"
+            + "".join(f"# {line}\n" for line in names)
+            + "SCORER = answerability.Scorer(\n"
             f"    mean={numbers(scorer.mean)},\n"
             f"    scale={numbers(scorer.scale)},\n"
             f"    weights={numbers(scorer.weights)},\n"
