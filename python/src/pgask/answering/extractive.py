@@ -1,9 +1,11 @@
 """Extractive answers: the retrieved sentences that best answer the question, each cited.
 
 This is the offline default: it never writes a word that is not in the retrieved text, and
-says "I don't know" when no sentence is close enough to the question. Sentences are ranked by
-embedding similarity mixed with keyword overlap (pgask.answering.keywords): the embedding
-finds sentences on the question's topic, the keywords find the one that names its terms.
+says "I don't know" when no sentence is close enough to the question or the answerability
+scorer (pgask.answering.answerability) judges that the sentences do not answer it. Sentences
+are ranked by embedding similarity mixed with keyword overlap (pgask.answering.keywords): the
+embedding finds sentences on the question's topic, the keywords find the one that names its
+terms; the answer is the fewest of them that cover the question's terms.
 """
 
 from __future__ import annotations
