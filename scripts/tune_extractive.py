@@ -60,13 +60,27 @@ class CachedEmbedder:
     """Embeds each distinct sentence once: a paragraph's sentences come up for many questions.
     The model sorts every batch of misses by length itself, so padding stays small."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: str | None = None) -> None:
         self._model = get_local_embedder()
         self._vectors: dict[str, np.ndarray] = {}
+        # Optional file of vectors from an earlier run (same model): measuring again then
+        # costs no embedding, which matters on a loaded machine.
+        self._cache = cache
+        if cache and Path(cache).exists():
+            with np.load(cache, allow_pickle=False) as stored:
+                self._vectors.update(zip(stored["texts"].tolist(), stored["vectors"],
+                                         strict=True))
+
+    def save(self) -> None:
+        if self._cache:
+            texts = list(self._vectors)
+            np.savez(self._cache, texts=np.array(texts),
+                     vectors=np.stack([self._vectors[t] for t in texts]))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        self._vectors.update(zip(missing, self._model.embed(missing), strict=True))
+        if missing:
+            self._vectors.update(zip(missing, self._model.embed(missing), strict=True))
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         return np.stack([self._vectors[t] for t in texts])
@@ -86,13 +100,14 @@ class Outcome:
     top_passage: float
 
 
-def build_cases(squad_file: str) -> tuple[list[list[Case]], list[str]]:
+def build_cases(squad_file: str, embedder: CachedEmbedder | None = None,
+                ) -> tuple[list[list[Case]], list[str]]:
     """The questions grouped by article (file order), each with its retrieved paragraphs."""
     squad = load_squad(squad_file)
     articles: dict[str, list[str]] = {}
     for context_id in squad.contexts:
         articles.setdefault(context_id.split("-")[0], []).append(context_id)
-    model = get_local_embedder()
+    model = embedder or get_local_embedder()
     paragraphs = {cid: vector for cid, vector in zip(
         squad.contexts, model.embed([text for _, text in squad.contexts.values()]), strict=True)}
     questions = model.embed([q.question for q in squad.questions])

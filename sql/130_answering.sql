@@ -179,8 +179,12 @@ $$;
 -- answer_options): llm, guard (replace|flag), on_llm_error (fallback|error),
 -- max_context_tokens, prompt
 -- ({system, user} with {context} and {question}), search (rag.search options), log (false:
--- not logged). Every answer is logged in rag.answer_log, except on a hot standby or in a
--- read-only transaction, where it is answered all the same and the result says
+-- not logged), hyde (true: the LLM writes a hypothetical answer whose embedding is searched
+-- with; one more LLM call), multi_step (true: the LLM splits the question, each part is
+-- retrieved for and the answer comes from the union; one more LLM call and a search per
+-- part); both off by default and need an LLM (22023 without one). Every answer is logged
+-- in rag.answer_log, except on a hot standby or in a read-only transaction, where it is
+-- answered all the same and the result says
 -- log: 'skipped: read-only (hot standby)' with answer_id null (docs/scale-out.md).
 CREATE OR REPLACE FUNCTION rag.answer(
     question text,
@@ -242,6 +246,8 @@ BEGIN
     END IF;
     result := rag._answer(question, k, filter, p.name, model, options);
     IF result ? 'error' THEN
+        -- 38000 for a provider's failure; the body names another state for a bad argument
+        -- it can only see there (hyde or multi_step without an LLM: 22023).
         RAISE EXCEPTION 'rag.answer: %', result ->> 'error'
             USING errcode = coalesce(result ->> 'sqlstate', 'external_routine_exception'),
             hint = coalesce(result ->> 'hint', '');

@@ -69,9 +69,24 @@ def test_max_sentences_bounds_the_answer(embedder):
             "indexes speed up equality queries only. BRIN indexes speed up queries on huge "
             "tables ordered by a column.")
     question = "Do indexes speed up queries?"
-    answers = [ask(embedder, question, [passage(1, text)], question=question, max_sentences=n,
-                   relative_cutoff=1.0) for n in (2, 4)]
+    # similarity alone (no question text): every sentence is within the cutoff
+    answers = [ask(embedder, question, [passage(1, text)], question=None, max_sentences=n,
+                   relative_cutoff=1.0, min_answerable=-1.0) for n in (2, 4)]
     assert [a.text.count("[1]") for a in answers] == [2, 4]
+    # with the question's words: the first sentence covers them, the others add nothing
+    covered = ask(embedder, question, [passage(1, text)], question=question, max_sentences=4,
+                  relative_cutoff=1.0, min_answerable=-1.0)
+    assert covered.text == "Indexes speed up queries that filter on a column. [1]"
+
+
+def test_a_second_sentence_joins_only_for_a_term_the_first_lacks(embedder):
+    text = ("Autovacuum launches a worker every minute. The naptime setting changes that "
+            "interval. Autovacuum workers skip locked tables.")
+    question = "How often does autovacuum launch a worker, and which setting changes it?"
+    answer = ask(embedder, question, [passage(1, text)], question=question, max_sentences=3,
+                 relative_cutoff=1.0, min_answerable=-1.0)
+    assert "every minute" in answer.text and "naptime setting" in answer.text
+    assert "skip locked" not in answer.text
 
 
 # Embedding similarity alone prefers the sentence that sounds like the question; the one that
@@ -129,4 +144,20 @@ def test_off_topic_retrieval_means_no_answer(embedder):
     answer = ask(embedder, STORAGE_QUESTION, passages, question=STORAGE_QUESTION)
     assert answer.mode == "no_answer" and answer.best_similarity is None
     passages[0] = passage(1, STORAGE, score=0.25)
-    assert ask(embedder, STORAGE_QUESTION, passages, question=STORAGE_QUESTION).mode == "extractive"
+    # past the gate (the answerability scorer, tested on its own, set aside)
+    assert ask(embedder, STORAGE_QUESTION, passages, question=STORAGE_QUESTION,
+               min_answerable=-1.0).mode == "extractive"
+
+
+def test_the_answerability_scorer_decides_i_dont_know(embedder):
+    passages = [passage(1, STORAGE, score=0.6)]
+    kept = ask(embedder, STORAGE_QUESTION, passages, question=STORAGE_QUESTION)
+    assert kept.mode == "extractive" and 0.0 < kept.answerable < 1.0
+    refused = ask(embedder, STORAGE_QUESTION, passages, question=STORAGE_QUESTION,
+                  min_answerable=kept.answerable + 0.01)
+    assert (refused.mode, refused.text, refused.answerable) == (
+        "no_answer", NO_ANSWER, kept.answerable)
+    # a negation the sentences lack lowers the probability
+    negated = "What does the fillfactor storage parameter not do?"
+    assert ask(embedder, negated, passages, question=negated,
+               min_answerable=-1.0).answerable < kept.answerable

@@ -1,9 +1,11 @@
 """Extractive answers: the retrieved sentences that best answer the question, each cited.
 
 This is the offline default: it never writes a word that is not in the retrieved text, and
-says "I don't know" when no sentence is close enough to the question. Sentences are ranked by
-embedding similarity mixed with keyword overlap (pgask.answering.keywords): the embedding
-finds sentences on the question's topic, the keywords find the one that names its terms.
+says "I don't know" when no sentence is close enough to the question or the answerability
+scorer (pgask.answering.answerability) judges that the sentences do not answer it. Sentences
+are ranked by embedding similarity mixed with keyword overlap (pgask.answering.keywords): the
+embedding finds sentences on the question's topic, the keywords find the one that names its
+terms; the answer is the fewest of them that cover the question's terms.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pgask.answering.keywords import keyword_scores, words
+from pgask.answering import answerability
+from pgask.answering.keywords import keyword_scores, terms, words
 from pgask.retrieval.passage import Passage
 from pgask.text import split_sentences
 
@@ -32,8 +35,30 @@ NO_ANSWER = "I don't know: the indexed documents do not seem to answer this ques
 # PostgreSQL manual, off-topic questions scored 0.20-0.22 (best chunk) and 0.24-0.40 (best
 # sentence), answerable ones 0.55-0.65 and 0.74-0.83: both thresholds keep those apart.
 DEFAULT_MIN_PASSAGE_SCORE = 0.25  # no retrieved chunk this close to the question: off topic
-DEFAULT_MIN_SIMILARITY = 0.475  # no sentence this close to the question: "I don't know"
+# A floor under the answerability scorer (below): it was 0.475 when similarity decided alone;
+# at 0.40 it leaves SQuAD's near-miss questions to the scorer, while the manual's off-topic
+# questions are still refused by the passage gate (best chunk 0.20-0.22).
+DEFAULT_MIN_SIMILARITY = 0.40  # no sentence this close to the question: "I don't know"
 DEFAULT_MAX_SENTENCES = 3
+# Whether the sentences answer the question at all (pgask.answering.answerability): a logistic
+# regression on answerability signals, refit with the command below (docs/quality.md has its
+# figures). Below DEFAULT_MIN_ANSWERABLE the answer is "I don't know".
+# FITTED-SCORER-START
+# Fitted by `python scripts/fit_answerability.py --write --min-answered 0.85`
+# on the 5 tuning articles of SQuAD 2.0 dev part A; features:
+# best_similarity, top_passage, best_coverage, missing_terms, key_terms_in_best, type_known,
+# type_in_best, margin, agreement, pairs_in_best, negation_mismatch
+SCORER = answerability.Scorer(
+    mean=(0.6256, 0.5335, 0.6502, 0.2028, 0.8332, 0.3861, 0.3080, 0.1871, 0.5364, 0.3051,
+        0.0594),
+    scale=(0.1350, 0.1413, 0.2294, 0.2129, 0.3186, 0.4869, 0.4617, 0.1607, 0.4987, 0.3048,
+        0.2363),
+    weights=(0.3270, 0.1892, 0.0604, 0.1360, 0.1075, -0.3707, 0.2568, 0.0629, 0.0344, 0.0616,
+        -0.6932),
+    bias=-0.2331,
+)
+DEFAULT_MIN_ANSWERABLE = 0.370
+# FITTED-SCORER-END
 # Share of keyword overlap in a sentence's score, the rest being embedding similarity. On
 # tuning, answers containing a gold answer went from 76.9% (0.0) to 81.8% (0.6).
 DEFAULT_KEYWORD_WEIGHT = 0.6
@@ -63,6 +88,7 @@ class Answer:
     mode: str  # "extractive" or "no_answer"
     citations: list[Citation] = field(default_factory=list)
     best_similarity: float | None = None
+    answerable: float | None = None  # the answerability scorer's probability, if it ran
 
 
 @dataclass(frozen=True)
@@ -113,17 +139,64 @@ def _near_duplicate(a: int, b: int, vectors: np.ndarray, texts: Sequence[str]) -
 
 
 def _select(scores: np.ndarray, vectors: np.ndarray, texts: Sequence[str],
-            limit: int, cutoff: float) -> list[int]:
-    """Up to `limit` sentences best first, within `cutoff` of the best, no two alike."""
+            limit: int, cutoff: float, question: str | None = None) -> list[int]:
+    """Up to `limit` sentences best first, within `cutoff` of the best, no two alike; given
+    the question, a sentence joins only if it adds a question term the others lack."""
     order = np.argsort(-scores, kind="stable")
     floor = float(scores[order[0]]) - cutoff
+    wanted = set(terms(question)) if question is not None else None
+    covered: set[str] = set()
     chosen: list[int] = []
     for i in order:
         if len(chosen) == limit or float(scores[i]) < floor:
             break
-        if not any(_near_duplicate(i, j, vectors, texts) for j in chosen):
-            chosen.append(int(i))
+        if any(_near_duplicate(i, j, vectors, texts) for j in chosen):
+            continue
+        if wanted is not None:
+            adds = wanted.intersection(terms(texts[i])) - covered
+            if chosen and not adds:
+                continue  # says nothing about the question the answer does not already
+            covered |= adds
+        chosen.append(int(i))
+        if wanted is not None and covered >= wanted:
+            break  # the question is covered: more sentences only dilute the answer
     return chosen
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The candidate sentences of the passages, scored against the question."""
+
+    candidates: list[_Candidate]
+    texts: list[str]
+    vectors: np.ndarray
+    similarity: np.ndarray  # cosine to the question
+    keyword: np.ndarray  # keyword_scores (zeros without the question's text)
+    scores: np.ndarray  # the ranking: similarity mixed with keyword overlap
+
+
+def rank(question_vector: np.ndarray, passages: Sequence[Passage],
+         embed: Callable[[list[str]], np.ndarray], question: str | None,
+         keyword_weight: float = DEFAULT_KEYWORD_WEIGHT) -> Ranking | None:
+    """The passages' sentences ranked for the question; None when there is none."""
+    candidates = _candidates(passages)
+    if not candidates:
+        return None
+    texts = [c.text for c in candidates]
+    vectors = embed(texts)
+    similarity = vectors @ question_vector
+    keyword = np.zeros(len(texts), dtype=np.float32)
+    scores = similarity
+    if question is not None:
+        keyword = keyword_scores(question, texts)
+        scores = (1 - keyword_weight) * similarity + keyword_weight * keyword
+    return Ranking(candidates, texts, vectors, similarity, keyword, scores)
+
+
+def answerability_features(question: str, ranking: Ranking,
+                           passages: Sequence[Passage]) -> np.ndarray:
+    return answerability.features(question, ranking.texts, ranking.similarity,
+                                  ranking.keyword, ranking.scores, [p.score for p in passages])
 
 
 def extractive_answer(
@@ -134,6 +207,7 @@ def extractive_answer(
     question: str | None = None,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
     min_passage_score: float = DEFAULT_MIN_PASSAGE_SCORE,
+    min_answerable: float = DEFAULT_MIN_ANSWERABLE,
     max_sentences: int = DEFAULT_MAX_SENTENCES,
     keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
     relative_cutoff: float = DEFAULT_RELATIVE_CUTOFF,
@@ -143,34 +217,35 @@ def extractive_answer(
     `question_vector` and the vectors `embed` returns must be L2-normalised, so a dot product
     is the cosine similarity. A sentence scores `(1 - keyword_weight) * similarity +
     keyword_weight * keyword overlap` with `question` (similarity alone when `question` is
-    None). Sentences are returned best first, each followed by `[n]`, down to
-    `relative_cutoff` below the best score.
+    None). The answer is the best sentence, then the next best (down to `relative_cutoff`
+    below it) only while each adds a question term the answer does not cover yet: the
+    shortest set of sentences that covers the question. Each is followed by `[n]`.
 
     "I don't know" when no passage scored `min_passage_score` in retrieval (the documents are
-    off topic) or no sentence's similarity (`best_similarity`) reaches `min_similarity`.
-    Similarity alone decides that: keyword overlap finds the answering sentence, but told
-    answerable SQuAD questions from unanswerable ones worse than similarity did.
+    off topic), no sentence's similarity (`best_similarity`) reaches `min_similarity`, or,
+    given the question's text, the answerability scorer (pgask.answering.answerability) puts
+    the chance that the sentences answer it below `min_answerable`.
     """
     if not any(p.score >= min_passage_score for p in passages):
         return Answer(NO_ANSWER, "no_answer")
-    candidates = _candidates(passages)
-    if not candidates:
+    ranking = rank(question_vector, passages, embed, question, keyword_weight)
+    if ranking is None:
         return Answer(NO_ANSWER, "no_answer")
-    texts = [c.text for c in candidates]
-    vectors = embed(texts)
-    similarity = vectors @ question_vector
-    best = float(similarity.max())
+    best = float(ranking.similarity.max())
     if best < min_similarity:
         return Answer(NO_ANSWER, "no_answer", best_similarity=best)
-    scores = similarity
+    answerable = None
     if question is not None:
-        scores = (1 - keyword_weight) * similarity + keyword_weight * keyword_scores(
-            question, texts)
+        answerable = SCORER.probability(answerability_features(question, ranking, passages))
+        if answerable < min_answerable:
+            return Answer(NO_ANSWER, "no_answer", best_similarity=best, answerable=answerable)
 
+    candidates = ranking.candidates
     numbers: dict[int, int] = {}
     citations: list[Citation] = []
     parts = []
-    for i in _select(scores, vectors, texts, max_sentences, relative_cutoff):
+    for i in _select(ranking.scores, ranking.vectors, ranking.texts, max_sentences,
+                     relative_cutoff, question):
         candidate = candidates[i]
         passage = passages[candidate.passage_index]
         if candidate.passage_index not in numbers:
@@ -182,4 +257,4 @@ def extractive_answer(
                 span=(passage.char_start + candidate.start, passage.char_start + candidate.end),
             ))
         parts.append(f"{candidate.text} [{numbers[candidate.passage_index]}]")
-    return Answer(" ".join(parts), "extractive", citations, best)
+    return Answer(" ".join(parts), "extractive", citations, best, answerable)

@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 
 from pgask import __version__, pipelines
+from pgask.answering import rewriting
 from pgask.answering.extractive import NO_ANSWER, extractive_answer
 from pgask.answering.grounding import check_grounding, is_no_answer
 from pgask.llm.chat import ChatClient, LLMError, LLMOptions, LLMSpec
@@ -37,6 +38,10 @@ class AnswerOptions:
     prompt: dict | None = None  # {"system": ..., "user": ...}: see pgask.llm.prompt
     search: dict | None = None  # rag.search options
     log: bool = True
+    # Query rewriting by the LLM before retrieval (pgask.answering.rewriting): each costs
+    # extra LLM calls and its value could not be measured offline, so both are off.
+    hyde: bool = False  # search with the embedding of a hypothetical answer
+    multi_step: bool = False  # split the question, retrieve per part, answer from the union
 
     @classmethod
     def resolve(cls, *layers: dict | None) -> AnswerOptions:
@@ -74,8 +79,10 @@ class AnswerOptions:
         if self.search is not None and not isinstance(self.search, dict):
             raise ValueError(f"option search must be a JSON object of rag.search options, got "
                              f"{self.search!r}")
-        if not isinstance(self.log, bool):
-            raise ValueError(f"option log must be true or false, got {self.log!r}")
+        for name in ("log", "hyde", "multi_step"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"option {name} must be true or false, got "
+                                 f"{getattr(self, name)!r}")
 
 
 def answer_options_error(options_json) -> str | None:
@@ -124,15 +131,18 @@ class _Named:
     api_key_env: str | None
 
 
-def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_options):
+def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_options,
+              embed_text: str | None = None):
     """The passages for the question (rag.search's rows, hybrid, with each chunk's place in
     its document), and the embed/search/rerank timings. rag.answer has validated the
-    arguments as rag.search would, so the search runs here without a second round trip."""
+    arguments as rag.search would, so the search runs here without a second round trip.
+    `embed_text` (hyde's hypothetical answer) replaces the question in the vector search."""
     from pgask.retrieval import search as retrieval
 
     started = time.perf_counter()
     (embedded_row,) = plpy.execute(prepared(plpy, "SELECT rag.embed($1, $2)::text AS v",
-                                            ["text", "text"]), [question, p.embedder])
+                                            ["text", "text"]), [embed_text or question,
+                                                                p.embedder])
     embedded = time.perf_counter()
     found, search_timings = retrieval.run(
         plpy, question, embedded_row["v"], k, filter_json, "hybrid", p.name,
@@ -202,17 +212,37 @@ def answer(plpy, question, k, filter_json, pipeline, model, options_json) -> str
     if llm_name == "extractive":
         llm_name = None
 
+    result = {"question": question, "mode": None, "answer": None, "citations": [],
+              "model": None, "llm": llm_name, "usage": {"prompt_tokens": 0,
+                                                        "completion_tokens": 0},
+              "grounded": True, "problems": [], "note": None, "llm_error": None}
     try:
-        rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search)
+        return _answer(plpy, question, k, filter_json, p, llm_name, options, result, started)
     except plpy.SPIError as exc:
         # rag.embed's or rag.search's own clean error (a provider down: 38000; a reader
         # without rights: 42501): raised again by the wrapper, without a traceback.
         message = str(exc).removeprefix("rag.search: ").removeprefix("rag.embed: ")
         return json.dumps({"error": message, "sqlstate": getattr(exc, "sqlstate", None)})
-    result = {"question": question, "mode": None, "answer": None, "citations": [],
-              "model": None, "llm": llm_name, "usage": {"prompt_tokens": 0,
-                                                        "completion_tokens": 0},
-              "grounded": True, "problems": [], "note": None, "llm_error": None}
+
+
+def _answer(plpy, question, k, filter_json, p, llm_name, options, result, started) -> str:
+    """answer()'s retrieval, generation and log, once its options are resolved."""
+    if options.hyde or options.multi_step:
+        if llm_name is None:
+            return json.dumps({
+                "error": "options hyde and multi_step need an LLM to rewrite the question, "
+                         "and none is chosen (model => 'extractive', or no LLM registered)",
+                "hint": "Register one with rag.create_llm, or leave hyde and multi_step "
+                        "false.", "sqlstate": "22023"})
+        rows, timings = _rewritten_retrieve(plpy, llm_name, question, k, filter_json, p,
+                                            options, result)
+        if rows is None:
+            return json.dumps({"error": result["llm_error"],
+                               "hint": "Set options => '{\"on_llm_error\": \"fallback\"}' "
+                                       "to search with the question itself when the LLM "
+                                       "fails."})
+    else:
+        rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search)
     generate_started = time.perf_counter()
     if llm_name is not None and rows:  # nothing retrieved: "I don't know" costs no tokens
         outcome = _generate(plpy, llm_name, question, rows, options, result)
@@ -227,6 +257,9 @@ def answer(plpy, question, k, filter_json, pipeline, model, options_json) -> str
         result["citations"] = [asdict(c) for c in extracted.citations]
         result["model"] = scorer  # the model that chose the sentences
     timings["generate"] = (time.perf_counter() - generate_started) * 1000
+    rewrite_note = result.get("rewrites", {}).pop("note", None)
+    if rewrite_note:  # said first: it explains what the answer was retrieved with
+        result["note"] = " ".join(filter(None, [rewrite_note, result["note"]]))
     timings["total"] = (time.perf_counter() - started) * 1000
     result["timings_ms"] = {key: round(value, 1) for key, value in timings.items()}
     result["retrieved"] = [{"chunk_id": r["chunk_id"], "score": r["score"]} for r in rows]
@@ -241,7 +274,7 @@ def answer(plpy, question, k, filter_json, pipeline, model, options_json) -> str
             # visibly, because rag.answer_log can only be written on the primary.
             result["log"] = f"skipped: {read_only}"
         else:
-            result["answer_id"] = _log(plpy, pipeline, result)
+            result["answer_id"] = _log(plpy, p.name, result)
             result["log"] = "logged"
     return json.dumps(result)
 
@@ -275,8 +308,7 @@ def _generate(plpy, llm_name, question, rows, options, result) -> str:
         result["note"] = f"The LLM failed, so this answer is extractive: {exc}"
         return "fallback"
     result["model"] = reply.model
-    result["usage"] = {"prompt_tokens": reply.prompt_tokens or 0,
-                       "completion_tokens": reply.completion_tokens or 0}
+    _add_usage(result, reply)
     text = reply.text.strip()
     if is_no_answer(text):
         result.update(mode="no_answer", answer=NO_ANSWER)
@@ -300,6 +332,56 @@ def _generate(plpy, llm_name, question, rows, options, result) -> str:
                       "support it (" + "; ".join(grounding.problems) + "); this answer "
                       "is extractive.")
     return "fallback"
+
+
+def _add_usage(result: dict, reply) -> None:
+    usage = result["usage"]
+    usage["prompt_tokens"] += reply.prompt_tokens or 0
+    usage["completion_tokens"] += reply.completion_tokens or 0
+
+
+def _rewritten_retrieve(plpy, llm_name, question, k, filter_json, p, options, result):
+    """Retrieval after the LLM rewrote the question (options hyde, multi_step): the rows and
+    timings, with result["rewrites"] saying what was searched and how many LLM calls it took.
+    An LLM failure searches with the question itself (on_llm_error fallback, with a note) or
+    returns (None, None) with result["llm_error"] set (on_llm_error error)."""
+    started = time.perf_counter()
+    rewrites: dict = {"llm_calls": 0}
+    result["rewrites"] = rewrites
+    hypothetical = None
+    parts: list[str] = []
+    try:
+        client = load_llm(plpy, llm_name)
+        if options.hyde:
+            rewrites["llm_calls"] += 1
+            reply = client.complete(rewriting.hyde_messages(question))
+            _add_usage(result, reply)
+            hypothetical = reply.text.strip() or None
+            rewrites["hyde"] = hypothetical
+        if options.multi_step:
+            rewrites["llm_calls"] += 1
+            reply = client.complete(rewriting.decompose_messages(question))
+            _add_usage(result, reply)
+            parts = rewriting.parse_parts(reply.text, question)
+            rewrites["parts"] = parts
+    except (LLMError, ValueError) as exc:
+        result["llm_error"] = str(exc)
+        if options.on_llm_error == "error":
+            return None, None
+        rewrites["note"] = ("The LLM failed to rewrite the question, so it was searched as "
+                            f"is: {exc}")
+    rewrite_ms = (time.perf_counter() - started) * 1000
+    rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search, hypothetical)
+    if parts:
+        found = [rows]
+        for part in parts:
+            part_rows, part_timings = _retrieve(plpy, part, k, filter_json, p, options.search)
+            found.append(part_rows)
+            for key, value in part_timings.items():
+                timings[key] += value
+        rows = rewriting.union(found, min(50, k * len(found)))
+    timings["rewrite"] = rewrite_ms
+    return rows, timings
 
 
 def _log(plpy, pipeline: str, result: dict) -> int:
