@@ -42,12 +42,17 @@ def _warm(embedder: str) -> str:
 def _drain(url: str, pipeline: str, concurrency: int, warm: str | None = None) -> float:
     """Seconds for run_fleet to process the pipeline's whole queue; `warm` is run on each
     connection before the clock starts (loads the model in its backend)."""
-    ready: list[psycopg.Connection] = []
-    for _ in range(concurrency):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def warmed(_: int) -> psycopg.Connection:
         conn = connect(url)
         if warm:
             conn.execute(warm)
-        ready.append(conn)
+        return conn
+
+    # In parallel: a backend's first call takes seconds on a busy machine.
+    with ThreadPoolExecutor(concurrency) as pool:
+        ready = list(pool.map(warmed, range(concurrency)))
     began = time.perf_counter()
     total = run_fleet(ready.pop, concurrency, pipeline=pipeline, batch_size=BATCH,
                       idle_seconds=1.0, lease_seconds=300.0, stop=StopFlag(),
