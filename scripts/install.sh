@@ -80,7 +80,7 @@ step "PL/Python site directory $SITE_DIR"
 # Rebuilt when the pinned requirements or the package's sources change (stamp = their hash).
 stamp=$({ cat "$ROOT/python/requirements/plpython.txt" "$ROOT/python/requirements/model.txt" \
             "$ROOT/python/pyproject.toml"
-          find "$ROOT/python/src" -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
+          find "$ROOT/python/src/pgask" -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
 if [ -f "$SITE_DIR/.pgask-stamp" ] && [ "$(cat "$SITE_DIR/.pgask-stamp")" = "$stamp" ]; then
   echo "up to date"
 else

@@ -342,6 +342,8 @@ DECLARE
     embedding_set integer;
 BEGIN
     PERFORM rag._require_admin('rag.drop_pipeline');
+    -- A scheduled job would fail every run once the pipeline is gone (rag.schedule).
+    PERFORM rag.unschedule(p.name);
     FOREACH suffix IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgask_' || p.name || '_' || suffix,
             p.source);

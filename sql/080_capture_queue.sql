@@ -46,6 +46,11 @@ BEGIN
         RETURN;
     END IF;
     FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
+        IF rag._distributed(rag._store(p.name, embedding_set)) THEN
+            -- No BM25 triggers on a Citus table: 150_distribution.sql keeps the statistics.
+            PERFORM rag._delete_distributed_chunks(rag._store(p.name, embedding_set), ids);
+            CONTINUE;
+        END IF;
         EXECUTE format('DELETE FROM rag.%I WHERE document_id = ANY($1)',
             rag._store(p.name, embedding_set)) USING ids;
     END LOOP;

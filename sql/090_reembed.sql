@@ -64,6 +64,8 @@ BEGIN
     END IF;
     new_set := p.active_set + 1;
     PERFORM rag._create_store(p.name, new_set, e.dimensions);
+    -- A Citus-distributed pipeline builds the new set distributed too (150_distribution.sql).
+    PERFORM rag._distribute_new_set(p.name, new_set);
     UPDATE rag.pipelines AS x SET building_set = new_set, building_embedder = e.name
     WHERE x.name = p.name;
     PERFORM rag._install_capture(p.name);

@@ -54,7 +54,7 @@ from pgask.retrieval import search
 return search.search_error(plpy, filter, options, pipeline)
 $$;
 
--- rag._search(...): the PL/Python implementation behind rag.search (call rag.search); the
+-- rag._search_rows(...): the PL/Python implementation behind rag.search (call rag.search); the
 -- rows as a JSON array. Not a set-returning PL/Python function: a backend running one while
 -- `pgask install` replaced it crashed (PostgreSQL 15.x, reproduced), which took every other
 -- connection down with it.

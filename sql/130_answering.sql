@@ -174,7 +174,8 @@ $$;
 -- best chunks of a pipeline (rag.search, hybrid) and returns
 --   {answer, mode: generated|extractive|no_answer, citations: [{n, chunk_id, document_id,
 --    title, source, span}], model, usage: {prompt_tokens, completion_tokens},
---    timings_ms: {embed, search, rerank, generate, total}, grounded, answer_id, note}.
+--    timings_ms: {embed, search, rerank, generate, total}, grounded, answer_id,
+--    log: logged | skipped: why, note}.
 -- model: a rag.llms name, or 'extractive'; NULL: the pipeline's answer_options llm, else the
 -- default LLM (rag.create_llm), else extractive (offline: retrieved sentences, cited).
 -- A generated answer is checked against its passages: numbers, dates, quotes and names it
@@ -184,7 +185,9 @@ $$;
 -- the default) or an error ('error'). options (over the pipeline's answer_options): llm,
 -- guard (replace|flag), on_llm_error (fallback|error), max_context_tokens, prompt
 -- ({system, user} with {context} and {question}), search (rag.search options), log (false:
--- not logged). Every answer is logged in rag.answer_log.
+-- not logged). Every answer is logged in rag.answer_log, except on a hot standby or in a
+-- read-only transaction, where it is answered all the same and the result says
+-- log: 'skipped: read-only (hot standby)' with answer_id null (docs/scale-out.md).
 CREATE OR REPLACE FUNCTION rag.answer(
     question text,
     k integer DEFAULT 5,

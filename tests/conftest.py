@@ -4,4 +4,4 @@ tests/integration/ the tests that run SQL against a real PostgreSQL or talk to a
 server. Helpers shared by tests (samples.py, the servers) live here, beside this file, which
 pytest puts on sys.path."""
 
-pytest_plugins = ["fix_db", "fix_openai", "fix_llm", "fix_rerank"]
+pytest_plugins = ["fix_db", "fix_openai", "fix_llm", "fix_rerank", "fix_standby", "fix_citus"]

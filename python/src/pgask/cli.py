@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from pgask import __version__
 from pgask.ingest import add_ingest_parser
 from pgask.localdb import database_url
 from pgask_measure.bench import add_bench_parser
@@ -72,6 +73,44 @@ def cmd_install(args) -> int:
     print(f"pgask {report.version} installed: migrations applied: {applied}; "
           f"{len(report.sql_files)} sql files re-applied")
     return EXIT_OK
+
+
+def cmd_uninstall(args) -> int:
+    from pgask.uninstall import plan, uninstall
+
+    with _connect(args) as conn:
+        dbname = conn.info.dbname
+        with conn.cursor() as cur:
+            found = plan(cur)
+        if found is None:
+            print(f"pgask is not installed in database {dbname}: nothing to do")
+            return EXIT_OK
+        print(found.describe())
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CliError("not removed: confirm with --yes (no terminal to ask on)")
+            reply = input(f"Remove pgask from database {dbname}? Type yes: ")
+            if reply.strip().lower() != "yes":
+                print("not removed")
+                return EXIT_FAILED
+        removed = uninstall(conn)
+    print(f"pgask removed from database {dbname}")
+    for role, why in (removed.kept_roles if removed else {}).items():
+        print(f"role {role} kept: another database still uses it ({why})")
+    return EXIT_OK
+
+
+def cmd_doctor(args) -> int:
+    from pgask.doctor import report, run_checks
+
+    with _connect(args) as conn:
+        print(f"pgask {__version__} checking database {conn.info.dbname} on "
+              f"{conn.info.host}:{conn.info.port}")
+        checks = run_checks(conn)
+    print(report(checks))
+    failed = [c.name for c in checks if not c.ok]
+    print(f"\n{len(failed)} problem(s): {', '.join(failed)}" if failed else "\nall checks passed")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_ask(args) -> int:
@@ -161,7 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pgask",
         description="Retrieval-augmented generation inside PostgreSQL. Every command uses "
         "DATABASE_URL when it is set, else the project-local cluster (`pgask db start`).",
+        epilog="A first session:\n"
+        "  pgask db start                 # or export DATABASE_URL=postgresql://...\n"
+        "  pgask doctor                   # what the server has, and how to fix what it lacks\n"
+        "  pgask install                  # create or upgrade schema rag\n"
+        "  pgask ingest docs/             # Markdown, text, HTML files\n"
+        "  pgask ask \"How do I ...?\"      # an answer with its sources\n"
+        "`pgask COMMAND --help` explains each command; docs/ explains the SQL.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"pgask {__version__}")
     parser.add_argument("--database-url", help="connection string (default: $DATABASE_URL, "
                         "else the local cluster)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -181,6 +229,27 @@ def build_parser() -> argparse.ArgumentParser:
                       "package (default: the versioned directory `make setup` fills)")
     inst.set_defaults(func=cmd_install)
 
+    uninst = sub.add_parser("uninstall", help="remove pgask from the database (asks first)",
+                            description="Drops everything pgask created: schemas rag and "
+                            "rag_eval (documents, chunks, pipelines, the answer log), "
+                            "public.rag_answer, its triggers on your tables and its event "
+                            "triggers, its pg_cron jobs. Your tables and their rows stay, and so "
+                            "do the vector and plpython3u extensions. Lists what it will drop "
+                            "and asks for confirmation; refuses if a view or function of yours "
+                            "uses pgask. One transaction.")
+    uninst.add_argument("--yes", action="store_true",
+                        help="do not ask for confirmation (for scripts)")
+    uninst.set_defaults(func=cmd_uninstall)
+
+    doctor = sub.add_parser("doctor", help="check the server for what pgask needs, with fixes",
+                            description="Checks the database server: PostgreSQL 15, pgvector "
+                            "0.8+, plpython3u, the pgask version installed in the database, the "
+                            "site directory the server imports pgask from, the Python package "
+                            "and the local model as the server sees them, and pg_cron "
+                            "(optional). Prints how to fix each problem; exits 1 if there is "
+                            "one.")
+    doctor.set_defaults(func=cmd_doctor)
+
     add_ingest_parser(sub, _connect)
 
     ask = sub.add_parser("ask", help="answer a question from the ingested documents",
@@ -188,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "search) and answers from them with citations (generated by the "
                          "registered LLM, checked by the grounding guard; or extractive), or "
                          "says it does not know.")
-    ask.add_argument("question")
+    ask.add_argument("question", help="the question, in quotes")
     ask.add_argument("-k", type=int, default=5, help="chunks to retrieve (1-50, default 5)")
     ask.add_argument("--pipeline", help="the pipeline to search (default: documents)")
     ask.add_argument("--filter", metavar="JSON",
@@ -221,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     back = sub.add_parser("backfill", help="embed everything queued for a pipeline, with ETA",
                           description="Processes the pipeline's queue to the end with a "
                           "progress bar. Resumable: interrupt it and run it again.")
-    back.add_argument("pipeline")
+    back.add_argument("pipeline", help="the pipeline's name (see rag.pipeline_status)")
     back.add_argument("--batch-size", type=int, default=32, help="rows per claim (default 32)")
     back.add_argument("--lease-seconds", type=float, default=300.0, help="lease per batch")
     back.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -111,14 +111,56 @@ def _apply_migrations(cur: psycopg.Cursor, root: Path) -> list[str]:
     return applied
 
 
+def release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string ("0.2.0" -> (0, 2, 0)), for comparisons.
+
+    Only the release segment counts: pgask versions are plain X.Y.Z, and the PL/Python site
+    directory has no `packaging` to parse anything richer.
+    """
+    numbers = []
+    for part in version.split("."):
+        digits = part[:len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            break
+        numbers.append(int(digits))
+        if digits != part:  # "3rc1": a pre-release of 3 ends the release segment
+            break
+    return tuple(numbers)
+
+
+def installed_version(cur: psycopg.Cursor) -> str | None:
+    """The version recorded by the last `pgask install` in this database, if any."""
+    cur.execute("SELECT to_regclass('rag.settings') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute("SELECT value FROM rag.settings WHERE key = 'version'")
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def _refuse_downgrade(cur: psycopg.Cursor) -> None:
+    recorded = installed_version(cur)
+    if recorded is not None and release(recorded) > release(__version__):
+        raise InstallError(
+            f"this database has pgask {recorded}, newer than this package ({__version__}): "
+            "a downgrade would run old functions over tables they do not know. Install pgask "
+            f"{recorded} or newer (and its site directory), or restore a backup taken before "
+            "the upgrade"
+        )
+
+
 def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> InstallReport:
-    """Installs or upgrades pgask in the connected database, atomically."""
+    """Installs or upgrades pgask in the connected database, atomically.
+
+    Refuses a downgrade: a database whose recorded version is newer than this package.
+    """
     root = project_root()
     files = sql_files(root)
     if not files:
         raise InstallError(f"{root / 'sql'} holds no NNN_*.sql files")
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
+        _refuse_downgrade(cur)
         _ensure_extensions(cur)
         cur.execute("CREATE SCHEMA IF NOT EXISTS rag")
         applied = _apply_migrations(cur, root)

@@ -120,25 +120,47 @@ def compute_vectors(provider, planned: list[Planned], known: dict[bytes, str]
     return vectors, len(missing)
 
 
-def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, str]) -> None:
-    plpy.execute(prepared(plpy, f"DELETE FROM {store} WHERE document_id = $1", ["text"]),
-                 [doc.document_id])
-    if not doc.chunks:
-        return
-    metadata = [json.dumps({**doc.metadata, **c.metadata}) for c in doc.chunks]
-    plpy.execute(prepared(plpy,
-        f"INSERT INTO {store} (document_id, ordinal, title, content, token_count, char_start,"
-        " char_end, embed_hash, embedding, metadata)"
-        " SELECT $1, u.ordinal, $2, u.content, u.tokens, u.cs, u.ce, u.hash, u.vec::vector,"
-        " u.meta::jsonb FROM unnest($3::int[], $4::text[], $5::int[], $6::int[], $7::int[],"
-        " $8::bytea[], $9::text[], $10::text[]) AS u (ordinal, content, tokens, cs, ce, hash,"
-        " vec, meta)",
-        ["text", "text", "int[]", "text[]", "int[]", "int[]", "int[]", "bytea[]", "text[]",
-         "text[]"]),
-        [doc.document_id, doc.title, [c.ordinal for c in doc.chunks],
-         [c.content for c in doc.chunks], [c.token_count for c in doc.chunks],
-         [c.start for c in doc.chunks], [c.end for c in doc.chunks], doc.hashes,
-         [vectors[h] for h in doc.hashes], metadata])
+def distributed_store(plpy, p: Pipeline, embedding_set: int) -> str | None:
+    """The chunk table's bare name if it is a Citus distributed table (rag.distribute_pipeline),
+    whose writers keep its BM25 statistics; None for a plain one (triggers keep them)."""
+    rows = plpy.execute(prepared(plpy, "SELECT rag._distributed($1) AS d", ["text"]),
+                        [p.store_name(embedding_set)])
+    return p.store_name(embedding_set) if rows[0]["d"] else None
+
+
+# What a distributed chunk table's writers read back to keep its BM25 statistics.
+_KEYWORD_COLUMNS = " RETURNING tsv::text AS tsv, doc_length"
+
+
+def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, str],
+                 distributed: str | None = None) -> None:
+    """Replaces a document's chunks. distributed: the bare name of a distributed chunk table
+    (distributed_store), whose BM25 statistics are adjusted here (rag._bm25_apply)."""
+    returning = _KEYWORD_COLUMNS if distributed else ""
+    removed = plpy.execute(prepared(plpy, f"DELETE FROM {store} WHERE document_id = $1"
+                                    f"{returning}", ["text"]), [doc.document_id])
+    added = []
+    if doc.chunks:
+        metadata = [json.dumps({**doc.metadata, **c.metadata}) for c in doc.chunks]
+        added = plpy.execute(prepared(plpy,
+            f"INSERT INTO {store} (document_id, ordinal, title, content, token_count,"
+            " char_start, char_end, embed_hash, embedding, metadata)"
+            " SELECT $1, u.ordinal, $2, u.content, u.tokens, u.cs, u.ce, u.hash, u.vec::vector,"
+            " u.meta::jsonb FROM unnest($3::int[], $4::text[], $5::int[], $6::int[], $7::int[],"
+            " $8::bytea[], $9::text[], $10::text[]) AS u (ordinal, content, tokens, cs, ce,"
+            f" hash, vec, meta){returning}",
+            ["text", "text", "int[]", "text[]", "int[]", "int[]", "int[]", "bytea[]", "text[]",
+             "text[]"]),
+            [doc.document_id, doc.title, [c.ordinal for c in doc.chunks],
+             [c.content for c in doc.chunks], [c.token_count for c in doc.chunks],
+             [c.start for c in doc.chunks], [c.end for c in doc.chunks], doc.hashes,
+             [vectors[h] for h in doc.hashes], metadata])
+    if distributed:
+        plpy.execute(prepared(plpy,
+            "SELECT rag._bm25_apply($1, $2::tsvector[], $3, $4::tsvector[], $5)",
+            ["text", "text[]", "int[]", "text[]", "int[]"]),
+            [distributed, [r["tsv"] for r in removed], [r["doc_length"] for r in removed],
+             [r["tsv"] for r in added], [r["doc_length"] for r in added]])
 
 
 def _add_stats(plpy, pipeline: str, done: int, embedded: int, reused: int, stale: int) -> None:
@@ -221,6 +243,7 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job])
         plpy.commit()
         return 0
     store = p.table(embedding_set)
+    distributed = distributed_store(plpy, p, embedding_set)
     ids = [job.document_id for job in jobs]
     try:
         provider = load_embedder(plpy, p.embedder_for(embedding_set))
@@ -246,7 +269,7 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job])
             stale += 1  # changed while we embedded: the newer version is queued already
             _release(plpy, job, count_attempt=False)
         else:
-            write_chunks(plpy, store, doc, vectors)
+            write_chunks(plpy, store, doc, vectors, distributed)
             _finish(plpy, job)
             done += 1
     reused = sum(len(doc.hashes) for doc in planned) - embedded
@@ -305,8 +328,9 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> None:
             plpy.warning(f"pipeline {p.name}: {exc}; the rows stay queued for "
                          "rag.process_queue")
             return
+        distributed = distributed_store(plpy, p, embedding_set)
         for doc in planned:
-            write_chunks(plpy, store, doc, vectors)
+            write_chunks(plpy, store, doc, vectors, distributed)
         plpy.execute(prepared(plpy,
             "DELETE FROM rag.queue WHERE pipeline = $1 AND embedding_set = $2"
             " AND document_id = ANY($3)", ["text", "int", "text[]"]),

@@ -211,9 +211,32 @@ def answer(plpy, question, k, filter_json, pipeline, model, options_json) -> str
     result["timings_ms"] = {key: round(value, 1) for key, value in timings.items()}
     result["retrieved"] = [{"chunk_id": r["chunk_id"], "score": r["score"]} for r in rows]
     result["version"] = __version__
-    if options.log:
-        result["answer_id"] = _log(plpy, pipeline, result)
+    result["answer_id"] = None
+    if not options.log:
+        result["log"] = "skipped: option log is false"
+    else:
+        read_only = read_only_reason(plpy)
+        if read_only is not None:
+            # A hot standby (or a read-only transaction) answers; only the log is left out,
+            # visibly, because rag.answer_log can only be written on the primary.
+            result["log"] = f"skipped: {read_only}"
+        else:
+            result["answer_id"] = _log(plpy, pipeline, result)
+            result["log"] = "logged"
     return json.dumps(result)
+
+
+def read_only_reason(plpy) -> str | None:
+    """Why this transaction cannot write (None if it can): a hot standby, or a read-only
+    transaction on the primary (BEGIN READ ONLY, default_transaction_read_only)."""
+    row = plpy.execute(prepared(plpy, (
+        "SELECT pg_is_in_recovery() AS standby,"
+        " current_setting('transaction_read_only') = 'on' AS read_only"), []), [])[0]
+    if row["standby"]:
+        return "read-only (hot standby)"
+    if row["read_only"]:
+        return "read-only transaction"
+    return None
 
 
 def _generate(plpy, llm_name, question, rows, options, result) -> str:

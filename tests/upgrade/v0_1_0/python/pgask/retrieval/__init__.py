@@ -1,0 +1,1 @@
+"""Retrieval: filters, BM25 and vector candidates, fusion, reranking (rag.search)."""

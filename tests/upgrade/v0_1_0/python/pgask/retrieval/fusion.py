@@ -1,0 +1,85 @@
+"""Combining and diversifying ranked lists: reciprocal rank fusion, MMR, near-duplicate removal.
+Pure functions over ids, scores and vectors; no database, no model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def reciprocal_rank_fusion(lists: Sequence[Sequence[int]], weights: Sequence[float],
+                           k: int = 60) -> list[tuple[int, float]]:
+    """(id, score) best first, score = sum over lists of weight / (k + rank), rank from 1.
+    RRF needs no score calibration between BM25 and cosine, which live on unrelated scales;
+    ties keep the order of first appearance (earlier lists first)."""
+    scores: dict[int, float] = {}
+    for ids, weight in zip(lists, weights, strict=True):
+        if weight == 0:
+            continue
+        for rank, item in enumerate(ids, start=1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+def zscore_fusion(lists: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]
+                  ) -> list[tuple[int, float]]:
+    """(id, score) best first, score = sum over lists of weight * z, where z standardises a
+    list's scores (mean 0, standard deviation 1 over that list). An id missing from a list
+    gets that list's lowest z: it ranked below everything the list returned. Unlike RRF it
+    keeps how far ahead a top hit is, not only its place."""
+    standardised = []
+    for hits in lists:
+        values = np.array([score for _, score in hits], dtype=np.float64)
+        spread = values.std() if len(values) > 1 else 0.0
+        z = (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+        standardised.append(({item: float(v) for (item, _), v in zip(hits, z, strict=True)},
+                             float(z.min()) if len(z) else 0.0))
+    ids = list(dict.fromkeys(item for hits in lists for item, _ in hits))
+    scores = {item: sum(weight * by_id.get(item, floor)
+                        for (by_id, floor), weight in zip(standardised, weights, strict=True))
+              for item in ids}
+    return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+def drop_near_duplicates(ids: Sequence[int], vectors: np.ndarray, threshold: float
+                         ) -> list[int]:
+    """ids (best first) without any whose vector has cosine >= threshold with a kept one."""
+    unit = _unit_rows(np.asarray(vectors, dtype=np.float32))
+    kept: list[int] = []
+    for i in range(len(ids)):
+        if kept and float(np.max(unit[kept] @ unit[i])) >= threshold:
+            continue
+        kept.append(i)
+    return [ids[i] for i in kept]
+
+
+def maximal_marginal_relevance(ids: Sequence[int], relevance: Sequence[float],
+                               vectors: np.ndarray, lam: float, k: int) -> list[int]:
+    """k ids picked greedily by lam * relevance - (1 - lam) * max similarity to those picked.
+    relevance is min-max normalised first, so it is on the cosine's scale whatever produced
+    it (RRF, BM25, a reranker)."""
+    if not ids:
+        return []
+    rel = np.asarray(relevance, dtype=np.float64)
+    span = rel.max() - rel.min()
+    rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
+    unit = _unit_rows(np.asarray(vectors, dtype=np.float32))
+    similarity = unit @ unit.T
+    chosen: list[int] = []
+    remaining = list(range(len(ids)))
+    while remaining and len(chosen) < k:
+        if chosen:
+            penalty = similarity[np.ix_(remaining, chosen)].max(axis=1)
+        else:
+            penalty = np.zeros(len(remaining))
+        scores = lam * rel[remaining] - (1 - lam) * penalty
+        best = remaining[int(np.argmax(scores))]
+        chosen.append(best)
+        remaining.remove(best)
+    return [ids[i] for i in chosen]

@@ -1,0 +1,85 @@
+"""rag.search's options: per-call values over the pipeline's search_options over defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+MODES = ("hybrid", "vector", "keyword")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    # HNSW candidate list size (pgvector's hnsw.ef_search) for this call.
+    ef_search: int = 100
+    # Rows iterative index scans may visit to fill k after filters (hnsw.max_scan_tuples).
+    max_scan_tuples: int = 20000
+    # BM25: term frequency saturation and length normalisation (Lucene's defaults).
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    # How hybrid combines the lists: "rrf", reciprocal rank fusion, score = sum of
+    # weight / (rrf_k + rank); or "zscore", the sum of weight * standardised score.
+    fusion: str = "rrf"
+    rrf_k: int = 60
+    vector_weight: float = 1.0
+    keyword_weight: float = 1.0
+    # Depth of each list before fusion, reranking and MMR, as a multiple of k.
+    candidates_factor: int = 4
+    # A rag.rerankers name: second stage over the best rerank_depth fused candidates (the
+    # rest follow in first-stage order): rerankers read every passage, so depth is cost.
+    rerank: str | None = None
+    rerank_depth: int = 50
+    # Maximal marginal relevance: 1 = relevance only; lower values trade relevance for
+    # diversity. None = off.
+    mmr_lambda: float | None = None
+    # Drop a chunk whose embedding has at least this cosine similarity with a better one.
+    dedupe_threshold: float | None = None
+
+    @classmethod
+    def resolve(cls, *layers: dict | None) -> SearchOptions:
+        """Defaults, then each layer's keys (later layers win); raises ValueError naming the
+        option that is wrong."""
+        options = cls()
+        known = {f.name: f for f in fields(cls)}
+        for layer in layers:
+            if layer is None:
+                continue
+            if not isinstance(layer, dict):
+                raise ValueError(f"options must be a JSON object, got {layer!r}")
+            for key, value in layer.items():
+                if key not in known:
+                    raise ValueError(f"unknown option {key!r}; known: {', '.join(known)}")
+                options = replace(options, **{key: _checked(key, value)})
+        return options
+
+
+def _number(key: str, value, low: float, high: float, integer: bool = False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            integer and not float(value).is_integer()):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"option {key} must be {kind} between {low} and {high}, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"option {key} must be between {low} and {high}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _checked(key: str, value):
+    if key == "fusion":
+        if value not in ("rrf", "zscore"):
+            raise ValueError(f"option fusion must be 'rrf' or 'zscore', got {value!r}")
+        return value
+    if key in ("rerank",):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"option rerank must name a reranker (rag.create_reranker), got "
+                             f"{value!r}")
+        return value
+    if key in ("mmr_lambda", "dedupe_threshold") and value is None:
+        return None
+    bounds = {
+        "ef_search": (1, 1000, True), "max_scan_tuples": (1, 10_000_000, True),
+        "bm25_k1": (0, 10, False), "bm25_b": (0, 1, False), "rrf_k": (1, 10_000, True),
+        "vector_weight": (0, 100, False), "keyword_weight": (0, 100, False),
+        "candidates_factor": (1, 100, True), "rerank_depth": (1, 1000, True),
+        "mmr_lambda": (0, 1, False), "dedupe_threshold": (0, 1, False),
+    }
+    low, high, integer = bounds[key]
+    return _number(key, value, low, high, integer)

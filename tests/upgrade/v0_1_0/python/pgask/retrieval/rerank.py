@@ -1,0 +1,147 @@
+"""Second-stage rerankers: re-score the fused candidates with a model that reads the query and
+each passage together.
+
+- provider 'cohere': the /rerank shape of Cohere, Jina, vLLM and most hosted rerankers:
+  POST {base_url}/rerank {model, query, documents, top_n} -> {results: [{index,
+  relevance_score}]}.
+- provider 'tei': Hugging Face text-embeddings-inference: POST {base_url}/rerank {query,
+  texts} -> [{index, score}].
+- provider 'local': no cross-encoder ships offline (FACTS.md), so the local reranker scores a
+  passage by its best sentence's cosine similarity to the query with the pinned MiniLM model:
+  a finer-grained reading than one vector per chunk. `make eval` reports whether it helps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pgask.embedders.errors import redact
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class RerankError(Exception):
+    """A reranker call failed; the message says which reranker and setting, never the key."""
+
+
+@dataclass(frozen=True)
+class RerankerSpec:
+    name: str
+    provider: str
+    model: str | None
+    base_url: str | None
+    api_key_env: str | None
+    options_json: str = "{}"
+
+
+class HttpReranker:
+    def __init__(self, spec: RerankerSpec, api_key: str | None, options: dict) -> None:
+        self.spec = spec
+        self._api_key = api_key
+        self.timeout = float(options.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
+
+    def _request(self, path: str, body: dict):
+        # The standard library is enough for one JSON POST, and keeps the reranker
+        # independent of the HTTP stack the openai package happens to pin.
+        import urllib.error
+        import urllib.request
+
+        url = self.spec.base_url.rstrip("/") + path
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers,
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                text = response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+            raise RerankError(redact(
+                f"reranker {self.spec.name!r} at {url} answered HTTP {exc.code}: {detail}",
+                self._api_key)) from None
+        except (OSError, ValueError) as exc:
+            raise RerankError(redact(
+                f"reranker {self.spec.name!r} could not reach {url} ({exc}); check base_url "
+                "in rag.rerankers (rag.create_reranker)", self._api_key)) from None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise RerankError(f"reranker {self.spec.name!r} at {url} did not answer JSON: "
+                              f"{text[:200]!r}") from None
+
+    def scores(self, query: str, passages: Sequence[str]) -> list[float]:
+        if self.spec.provider == "tei":
+            rows = self._request("/rerank", {"query": query, "texts": list(passages)})
+            pairs = [(r["index"], r["score"]) for r in _as_list(rows, self.spec.name)]
+        else:
+            body = {"query": query, "documents": list(passages), "top_n": len(passages)}
+            if self.spec.model:
+                body["model"] = self.spec.model
+            rows = self._request("/rerank", body)
+            results = rows.get("results") if isinstance(rows, dict) else None
+            pairs = [(r["index"], r["relevance_score"])
+                     for r in _as_list(results, self.spec.name)]
+        scores = [float("-inf")] * len(passages)
+        for index, score in pairs:
+            if not 0 <= index < len(passages):
+                raise RerankError(f"reranker {self.spec.name!r} returned index {index} for "
+                                  f"{len(passages)} passages")
+            scores[index] = float(score)
+        return scores
+
+
+def _as_list(rows, name: str) -> list:
+    if not isinstance(rows, list):
+        raise RerankError(f"reranker {name!r} answered in an unexpected shape: {rows!r:.200}")
+    return rows
+
+
+class LocalReranker:
+    """Best-sentence similarity with the local embedding model."""
+
+    def __init__(self, spec: RerankerSpec,
+                 embed: Callable[[list[str]], np.ndarray] | None = None,
+                 embed_query: Callable[[str], np.ndarray] | None = None) -> None:
+        from pgask.embedders.local import get_local_embedder
+
+        self.spec = spec
+        model = get_local_embedder() if embed is None or embed_query is None else None
+        self._embed = embed or model.embed
+        self._embed_query = embed_query or model.embed_query
+
+    def scores(self, query: str, passages: Sequence[str]) -> list[float]:
+        from pgask.chunking import split_sentences
+
+        sentences: list[str] = []
+        owner: list[int] = []
+        for i, passage in enumerate(passages):
+            for start, end in split_sentences(passage) or [(0, len(passage))]:
+                text = passage[start:end].strip()
+                if text:
+                    sentences.append(text)
+                    owner.append(i)
+        best = [float("-inf")] * len(passages)
+        if not sentences:
+            return best
+        similarity = self._embed(sentences) @ self._embed_query(query)
+        for i, score in zip(owner, similarity, strict=True):
+            best[i] = max(best[i], float(score))
+        return best
+
+
+def reranker_for(spec: RerankerSpec, options: dict, read_secret: Callable[[str], str | None]):
+    from pgask.embedders.errors import EmbedderError
+    from pgask.embedders.registry import resolve_api_key
+
+    if spec.provider == "local":
+        return LocalReranker(spec)
+    try:
+        key = resolve_api_key(spec, read_secret, what="reranker")
+    except EmbedderError as exc:
+        raise RerankError(str(exc)) from None
+    return HttpReranker(spec, key, options)

@@ -1,0 +1,66 @@
+"""What the small PL/Python functions of embedding.sql and chunking.sql call.
+
+(Larger jobs have modules of their own: queue, retrieval.search, answering.pipeline.)
+Functions that run SQL take the `plpy` module as their first argument (PL/Python injects it
+into function bodies; it cannot be imported here). They convert between SQL values and the pure
+modules. Arguments are validated by the plpgsql wrappers in sql/ before they get here: an error
+raised in PL/Python carries a Python traceback, which users should never have to read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+from pgask.embedders import vector_literal
+from pgask.embedders.local import get_local_embedder
+
+
+def embed(content):
+    return vector_literal(get_local_embedder().embed_query(content))
+
+
+def embed_many(contents):
+    present = [c for c in contents if c is not None]
+    vectors = iter(get_local_embedder().embed(present))
+    return [None if c is None else vector_literal(next(vectors)) for c in contents]
+
+
+def chunker_error(config_json):
+    """None if a pipeline's chunker configuration is valid, else the reason."""
+    from pgask.chunking import ChunkerConfig
+
+    try:
+        ChunkerConfig.from_dict(json.loads(config_json))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+_query_vectors: OrderedDict[tuple[object, str], str] = OrderedDict()
+QUERY_CACHE_SIZE = 256
+
+
+def embed_with(plpy, content, embedder):
+    """(vector, None) or (None, error) for rag.embed(content, embedder); repeated texts
+    (questions asked again) come from a bounded per-backend cache."""
+    from pgask.embedders.errors import EmbedderError
+    from pgask.queue import load_embedder
+
+    try:
+        provider = load_embedder(plpy, embedder)
+        key = (provider.spec, content)
+        if key in _query_vectors:
+            _query_vectors.move_to_end(key)
+            return _query_vectors[key], None
+        if provider.spec.provider == "local":
+            # The model's own query cache: the extractive answerer asks it for the same text.
+            vector = vector_literal(get_local_embedder().embed_query(content))
+        else:
+            vector = vector_literal(provider.embed([content])[0])
+    except EmbedderError as exc:
+        return None, str(exc)
+    _query_vectors[key] = vector
+    if len(_query_vectors) > QUERY_CACHE_SIZE:
+        _query_vectors.popitem(last=False)
+    return vector, None
