@@ -269,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     work = sub.add_parser("worker", help="process pipeline queues until stopped",
                           description="Calls rag.process_queue in a loop and waits for "
-                          "LISTEN/NOTIFY when idle. Run several for parallelism: rows are "
-                          "leased, never shared. SIGTERM finishes the current batch, then exits.")
+                          "LISTEN/NOTIFY when idle. For parallelism use --concurrency N "
+                          "connections, or run several workers: rows are leased, never shared. "
+                          "SIGTERM finishes the current batches, then exits.")
     work.add_argument("--pipeline", help="only this pipeline (default: all)")
     work.add_argument("--batch-size", type=int, default=32, help="rows per claim (default 32)")
     work.add_argument("--concurrency", type=int, default=1,
