@@ -256,6 +256,32 @@ def test_two_workers_never_embed_the_same_row_twice(table, db_url, embedding_ser
     assert sum(processed) == 60 and all(processed), processed  # both took part
 
 
+def test_worker_concurrency_embeds_each_row_once_with_every_connection_taking_part(
+        table, db_url, embedding_server):
+    register(table, embedding_server)
+    make_pipeline(table, rows=60)
+    # Every request waits a second, so one connection cannot drain the queue alone while the
+    # others are still connecting: all four must hold a batch (and a request) at once.
+    embedding_server.fail_next({"delay": 1, "times": 15})
+    worker = commands.pgask("worker", "--concurrency", "4", "--batch-size", "4",
+                            "--exit-when-idle", database_url=db_url, timeout=120)
+    assert worker.returncode == 0, worker.stderr
+    assert embedded_ids(table) == {str(i) for i in range(1, 61)}
+    counts = Counter(embedding_server.embedded_inputs())
+    assert len(counts) == 60 and max(counts.values()) == 1
+    assert embedding_server.requests() == 15  # 60 rows in batches of 4, none sent twice
+    slots = {line.split("]", 1)[0] + "]" for line in worker.stdout.splitlines()
+             if line.startswith("[") and "processed" in line}
+    assert slots == {"[1/4]", "[2/4]", "[3/4]", "[4/4]"}, worker.stdout
+    assert "worker stopped: 60 rows processed" in worker.stdout
+
+
+def test_worker_concurrency_must_be_positive(db_url):
+    result = commands.pgask("worker", "--concurrency", "0", database_url=db_url)
+    assert result.returncode != 0
+    assert "--concurrency must be at least 1, got 0" in result.stderr
+
+
 def test_worker_stops_gracefully_on_sigterm(table, db_url):
     make_pipeline(table, embedder="local", rows=1)
     worker = pgask_process(db_url, "worker", "--idle-seconds", "0.5")

@@ -95,3 +95,32 @@ def test_table_lists_figures_notes_and_skips():
     assert "recall@10 10k" in table and "0.90x" in table
     assert "recall@10 10k: random" in table
     assert "skipped: LangChain comparison: not installed" in table
+
+
+def test_standin_vectors_are_unit_deterministic_and_lexical():
+    from pgask_measure.bench.standin import standin_vectors
+
+    texts = ["the disk on the database host is full",
+             "the database host disk is nearly full",
+             "photosynthesis in marine algae"]
+    vectors = standin_vectors(texts)
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(vectors, standin_vectors(texts))
+    # Shared words make neighbours: not noise.
+    assert vectors[0] @ vectors[1] > 0.7 > vectors[0] @ vectors[2]
+    # A text without words still gets a unit vector, never a zero one.
+    assert np.linalg.norm(standin_vectors(["12 34 !!"])[0]) == pytest.approx(1.0)
+
+
+def test_scale_copies_vary_and_keep_most_words():
+    from pgask_measure.bench.scale import varied
+
+    base = [("Title", " ".join(f"word{i}" for i in range(100))), ("T2", "alpha beta gamma")]
+    rows = list(varied(base, 7))
+    assert rows[:2] == base  # the first copy is the text itself
+    copies = [content for _, content in rows[2::2]]  # the first chunk, copies 1, 2, 3
+    assert [c.split()[-1] for c in copies] == ["rev1", "rev2", "rev3"]
+    assert len(set(copies)) == 3  # each copy drops different words
+    for content in copies:
+        assert 80 <= len(content.split()) - 1 < 100

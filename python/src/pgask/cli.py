@@ -168,14 +168,16 @@ def cmd_secret(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from pgask.worker import StopFlag, run_worker
+    from pgask.worker import StopFlag, run_fleet
 
+    if args.concurrency < 1:
+        raise CliError(f"--concurrency must be at least 1, got {args.concurrency}")
     stop = StopFlag()
     stop.install()
-    with _connect(args) as conn:
-        total = run_worker(conn, pipeline=args.pipeline, batch_size=args.batch_size,
-                           idle_seconds=args.idle_seconds, lease_seconds=args.lease_seconds,
-                           stop=stop, exit_when_idle=args.exit_when_idle)
+    total = run_fleet(lambda: _connect(args), args.concurrency, pipeline=args.pipeline,
+                      batch_size=args.batch_size, idle_seconds=args.idle_seconds,
+                      lease_seconds=args.lease_seconds, stop=stop,
+                      exit_when_idle=args.exit_when_idle)
     print(f"worker stopped: {total} rows processed")
     return EXIT_OK
 
@@ -305,10 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     work = sub.add_parser("worker", help="process pipeline queues until stopped",
                           description="Calls rag.process_queue in a loop and waits for "
-                          "LISTEN/NOTIFY when idle. Run several for parallelism: rows are "
-                          "leased, never shared. SIGTERM finishes the current batch, then exits.")
+                          "LISTEN/NOTIFY when idle. For parallelism use --concurrency N "
+                          "connections, or run several workers: rows are leased, never shared. "
+                          "SIGTERM finishes the current batches, then exits.")
     work.add_argument("--pipeline", help="only this pipeline (default: all)")
     work.add_argument("--batch-size", type=int, default=32, help="rows per claim (default 32)")
+    work.add_argument("--concurrency", type=int, default=1,
+                      help="connections processing at once, each with its own leased batch "
+                      "and provider request in flight (default 1); for a remote provider, "
+                      "raise it until the provider's rate limit; for the local model, up to "
+                      "the database server's cores")
     work.add_argument("--idle-seconds", type=float, default=5.0,
                       help="longest sleep between checks when idle (default 5)")
     work.add_argument("--lease-seconds", type=float, default=300.0,

@@ -1,14 +1,18 @@
 """`pgask worker` and `pgask backfill`: drive rag.process_queue from outside the database.
 
 The worker loops on CALL rag.process_queue and sleeps on LISTEN rag_queue when there is
-nothing to do; several workers can run at once (rows are leased with SKIP LOCKED). SIGTERM
-and SIGINT let the current call finish, then the worker exits.
+nothing to do; several workers can run at once (rows are leased with SKIP LOCKED), as
+separate processes or as `--concurrency N` connections of one process (run_fleet), so N
+batches, and N provider requests, are in flight at once. SIGTERM and SIGINT let the current
+calls finish, then the worker exits.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -60,6 +64,55 @@ def run_worker(conn: psycopg.Connection, *, pipeline: str | None, batch_size: in
         for _ in conn.notifies(timeout=idle_seconds, stop_after=1):
             pass
     return total
+
+
+def run_fleet(connect: Callable[[], psycopg.Connection], concurrency: int, *,
+              pipeline: str | None, batch_size: int, idle_seconds: float,
+              lease_seconds: float, stop: StopFlag, exit_when_idle: bool = False,
+              log=print) -> int:
+    """run_worker on `concurrency` connections at once, one thread each: while one waits for
+    its provider (or its backend runs the local model), the others claim and embed their own
+    batches. The threads only wait on I/O (the work runs in the database backends), so
+    Python's GIL does not serialise them. No double work: each batch is leased with
+    FOR UPDATE SKIP LOCKED, as between separate worker processes. An error in one thread
+    stops the others after their current call and is raised here."""
+    if concurrency < 1:
+        raise ValueError(f"--concurrency must be at least 1, got {concurrency}")
+    if concurrency == 1:
+        with connect() as conn:
+            return run_worker(conn, pipeline=pipeline, batch_size=batch_size,
+                              idle_seconds=idle_seconds, lease_seconds=lease_seconds,
+                              stop=stop, exit_when_idle=exit_when_idle, log=log)
+    totals = [0] * concurrency
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def one(slot: int) -> None:
+        def tagged(message: str) -> None:
+            with lock:
+                log(f"[{slot + 1}/{concurrency}] {message}")
+        try:
+            with connect() as conn:
+                totals[slot] = run_worker(
+                    conn, pipeline=pipeline, batch_size=batch_size, idle_seconds=idle_seconds,
+                    lease_seconds=lease_seconds, stop=stop, exit_when_idle=exit_when_idle,
+                    log=tagged)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            with lock:
+                errors.append(exc)
+            stop.stopped = True
+
+    threads = [threading.Thread(target=one, args=(i,), name=f"pgask-worker-{i + 1}",
+                                daemon=True) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        # join with a timeout keeps the main thread responsive to SIGTERM/SIGINT.
+        while thread.is_alive():
+            thread.join(0.5)
+    if errors:
+        raise errors[0]
+    return sum(totals)
 
 
 def backfill(conn: psycopg.Connection, pipeline: str, batch_size: int, lease_seconds: float,

@@ -4,9 +4,12 @@
   PostgreSQL) vs the same model called directly from Python on the same chunk texts;
 - write latency: a single-row INSERT into a table with an async pipeline vs the same INSERT
   into an identical table without one;
-- query: rag.search latency vs a hand-written pgvector query, on chunk stores of 10k and 100k
-  synthetic vectors (1M too with --scale large);
-- recall@10 of the HNSW index vs an exact scan, on the synthetic stores and on real embeddings;
+- worker fleets: rows/s of `pgask worker --concurrency N` vs 1 connection, on a loopback
+  provider taking 200 ms per request and with the local model;
+- scale: rag.search (hybrid, vector, keyword) vs raw HNSW on chunk stores of 10k and 100k
+  chunks of real text (1M with --scale large), stand-in vectors; BM25 pruned vs exhaustive;
+- query: rag.search latency vs a hand-written pgvector query on real sentence embeddings;
+- recall@10 of the HNSW index vs an exact scan, on real embeddings;
 - answer: rag_answer latency and its phases (embed, search, extractive step);
 - LangChain: ingest and query through langchain-postgres' PGVector over the same database,
   model and chunks (when langchain-postgres is installed: `make bench` installs it in its own
@@ -18,7 +21,8 @@ absolute numbers from the same machine.
 
 Modules: ``common`` (settings, scratch database, timing, the pages measured on), ``report``
 (figures, the table and BENCHMARKS.md, pure helpers), one per measurement (``ingest``,
-``search``, ``stores``, ``answer``, ``langchain``), and ``run`` (the order, the command).
+``fleet``, ``scale``, ``search``, ``stores``, ``answer``, ``langchain``), ``standin`` (the
+fast stand-in embedder served on loopback), and ``run`` (the order, the command).
 """
 
 from pgask_measure.bench.common import QUESTION_TEMPLATES

@@ -22,7 +22,6 @@ SCALES = {"default": (10_000, 100_000), "large": (10_000, 100_000, 1_000_000)}
 # Real embeddings for recall: sentences of the manual (short, so thousands embed in about a
 # minute, where as many chunks would take ten). The manual has about 60k distinct ones.
 SENTENCE_SCALES = {"default": (10_000,), "large": (10_000, 60_000)}
-RECALL_QUERIES = 100
 QUESTION_TEMPLATES = (
     "What does {} do?",
     "How do I use {}?",

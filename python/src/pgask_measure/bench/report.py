@@ -80,26 +80,35 @@ FIGURE_MEANINGS = """What the figures mean:
   an async pipeline (the statement trigger queues the row) vs an identical table without one.
   The baseline's commit is fast on this machine, so the fixed trigger cost weighs heavily in
   the ratio.
-- search, new text: `SELECT * FROM rag.search(q, 10, mode => 'vector', pipeline => ...)`
-  with a query text this database connection has not seen, so the model embeds it inside
-  PostgreSQL, vs what an application does without pgask: embed the same text with the same
-  model in its own process, then run
-  `SELECT ... FROM rag.<pipeline>_chunks ORDER BY embedding <=> $1 LIMIT 10`. The stores
-  hold random unit vectors (synthetic: at a given ef_search the index does about the same
-  work on any data of that size); the query vectors are real embeddings of
-  manual-style questions. Latency seen by the client, round trip included.
+- worker fleet: rows/s embedded by `pgask worker --concurrency N` (its run_fleet: N
+  connections, each leasing its own batches of 4 rows) against a loopback OpenAI-compatible
+  provider in the benchmark process that answers every request after 200 ms, vs 1 connection;
+  the ideal ratio is N. With the local model: 2 connections (two backends, each running its
+  own copy of the model) vs 1, on the machine's cores. Every connection is warmed first
+  (tokenizer, provider, model loaded), so no rate pays a backend's start-up.
+- scale N: chunk stores of N chunks of real text: every page of the PostgreSQL manual
+  through pgask's HTML loader and chunker, plus SciFact's abstracts when the corpus is there,
+  repeated with per-copy variation (each copy drops a different tenth of each chunk's words
+  and carries its own token), with vectors from a stand-in embedder (a hashed bag of words
+  through a fixed random projection to 384 dimensions: lexical neighbours, not semantic, but
+  not noise) served on loopback. hybrid / vector / keyword = rag.search's body
+  (rag._search_rows) given the query vector, vs raw HNSW: the hand-written
+  `ORDER BY embedding <=> $1 LIMIT 10` with the same vector. "keyword (BM25 pruned)" compares
+  keyword search (MaxScore pruning) with the scoring statement rag.search ran before pruning,
+  alone (every chunk holding any query term scored).
+- search on N sentences, new text: `SELECT * FROM rag.search(q, 10, mode => 'vector',
+  pipeline => ...)` with a query text this connection has not seen, so the model embeds it
+  inside PostgreSQL, vs what an application does without pgask: embed the same text with the
+  same model in its own process, then run the hand-written pgvector query. The store holds
+  real embeddings of manual sentences. Latency seen by the client, round trip included.
 - search, cached text: the same rag.search calls again: the query vector now comes from the
   per-connection cache of recent query texts, so this is rag.search's own cost (pipeline
   lookup, dynamic SQL, index scan) vs the hand-written query given the precomputed vector,
   the floor.
 - recall@10: the share of the exact 10 nearest neighbours (a sequential scan, `SET
-  enable_indexscan = off`) that the HNSW index returns, at `hnsw.ef_search` 40 (pgvector's
-  default, what rag.search uses) and 100, over 100 queries (synthetic stores: random unit
-  query vectors) or the question texts (sentences). Uniformly random vectors in 384
-  dimensions are the worst case for HNSW (every point is almost equally far from every other),
-  so the synthetic rows are very pessimistic; the "manual sentences" rows use real embeddings
-  (distinct sentences sampled from the whole PostgreSQL manual, embedded by the same model)
-  and are what to expect from real text.
+  enable_indexscan = off`) that the HNSW index returns, at `hnsw.ef_search` 40 and 100, with
+  the question texts' real embeddings as queries on the real embeddings of distinct
+  sentences sampled from the whole manual.
 - answer: `SELECT rag_answer(q)` for questions about the ingested manual pages, each new to
   its connection, vs retrieval alone (embed + search). Phases, measured on the same questions
   in a second connection: embed = `rag.embed(q, 'local')`; search = `rag.search(q, 5)` once that
@@ -112,7 +121,8 @@ FIGURE_MEANINGS = """What the figures mean:
   process_queue rate from the ingest row vs `PGVector.add_texts` (LangChain gets the chunks
   ready-made, so its time leaves out chunking). Search = rag.search vs
   `PGVector.similarity_search`, k = 10, query texts new to both (LangChain embeds every query
-  in the client; pgask in the database).
+  in the client; pgask in the database); first as its documentation sets it up (no index,
+  exact), then after an HNSW index (pgask's m and ef_construction) is created on its table.
 """
 
 

@@ -19,6 +19,7 @@ from pgask_measure.bench.common import (
     manual_pages,
     scratch_database,
 )
+from pgask_measure.bench.fleet import bench_fleet_local, bench_fleet_remote
 from pgask_measure.bench.ingest import bench_ingest, bench_write_latency
 from pgask_measure.bench.langchain import (
     bench_langchain,
@@ -27,21 +28,24 @@ from pgask_measure.bench.langchain import (
     langchain_versions,
 )
 from pgask_measure.bench.report import Report, questions, size_label
-from pgask_measure.bench.stores import bench_sentences, bench_synthetic
+from pgask_measure.bench.scale import bench_scale
+from pgask_measure.bench.stores import bench_sentences
+
+GROUPS = ("ingest", "writes", "fleet", "scale", "sentences", "answer", "langchain")
 
 
 def run(url: str, pages: int, write_rounds: int, queries: int = 200, answers: int = 40,
         scale: str = "default", sizes: Sequence[int] | None = None,
-        sentences: Sequence[int] | None = None) -> Report:
+        sentences: Sequence[int] | None = None, only: Sequence[str] = GROUPS) -> Report:
     sizes = tuple(sizes or SCALES[scale])
     sentences = tuple(sentences or SENTENCE_SCALES[scale])
     started = time.perf_counter()
     report = Report(settings={
         "pages": pages, "write_rounds": write_rounds, "queries": queries, "answers": answers,
         "scale": scale, "sizes": list(sizes), "sentences": list(sentences), "k": K,
-        "date": time.strftime("%Y-%m-%d"),
+        "only": list(only), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(), "load_start": os.getloadavg()[0]})
-    missing = langchain_missing()
+    missing = langchain_missing() if {"langchain", "ingest"} <= set(only) else None
     if missing:
         print(missing, flush=True)
         report.skipped.append(missing)
@@ -49,26 +53,40 @@ def run(url: str, pages: int, write_rounds: int, queries: int = 200, answers: in
     docs = manual_pages(pages)
     asked = questions([d.title for d in docs], max(queries, answers))
     texts = asked[:queries]
-    # Table order: ingest and writes, search, recall, answer, LangChain.
+    # Table order: ingest and writes, fleets, search, recall, answer, LangChain.
     searches, recalls, rest = [], [], []
     with connect(bench_url) as conn:
-        ingest, inputs = step("ingest", lambda: bench_ingest(conn, [d.content for d in docs]))
-        report.figures.append(ingest)
-        if not missing:
-            # Right after pgask's ingest, so both rates see the same machine state.
-            store, rate = step("LangChain ingest", lambda: langchain_ingest(bench_url, inputs))
-        report.figures += step("write latency", lambda: bench_write_latency(conn, write_rounds))
-        literals = embed_literals(texts)
-        for rows in sizes:
-            search, recall = step(f"{size_label(rows)} synthetic", lambda rows=rows:
-                                  bench_synthetic(bench_url, conn, rows, texts))
-            searches += search
-            recalls += recall
-        for n in sentences:
-            recalls += step(f"recall on {size_label(n)} manual sentences",
-                            lambda n=n: bench_sentences(bench_url, conn, n, literals))
-        rest += step("answers", lambda: bench_answer(bench_url, conn, docs, asked[:answers]))
-        if not missing:
+        if "ingest" in only:
+            ingest, inputs = step("ingest", lambda: bench_ingest(conn, [d.content
+                                                                        for d in docs]))
+            report.figures.append(ingest)
+            if not missing and "langchain" in only:
+                # Right after pgask's ingest, so both rates see the same machine state.
+                store, rate = step("LangChain ingest",
+                                   lambda: langchain_ingest(bench_url, inputs))
+        if "writes" in only:
+            report.figures += step("write latency",
+                                   lambda: bench_write_latency(conn, write_rounds))
+        if "fleet" in only:
+            report.figures += step("worker fleet, slow provider",
+                                   lambda: bench_fleet_remote(bench_url, conn))
+            report.figures += step("worker fleet, local model", lambda: bench_fleet_local(
+                bench_url, conn, [d.content for d in docs[:max(4, pages // 4)]]))
+        if "scale" in only:
+            searches += step(f"scale stores {', '.join(map(size_label, sizes))}",
+                             lambda: bench_scale(bench_url, conn, sizes,
+                                                 [d.title for d in docs], queries))
+        if "sentences" in only:
+            literals = embed_literals(texts)
+            for n in sentences:
+                search, recall = step(f"{size_label(n)} manual sentences", lambda n=n:
+                                      bench_sentences(bench_url, conn, n, texts, literals))
+                searches += search
+                recalls += recall
+        if "answer" in only:
+            rest += step("answers",
+                         lambda: bench_answer(bench_url, conn, docs, asked[:answers]))
+        if not missing and {"langchain", "ingest"} <= set(only):
             report.settings["langchain"] = langchain_versions()
             rest += step("LangChain search", lambda: bench_langchain(
                 bench_url, store, rate, ingest, inputs, texts))
@@ -102,11 +120,14 @@ def add_bench_parser(sub, connect_url) -> None:
     bench.add_argument("--answers", type=int, default=40,
                        help="questions for the answer latency figure (default 40)")
     bench.add_argument("--scale", choices=sorted(SCALES), default="default",
-                       help="store sizes: default 10k and 100k synthetic vectors and 10k "
-                       "real sentence embeddings; large adds 1M synthetic and 60k sentences "
-                       "(much longer)")
+                       help="store sizes: default 10k and 100k chunks of real text (the "
+                       "manual and SciFact, stand-in vectors) and 10k real sentence "
+                       "embeddings; large adds 1M chunks and 60k sentences (much longer)")
     bench.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
-                       help="synthetic store sizes instead of --scale's, e.g. 2000,10000")
+                       help="real-text store sizes instead of --scale's, e.g. 2000,10000")
+    bench.add_argument("--only", type=lambda s: s.split(","), default=list(GROUPS),
+                       help=f"measurements to run, comma-separated (default all: "
+                       f"{','.join(GROUPS)})")
     bench.add_argument("--sentences", type=lambda s: [int(x) for x in s.split(",")],
                        help="manual sentences for the real-embedding recall instead of "
                        "--scale's, e.g. 2000")
@@ -116,7 +137,7 @@ def add_bench_parser(sub, connect_url) -> None:
 
     def command(args) -> int:
         report = run(connect_url(args), args.pages, args.write_rounds, args.queries,
-                     args.answers, args.scale, args.sizes, args.sentences)
+                     args.answers, args.scale, args.sizes, args.sentences, args.only)
         print(report.table())
         if args.json:
             Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n")
@@ -124,7 +145,8 @@ def add_bench_parser(sub, connect_url) -> None:
             options = [("pages", args.pages), ("write-rounds", args.write_rounds),
                        ("queries", args.queries), ("answers", args.answers),
                        ("scale", args.scale)]
-            for name, values in (("sizes", args.sizes), ("sentences", args.sentences)):
+            for name, values in (("sizes", args.sizes), ("sentences", args.sentences),
+                                 ("only", args.only if args.only != list(GROUPS) else None)):
                 if values:
                     options.append((name, ",".join(map(str, values))))
             command = "pgask bench " + " ".join(f"--{k} {v}" for k, v in options)

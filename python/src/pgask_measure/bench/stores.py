@@ -1,5 +1,5 @@
-"""Chunk stores the benchmark fills itself: synthetic vectors (query latency and recall at
-10k, 100k, 1M rows) and real sentence embeddings of the manual (recall on real text)."""
+"""Chunk stores of real sentence embeddings of the manual (search latency and recall on real
+embeddings); the real-text stores of scale mode are in scale.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import psycopg
 
-from pgask_measure.bench.common import MANUAL, RECALL_QUERIES, K, store_of
-from pgask_measure.bench.report import Figure, random_unit_vectors, size_label
+from pgask_measure.bench.common import MANUAL, K, store_of
+from pgask_measure.bench.report import Figure, size_label
 from pgask_measure.bench.search import recall_figures, search_figures, search_latencies, uses_index
 
 
@@ -62,38 +62,6 @@ def fill_store(url: str, conn: psycopg.Connection, store: str,
     return rows, build_seconds
 
 
-def synthetic_batches(rows: int, seed: int, batch: int = 50_000
-                      ) -> Iterator[tuple[list[str], np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    for start in range(0, rows, batch):
-        n = min(batch, rows - start)
-        yield [f"synthetic chunk {start + i}" for i in range(n)], random_unit_vectors(rng, n)
-
-
-def bench_synthetic(url: str, conn: psycopg.Connection, rows: int, texts: Sequence[str]
-                    ) -> tuple[list[Figure], list[Figure]]:
-    """Query latency figures and recall figures on a store of `rows` random unit vectors."""
-    from pgask.embedders import vector_literal
-
-    label = size_label(rows)
-    pipeline = f"synth_{label.replace('.', '_').lower()}"
-    store = create_store(conn, pipeline)
-    began = time.perf_counter()
-    _, build_seconds = fill_store(url, conn, store, synthetic_batches(rows, seed=rows))
-    print(f"  {label} synthetic vectors loaded in {time.perf_counter() - began:.0f} s "
-          f"(HNSW build {build_seconds:.0f} s)", flush=True)
-    times = search_latencies(url, pipeline, texts)
-    note = (f"{rows:,} random unit vectors (synthetic) in a pipeline's chunk store, HNSW "
-            f"m=16 ef_construction=64 (built in {build_seconds:.0f} s), ef_search 40; "
-            f"{len(texts)} distinct question texts, k={K}")
-    if not uses_index(conn, pipeline):
-        note += "; at this size the planner prefers a sequential scan to the index"
-    queries = random_unit_vectors(np.random.default_rng(rows + 1), RECALL_QUERIES)
-    return search_figures(label, times, note), recall_figures(
-        url, pipeline, label, [vector_literal(q) for q in queries],
-        f"{rows:,} random unit vectors, random unit query vectors")
-
-
 def manual_sentences(n: int, seed: int = 0) -> list[str]:
     """n distinct sentences of 5 to 60 words, sampled from every page of the manual."""
     import random
@@ -123,9 +91,10 @@ def embedded_batches(texts: Sequence[str], batch: int = 512
         yield part, embedder.embed(part)
 
 
-def bench_sentences(url: str, conn: psycopg.Connection, n: int, literals: Sequence[str]
-                    ) -> list[Figure]:
-    """Recall on real embeddings: n sentences of the manual, questions as queries."""
+def bench_sentences(url: str, conn: psycopg.Connection, n: int, texts: Sequence[str],
+                    literals: Sequence[str]) -> tuple[list[Figure], list[Figure]]:
+    """Search latency (query texts new, then cached) and recall on real embeddings: n
+    sentences of the manual, the questions as queries."""
     sentences = manual_sentences(n)
     label = size_label(len(sentences))
     pipeline = f"sentences_{label.replace('.', '_').lower()}"
@@ -134,6 +103,13 @@ def bench_sentences(url: str, conn: psycopg.Connection, n: int, literals: Sequen
     rows, build_seconds = fill_store(url, conn, store, embedded_batches(sentences))
     print(f"  {label} manual sentences embedded and loaded in "
           f"{time.perf_counter() - began:.0f} s (HNSW build {build_seconds:.0f} s)", flush=True)
-    return recall_figures(url, pipeline, f"{label} manual sentences", literals,
-                          f"real embeddings of {rows:,} distinct sentences sampled from the "
-                          "whole manual, the question texts' embeddings as queries")
+    times = search_latencies(url, pipeline, texts)
+    note = (f"{rows:,} distinct manual sentences embedded by the local model, HNSW m=16 "
+            f"ef_construction=64 (built in {build_seconds:.0f} s); {len(texts)} distinct "
+            f"question texts, k={K}")
+    if not uses_index(conn, pipeline):
+        note += "; at this size the planner prefers a sequential scan to the index"
+    return search_figures(f"{label} sentences", times, note), recall_figures(
+        url, pipeline, f"{label} manual sentences", literals,
+        f"real embeddings of {rows:,} distinct sentences sampled from the whole manual, the "
+        "question texts' embeddings as queries")
