@@ -192,6 +192,9 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION rag._on_source_change() FROM public;
+COMMENT ON FUNCTION rag._on_source_change() IS
+'SECURITY DEFINER: the source table''s owner runs the DDL; the pipeline, its capture functions '
+'and triggers belong to the owner of schema rag, who must rewrite them';
 
 -- rag._on_source_drop(): a dropped source table (DROP TABLE, DROP SCHEMA ... CASCADE) or a
 -- column dropped by a cascade marks its pipelines broken; the chunks stay until
@@ -229,6 +232,9 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION rag._on_source_drop() FROM public;
+COMMENT ON FUNCTION rag._on_source_drop() IS
+'SECURITY DEFINER: whoever drops a source table marks the pipeline broken, a row of '
+'rag.pipelines only the owner of schema rag may update';
 
 -- (Through EXECUTE: there is no CREATE OR REPLACE EVENT TRIGGER.)
 DO $$

@@ -59,7 +59,7 @@ REVOKE ALL ON FUNCTION rag._require_cron(text) FROM public;
 
 -- rag._run_schedule(pipeline, every_seconds): one minute of a sub-minute schedule: processes
 -- the queue, commits, sleeps to the next multiple of every_seconds, until the minute is over.
--- (No SET search_path: a procedure with one cannot commit; every name is qualified.)
+-- (No SET search_path: a procedure with one cannot commit; it pins the path itself.)
 CREATE OR REPLACE PROCEDURE rag._run_schedule(pipeline text, every_seconds integer)
 LANGUAGE plpgsql
 AS $$
@@ -69,6 +69,8 @@ DECLARE
     next_at timestamptz;
     processed bigint;
 BEGIN
+    -- No SET clause possible: pinned here instead (rag.process_queue pins its own).
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     LOOP
         CALL rag.process_queue(pipeline, max_seconds => every_seconds, processed => processed);
         COMMIT;

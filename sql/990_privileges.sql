@@ -228,7 +228,10 @@ rag._require_admin(text),
 rag._check_registration(text, text, text, text, jsonb),
 rag._chunker_error(jsonb),
 rag.distribute_pipeline(text, integer),
-rag._distributed(text)
+rag._distributed(text),
+rag._raise_clean(text, text, text, text),
+rag._check_document(text, text),
+rag._check_reader(text, text)
 TO public;
 GRANT EXECUTE ON PROCEDURE
 rag.process_queue(text, integer, double precision, double precision, bigint)

@@ -126,7 +126,8 @@ def test_pruned_keyword_top_k_equals_exhaustive_scoring(db):
         query = list(dict.fromkeys(query))  # a lexeme counts once in a query, as in tsvector
         scores = reference.get_scores(query)
         expected = sorted(((-s, cid) for cid, s in zip(ids, scores, strict=True) if s > 0))[:k]
-        rows = search(db, " ".join(query), k=k, mode="keyword", columns="chunk_id, score")
+        rows = search(db, " ".join(query), k=k, mode="keyword", columns="chunk_id, score",
+                      options={"bm25_k1": k1, "bm25_b": b})
         assert [cid for cid, _ in rows] == [cid for _, cid in expected], query
         for (_, score), (neg, _) in zip(rows, expected, strict=True):
             assert score == pytest.approx(-neg, rel=1e-9), query

@@ -15,8 +15,10 @@ PINNED = "search_path=pg_catalog, pg_temp"
 UNPINNABLE = {
     "rag.process_queue(text,integer,double precision,double precision,bigint)":
         "commits: pins search_path with set_config first and after each commit",
-    "rag._process_queue(text,integer,double precision,double precision,bigint)":
+    "rag._process_queue(text,integer,double precision,double precision,bigint,text,text)":
         "commits: pins search_path with set_config after each commit (pgask.queue)",
+    "rag._run_schedule(text,integer)":
+        "commits: pins search_path with set_config first (pg_cron's sub-minute loop)",
 }
 
 # Routines every role may execute, and why that gives no role more than it had. Everything
@@ -86,6 +88,9 @@ PUBLIC_EXECUTE = {
     "rag._chunker_error(jsonb)": "pure validation",
     "rag.distribute_pipeline(text,integer)": "admin",
     "rag._distributed(text)": "whether a chunk table is distributed (Citus): no secret; search",
+    "rag._raise_clean(text,text,text,text)": "pure: raises the error it is given, cleaned",
+    "rag._check_document(text,text)": "pure validation of a document's size (rag.settings)",
+    "rag._check_reader(text,text)": "invoker; raises 42501 unless the caller may read",
 }
 
 

@@ -62,13 +62,15 @@ def drop_near_duplicates(ids: Sequence[int], vectors: np.ndarray, threshold: flo
 def maximal_marginal_relevance(ids: Sequence[int], relevance: Sequence[float],
                                vectors: np.ndarray, lam: float, k: int) -> list[int]:
     """k ids picked greedily by lam * relevance - (1 - lam) * max similarity to those picked.
-    relevance is min-max normalised first, so it is on the cosine's scale whatever produced
-    it (RRF, BM25, a reranker)."""
+    relevance becomes the candidate's place in the relevance order, scaled from 1 (best) down
+    towards 0, so it is on the cosine's scale whatever produced it (RRF, z-scores, BM25, a
+    reranker): min-max scaling gave the last candidate exactly 0, so with z-scores a clear
+    outlier list left MMR unable to pick the one different passage."""
     if not ids:
         return []
-    rel = np.asarray(relevance, dtype=np.float64)
-    span = rel.max() - rel.min()
-    rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
+    order = np.argsort(-np.asarray(relevance, dtype=np.float64), kind="stable")
+    rel = np.empty(len(ids), dtype=np.float64)
+    rel[order] = 1.0 - np.arange(len(ids)) / len(ids)
     unit = _unit_rows(np.asarray(vectors, dtype=np.float32))
     similarity = unit @ unit.T
     chosen: list[int] = []
