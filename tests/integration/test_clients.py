@@ -99,6 +99,8 @@ def test_llamaindex_retriever(tickets, db_url):
     nodes = retriever.retrieve("disk filled up")
     assert [type(n) for n in nodes] == [NodeWithScore, NodeWithScore]
     assert {n.node.metadata["document_id"] for n in nodes} == {"1", "2"}
-    assert nodes[0].score >= nodes[1].score > 0
+    # rag.search's fused score (z-scores by default: zero or negative is possible).
+    assert all(isinstance(n.score, float) for n in nodes)
+    assert nodes[0].score >= nodes[1].score
     assert nodes[0].node.metadata["citation"].startswith("[1] Disk")
     assert nodes[0].node.node_id == str(nodes[0].node.metadata["chunk_id"])

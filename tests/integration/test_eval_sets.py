@@ -13,7 +13,7 @@ from pgask.loaders import load_file
 from pgask_measure.eval_corpus import build_corpus, corpus_digest, corpus_source
 from pgask_measure.evaluation import load_beir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 DEMO_QUESTION = "How do I create a B-tree index on two columns?"
 

@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "and stores it with rag.set_secret; embedders, rerankers and LLMs "
                             "use it as api_key_env => 'secret:NAME'. The key never appears in "
                             "a statement's text.")
-    secret.add_argument("action", choices=["set"])
+    secret.add_argument("action", choices=["set"], help="set: store (or replace) the key NAME")
     secret.add_argument("name", help="the secret's name (1-64 letters, digits or _.:-)")
     secret.set_defaults(func=cmd_secret)
 
