@@ -112,6 +112,8 @@ CREATE OR REPLACE FUNCTION rag._sync_keyword_index(pipeline text, embedding_set 
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- DROP ... IF EXISTS of what may not exist yet is routine here, not news
+SET client_min_messages = warning
 AS $$
 DECLARE
     store_name text := rag._store(pipeline, embedding_set);
@@ -182,6 +184,8 @@ CREATE OR REPLACE FUNCTION rag._point_view(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- DROP ... IF EXISTS of what may not exist yet is routine here, not news
+SET client_min_messages = warning
 AS $$
 DECLARE
     active integer := (SELECT active_set FROM rag.pipelines WHERE name = pipeline);

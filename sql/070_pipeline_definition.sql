@@ -376,6 +376,8 @@ CREATE OR REPLACE FUNCTION rag.drop_pipeline(name text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- DROP ... IF EXISTS of what may already be gone is routine here, not news
+SET client_min_messages = warning
 AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(name, 'rag.drop_pipeline');

@@ -103,6 +103,8 @@ CREATE OR REPLACE FUNCTION rag._install_capture(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- DROP ... IF EXISTS of what may not exist yet is routine here, not news
+SET client_min_messages = warning
 AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(pipeline, 'rag._install_capture');

@@ -189,6 +189,19 @@ def test_drop_pipeline_removes_everything(pipeline):
     assert db.execute("SELECT count(*) FROM rag.queue").fetchone() == (0,)
 
 
+def test_defining_a_pipeline_says_nothing_but_its_result(articles):
+    """psql shows every NOTICE: "trigger ... does not exist, skipping" from the routine
+    DROP ... IF EXISTS in pgask's DDL read like trouble to a first-time user."""
+    db = articles
+    notices = []
+    db.add_notice_handler(lambda diag: notices.append(diag.message_primary))
+    db.execute("SELECT rag.create_pipeline('articles', 'articles', 'body', title => 'title')")
+    db.execute("SELECT rag.alter_pipeline('articles', metadata => ARRAY['team'])")
+    process(db)
+    db.execute("SELECT rag.drop_pipeline('articles')")
+    assert notices == []
+
+
 def test_alter_pipeline_rechunks_in_the_background(pipeline):
     db = pipeline
     process(db)
