@@ -7,8 +7,11 @@ Methods (CHUNK_METHODS; chosen by name through ChunkerConfig and chunk_document)
   chunks as large as the limit allows.
 - ``tokens`` (chunk_tokens): fixed windows of ``max_tokens`` tokens that ignore the text's
   structure; windows end at word boundaries, and only a word longer than a window is cut.
-- ``markdown`` (chunk_markdown): one section per heading, and no chunk spans two sections (a
-  heading with no text of its own joins the next section). Fenced code blocks and tables stay
+- ``markdown`` (chunk_markdown): one section per heading (a heading with no text of its own
+  joins the next section); consecutive sections that fit in one chunk together share it, under
+  the heading path they have in common, and only a longer section is cut within itself, so a
+  page of short sections does not become chunks of a few dozen tokens (they lost nDCG@10 on the
+  demo manual: docs/quality.md). Fenced code blocks and tables stay
   whole where they fit and are cut at line boundaries where they do not; paragraphs and lists
   split as in ``recursive``. Every chunk records its heading path (``Install > Debian >
   pgvector``) in ``metadata["heading_path"]`` and, with ``prepend_headings``, carries it as its

@@ -1,4 +1,5 @@
-"""The ``markdown`` method: chunks within heading sections, with their heading paths."""
+"""The ``markdown`` method: chunks of heading sections (short neighbours together), with their
+heading paths."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def chunk_markdown(
     count_tokens: TokenCounter | None = None,
     prepend_headings: bool = True,
 ) -> list[Chunk]:
-    """The ``markdown`` method: chunks within heading sections, with their heading paths."""
+    """The ``markdown`` method: chunks of heading sections, with their heading paths."""
     validate(text, max_tokens, overlap, count_tokens)
     validate_prepend_headings(prepend_headings)
     return split(text, max_tokens, overlap, count_tokens or simple_token_count,
@@ -45,7 +46,7 @@ def chunk_markdown(
 def split(text: str, limit: int, overlap: int, count: TokenCounter,
           prepend_headings: bool) -> list[Chunk]:
     chunks: list[Chunk] = []
-    for section in markdown_sections(text):
+    for section in _grouped(text, markdown_sections(text), limit, count):
         path = HEADING_SEPARATOR.join(section.path)
         wanted = truncate_to_tokens(path, limit // 2, count) if prepend_headings else ""
         context, pieces = _pack_with_context(
@@ -57,6 +58,33 @@ def split(text: str, limit: int, overlap: int, count: TokenCounter,
             chunks.append(Chunk(len(chunks), text[p.start : p.end], p.start, p.end, p.tokens,
                                 metadata, context))
     return chunks
+
+
+def _grouped(text: str, sections: list[Section], limit: int, count: TokenCounter
+             ) -> list[Section]:
+    """Runs of consecutive sections that fit in one chunk together, each as one section under
+    the heading path they share. A reference page of short sections (the PostgreSQL manual's
+    Parameters, one per option) would otherwise be chunks of a few dozen tokens, too little
+    for an embedding or BM25 to tell apart; the sub-headings stay in the chunk's text."""
+    grouped: list[Section] = []
+    for section in sections:
+        if grouped:
+            last = grouped[-1]
+            path = _shared(last.path, section.path)
+            blocks = last.blocks + section.blocks
+            context = HEADING_SEPARATOR.join(path)
+            if count(with_context(context, text[blocks[0].start : blocks[-1].end])) <= limit:
+                grouped[-1] = Section(path, blocks)
+                continue
+        grouped.append(section)
+    return grouped
+
+
+def _shared(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
 
 
 def _section_pieces(text: str, section: Section, limit: int, count: TokenCounter
