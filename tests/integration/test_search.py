@@ -55,3 +55,21 @@ def test_bad_arguments(db, call, message):
 
 def test_empty_index_returns_no_rows(db):
     assert db.execute("SELECT * FROM rag.search('anything', 5)").fetchall() == []
+
+
+def test_a_candidate_gone_before_its_row_is_read_gives_its_place_to_the_next(db, corpus):
+    """rag.search reads the rows of the k candidates it returns only (their content is what
+    costs); one deleted between the scan and that read (here: ids that never existed) is
+    replaced by the next candidate, so k rows still come back while candidates remain."""
+    ids = [r[0] for r in db.execute("SELECT id FROM rag.documents_chunks ORDER BY id")]
+    notices = []
+    db.add_notice_handler(lambda diag: notices.append(diag.message_primary))
+    fused = [(-1, 0.9), (ids[0], 0.8), (-2, 0.7), (ids[1], 0.6), (ids[2], 0.5)]
+    db.execute("DO $body$\n"
+               "from pgask import pipelines\n"
+               "from pgask.retrieval import search\n"
+               "p = pipelines.load(plpy, 'documents')\n"
+               f"ranked = search._fetch_ranked(plpy, p, {fused!r}, False, 2)\n"
+               "plpy.notice(repr([(row['chunk_id'], score) for row, score in ranked]))\n"
+               "$body$ LANGUAGE plpython3u")
+    assert notices == [repr([(ids[0], 0.8), (ids[1], 0.6)])]

@@ -163,6 +163,21 @@ def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool) -> dict[in
     return {r["chunk_id"]: dict(r) for r in rows}
 
 
+def _fetch_ranked(plpy, p: PipelineView, fused: list[tuple[int, float]], with_vectors: bool,
+                  k: int | None) -> list[tuple[dict, float]]:
+    """The rows of the fused candidates, in fused order, with their scores. Given `k` (nothing
+    re-orders them any more), only the first k are read: their content is what costs. A
+    candidate deleted since it was found is skipped, and the next ones are read in its place."""
+    ranked: list[tuple[dict, float]] = []
+    start = 0
+    while start < len(fused) and (k is None or len(ranked) < k):
+        stop = len(fused) if k is None else start + k - len(ranked)
+        found = _fetch(plpy, p, [cid for cid, _ in fused[start:stop]], with_vectors)
+        ranked += [(found[cid], score) for cid, score in fused[start:stop] if cid in found]
+        start = stop
+    return ranked
+
+
 def _label(source: str) -> str:
     """The source table as results name it ("table:key"): as a search_path with public shows
     it, although pgask runs with pg_catalog, pg_temp only (where regclass says public.t)."""
@@ -261,8 +276,8 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
         return [], timings
 
     needs_vectors = options.mmr_lambda is not None or options.dedupe_threshold is not None
-    found = _fetch(plpy, p, [cid for cid, _ in fused], needs_vectors)
-    ranked = [(found[cid], score) for cid, score in fused if cid in found]
+    ranked = _fetch_ranked(plpy, p, fused, needs_vectors,
+                           None if needs_vectors or options.rerank is not None else k)
 
     rerank_scores: dict[int, float] = {}
     if options.rerank is not None and ranked:
