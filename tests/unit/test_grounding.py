@@ -285,3 +285,34 @@ def test_code_blocks_are_checked_for_names_only():
     assert result.grounded and result.answer is None
     assert problems("Use this:\n```sql\nCREATE UNIQUE INDEX idx ON t (a);\n```", passages) == [
         'the name "CREATE UNIQUE INDEX" is not in any passage']
+
+
+def test_a_sentence_that_only_points_at_a_passage_claims_nothing():
+    """Small models end with "This is stated in [1].": its mark cites the claim before it,
+    and it is no claim that could fail."""
+    result = check_grounding("Rollo led the Norse raiders. This is stated in [1].", PASSAGES)
+    assert result.grounded and result.problems == [] and result.cited == [1]
+    assert [c.text for c in result.claims] == ["Rollo led the Norse raiders."]
+    assert problems("This information is found in passage [1].") == [
+        "the answer says nothing beyond its citations"]
+
+
+def test_a_name_written_as_one_word_or_hyphenated_is_the_same_name():
+    passages = ["A B-tree index serves equality and range queries on sortable data."]
+    assert problems("A BTree index serves range queries [1].", passages) == []
+    assert problems("A BTrie index serves range queries [1].", passages) == [
+        'the name "BTrie" is not in any passage']
+
+
+def test_a_name_from_another_sentence_does_not_complete_a_claim():
+    """Re-attributed (the claim cites nothing), a claim needs its facts where its other words
+    are: "Roman" stands in the second passage, but about a priest, not a language."""
+    passages = [
+        "The Normans adopted the Gallo-Romance language of the land they settled. Their "
+        "dialect became known as Norman French.",
+        "The country had a long history of struggles with the papacy. Around 1294 a French "
+        "version of the Scriptures was prepared by the Roman Catholic priest Guyard.",
+    ]
+    assert problems("The Normans adopted the Gallo-Romance language.", passages) == []
+    assert problems("The Normans adopted the Roman language.", passages) == [
+        'the name "Roman" is not in [1], the passage with most of its words']

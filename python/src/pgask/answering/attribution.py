@@ -5,8 +5,9 @@ semicolon, or after ", and" / ", but" when a new subject follows). Marks belong 
 they stand in or right after ("... in 1066 [2]. Then ..." and "... in 1066. [2] Then ..."
 both cite [2] for the first sentence); a clause without marks of its own takes the marks
 that close its sentence, so one citation at the end of a sentence covers each of its
-clauses. A fenced code block is one claim. Pure text: which passages support a claim is
-decided by pgask.answering.grounding.
+clauses. A sentence that only points at the passages ("This is stated in [1].") is no
+claim: its marks go to the claim before it when that one has none. A fenced code block is one
+claim. Pure text: which passages support a claim is decided by pgask.answering.grounding.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ _ABBREVIATIONS = frozenset("mr mrs ms dr prof st jr sr vs fig e.g i.e cf etc no"
 # (a clause), a line break; the boundary is checked in _ends_here.
 _END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*|;|\n")
 # ", and it ...", ", but the ...": a clause with its own subject is a claim of its own.
+# A sentence made of these words only points at the passages ("This is stated in [1].",
+# "This information is found in passage [2]."): it claims nothing, and its marks cite the
+# claim before it.
+_POINTER_WORDS = frozenset("""
+a above according an are as below cited context described document documents explained
+found from given in information is it mentioned on passage passages per provided reference
+said says see shown source sources state stated states text the this title to was which
+""".split())
 _CLAUSE = re.compile(r",\s+(?=(?:and|but|while|whereas)\s+(?:it|he|she|they|this|these|those"
                      r"|its|his|her|their|the|a|an|there)\b)", re.IGNORECASE)
 
@@ -139,6 +148,10 @@ def split_claims(answer: str) -> list[ClaimSpan]:
                     claims[-1].own = True
                     claims[-1].end = end
                 continue
+            if not code and _points_only(plain):  # "This is stated in [1]."
+                if claims and marks and not claims[-1].code and not claims[-1].own:
+                    claims[-1].marks = list(marks)
+                continue
             raw = CITATION.sub(lambda m: "\n" + " " * (len(m.group()) - 1), piece)
             claims.append(ClaimSpan(start, end, plain, marks, bool(marks), code, raw))
     # A clause without marks takes those that close its sentence: the next claim's, when
@@ -150,6 +163,11 @@ def split_claims(answer: str) -> list[ClaimSpan]:
                 and (between.endswith((",", ";")))):
             claim.marks = list(following.marks)
     return claims
+
+
+def _points_only(plain: str) -> bool:
+    found = re.findall(r"[^\W\d_]+", plain.lower())
+    return bool(found) and all(w in _POINTER_WORDS for w in found)
 
 
 def remark(answer: str, claims: list[ClaimSpan], sources: list[list[int] | None]) -> str:
