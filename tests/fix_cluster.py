@@ -8,17 +8,12 @@ runs 0.1.0's Python package, then today's) starts its own here, in its tmp_path,
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
+from fix_openai import free_port
+
 BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:
@@ -26,7 +21,7 @@ class Cluster:
 
     def __init__(self, directory: Path, settings: dict[str, str] | None = None):
         self.datadir = directory / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.settings = {"fsync": "off", "shared_buffers": "64MB", **(settings or {})}
         subprocess.run([BIN / "initdb", "-D", self.datadir, "-U", "postgres", "--auth=trust",
                         "-E", "UTF8", "--locale=C"], check=True, capture_output=True)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from commands import pgask
+from fix_openai import free_port
 
 
 @pytest.mark.parametrize("command", [[], ["db"], ["install"], ["ingest"], ["ask"]])
@@ -95,7 +96,7 @@ def test_install_is_idempotent_from_the_cli(db_url):
 
 
 def test_db_lifecycle(tmp_path):
-    env = {"PGASK_HOME": str(tmp_path / "cluster"), "PGASK_PORT": str(_free_port())}
+    env = {"PGASK_HOME": str(tmp_path / "cluster"), "PGASK_PORT": str(free_port())}
     try:
         started = pgask("db", "start", env_extra=env)
         assert started.returncode == 0, started.stderr
@@ -136,11 +137,3 @@ def test_file_over_10_mb_is_refused(db_url, tmp_path):
     assert result.returncode == 1
     assert f"skipped {big}: {big}: file is 10485765 bytes, larger than the limit of 10485760" \
         in result.stderr
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
