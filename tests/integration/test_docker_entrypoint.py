@@ -6,17 +6,18 @@ docs/docker.md says so."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
+from commands import pgask_env
 from fix_openai import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,16 +42,27 @@ def worker_healthcheck() -> str:
     return command.replace("$$", "$")
 
 
+def app_home(tmp_path: Path) -> Path:
+    """What /opt/pgask is to the entrypoint: here only `.venv/bin/pgask`, running this
+    checkout's package with the test's own interpreter (a venv's scripts name the venv's
+    absolute path, which a copied checkout, see scripts/test.sh, does not have)."""
+    home = tmp_path / "app"
+    bin_dir = home / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "pgask").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pgask.cli "$@"\n')
+    (bin_dir / "pgask").chmod(0o755)
+    return home
+
+
 @pytest.fixture
 def server(tmp_path):
     """The entrypoint's default command (`postgres`) on a first start: initdb, pgask install,
     then the server in the foreground; stopped with SIGTERM, as `docker stop` does."""
     sockets = tmp_path / "sockets"
     sockets.mkdir()
-    env = {**os.environ, "PGDATA": str(tmp_path / "data"), "PGPORT": str(free_port()),
-           "PGASK_HOME": str(ROOT), "PGASK_SOCKET_DIR": str(sockets),
+    env = {**pgask_env(), "PGDATA": str(tmp_path / "data"), "PGPORT": str(free_port()),
+           "PGASK_HOME": str(app_home(tmp_path)), "PGASK_SOCKET_DIR": str(sockets),
            "POSTGRES_PASSWORD": "s3cret"}
-    env.pop("DATABASE_URL", None)
     log = open(tmp_path / "entrypoint.log", "w")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(["bash", str(ENTRYPOINT)], env=env, stdout=log,
                                stderr=subprocess.STDOUT)
@@ -108,7 +120,7 @@ def test_a_worker_is_healthy_while_it_holds_its_connection(server):
     wait_healthy(env, process, log)
     url = f"postgresql://postgres:s3cret@127.0.0.1:{env['PGPORT']}/pgask"
     worker_env = {**env, "DATABASE_URL": url,
-                  "PATH": f"{ROOT / '.venv' / 'bin'}:{env['PATH']}"}
+                  "PATH": f"{env['PGASK_HOME']}/.venv/bin:{env['PATH']}"}  # the image's PATH
     healthcheck = ["sh", "-c", worker_healthcheck()]
     assert subprocess.run(healthcheck, env=worker_env).returncode != 0  # no worker yet
     worker = subprocess.Popen(["bash", str(ENTRYPOINT), "pgask", "worker"], env=worker_env,
