@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from pgask_measure.eval_run import contains_answer
+from pgask_measure.eval_run import reply_kind
 from pgask_measure.evaluation import load_squad
 
 
@@ -111,12 +111,7 @@ def score(args) -> None:
     for name in guards:
         counts = {"correct": [0, 0], "wrong": [0, 0], "invented": [0, 0], "manual": [0, 0]}
         for line, verdict in zip(generated, verdicts[name], strict=True):
-            if line["gold"] is None:
-                kind = "manual"
-            elif not line["gold"]:
-                kind = "invented"
-            else:
-                kind = "correct" if contains_answer(line["reply"], line["gold"]) else "wrong"
+            kind = reply_kind(line["reply"], line["gold"])
             counts[kind][0] += 1
             counts[kind][1] += verdict.grounded if kind in ("correct", "manual") \
                 else not verdict.grounded

@@ -10,7 +10,7 @@ import pytest
 
 from pgask.answering.grounding import check_grounding
 from pgask.embedders.local import get_local_embedder
-from pgask_measure.eval_run import contains_answer
+from pgask_measure.eval_run import reply_kind
 
 pytestmark = pytest.mark.slow  # the embedding model judges paraphrases
 
@@ -18,21 +18,14 @@ RECORDINGS = Path(__file__).resolve().parents[1] / "data" / "guard"
 
 
 def verdicts(name: str) -> list[tuple[str, bool]]:
-    """(kind, kept) per recorded reply: kind is correct, wrong, invented (a reply to a question
-    SQuAD marks unanswerable) or manual (no gold)."""
+    """(kind, kept) per recorded reply, kind as pgask_measure.eval_run.reply_kind says."""
     embed = get_local_embedder().embed
     found = []
     for text in (RECORDINGS / name).read_text(encoding="utf-8").splitlines():
         line = json.loads(text)
-        if line["gold"] is None:
-            kind = "manual"
-        elif not line["gold"]:
-            kind = "invented"
-        else:
-            kind = "correct" if contains_answer(line["reply"], line["gold"]) else "wrong"
         result = check_grounding(line["reply"], line["passages"], question=line["question"],
                                  embed=embed)
-        found.append((kind, result.grounded))
+        found.append((reply_kind(line["reply"], line["gold"]), result.grounded))
     return found
 
 

@@ -180,6 +180,17 @@ def contains_answer(prediction: str, gold) -> bool:
     return any(normalize_answer(g) and normalize_answer(g) in text for g in gold)
 
 
+def reply_kind(reply: str, gold: list[str] | None) -> str:
+    """What a generated reply is, by its question's gold answers (a --details line's `gold`):
+    "manual" (no gold: judged by reading), "invented" (SQuAD marks the question unanswerable),
+    "correct" (it contains a gold answer) or "wrong"."""
+    if gold is None:
+        return "manual"
+    if not gold:
+        return "invented"
+    return "correct" if contains_answer(reply, gold) else "wrong"
+
+
 def _shown_passages(conn: psycopg.Connection, question: str, k: int,
                     pipeline: str) -> list[str]:
     """The passages rag.answer showed the LLM for `question`: the same search, cut by the
