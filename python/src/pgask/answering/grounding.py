@@ -54,6 +54,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 
 import numpy as np
 
@@ -382,12 +383,16 @@ class _Passages:
     texts: Sequence[str]
     supports: list[_Support]
     words: list[set[str]]
-    windows: list[list[tuple[set[str], _Support]]]  # runs of ATTRIBUTE_WINDOW sentences
 
     @classmethod
     def of(cls, texts: Sequence[str]) -> _Passages:
-        return cls(texts, [_Support([t]) for t in texts], [_content(t) for t in texts],
-                   [_windows(t) for t in texts])
+        return cls(texts, [_Support([t]) for t in texts], [_content(t) for t in texts])
+
+    @cached_property
+    def windows(self) -> list[list[tuple[set[str], _Support]]]:
+        """Each passage's runs of ATTRIBUTE_WINDOW sentences, read only when a claim is
+        weighed against a passage it does not cite."""
+        return [_windows(t) for t in self.texts]
 
 
 def _windows(text: str) -> list[tuple[set[str], _Support]]:
@@ -397,6 +402,11 @@ def _windows(text: str) -> list[tuple[set[str], _Support]]:
     runs = [text[spans[i][0]:spans[min(i + ATTRIBUTE_WINDOW, len(spans)) - 1][1]]
             for i in range(max(1, len(spans) - ATTRIBUTE_WINDOW + 1))]
     return [(_content(run), _Support([run])) for run in runs]
+
+
+def _share(wanted: set[str], found: set[str]) -> float:
+    """The share of a claim's content words that `found` holds (1.0 for a claim without any)."""
+    return len(wanted & found) / len(wanted) if wanted else 1.0
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -412,16 +422,17 @@ def _judge(claim: ClaimSpan, shown: _Passages, similarity: np.ndarray | None
         return [], _not_in(missing, "any passage") if missing else None
     wanted = _content(claim.text)
     count = len(shown.texts)
-    coverage = [len(wanted & w) / len(wanted) if wanted else 1.0 for w in shown.words]
+    coverage = [_share(wanted, w) for w in shown.words]
     close = [similarity is not None and similarity[i] >= ATTRIBUTE_SIMILARITY
              for i in range(count)]
+
     def enough(share: float, i: int) -> bool:
         return share >= ATTRIBUTE_COVERAGE or (close[i] and share >= ATTRIBUTE_MIN_COVERAGE)
 
     def stated(i: int) -> bool:
         if ATTRIBUTE_WINDOW is None or i + 1 in claim.marks:
             return True
-        return any(enough(len(wanted & run) / len(wanted) if wanted else 1.0, i)
+        return any(enough(_share(wanted, run), i)
                    and not _missing(facts, support) for run, support in shown.windows[i])
 
     supports = [i + 1 for i in range(count)
@@ -441,8 +452,7 @@ def _judge(claim: ClaimSpan, shown: _Passages, similarity: np.ndarray | None
         if len(chosen) < size:
             break
         together = set().union(*(shown.words[i] for i in chosen))
-        share = len(wanted & together) / len(wanted) if wanted else 1.0
-        if share >= ATTRIBUTE_COVERAGE and not _missing(
+        if _share(wanted, together) >= ATTRIBUTE_COVERAGE and not _missing(
                 facts, _joined(shown, chosen, wanted, claim.marks)):
             return sorted(i + 1 for i in chosen), None
     missing = _missing(facts, _Support(shown.texts))
