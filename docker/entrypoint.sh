@@ -11,17 +11,14 @@ set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 APP=${PGASK_HOME:-/opt/pgask}
 SOCKETS=${PGASK_SOCKET_DIR:-/var/run/postgresql}
-
-as_postgres() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
+AS_POSTGRES=()
+if [ "$(id -u)" -eq 0 ]; then
+  AS_POSTGRES=(runuser -u postgres -- env HOME=/var/lib/postgresql)
+fi
 
 if [ "${1:-postgres}" != "postgres" ]; then
   export PGAPPNAME=${PGAPPNAME:-pgask-$(hostname)}
-  if [ "$(id -u)" -eq 0 ]; then
-    exec runuser -u postgres -- env HOME=/var/lib/postgresql "$@"
-  fi
-  exec "$@"
+  exec "${AS_POSTGRES[@]}" "$@"
 fi
 : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
 mkdir -p "$PGDATA"
@@ -29,18 +26,16 @@ if [ "$(id -u)" -eq 0 ]; then chown postgres "$PGDATA"; fi
 if [ ! -f "$PGDATA/PG_VERSION" ]; then
   pwfile=$(mktemp) && echo "$POSTGRES_PASSWORD" > "$pwfile"
   if [ "$(id -u)" -eq 0 ]; then chown postgres "$pwfile"; fi
-  as_postgres "$BIN/initdb" -D "$PGDATA" -U postgres --pwfile="$pwfile" \
+  "${AS_POSTGRES[@]}" "$BIN/initdb" -D "$PGDATA" -U postgres --pwfile="$pwfile" \
     --auth-host=scram-sha-256 --auth-local=trust --encoding=UTF8 --no-locale
   rm -f "$pwfile"
   echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
-  as_postgres "$BIN/pg_ctl" -D "$PGDATA" -w start \
+  "${AS_POSTGRES[@]}" "$BIN/pg_ctl" -D "$PGDATA" -w start \
     -o "-c listen_addresses='' -c unix_socket_directories='$SOCKETS'"
-  as_postgres "$BIN/psql" -X -q -h "$SOCKETS" -U postgres -d postgres -c "CREATE DATABASE pgask"
+  "${AS_POSTGRES[@]}" "$BIN/psql" -X -q -h "$SOCKETS" -U postgres -d postgres \
+    -c "CREATE DATABASE pgask"
   "$APP/.venv/bin/pgask" --database-url "postgresql:///pgask?host=$SOCKETS&user=postgres" install
-  as_postgres "$BIN/pg_ctl" -D "$PGDATA" -w stop
+  "${AS_POSTGRES[@]}" "$BIN/pg_ctl" -D "$PGDATA" -w stop
 fi
-if [ "$(id -u)" -eq 0 ]; then
-  exec runuser -u postgres -- "$BIN/postgres" -D "$PGDATA" -c listen_addresses='*' \
-    -c unix_socket_directories="$SOCKETS"
-fi
-exec "$BIN/postgres" -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories="$SOCKETS"
+exec "${AS_POSTGRES[@]}" "$BIN/postgres" -D "$PGDATA" -c listen_addresses='*' \
+  -c unix_socket_directories="$SOCKETS"
