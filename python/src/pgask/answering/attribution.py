@@ -24,7 +24,6 @@ _ABBREVIATIONS = frozenset("mr mrs ms dr prof st jr sr vs fig e.g i.e cf etc no"
 # Where a sentence may end: punctuation (closing quotes and brackets with it), a semicolon
 # (a clause), a line break; the boundary is checked in _ends_here.
 _END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*|;|\n")
-# ", and it ...", ", but the ...": a clause with its own subject is a claim of its own.
 # A sentence made of these words only points at the passages ("This is stated in [1].",
 # "This information is found in passage [2]."): it claims nothing, and its marks cite the
 # claim before it.
@@ -33,6 +32,7 @@ a above according an are as below cited context described document documents exp
 found from given in information is it mentioned on passage passages per provided reference
 said says see shown source sources state stated states text the this title to was which
 """.split())
+# ", and it ...", ", but the ...": a clause with its own subject is a claim of its own.
 _CLAUSE = re.compile(r",\s+(?=(?:and|but|while|whereas)\s+(?:it|he|she|they|this|these|those"
                      r"|its|his|her|their|the|a|an|there)\b)", re.IGNORECASE)
 
