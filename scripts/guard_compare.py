@@ -47,10 +47,9 @@ def record(args) -> None:
     options = {"log": False, "guard": "flag", "on_llm_error": "error"}
     with psycopg.connect(database_url(), autocommit=True) as conn, \
             open(args.out, "w", encoding="utf-8") as out:
-        # rag.answer's own default when nothing is set: the documents pipeline.
-        setting = conn.execute(
-            "SELECT value FROM rag.settings WHERE key = 'default_pipeline'").fetchone()
-        pipeline = args.pipeline or (setting[0] if setting else "documents")
+        # The pipeline rag.answer itself takes when none is named.
+        pipeline = args.pipeline or conn.execute(
+            "SELECT rag._default_pipeline()").fetchone()[0]
         asked = [(q, None) for q in args.questions]
         if args.squad:  # answerable questions first: they are what keeps-correct is made of
             questions = load_squad(args.squad).questions[:args.limit]
