@@ -108,8 +108,14 @@ def build_cases(squad_file: str, embedder: CachedEmbedder | None = None,
     for context_id in squad.contexts:
         articles.setdefault(context_id.split("-")[0], []).append(context_id)
     model = embedder or get_local_embedder()
-    paragraphs = {cid: vector for cid, vector in zip(
-        squad.contexts, model.embed([text for _, text in squad.contexts.values()]), strict=True)}
+    # Each paragraph is one chunk: its vector and its sentences' come from one forward pass,
+    # as the worker stores them (pgask.queue), so the answerer embeds no sentence here either.
+    texts = [text for _, text in squad.contexts.values()]
+    spans = [extractive.sentence_spans(text) for text in texts]
+    vectors, pooled = get_local_embedder().embed_with_spans(texts, spans)
+    paragraphs = dict(zip(squad.contexts, vectors, strict=True))
+    sentences = {cid: {span: v for span, v in zip(spans[i], pooled[i], strict=True)
+                       if not np.isnan(v).any()} for i, cid in enumerate(squad.contexts)}
     questions = model.embed([q.question for q in squad.questions])
     grouped: dict[str, list[Case]] = {article: [] for article in articles}
     for question, vector in zip(squad.questions, questions, strict=True):
@@ -118,7 +124,8 @@ def build_cases(squad_file: str, embedder: CachedEmbedder | None = None,
         scores = np.stack([paragraphs[c] for c in ids]) @ vector
         passages = [
             extractive.Passage(squad.contexts[ids[i]][1], squad.contexts[ids[i]][0], chunk_id=i,
-                               document_id=i, source=ids[i], score=float(scores[i]))
+                               document_id=i, source=ids[i], score=float(scores[i]),
+                               sentences=sentences[ids[i]])
             for i in np.argsort(-scores, kind="stable")[:TOP_K]
         ]
         grouped[article].append(Case(question, vector, passages))

@@ -11,8 +11,9 @@ AS $$
     SELECT pipeline || '_chunks_' || embedding_set
 $$;
 
--- rag._create_store(pipeline, set, dimensions): a chunk table with its HNSW index and its
--- keyword index (rag._sync_keyword_index). Access rules: rag._sync_security.
+-- rag._create_store(pipeline, set, dimensions): a chunk table with its HNSW index, its
+-- sentence columns (rag._sync_sentence_columns) and its keyword index
+-- (rag._sync_keyword_index). Access rules: rag._sync_security.
 CREATE OR REPLACE FUNCTION rag._create_store(
     pipeline text, embedding_set integer, dimensions integer
 )
@@ -45,7 +46,41 @@ BEGIN
         ' WITH (m = 16, ef_construction = 64)',
         store || '_hnsw', store
     );
+    PERFORM rag._sync_sentence_columns(pipeline, embedding_set);
     PERFORM rag._sync_keyword_index(pipeline, embedding_set);
+END;
+$$;
+
+-- rag._sync_sentence_columns(pipeline, set): gives a chunk table the columns that hold its
+-- sentences' vectors from the local model (pgask.queue writes them, the extractive answerer
+-- reads them instead of embedding each sentence per question): sentence_spans, the
+-- sentences' offsets in content as {start, end, start, end, ...}, and sentence_vectors,
+-- their vectors as float16, one after another. NULL where the embedder is not the local
+-- model, and in rows written before the columns existed (the answerer then embeds those
+-- sentences itself). On the chunk row, so row-level security covers them. Does nothing
+-- when they are there; otherwise re-points the view, which lists every column.
+CREATE OR REPLACE FUNCTION rag._sync_sentence_columns(pipeline text, embedding_set integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    store_name text := rag._store(pipeline, embedding_set);
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = format('rag.%I', store_name)::regclass
+            AND attname = 'sentence_vectors' AND NOT attisdropped
+    ) THEN
+        RETURN;
+    END IF;
+    EXECUTE format('ALTER TABLE rag.%I ADD COLUMN sentence_spans integer[],'
+        ' ADD COLUMN sentence_vectors bytea', store_name);
+    IF store_name = rag._store(pipeline,
+            (SELECT p.active_set FROM rag.pipelines AS p WHERE p.name = pipeline))
+            AND to_regclass(format('rag.%I', pipeline || '_chunks')) IS NOT NULL THEN
+        PERFORM rag._point_view(pipeline);
+    END IF;
 END;
 $$;
 

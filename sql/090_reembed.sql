@@ -2,7 +2,8 @@
 -- switched to atomically.
 
 -- rag._switch_set(pipeline): makes a finished rag.reembed set the active one and drops the
--- old chunk table, in one transaction; a no-op if rows of the new set are still queued.
+-- old chunk table, in one transaction; a no-op if rows of the new set are still queued, or
+-- if searches hold the old table for more than 2 seconds (the next call tries again).
 CREATE OR REPLACE FUNCTION rag._switch_set(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
@@ -11,6 +12,7 @@ AS $$
 DECLARE
     p rag.pipelines;
     e rag.embedders;
+    previous_timeout text;
 BEGIN
     SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline FOR UPDATE;
     IF p.building_set IS NULL OR EXISTS (
@@ -19,6 +21,19 @@ BEGIN
     ) THEN
         RETURN;
     END IF;
+    -- Searches hold the old table until their transaction ends (rag.search opens it first):
+    -- wait for them here, before anything locks the source table, so that writers never wait
+    -- behind a search. Not for long: searches that come later queue behind this lock, so a
+    -- long transaction that searched would stall them; the next rag.process_queue retries.
+    previous_timeout := current_setting('lock_timeout');
+    BEGIN
+        PERFORM set_config('lock_timeout', '2s', true);
+        EXECUTE format('LOCK TABLE rag.%I IN ACCESS EXCLUSIVE MODE',
+            rag._store(p.name, p.active_set));
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN;
+    END;
+    PERFORM set_config('lock_timeout', previous_timeout, true);
     SELECT * INTO e FROM rag.embedders AS x WHERE x.name = p.building_embedder;
     UPDATE rag.pipelines AS x SET
         active_set = p.building_set, embedder = e.name, embedding_model = e.model,

@@ -177,6 +177,14 @@ BEGIN
     END IF;
     p := rag._pipeline(coalesce(pipeline, rag._default_pipeline()), 'rag.search');
     PERFORM rag._check_reader(p.name, 'rag.search');
+    -- Opens (so locks) the active chunk table first, before the query is embedded: a
+    -- re-embed's switch drops the old table, and must wait for the searches whose snapshot
+    -- still reads it (pgask.retrieval.search.pinned).
+    BEGIN
+        EXECUTE format('SELECT FROM rag.%I LIMIT 0', rag._store(p.name, p.active_set));
+    EXCEPTION WHEN undefined_table THEN
+        NULL;  -- dropped by a switch since this query began: the search reads the new set
+    END;
     problem := rag._search_error(filter, options, p.name);
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'rag.search: %', problem

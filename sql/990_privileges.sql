@@ -231,7 +231,8 @@ rag.distribute_pipeline(text, integer),
 rag._distributed(text),
 rag._raise_clean(text, text, text, text),
 rag._check_document(text, text),
-rag._check_reader(text, text)
+rag._check_reader(text, text),
+rag._store(text, integer)
 TO public;
 GRANT EXECUTE ON PROCEDURE
 rag.process_queue(text, integer, double precision, double precision, bigint)

@@ -114,3 +114,41 @@ def test_long_question_is_answered_and_a_huge_one_refused(db, corpus):
         db.execute("SELECT rag.answer(%s)", ("x" * 10_001,))
     assert excinfo.value.diag.message_primary == (
         "rag.answer: question must be at most 10000 characters, got 10001")
+
+
+def test_chunks_keep_their_sentences_vectors_and_answers_read_them(db, corpus):
+    from pgask.answering import sentence_vectors
+    from pgask.answering.extractive import sentence_spans
+    from pgask.embedders.local import DIMENSIONS
+
+    rows = db.execute("SELECT content, sentence_spans, sentence_vectors"
+                      " FROM rag.documents_chunks").fetchall()
+    assert rows
+    for content, spans, blob in rows:
+        stored = sentence_vectors.decode(spans, blob, DIMENSIONS)
+        assert list(stored) == sentence_spans(content)
+    question = "How do I create a B-tree index on two columns?"
+    (before,) = db.execute("SELECT rag.answer(%s)", (question,)).fetchone()
+    assert before["mode"] == "extractive"
+    # Stored vectors that match no question: the answerer took them instead of embedding the
+    # sentences again, so nothing is close enough to answer.
+    db.execute("UPDATE rag.documents_chunks SET sentence_vectors ="
+               " decode(repeat('00', 2 * %s * (cardinality(sentence_spans) / 2)), 'hex')",
+               (DIMENSIONS,))
+    (after,) = db.execute("SELECT rag.answer(%s)", (question,)).fetchone()
+    assert after["mode"] == "no_answer"
+
+
+def test_chunks_without_sentence_vectors_still_answer_and_get_them_when_processed(db, corpus):
+    # As rows written before the columns existed: the answerer embeds their sentences itself.
+    db.execute("UPDATE rag.documents_chunks SET sentence_spans = NULL, sentence_vectors = NULL")
+    (result,) = db.execute("SELECT rag.answer('What does VACUUM reclaim?')").fetchone()
+    assert result["mode"] == "extractive"
+    assert "VACUUM reclaims storage occupied by dead tuples" in result["answer"]
+    # Processing the document again computes them, although its embedded text is unchanged
+    # (new metadata), so its chunk's vector could have been reused as it was.
+    db.execute("UPDATE rag.documents SET metadata = '{\"team\": \"dba\"}' WHERE id = %s",
+               (corpus["vacuum"],))
+    assert db.execute("SELECT count(*) FILTER (WHERE sentence_vectors IS NULL), count(*)"
+                      " FROM rag.documents_chunks WHERE document_id = %s",
+                      (str(corpus["vacuum"]),)).fetchone() == (0, 1)

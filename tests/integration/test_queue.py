@@ -75,6 +75,9 @@ def test_openai_provider_embeds_like_the_local_model(table, embedding_server):
         "SELECT 1 - (embedding <=> rag.embed(content)) FROM rag.tickets_chunks"
         " WHERE document_id = '1'").fetchone()
     assert similarity > 0.9999
+    # Only the local model reads sentences in context; a remote one's chunks have none stored.
+    assert table.execute("SELECT count(*) FROM rag.tickets_chunks WHERE sentence_spans IS NULL"
+                         " AND sentence_vectors IS NULL").fetchone() == (3,)
     assert sorted(embedding_server.embedded_inputs()) == sorted(
         f"Ticket {i}: the disk on db{i} is full" for i in (1, 2, 3))
     rows = table.execute("SELECT document_id FROM rag.search('db2 disk full', 1,"
@@ -356,3 +359,37 @@ def test_embedder_pinned_by_a_pipeline_cannot_be_redefined(table):
     with pytest.raises(psycopg.errors.ObjectInUse,
                        match="embedder local is pinned by pipeline"):
         table.execute("SELECT rag.create_embedder('local', 'local')")
+
+
+def test_switch_waits_briefly_for_a_search_holding_the_old_set_and_never_blocks_writers(
+        table, db_url, embedding_server):
+    make_pipeline(table, embedder="local", rows=6)
+    process(table)
+    register(table, embedding_server)
+    table.execute("SELECT rag.reembed('tickets', 'srv')")
+    with psycopg.connect(db_url) as reader, psycopg.connect(db_url, autocommit=True) as writer:
+        # A search in a transaction that stays open holds the old set's table.
+        found = reader.execute("SELECT document_id FROM rag.search('db3 disk full', 3,"
+                               " pipeline => 'tickets')").fetchall()
+        assert len(found) == 3
+        done = threading.Event()
+        switcher = threading.Thread(target=lambda: (process(table), done.set()))
+        switcher.start()
+        time.sleep(0.5)  # the switch is waiting for the reader now
+        writer.execute("SET statement_timeout = '1s'")
+        writer.execute("INSERT INTO tickets VALUES (100, 'Ticket 100: a new disk')")
+        assert not done.is_set()
+        switcher.join(30)
+        # It gave up after its lock timeout rather than queue every later search behind it.
+        assert table.execute("SELECT active_set FROM rag.pipelines WHERE name = 'tickets'"
+                             ).fetchone() == (1,)
+        again = reader.execute("SELECT document_id FROM rag.search('db3 disk full', 3,"
+                               " pipeline => 'tickets')").fetchall()
+        assert again == found
+        reader.commit()
+    drain(table)  # the row written meanwhile, for both sets
+    process(table)  # the search is over: the switch goes through
+    assert table.execute("SELECT active_set, embedder FROM rag.pipelines"
+                         " WHERE name = 'tickets'").fetchone() == (2, "srv")
+    assert len(table.execute("SELECT * FROM rag.search('db3 disk full', 3,"
+                             " pipeline => 'tickets')").fetchall()) == 3

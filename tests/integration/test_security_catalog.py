@@ -91,6 +91,7 @@ PUBLIC_EXECUTE = {
     "rag._raise_clean(text,text,text,text)": "pure: raises the error it is given, cleaned",
     "rag._check_document(text,text)": "pure validation of a document's size (rag.settings)",
     "rag._check_reader(text,text)": "invoker; raises 42501 unless the caller may read",
+    "rag._store(text,integer)": "pure: a chunk table's name (rag.search opens it first)",
 }
 
 

@@ -43,3 +43,29 @@ def test_long_input_is_truncated_to_the_model_limit(embedder):
 def test_tokenizer_does_not_cap_at_128(embedder):
     # The shipped tokenizer.json truncates to 128 tokens unless told not to.
     assert count_tokens("word " * 300) == 300
+
+
+def test_span_vectors_come_from_the_same_forward_pass(embedder):
+    text = ("An index can be defined on more than one column. VACUUM reclaims the storage of "
+            "dead tuples. Bananas ripen faster next to apples.")
+    sentences = ["An index can be defined on more than one column.",
+                 "VACUUM reclaims the storage of dead tuples.",
+                 "Bananas ripen faster next to apples."]
+    spans = [(text.index(s), text.index(s) + len(s)) for s in sentences]
+    vectors, pooled = embedder.embed_with_spans([text, "no spans here"], [spans, []])
+    # The texts' own vectors are embed's, whatever spans are asked for.
+    assert np.allclose(vectors, embedder.embed([text, "no spans here"]), atol=1e-6)
+    assert pooled[0].shape == (3, DIMENSIONS) and pooled[1].shape == (0, DIMENSIONS)
+    assert np.allclose(np.linalg.norm(pooled[0], axis=1), 1.0, atol=1e-5)
+    # Read in context, each sentence is still closest to itself read alone.
+    similarity = pooled[0] @ embedder.embed(sentences).T
+    assert (similarity.argmax(axis=1) == [0, 1, 2]).all()
+
+
+def test_a_span_the_model_does_not_see_whole_gets_no_vector(embedder):
+    text = " ".join(f"Sentence number {i} is here." for i in range(200))
+    first, last = (0, len("Sentence number 0 is here.")), (len(text) - 28, len(text))
+    _, (pooled,) = embedder.embed_with_spans([text], [[first, last, (5, 5)]])
+    assert not np.isnan(pooled[0]).any()
+    assert np.isnan(pooled[1]).all()  # past the 256 word pieces the model reads
+    assert np.isnan(pooled[2]).all()  # an empty span holds no token

@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass
 
 from pgask import limits, pipelines
+from pgask.answering import sentence_vectors
+from pgask.answering.extractive import sentence_spans
 from pgask.chunking import ChunkerConfig, chunk_document
 from pgask.embedders import vector_literal
 from pgask.embedders.registry import EmbedderSpec, provider_for
@@ -117,27 +119,54 @@ def _plan_one(document_id: str, state: tuple, config: ChunkerConfig, counter, li
         [hashlib.sha256(text.encode("utf-8")).digest() for text in inputs])
 
 
-def reusable_vectors(plpy, store: str, hashes: list[bytes]) -> dict[bytes, str]:
-    """Vectors already computed for the same text (any row of this chunk table)."""
+@dataclass(frozen=True)
+class Embedded:
+    """A chunk text's vector and, from the local model, its sentences' (sentence_vectors)."""
+
+    vector: str  # pgvector's text form
+    # Sentences of a chunk whose content is this long (the content ends the embedded text,
+    # so the same text and length mean the same content): (spans literal, float16 vectors).
+    content_length: int | None = None
+    sentences: tuple[str, bytes] | None = None
+
+    def sentences_for(self, content: str) -> tuple[str, bytes] | tuple[None, None]:
+        if self.sentences is None or self.content_length != len(content):
+            return None, None
+        return self.sentences
+
+
+def reusable_vectors(plpy, store: str, hashes: list[bytes]) -> dict[bytes, Embedded]:
+    """Vectors already computed for the same text (any row of this chunk table), with their
+    sentences' where a row has them."""
     if not hashes:
         return {}
     plan = prepared(plpy,
-        f"SELECT DISTINCT ON (embed_hash) embed_hash, embedding::text AS embedding FROM {store}"
-        " WHERE embed_hash = ANY($1::bytea[])", ["bytea[]"])
-    return {bytes(r["embed_hash"]): r["embedding"] for r in plpy.execute(plan, [hashes])}
+        "SELECT DISTINCT ON (embed_hash) embed_hash, embedding::text AS embedding,"
+        " length(content) AS content_length, sentence_spans::text AS spans, sentence_vectors"
+        f" FROM {store} WHERE embed_hash = ANY($1::bytea[])"
+        " ORDER BY embed_hash, sentence_vectors IS NULL", ["bytea[]"])
+    return {bytes(r["embed_hash"]): Embedded(
+                r["embedding"], r["content_length"],
+                None if r["sentence_vectors"] is None
+                else (r["spans"], bytes(r["sentence_vectors"])))
+            for r in plpy.execute(plan, [hashes])}
 
 
-def compute_vectors(provider, planned: list[Planned], known: dict[bytes, str],
+def compute_vectors(provider, planned: list[Planned], known: dict[bytes, Embedded],
                     batch_texts: int | None = None, before_batch=None
-                    ) -> tuple[dict[bytes, str], int]:
+                    ) -> tuple[dict[bytes, Embedded], int]:
     """Vectors for every chunk, embedding only texts not seen before; returns (vectors, n).
     Texts go to the provider `batch_texts` at a time, with `before_batch()` called before
-    each request (rag.process_queue renews its leases there)."""
-    missing: dict[bytes, str] = {}
+    each request (rag.process_queue renews its leases there). The local model also gives
+    the vectors of each chunk's sentences, from the same forward pass; a known vector stored
+    without them (written before they existed) is computed again, which fills them."""
+    with_spans = getattr(provider, "embed_with_spans", None)
+    missing: dict[bytes, tuple[str, str]] = {}
     for doc in planned:
-        for digest, text in zip(doc.hashes, doc.inputs, strict=True):
-            if digest not in known:
-                missing.setdefault(digest, text)
+        for digest, text, chunk in zip(doc.hashes, doc.inputs, doc.chunks, strict=True):
+            if digest not in known or (with_spans is not None
+                                       and known[digest].sentences is None):
+                missing.setdefault(digest, (text, chunk.content))
     vectors = dict(known)
     digests = list(missing)
     step = batch_texts or max(1, len(digests))
@@ -145,14 +174,28 @@ def compute_vectors(provider, planned: list[Planned], known: dict[bytes, str],
         part = digests[start:start + step]
         if before_batch is not None:
             before_batch()
-        embedded = provider.embed([missing[d] for d in part])
+        texts = [missing[d][0] for d in part]
+        if with_spans is None:
+            embedded, pooled = provider.embed(texts), None
+        else:
+            spans = [_sentence_spans(*missing[d]) for d in part]
+            embedded, pooled = with_spans(texts, spans)
         if len(embedded) != len(part):
             raise EmbedderError(f"embedder {getattr(provider, 'name', '?')}: asked for "
                                 f"{len(part)} embeddings, got {len(embedded)}",
                                 retryable=False)
-        for digest, vector in zip(part, embedded, strict=True):
-            vectors[digest] = vector_literal(vector)
+        for i, (digest, vector) in enumerate(zip(part, embedded, strict=True)):
+            content = missing[digest][1]
+            vectors[digest] = Embedded(vector_literal(vector)) if pooled is None else Embedded(
+                vector_literal(vector), len(content), sentence_vectors.encode(
+                    sentence_spans(content), pooled[i]))
     return vectors, len(missing)
+
+
+def _sentence_spans(text: str, content: str) -> list[tuple[int, int]]:
+    """The spans of sentence_spans(content) in `text`, which ends with the content."""
+    offset = len(text) - len(content)
+    return [(start + offset, end + offset) for start, end in sentence_spans(content)]
 
 
 def distributed_store(plpy, p: Pipeline, embedding_set: int) -> str | None:
@@ -167,7 +210,7 @@ def distributed_store(plpy, p: Pipeline, embedding_set: int) -> str | None:
 _KEYWORD_COLUMNS = " RETURNING tsv::text AS tsv, doc_length"
 
 
-def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, str],
+def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, Embedded],
                  distributed: str | None = None) -> None:
     """Replaces a document's chunks. distributed: the bare name of a distributed chunk table
     (distributed_store), whose BM25 statistics are adjusted here (rag._bm25_apply)."""
@@ -177,20 +220,25 @@ def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, str],
     added = []
     if doc.chunks:
         metadata = [json.dumps({**doc.metadata, **c.metadata}) for c in doc.chunks]
+        sentences = [vectors[h].sentences_for(c.content)
+                     for h, c in zip(doc.hashes, doc.chunks, strict=True)]
         vector = f"{vector_schema(plpy)}.vector"
         added = plpy.execute(prepared(plpy,
             f"INSERT INTO {store} (document_id, ordinal, title, content, token_count,"
-            " char_start, char_end, embed_hash, embedding, metadata)"
+            " char_start, char_end, embed_hash, embedding, metadata, sentence_spans,"
+            " sentence_vectors)"
             f" SELECT $1, u.ordinal, $2, u.content, u.tokens, u.cs, u.ce, u.hash, u.vec::{vector},"
-            " u.meta::jsonb FROM unnest($3::int[], $4::text[], $5::int[], $6::int[], $7::int[],"
-            " $8::bytea[], $9::text[], $10::text[]) AS u (ordinal, content, tokens, cs, ce,"
-            f" hash, vec, meta){returning}",
+            " u.meta::jsonb, u.spans::int[], u.sentences FROM unnest($3::int[], $4::text[],"
+            " $5::int[], $6::int[], $7::int[], $8::bytea[], $9::text[], $10::text[],"
+            " $11::text[], $12::bytea[]) AS u (ordinal, content, tokens, cs, ce, hash, vec,"
+            f" meta, spans, sentences){returning}",
             ["text", "text", "int[]", "text[]", "int[]", "int[]", "int[]", "bytea[]", "text[]",
-             "text[]"]),
+             "text[]", "text[]", "bytea[]"]),
             [doc.document_id, doc.title, [c.ordinal for c in doc.chunks],
              [c.content for c in doc.chunks], [c.token_count for c in doc.chunks],
              [c.start for c in doc.chunks], [c.end for c in doc.chunks], doc.hashes,
-             [vectors[h] for h in doc.hashes], metadata])
+             [vectors[h].vector for h in doc.hashes], metadata,
+             [spans for spans, _ in sentences], [blob for _, blob in sentences]])
     if distributed:
         plpy.execute(prepared(plpy,
             "SELECT rag._bm25_apply($1, $2::tsvector[], $3, $4::tsvector[], $5)",

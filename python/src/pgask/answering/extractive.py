@@ -5,7 +5,9 @@ says "I don't know" when no sentence is close enough to the question or the answ
 scorer (pgask.answering.answerability) judges that the sentences do not answer it. Sentences
 are ranked by embedding similarity mixed with keyword overlap (pgask.answering.keywords): the
 embedding finds sentences on the question's topic, the keywords find the one that names its
-terms; the answer is the fewest of them that cover the question's terms.
+terms; the answer is the fewest of them that cover the question's terms. A sentence's vector
+is the one stored with its chunk (Passage.sentences, read in the chunk's context at index time)
+when there is one; only the others are embedded here.
 """
 
 from __future__ import annotations
@@ -49,15 +51,15 @@ DEFAULT_MAX_SENTENCES = 3
 # best_similarity, top_passage, best_coverage, missing_terms, key_terms_in_best, type_known,
 # type_in_best, margin, agreement, pairs_in_best, negation_mismatch
 SCORER = answerability.Scorer(
-    mean=(0.6256, 0.5335, 0.6502, 0.2028, 0.8332, 0.3861, 0.3080, 0.1871, 0.5364, 0.3051,
-        0.0594),
-    scale=(0.1350, 0.1413, 0.2294, 0.2129, 0.3186, 0.4869, 0.4617, 0.1607, 0.4987, 0.3048,
-        0.2363),
-    weights=(0.3270, 0.1892, 0.0604, 0.1360, 0.1075, -0.3707, 0.2568, 0.0629, 0.0344, 0.0616,
-        -0.6932),
-    bias=-0.2331,
+    mean=(0.5789, 0.5335, 0.6502, 0.2028, 0.8194, 0.3861, 0.2995, 0.1729, 0.5075, 0.3035,
+        0.0572),
+    scale=(0.1300, 0.1413, 0.2294, 0.2129, 0.3325, 0.4869, 0.4580, 0.1515, 0.4999, 0.3050,
+        0.2323),
+    weights=(0.3613, 0.0952, 0.1600, 0.1394, 0.0940, -0.3473, 0.2395, -0.0376, 0.1206,
+        0.0539, -0.6794),
+    bias=-0.2284,
 )
-DEFAULT_MIN_ANSWERABLE = 0.370
+DEFAULT_MIN_ANSWERABLE = 0.365
 # FITTED-SCORER-END
 # Share of keyword overlap in a sentence's score, the rest being embedding similarity. On
 # tuning, answers containing a gold answer went from 76.9% (0.0) to 81.8% (0.6).
@@ -113,21 +115,50 @@ def _with_example(content: str, end: int) -> int:
     return end if closing < 0 else closing + 3
 
 
+def _sentences(content: str):
+    """(start, end, text) of each sentence of `content` that can be cited: a sentence
+    introducing a code block ends after the block, and very short ones are left out."""
+    for start, end in split_sentences(content):
+        if content[start:end].lstrip().startswith("```"):
+            continue  # a bare code block is cited through the sentence that introduces it
+        end = _with_example(content, end)
+        text = " ".join(content[start:end].replace("```", " ").split())
+        if len(text.split()) >= MIN_SENTENCE_WORDS:
+            yield start, end, text
+
+
+def sentence_spans(content: str) -> list[tuple[int, int]]:
+    """The spans of the sentences the answerer can cite from a chunk of `content`: what the
+    index stores a vector for (pgask.queue), so that answering embeds none of them."""
+    return [(start, end) for start, end, _ in _sentences(content)]
+
+
 def _candidates(passages: Sequence[Passage]) -> list[_Candidate]:
     seen: set[str] = set()
     found = []
     for index, passage in enumerate(passages):
-        for start, end in split_sentences(passage.content):
-            if passage.content[start:end].lstrip().startswith("```"):
-                continue  # a bare code block is cited through the sentence that introduces it
-            end = _with_example(passage.content, end)
-            text = " ".join(passage.content[start:end].replace("```", " ").split())
+        for start, end, text in _sentences(passage.content):
             key = text.lower()
-            if len(text.split()) < MIN_SENTENCE_WORDS or key in seen:
+            if key in seen:
                 continue
             seen.add(key)
             found.append(_Candidate(index, start, end, text))
     return found
+
+
+def _vectors(candidates: Sequence[_Candidate], passages: Sequence[Passage],
+             embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """The candidates' vectors: those stored with their chunk, the rest embedded now."""
+    found: list[np.ndarray | None] = []
+    for c in candidates:
+        stored = passages[c.passage_index].sentences
+        found.append(None if stored is None else stored.get((c.start, c.end)))
+    missing = [i for i, v in enumerate(found) if v is None]
+    if missing:
+        for i, vector in zip(missing, embed([candidates[i].text for i in missing]),
+                             strict=True):
+            found[i] = vector
+    return np.stack(found).astype(np.float32, copy=False)
 
 
 def _near_duplicate(a: int, b: int, vectors: np.ndarray, texts: Sequence[str]) -> bool:
@@ -183,7 +214,7 @@ def rank(question_vector: np.ndarray, passages: Sequence[Passage],
     if not candidates:
         return None
     texts = [c.text for c in candidates]
-    vectors = embed(texts)
+    vectors = _vectors(candidates, passages, embed)
     similarity = vectors @ question_vector
     keyword = np.zeros(len(texts), dtype=np.float32)
     scores = similarity
@@ -215,7 +246,8 @@ def extractive_answer(
     """Picks up to `max_sentences` sentences from `passages` that answer the question.
 
     `question_vector` and the vectors `embed` returns must be L2-normalised, so a dot product
-    is the cosine similarity. A sentence scores `(1 - keyword_weight) * similarity +
+    is the cosine similarity; `embed` is called only for sentences without a stored vector
+    (Passage.sentences). A sentence scores `(1 - keyword_weight) * similarity +
     keyword_weight * keyword overlap` with `question` (similarity alone when `question` is
     None). The answer is the best sentence, then the next best (down to `relative_cutoff`
     below it) only while each adds a question term the answer does not cover yet: the

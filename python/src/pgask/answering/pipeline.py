@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 
 from pgask import __version__, pipelines
-from pgask.answering import rewriting
+from pgask.answering import rewriting, sentence_vectors
 from pgask.answering.extractive import NO_ANSWER, extractive_answer
 from pgask.answering.grounding import check_grounding, is_no_answer
 from pgask.llm.chat import ChatClient, LLMError, LLMOptions, LLMSpec
@@ -146,19 +146,10 @@ def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_opti
     embedded = time.perf_counter()
     found, search_timings = retrieval.run(
         plpy, question, embedded_row["v"], k, filter_json, "hybrid", p.name,
-        None if search_options is None else json.dumps(search_options))
-    places = {r["id"]: r for r in plpy.execute(prepared(plpy, (
-        f"SELECT c.id, c.ordinal, c.char_start, c.char_end FROM {p.view} AS c"
-        " WHERE c.id = ANY($1)"), ["bigint[]"]), [[r["chunk_id"] for r in found]])}
-    rows = []
-    for r in found:
-        place = places.get(r["chunk_id"])
-        if place is None:  # deleted since the search read it
-            continue
-        rows.append({key: r[key] for key in ("chunk_id", "document_id", "title", "source",
-                                             "content", "score")}
-                    | {"similarity": r["vector_score"] or 0.0, "ordinal": place["ordinal"],
-                       "char_start": place["char_start"], "char_end": place["char_end"]})
+        None if search_options is None else json.dumps(search_options), places=True)
+    rows = [{key: r[key] for key in ("chunk_id", "document_id", "title", "source", "content",
+                                     "score", *retrieval.PLACE_COLUMNS)}
+            | {"similarity": r["vector_score"] or 0.0} for r in found]
     searched = time.perf_counter()
     rerank_ms = search_timings.get("rerank_ms", 0.0)
     timings = {"embed": (embedded - started) * 1000,
@@ -167,13 +158,16 @@ def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_opti
 
 
 def _extractive(question: str, rows: list[dict]):
-    from pgask.embedders.local import get_local_embedder
+    from pgask.embedders.local import DIMENSIONS, get_local_embedder
 
     # The answerer's "is anything on topic" gate is calibrated on cosine similarity, which
     # hybrid search reports per chunk (a chunk found by keyword alone counts as 0 there).
+    # The sentences' vectors come with the chunk where the worker stored them.
     passages = [Passage(r["content"], r["title"], chunk_id=r["chunk_id"],
                         document_id=r["document_id"], source=r["source"],
-                        char_start=r["char_start"], ordinal=r["ordinal"], score=r["similarity"])
+                        char_start=r["char_start"], ordinal=r["ordinal"], score=r["similarity"],
+                        sentences=sentence_vectors.decode(r["sentence_spans"],
+                                                          r["sentence_vectors"], DIMENSIONS))
                 for r in rows]
     embedder = get_local_embedder()
     return (extractive_answer(embedder.embed_query(question), passages, embedder.embed,

@@ -47,9 +47,12 @@ class LocalEmbedder:
     def count_tokens(self, text: str) -> int:
         return count_tokens(text)
 
-    def _encode_ids(self, texts: list[str]) -> list[list[int]]:
+    def _encode(self, texts: list[str]):
+        return self._tokenizer.encode_batch(texts, add_special_tokens=True)
+
+    def _encode_ids(self, encodings) -> list[list[int]]:
         ids = []
-        for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=True):
+        for encoding in encodings:
             piece_ids = encoding.ids
             if len(piece_ids) > MAX_INPUT_TOKENS + 2:
                 # Keep [CLS] ... and the closing [SEP]; the model cannot see past 256.
@@ -57,7 +60,8 @@ class LocalEmbedder:
             ids.append(piece_ids)
         return ids
 
-    def _run(self, batch_ids: list[list[int]]) -> np.ndarray:
+    def _hidden(self, batch_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """The last layer's token states (rows, width, 384) and the attention mask."""
         width = max(len(ids) for ids in batch_ids)
         input_ids = np.zeros((len(batch_ids), width), dtype=np.int64)
         mask = np.zeros_like(input_ids)
@@ -68,21 +72,55 @@ class LocalEmbedder:
             None,
             {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)},
         )[0]
-        summed = (hidden * mask[..., None]).sum(axis=1)
-        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return hidden, mask
+
+    @staticmethod
+    def _pool(states: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Weighted means of token states, L2-normalised: one row per row of `weights`."""
+        pooled = weights @ states / np.maximum(weights.sum(axis=-1, keepdims=True), 1)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embeddings of `texts` as a (len(texts), 384) float32 array, in input order."""
-        if not texts:
-            return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        all_ids = self._encode_ids(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(all_ids[i]))
+        return self.embed_with_spans(texts, [[] for _ in texts])[0]
+
+    def embed_with_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
+                         ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The embeddings of `texts` (as embed), and from the same forward pass one vector
+        per character span of spans[i] in texts[i]: the mean of the token states inside it,
+        L2-normalised (a sentence read in its context, at no extra model cost). A span the
+        model does not see whole (cut at 256 word pieces, or holding no token) gets a row of
+        NaN."""
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        pooled = [np.full((len(s), DIMENSIONS), np.nan, dtype=np.float32) for s in spans]
+        if not texts:
+            return out, pooled
+        encodings = self._encode(texts)
+        all_ids = self._encode_ids(encodings)
+        order = sorted(range(len(texts)), key=lambda i: len(all_ids[i]))
         for start in range(0, len(order), BATCH_SIZE):
             rows = order[start : start + BATCH_SIZE]
-            out[rows] = self._run([all_ids[i] for i in rows])
-        return out
+            hidden, mask = self._hidden([all_ids[i] for i in rows])
+            # Mean pooling over the whole input: what sentence-transformers computes.
+            out[rows] = self._pool(hidden, mask[:, None, :].astype(hidden.dtype))[:, 0, :]
+            for row, i in enumerate(rows):
+                if not spans[i]:
+                    continue
+                seen = len(all_ids[i]) - 1  # tokens before the closing [SEP]
+                offsets = np.array(encodings[i].offsets[1:seen], dtype=np.int64).reshape(-1, 2)
+                cut = len(encodings[i].ids) > len(all_ids[i])
+                visible_end = int(offsets[-1, 1]) if len(offsets) else 0
+                weights = np.zeros((len(spans[i]), hidden.shape[1]), dtype=hidden.dtype)
+                for j, (lo, hi) in enumerate(spans[i]):
+                    if cut and hi > visible_end:
+                        continue
+                    inside = (offsets[:, 0] >= lo) & (offsets[:, 1] <= hi) & (
+                        offsets[:, 1] > offsets[:, 0])
+                    weights[j, 1:seen][inside] = 1
+                has_tokens = weights.sum(axis=1) > 0
+                if has_tokens.any():
+                    pooled[i][has_tokens] = self._pool(hidden[row], weights[has_tokens])
+        return out, pooled
 
     def embed_query(self, text: str) -> np.ndarray:
         """One embedding, from a bounded per-process LRU cache: questions repeat."""

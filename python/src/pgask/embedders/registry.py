@@ -43,6 +43,12 @@ class LocalProvider:
     def embed(self, texts: list[str]) -> np.ndarray:
         return get_local_embedder().embed(texts)
 
+    def embed_with_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
+                         ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """With the vectors of character spans (sentences) read in context: the queue
+        stores them for the extractive answerer, which uses this same model."""
+        return get_local_embedder().embed_with_spans(texts, spans)
+
 
 _providers: dict[EmbedderSpec, object] = {}
 

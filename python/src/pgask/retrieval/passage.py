@@ -3,7 +3,10 @@ generated answer is asked from (which reads only the content and the title)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -16,3 +19,8 @@ class Passage:
     char_start: int = 0  # offset of the chunk in its document, so spans point into the document
     ordinal: int = 0
     score: float = 1.0  # retrieval score (cosine similarity to the question)
+    # The local model's vectors of the chunk's sentences by their (start, end) in `content`,
+    # computed at index time (pgask.answering.extractive.sentence_spans); the extractive
+    # answerer embeds only the sentences missing here.
+    sentences: Mapping[tuple[int, int], np.ndarray] | None = field(
+        default=None, compare=False, hash=False)

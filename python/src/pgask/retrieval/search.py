@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -75,13 +76,40 @@ def tsquery_any(lexemes: list[str]) -> str:
     return " | ".join(quoted)
 
 
+def pinned(plpy, pipeline: str) -> PipelineView:
+    """The pipeline, its active chunk table opened (so locked, ACCESS SHARE) for the rest of
+    the transaction. Every query of a search reads that table, not the view: a re-embed's
+    switch (rag._switch_set) re-points the view and drops the old table in one transaction,
+    and a search that took its candidates from one table and their rows from the other found
+    none of them. Now the switch's DROP waits for the searches that hold the old table. A
+    search whose snapshot predates a switch that has since dropped the old table reads the
+    new one (the set that was being built)."""
+    p = pipelines.load(plpy, pipeline)
+    for embedding_set in (p.active_set, p.building_set):
+        if embedding_set is None:
+            continue
+        try:
+            with plpy.subtransaction():
+                plpy.execute(prepared(plpy, f"SELECT FROM {p.table(embedding_set)} LIMIT 0", []))
+        except plpy.SPIError as exc:
+            if getattr(exc, "sqlstate", None) != "42P01":  # undefined_table: dropped
+                raise
+            continue
+        return replace(p, active_set=embedding_set)
+    raise RuntimeError(f"pipeline {pipeline}: its chunk table was dropped during the search")
+
+
+def _table(p: PipelineView) -> str:
+    return p.table(p.active_set)
+
+
 def vector_candidates(plpy, p: PipelineView, vector: str, depth: int, where: str,
                       params: list, types: list[str]) -> list[tuple[int, float]]:
     # relaxed_order iterative scans can return rows slightly out of order: re-sorted here.
     vs = vector_schema(plpy)
     distance = f"c.embedding OPERATOR({vs}.<=>) $1::{vs}.vector"
     sql = (f"WITH hits AS MATERIALIZED (SELECT c.id, {distance} AS distance"
-           f" FROM {p.view} AS c WHERE {where} ORDER BY {distance} LIMIT $2)"
+           f" FROM {_table(p)} AS c WHERE {where} ORDER BY {distance} LIMIT $2)"
            " SELECT id, 1 - distance AS score FROM hits ORDER BY distance, id")
     rows = plpy.execute(prepared(plpy, sql, ["text", "int", *types]), [vector, depth, *params])
     return [(r["id"], r["score"]) for r in rows]
@@ -125,7 +153,7 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
         "WITH q AS (SELECT * FROM unnest($3::text[], $4::float8[]) AS q (lexeme, idf))"
         " SELECT c.id, sum(q.idf * m.tf * ($6 + 1)"
         "  / (m.tf + $6 * (1 - $7 + $7 * c.doc_length / $1))) AS score"
-        f" FROM {p.view} AS c"
+        f" FROM {_table(p)} AS c"
         " CROSS JOIN LATERAL (SELECT u.lexeme, cardinality(u.positions) AS tf"
         "  FROM unnest(ts_filter(setweight(c.tsv, 'A', $3::text[]), '{a}')) AS u) AS m"
         " JOIN q ON q.lexeme = m.lexeme"
@@ -153,18 +181,25 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
     return scored(needed)
 
 
-def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool) -> dict[int, dict]:
+# What rag.answer reads too (run's `places`): where a chunk is in its document, and its
+# sentences' vectors for the extractive answerer.
+PLACE_COLUMNS = ("ordinal", "char_start", "char_end", "sentence_spans", "sentence_vectors")
+
+
+def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool,
+           places: bool = False) -> dict[int, dict]:
     vector = ", c.embedding::text AS embedding" if with_vectors else ""
+    place = "".join(f", c.{column}" for column in PLACE_COLUMNS) if places else ""
     sql = (f"SELECT c.id AS chunk_id, c.document_id, c.title,"
            f" coalesce(c.metadata ->> 'source', $2 || ':' || c.document_id) AS source,"
-           f" c.content, c.metadata::text AS metadata{vector}"
-           f" FROM {p.view} AS c WHERE c.id = ANY($1)")
+           f" c.content, c.metadata::text AS metadata{vector}{place}"
+           f" FROM {_table(p)} AS c WHERE c.id = ANY($1)")
     rows = plpy.execute(prepared(plpy, sql, ["bigint[]", "text"]), [ids, _label(p.source)])
     return {r["chunk_id"]: dict(r) for r in rows}
 
 
 def _fetch_ranked(plpy, p: PipelineView, fused: list[tuple[int, float]], with_vectors: bool,
-                  k: int | None) -> list[tuple[dict, float]]:
+                  k: int | None, places: bool = False) -> list[tuple[dict, float]]:
     """The rows of the fused candidates, in fused order, with their scores. Given `k` (nothing
     re-orders them any more), only the first k are read: their content is what costs. A
     candidate deleted since it was found is skipped, and the next ones are read in its place."""
@@ -172,7 +207,7 @@ def _fetch_ranked(plpy, p: PipelineView, fused: list[tuple[int, float]], with_ve
     start = 0
     while start < len(fused) and (k is None or len(ranked) < k):
         stop = len(fused) if k is None else start + k - len(ranked)
-        found = _fetch(plpy, p, [cid for cid, _ in fused[start:stop]], with_vectors)
+        found = _fetch(plpy, p, [cid for cid, _ in fused[start:stop]], with_vectors, places)
         ranked += [(found[cid], score) for cid, score in fused[start:stop] if cid in found]
         start = stop
     return ranked
@@ -234,12 +269,13 @@ def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode
 
 
 def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
-        pipeline: str, options_json) -> tuple[list[dict], dict[str, float]]:
+        pipeline: str, options_json, places: bool = False
+        ) -> tuple[list[dict], dict[str, float]]:
     """rag.search's rows, and the milliseconds of the phases worth reporting apart
     ({"rerank_ms": ...} when a reranker ran). rag.answer calls this directly, having validated
-    the arguments as rag.search does."""
+    the arguments as rag.search does, with `places`: each row also has PLACE_COLUMNS."""
     timings: dict[str, float] = {}
-    p = pipelines.load(plpy, pipeline)
+    p = pinned(plpy, pipeline)
     options = SearchOptions.resolve(p.search_options, _parse(options_json))
     compiled = _compile(plpy, filter_json, 3)
     # Candidate lists are deeper than k whenever something re-orders them afterwards.
@@ -277,7 +313,7 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
 
     needs_vectors = options.mmr_lambda is not None or options.dedupe_threshold is not None
     ranked = _fetch_ranked(plpy, p, fused, needs_vectors,
-                           None if needs_vectors or options.rerank is not None else k)
+                           None if needs_vectors or options.rerank is not None else k, places)
 
     rerank_scores: dict[int, float] = {}
     if options.rerank is not None and ranked:
@@ -317,5 +353,5 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
             "vector_score": vector_rank.get(cid, (None, None))[1],
             "keyword_score": keyword_rank.get(cid, (None, None))[1],
             "rerank_score": rerank_scores.get(cid),
-        })
+        } | ({column: row[column] for column in PLACE_COLUMNS} if places else {}))
     return results, timings

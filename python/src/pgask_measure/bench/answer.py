@@ -21,7 +21,7 @@ def load_documents(conn: psycopg.Connection, pages: list) -> None:
 
 def _retrieved_sentences(conn: psycopg.Connection, result: dict) -> int:
     """How many sentences the chunks an answer retrieved hold (what its extractive step
-    embeds, before dropping very short and repeated ones)."""
+    scores, before dropping very short and repeated ones)."""
     from pgask.text import split_sentences
 
     ids = [r["chunk_id"] for r in result["retrieved"]]
@@ -60,7 +60,8 @@ def bench_answer(url: str, conn: psycopg.Connection, pages: list, asked: Sequenc
         Figure("answer phase: search p50", statistics.median(search), "ms", share, whole_p50,
                "rag.search(q, 5) with the query embedding cached"),
         Figure("answer phase: extractive step p50", statistics.median(step), "ms", share,
-               whole_p50, "rag.answer(q, 5) with the embedding cached, minus search; it embeds "
-               "the question again (a separate cache) and the sentences of the retrieved "
-               f"chunks (median {statistics.median(sentences):.0f} per question)"),
+               whole_p50, "rag.answer(q, 5) with the embedding cached, minus search; it scores "
+               "the sentences of the retrieved chunks (median "
+               f"{statistics.median(sentences):.0f} per question) with the vectors the worker "
+               "stored with each chunk"),
     ]
