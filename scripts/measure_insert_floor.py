@@ -1,0 +1,105 @@
+"""What an async pipeline adds to a write, part by part (BENCHMARKS.md, INSERT row).
+
+`make bench` times a single-row autocommit INSERT into a table with an async pipeline against
+the same INSERT into a table without one. This takes the capture trigger apart to show where
+the difference goes: each variant below changes the previous one in a scratch database
+(pgask_bench, recreated), and is timed INSERT by INSERT alternately with the plain table, as
+`make bench` does:
+
+- as installed: the statement trigger queues one row in rag.queue and notifies the workers;
+- no foreign key: rag.queue without its reference to rag.pipelines (a row lock per write);
+- no ready index: rag.queue without its partial index of pending jobs;
+- plain insert: the queue INSERT without ON CONFLICT;
+- no notify: without pg_notify;
+- trigger, no queue: the trigger only collects the written keys, as the real one does first;
+- empty trigger: a trigger that does nothing (what any statement trigger with a transition
+  table costs).
+
+Not every variant is something pgask could ship (it needs the queue row, its indexes and
+ON CONFLICT); they show what is left to take away.
+
+    python scripts/measure_insert_floor.py postgresql://postgres@127.0.0.1:54329/pgask \
+        --rounds 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python" / "src"))
+
+from pgask_measure.bench.common import scratch_database  # noqa: E402
+
+FUNCTION = "rag.pgask_piped_insert"
+
+
+def _insert_ms(conn: psycopg.Connection, table: str, i: int) -> float:
+    began = time.perf_counter()
+    conn.execute(f"INSERT INTO {table} (id, body) VALUES (%s, %s)",
+                 (i, f"Ticket {i}: the disk on host {i} is full"))
+    return (time.perf_counter() - began) * 1000
+
+
+def _trigger_body(conn: psycopg.Connection) -> str:
+    (source,) = conn.execute(f"SELECT pg_get_functiondef('{FUNCTION}'::regproc)").fetchone()
+    return source
+
+
+def _without_conflict(conn: psycopg.Connection) -> None:
+    source = _trigger_body(conn)
+    start = source.index(" ON CONFLICT")
+    end = source.index("last_error = NULL", start) + len("last_error = NULL")
+    conn.execute(source[:start] + source[end:])
+
+
+def _without_notify(conn: psycopg.Connection) -> None:
+    conn.execute(_trigger_body(conn).replace("PERFORM pg_notify('rag_queue', 'piped');", ""))
+
+
+def _replace_trigger(body: str):
+    return lambda conn: conn.execute(
+        f"CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql"
+        f" AS $f$ DECLARE changed text[]; BEGIN {body} RETURN NULL; END $f$")
+
+
+VARIANTS = (
+    ("as installed", lambda conn: None),
+    ("no foreign key", lambda conn: conn.execute(
+        "ALTER TABLE rag.queue DROP CONSTRAINT queue_pipeline_fkey")),
+    ("no ready index", lambda conn: conn.execute("DROP INDEX rag.queue_ready")),
+    ("plain insert", _without_conflict),
+    ("no notify", _without_notify),
+    ("trigger, no queue", _replace_trigger(
+        "changed := ARRAY(SELECT s.id::text FROM new_rows AS s);")),
+    ("empty trigger", _replace_trigger("")),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", help="a server where pgask can be installed (make db's)")
+    parser.add_argument("--rounds", type=int, default=3000, help="INSERTs per table and variant")
+    args = parser.parse_args()
+    with psycopg.connect(scratch_database(args.url), autocommit=True) as conn:
+        for table in ("plain", "piped"):
+            conn.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY, body text NOT NULL)")
+        conn.execute("SELECT rag.create_pipeline('piped', 'piped', 'body')")
+        print(f"{'':20}{'plain p50':>11}{'piped p50':>11}{'ratio':>7}   ({args.rounds} each)")
+        for n, (label, change) in enumerate(VARIANTS):
+            change(conn)
+            plain, piped = [], []
+            for i in range(n * args.rounds, (n + 1) * args.rounds):
+                plain.append(_insert_ms(conn, "plain", i))
+                piped.append(_insert_ms(conn, "piped", i))
+            a, b = statistics.median(plain), statistics.median(piped)
+            print(f"{label:20}{a:9.3f}ms{b:9.3f}ms{b / a:7.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
