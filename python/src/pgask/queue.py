@@ -176,10 +176,11 @@ def compute_vectors(provider, planned: list[Planned], known: dict[bytes, Embedde
             before_batch()
         texts = [missing[d][0] for d in part]
         if with_spans is None:
-            embedded, pooled = provider.embed(texts), None
+            embedded, pooled, spans = provider.embed(texts), None, None
         else:
-            spans = [_sentence_spans(*missing[d]) for d in part]
-            embedded, pooled = with_spans(texts, spans)
+            spans = [sentence_spans(missing[d][1]) for d in part]
+            embedded, pooled = with_spans(texts, [_in_text(text, missing[d][1], s) for text, d, s
+                                                  in zip(texts, part, spans, strict=True)])
         if len(embedded) != len(part):
             raise EmbedderError(f"embedder {getattr(provider, 'name', '?')}: asked for "
                                 f"{len(part)} embeddings, got {len(embedded)}",
@@ -187,15 +188,15 @@ def compute_vectors(provider, planned: list[Planned], known: dict[bytes, Embedde
         for i, (digest, vector) in enumerate(zip(part, embedded, strict=True)):
             content = missing[digest][1]
             vectors[digest] = Embedded(vector_literal(vector)) if pooled is None else Embedded(
-                vector_literal(vector), len(content), sentence_vectors.encode(
-                    sentence_spans(content), pooled[i]))
+                vector_literal(vector), len(content),
+                sentence_vectors.encode(spans[i], pooled[i]))
     return vectors, len(missing)
 
 
-def _sentence_spans(text: str, content: str) -> list[tuple[int, int]]:
-    """The spans of sentence_spans(content) in `text`, which ends with the content."""
+def _in_text(text: str, content: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`spans` of `content` moved to where they are in `text`, which ends with the content."""
     offset = len(text) - len(content)
-    return [(start + offset, end + offset) for start, end in sentence_spans(content)]
+    return [(start + offset, end + offset) for start, end in spans]
 
 
 def distributed_store(plpy, p: Pipeline, embedding_set: int) -> str | None:
