@@ -14,7 +14,9 @@ DECLARE
     e rag.embedders;
     previous_timeout text;
 BEGIN
-    SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline FOR UPDATE;
+    -- NO KEY: a writer's queue insert checks its foreign key to this row (FOR KEY SHARE),
+    -- and must not wait while the switch waits for searches below.
+    SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline FOR NO KEY UPDATE;
     IF p.building_set IS NULL OR EXISTS (
         SELECT 1 FROM rag.queue AS q
         WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
