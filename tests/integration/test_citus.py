@@ -109,10 +109,17 @@ def test_search_equals_the_single_node_pipeline(pipelines, mode, filter_):
         found += len(plain)
         assert [r[0] for r in dist] == [r[0] for r in plain], query
         for got, expected in zip(dist, plain, strict=True):
-            for value, reference in zip(got[1:], expected[1:], strict=True):
-                # (Sums of the same terms in another order may differ in the last bits.)
+            # BM25 from global statistics: equal up to the order of a sum's terms. Anything
+            # from vectors only to float32 precision: each pipeline embeds its own chunks, and
+            # the model's output for a text changes in the last bits with the batch it was
+            # padded in (seen: one cosine 7e-9 apart once the two queues batched differently).
+            exact = {"rel": 1e-12}
+            from_vectors = {"abs": 1e-6}
+            tolerances = (exact if mode == "keyword" else from_vectors, from_vectors, exact)
+            for value, reference, tolerance in zip(got[1:], expected[1:], tolerances,
+                                                   strict=True):
                 assert value == (None if reference is None else
-                                 pytest.approx(reference, rel=1e-12)), query
+                                 pytest.approx(reference, **tolerance)), query
         if filter_:
             assert all(conn.execute("SELECT team FROM articles WHERE id = %s",
                                     (int(key[0]),)).fetchone() == ("ml",) for key, *_ in dist)
