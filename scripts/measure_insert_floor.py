@@ -6,17 +6,16 @@ the difference goes: each variant below changes the previous one in a scratch da
 (pgask_bench, recreated), and is timed INSERT by INSERT alternately with the plain table, as
 `make bench` does:
 
-- as installed: the statement trigger queues one row in rag.queue and notifies the workers;
-- no foreign key: rag.queue without its reference to rag.pipelines (a row lock per write);
-- no ready index: rag.queue without its partial index of pending jobs;
-- plain insert: the queue INSERT without ON CONFLICT;
+- as installed: the statement trigger appends one row to rag.queue_inbox and notifies the
+  workers;
 - no notify: without pg_notify;
 - trigger, no queue: the trigger only collects the written keys, as the real one does first;
 - empty trigger: a trigger that does nothing (what any statement trigger with a transition
   table costs).
 
-Not every variant is something pgask could ship (it needs the queue row, its indexes and
-ON CONFLICT); they show what is left to take away.
+Before rag.queue_inbox (migration 0009) the trigger upserted into rag.queue; this script then
+showed that ON CONFLICT's speculative insertion was most of the gap (docs/measured.md). The
+variants after the first are not something pgask could ship; they show what is left.
 
     python scripts/measure_insert_floor.py postgresql://postgres@127.0.0.1:54329/pgask \
         --rounds 3000
@@ -51,13 +50,6 @@ def _trigger_body(conn: psycopg.Connection) -> str:
     return source
 
 
-def _without_conflict(conn: psycopg.Connection) -> None:
-    source = _trigger_body(conn)
-    start = source.index(" ON CONFLICT")
-    end = source.index("last_error = NULL", start) + len("last_error = NULL")
-    conn.execute(source[:start] + source[end:])
-
-
 def _without_notify(conn: psycopg.Connection) -> None:
     conn.execute(_trigger_body(conn).replace("PERFORM pg_notify('rag_queue', 'piped');", ""))
 
@@ -70,10 +62,6 @@ def _replace_trigger(body: str):
 
 VARIANTS = (
     ("as installed", lambda conn: None),
-    ("no foreign key", lambda conn: conn.execute(
-        "ALTER TABLE rag.queue DROP CONSTRAINT queue_pipeline_fkey")),
-    ("no ready index", lambda conn: conn.execute("DROP INDEX rag.queue_ready")),
-    ("plain insert", _without_conflict),
     ("no notify", _without_notify),
     ("trigger, no queue", _replace_trigger(
         "changed := ARRAY(SELECT s.id::text FROM new_rows AS s);")),

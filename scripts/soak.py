@@ -29,7 +29,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from consistency import problems  # noqa: E402
+from consistency import problems, queued  # noqa: E402
 from fix_openai import EmbeddingServer, server_process  # noqa: E402
 
 from pgask.localdb import database_url  # noqa: E402
@@ -178,8 +178,7 @@ def main() -> int:
         server.fail_next()  # the provider recovers; everything queued is processed
         admin.execute("SELECT rag.retry_failed('soak_docs')")
         drain_started = time.perf_counter()
-        while admin.execute("SELECT count(*) FROM rag.queue WHERE pipeline = 'soak_docs'"
-                            ).fetchone()[0]:
+        while queued(admin, "soak_docs"):
             admin.execute("CALL rag.process_queue('soak_docs')")
             if time.perf_counter() - drain_started > 300:
                 break

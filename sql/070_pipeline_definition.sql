@@ -401,6 +401,8 @@ BEGIN
         PERFORM rag._forget_store(rag._store(p.name, embedding_set));
     END LOOP;
     DELETE FROM rag.pipelines AS x WHERE x.name = p.name;
+    -- rag.queue's rows go with the pipeline (foreign key); the inbox has none.
+    DELETE FROM rag.queue_inbox AS i WHERE i.pipeline = p.name;
 END;
 $$;
 

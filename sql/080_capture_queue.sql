@@ -29,6 +29,44 @@ BEGIN
 END;
 $$;
 
+-- rag._drain_inbox(pipeline, max_rows): moves up to max_rows captured writes (all pipelines
+-- when pipeline is NULL) from rag.queue_inbox into rag.queue, one job per row and set; a job
+-- already queued gets a new generation, so an older in-flight result is not taken as final.
+-- Rows whose job is leased now stay in the inbox until the lease ends: the drain then never
+-- waits on a worker's locks. Rows of a dropped pipeline are discarded. Returns the rows taken.
+CREATE OR REPLACE FUNCTION rag._drain_inbox(pipeline text, max_rows integer)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH taken AS (
+        DELETE FROM rag.queue_inbox AS i
+        WHERE i.ctid = ANY(ARRAY(
+            SELECT x.ctid FROM rag.queue_inbox AS x
+            WHERE ($1 IS NULL OR x.pipeline = $1) AND NOT EXISTS (
+                SELECT 1 FROM rag.queue AS q
+                WHERE q.pipeline = x.pipeline AND q.embedding_set = x.embedding_set
+                    AND q.document_id = x.document_id AND q.leased_until >= now())
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED))
+        RETURNING i.pipeline, i.embedding_set, i.document_id, i.enqueued_at
+    ),
+    queued AS (
+        -- Key order, as rag._forget locks them: the two cannot deadlock.
+        INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id, enqueued_at)
+        SELECT t.pipeline, t.embedding_set, t.document_id, min(t.enqueued_at)
+        FROM taken AS t
+        WHERE t.pipeline IN (SELECT p.name FROM rag.pipelines AS p)
+        GROUP BY t.pipeline, t.embedding_set, t.document_id
+        ORDER BY t.pipeline, t.embedding_set, t.document_id
+        ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
+            SET generation = q.generation + 1, status = 'pending', attempts = 0,
+            not_before = now(), enqueued_at = excluded.enqueued_at, last_error = NULL
+        RETURNING 1
+    )
+    SELECT count(*) FROM taken;
+$$;
+
 -- rag._forget(pipeline, ids): source rows that are gone lose their chunks and queue entries,
 -- in the deleting transaction.
 CREATE OR REPLACE FUNCTION rag._forget(pipeline text, ids text[])
@@ -52,7 +90,13 @@ BEGIN
         EXECUTE format('DELETE FROM rag.%I WHERE document_id = ANY($1)',
             rag._store(p.name, embedding_set)) USING ids;
     END LOOP;
-    DELETE FROM rag.queue AS q WHERE q.pipeline = p.name AND q.document_id = ANY(ids);
+    -- Locked in key order, as rag._drain_inbox upserts them: the two cannot deadlock.
+    DELETE FROM rag.queue AS q WHERE q.id IN (
+        SELECT x.id FROM rag.queue AS x
+        WHERE x.pipeline = p.name AND x.document_id = ANY(ids)
+        ORDER BY x.embedding_set, x.document_id
+        FOR UPDATE
+    );
 END;
 $$;
 
@@ -72,7 +116,12 @@ BEGIN
         WHERE s.store = rag._store(p.name, embedding_set);
         DELETE FROM rag.bm25_terms AS t WHERE t.store = rag._store(p.name, embedding_set);
     END LOOP;
-    DELETE FROM rag.queue AS q WHERE q.pipeline = p.name;
+    DELETE FROM rag.queue AS q WHERE q.id IN (
+        SELECT x.id FROM rag.queue AS x WHERE x.pipeline = p.name
+        ORDER BY x.embedding_set, x.document_id
+        FOR UPDATE
+    );
+    DELETE FROM rag.queue_inbox AS i WHERE i.pipeline = p.name;
 END;
 $$;
 
@@ -120,19 +169,26 @@ DECLARE
 BEGIN
     -- What every function does with the keys in `changed`: queue them for each embedding set
     -- being maintained (written in; rag.reembed and its switch regenerate the functions).
-    record_changes := format(
+    -- Async: append to rag.queue_inbox, the cheapest write there is (rag.process_queue turns
+    -- it into jobs). Sync: upsert the jobs, which rag._process_now finishes at once.
+    record_changes := CASE WHEN p.mode = 'sync' THEN format(
         'IF cardinality(changed) > 0 THEN'
         ' INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id)'
         ' SELECT %1$L, sets.embedding_set, ids.document_id FROM unnest(changed) AS ids'
-        ' (document_id) CROSS JOIN unnest(%3$L::integer[]) AS sets (embedding_set)'
+        ' (document_id) CROSS JOIN unnest(%2$L::integer[]) AS sets (embedding_set)'
         ' ON CONFLICT ON CONSTRAINT queue_job_key'
         ' DO UPDATE SET generation = q.generation + 1, status = ''pending'', attempts = 0,'
-        ' not_before = now(), enqueued_at = now(), last_error = NULL; %2$s END IF;',
-        p.name,
-        CASE WHEN p.mode = 'sync' THEN format('PERFORM rag._process_now(%L, changed);', p.name)
-            ELSE format('PERFORM pg_notify(''rag_queue'', %L);', p.name) END,
-        array_remove(ARRAY[p.active_set, p.building_set], NULL)
-    );
+        ' not_before = now(), enqueued_at = now(), last_error = NULL;'
+        ' PERFORM rag._process_now(%1$L, changed); END IF;',
+        p.name, array_remove(ARRAY[p.active_set, p.building_set], NULL)
+    ) ELSE format(
+        'IF cardinality(changed) > 0 THEN'
+        ' INSERT INTO rag.queue_inbox (pipeline, embedding_set, document_id)'
+        ' SELECT %1$L, sets.embedding_set, ids.document_id FROM unnest(changed) AS ids'
+        ' (document_id) CROSS JOIN unnest(%2$L::integer[]) AS sets (embedding_set);'
+        ' PERFORM pg_notify(''rag_queue'', %1$L); END IF;',
+        p.name, array_remove(ARRAY[p.active_set, p.building_set], NULL)
+    ) END;
     row_sql := format('SELECT %s AS k, %s AS c, %s AS t, %s AS m FROM %%s AS s', p.key_sql,
         p.content_sql, p.title_sql, p.metadata_sql);
 

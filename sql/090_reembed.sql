@@ -20,6 +20,9 @@ BEGIN
     IF p.building_set IS NULL OR EXISTS (
         SELECT 1 FROM rag.queue AS q
         WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
+    ) OR EXISTS (
+        SELECT 1 FROM rag.queue_inbox AS i
+        WHERE i.pipeline = p.name AND i.embedding_set = p.building_set
     ) THEN
         RETURN;
     END IF;

@@ -1,6 +1,7 @@
 -- Status views: the queue per pipeline, and rows that failed for good.
 
--- rag.pipeline_status: one row per pipeline. pending: waiting (or backing off); leased: being
+-- rag.pipeline_status: one row per pipeline. pending: waiting (or backing off), including
+-- writes captured in rag.queue_inbox and not yet moved into the queue; leased: being
 -- processed now; failed: dead letters; done: rows finished since creation; lag_seconds: age
 -- of the oldest pending row; reembed_remaining: rows left before a rag.reembed switches;
 -- broken: why the pipeline cannot run (its source table or a column it uses was dropped),
@@ -22,10 +23,22 @@ SELECT
     st.last_done_at,
     p.building_embedder AS reembedding_to,
     (
-        SELECT count(*) FROM rag.queue AS q
-        WHERE
-            q.pipeline = p.name AND q.status = 'pending'
-            AND (q.leased_until IS NULL OR q.leased_until < now())
+        -- Captured writes not yet moved into rag.queue count once per row and set.
+        SELECT count(*) FROM (
+            SELECT
+                q.embedding_set,
+                q.document_id
+            FROM rag.queue AS q
+            WHERE
+                q.pipeline = p.name AND q.status = 'pending'
+                AND (q.leased_until IS NULL OR q.leased_until < now())
+            UNION
+            SELECT
+                i.embedding_set,
+                i.document_id
+            FROM rag.queue_inbox AS i
+            WHERE i.pipeline = p.name
+        ) AS waiting
     ) AS pending,
     (
         SELECT count(*) FROM rag.queue AS q
@@ -36,8 +49,13 @@ SELECT
         WHERE q.pipeline = p.name AND q.status = 'failed'
     ) AS failed,
     (
-        SELECT extract(EPOCH FROM now() - min(q.enqueued_at)) FROM rag.queue AS q
-        WHERE q.pipeline = p.name AND q.status = 'pending'
+        SELECT extract(EPOCH FROM now() - min(w.enqueued_at)) FROM (
+            SELECT q.enqueued_at FROM rag.queue AS q
+            WHERE q.pipeline = p.name AND q.status = 'pending'
+            UNION ALL
+            SELECT i.enqueued_at FROM rag.queue_inbox AS i
+            WHERE i.pipeline = p.name
+        ) AS w
     ) AS lag_seconds,
     (
         SELECT q.last_error FROM rag.queue AS q
@@ -45,8 +63,13 @@ SELECT
         ORDER BY q.last_attempt_at DESC NULLS LAST LIMIT 1
     ) AS last_error,
     (
-        SELECT count(*) FROM rag.queue AS q
-        WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
+        SELECT count(*) FROM (
+            SELECT q.document_id FROM rag.queue AS q
+            WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
+            UNION
+            SELECT i.document_id FROM rag.queue_inbox AS i
+            WHERE i.pipeline = p.name AND i.embedding_set = p.building_set
+        ) AS remaining
     ) AS reembed_remaining,
     p.broken
 FROM rag.pipelines AS p

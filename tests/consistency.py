@@ -6,7 +6,7 @@ concurrency property test and by `make soak` (scripts/soak.py).
   whitespace left between them);
 - no chunk belongs to a deleted row; no duplicate (document, ordinal);
 - the BM25 statistics (rag.bm25_terms, rag.bm25_stats) equal a recount from the chunks;
-- the queue is empty.
+- the queue, and the inbox of captured writes, are empty.
 """
 
 from __future__ import annotations
@@ -62,8 +62,17 @@ def problems(conn: psycopg.Connection, pipeline: str, source: str, key: str = "i
                              ).fetchone()
     if tuple(stats or ()) != tuple(recounted):
         found.append(f"bm25_stats {stats} differ from a recount {recounted}")
-    (queued,) = conn.execute("SELECT count(*) FROM rag.queue WHERE pipeline = %s",
-                             (pipeline,)).fetchone()
-    if queued:
-        found.append(f"{queued} rows still queued")
+    if waiting := queued(conn, pipeline):
+        found.append(f"{waiting} rows still queued")
     return found
+
+
+def queued(conn: psycopg.Connection, pipeline: str, status: str | None = None) -> int:
+    """Jobs of the pipeline in rag.queue (with that status, if given) plus the writes captured
+    in rag.queue_inbox that rag.process_queue has not yet turned into jobs."""
+    (count,) = conn.execute(
+        "SELECT (SELECT count(*) FROM rag.queue WHERE pipeline = %(p)s"
+        " AND (%(s)s::text IS NULL OR status = %(s)s))"
+        " + (SELECT count(*) FROM rag.queue_inbox WHERE pipeline = %(p)s)",
+        {"p": pipeline, "s": status}).fetchone()
+    return count

@@ -9,7 +9,7 @@ import time
 
 import psycopg
 import pytest
-from consistency import problems
+from consistency import problems, queued
 
 WRITERS = 3
 WORKERS = 2
@@ -89,7 +89,7 @@ def test_random_writes_and_workers_end_in_step(db, db_url, embedding_server, see
     # Quiescence: whatever is still queued (or backing off after a failed attempt) is
     # processed.
     deadline = time.monotonic() + 120
-    while db.execute("SELECT count(*) FROM rag.queue WHERE pipeline = 'docs'").fetchone()[0]:
+    while queued(db, "docs"):
         assert time.monotonic() < deadline, db.execute(
             "SELECT document_id, status, attempts, last_error FROM rag.queue").fetchall()
         db.execute("CALL rag.process_queue('docs')")

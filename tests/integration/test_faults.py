@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from consistency import queued
 from fix_openai import EmbeddingServer, free_port, server_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def drain(db, seconds=60):
     """Recovery: dead letters back in the queue, then process until it is empty."""
     db.execute("SELECT rag.retry_failed('tickets')")
     deadline = time.monotonic() + seconds
-    while db.execute("SELECT count(*) FROM rag.queue WHERE pipeline = 'tickets'").fetchone()[0]:
+    while queued(db, "tickets"):
         assert time.monotonic() < deadline, db.execute("SELECT * FROM rag.queue").fetchall()
         process(db)
         time.sleep(0.1)
@@ -71,7 +72,7 @@ def assert_consistent(db):
                         " count(*) FROM rag.tickets_chunks GROUP BY document_id").fetchall()
     assert {d: c for d, c, _ in stored} == live
     assert all(n == 1 for _, _, n in stored)  # short rows: one chunk each, no duplicates
-    assert db.execute("SELECT count(*) FROM rag.queue").fetchone() == (0,)
+    assert queued(db, "tickets") == 0
 
 
 def assert_embedded_once(server: EmbeddingServer, db, extra: int = 0):

@@ -3,6 +3,7 @@ chunk store stays exactly in step with the table."""
 
 import psycopg
 import pytest
+from consistency import queued
 
 ARTICLES = """
 CREATE TABLE articles (
@@ -180,13 +181,15 @@ def test_content_expression(articles):
 def test_drop_pipeline_removes_everything(pipeline):
     db = pipeline
     process(db)
+    db.execute("INSERT INTO articles (id, body) VALUES (8, 'captured, never processed')")
+    assert queued(db, "articles") == 1
     db.execute("SELECT rag.drop_pipeline('articles')")
     assert db.execute("SELECT to_regclass('rag.articles_chunks_1'),"
                       " to_regclass('rag.articles_chunks')").fetchone() == (None, None)
     assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'articles'::regclass"
                       " AND NOT tgisinternal").fetchone() == (0,)
     db.execute("INSERT INTO articles (id, body) VALUES (9, 'still writable')")
-    assert db.execute("SELECT count(*) FROM rag.queue").fetchone() == (0,)
+    assert queued(db, "articles") == 0
 
 
 def test_defining_a_pipeline_says_nothing_but_its_result(articles):

@@ -10,6 +10,7 @@ from collections import Counter
 import commands
 import psycopg
 import pytest
+from consistency import queued
 from fix_openai import free_port
 
 
@@ -59,8 +60,7 @@ def embedded_ids(db):
 def drain(db, seconds=30):
     """Processes until nothing is queued, waiting out backoffs."""
     deadline = time.monotonic() + seconds
-    while db.execute("SELECT count(*) FROM rag.queue WHERE pipeline = 'tickets'"
-                     " AND status = 'pending'").fetchone()[0]:
+    while queued(db, "tickets", "pending"):
         assert time.monotonic() < deadline, queue_rows(db)
         process(db)
         time.sleep(0.1)
@@ -393,3 +393,64 @@ def test_switch_waits_briefly_for_a_search_holding_the_old_set_and_never_blocks_
                          " WHERE name = 'tickets'").fetchone() == (2, "srv")
     assert len(table.execute("SELECT * FROM rag.search('db3 disk full', 3,"
                              " pipeline => 'tickets')").fetchall()) == 3
+
+
+def inbox(db):
+    return db.execute("SELECT document_id FROM rag.queue_inbox WHERE pipeline = 'tickets'"
+                      " ORDER BY document_id::int").fetchall()
+
+
+def test_writes_append_to_the_inbox_and_become_one_job_per_row(table):
+    register(table, None)  # nothing is embedded here: the test is about the capture
+    make_pipeline(table, rows=0)
+    table.execute("INSERT INTO tickets VALUES (1, 'disk full'), (2, 'login fails')")
+    table.execute("UPDATE tickets SET body = 'disk full again' WHERE id = 1")
+    table.execute("UPDATE tickets SET id = id")  # no captured column changed: nothing queued
+    # The writes only appended; no job exists yet, but the status counts each row once.
+    assert inbox(table) == [("1",), ("1",), ("2",)]
+    assert queue_rows(table) == []
+    assert table.execute("SELECT pending, lag_seconds >= 0 FROM rag.pipeline_status"
+                         " WHERE pipeline = 'tickets'").fetchone() == (2, True)
+    assert table.execute("SELECT rag._drain_inbox('tickets', 100)").fetchone() == (3,)
+    assert inbox(table) == []
+    assert table.execute("SELECT document_id, generation FROM rag.queue"
+                         " ORDER BY document_id").fetchall() == [("1", 1), ("2", 1)]
+    # A row written again while its job waits: the same job, a new generation.
+    table.execute("UPDATE tickets SET body = 'disk full, third time' WHERE id = 1")
+    table.execute("SELECT rag._drain_inbox('tickets', 100)")
+    assert table.execute("SELECT document_id, generation FROM rag.queue"
+                         " ORDER BY document_id").fetchall() == [("1", 2), ("2", 1)]
+    # max_rows bounds one move; the rest waits for the next one.
+    table.execute("INSERT INTO tickets SELECT g, 'more' FROM generate_series(3, 7) g")
+    assert table.execute("SELECT rag._drain_inbox('tickets', 2)").fetchone() == (2,)
+    assert len(inbox(table)) == 3
+
+
+def test_a_write_to_a_leased_row_waits_in_the_inbox_until_the_lease_ends(table):
+    register(table, None)
+    make_pipeline(table, rows=1)
+    table.execute("UPDATE rag.queue SET leased_until = now() + interval '1 minute',"
+                  " lease_owner = 'elsewhere:1:abc'")
+    table.execute("UPDATE tickets SET body = 'written while a worker holds the job'")
+    # Moving it now would wait on the worker's row lock; it stays, and the job is untouched.
+    assert table.execute("SELECT rag._drain_inbox(NULL, 100)").fetchone() == (0,)
+    assert inbox(table) == [("1",)]
+    assert table.execute("SELECT generation FROM rag.queue").fetchall() == [(1,)]
+    table.execute("UPDATE rag.queue SET leased_until = now() - interval '1 second'")
+    assert table.execute("SELECT rag._drain_inbox(NULL, 100)").fetchone() == (1,)
+    assert table.execute("SELECT generation FROM rag.queue").fetchall() == [(2,)]
+
+
+def test_captured_writes_of_a_dropped_pipeline_are_discarded(table):
+    register(table, None)
+    make_pipeline(table, rows=0)
+    table.execute("INSERT INTO tickets VALUES (1, 'disk full')")
+    # What rag.drop_pipeline leaves nothing of; a row the DELETE missed (a concurrent write)
+    # is dropped by the move, not turned into a job of a pipeline that is gone.
+    table.execute("INSERT INTO rag.queue_inbox (pipeline, embedding_set, document_id)"
+                  " VALUES ('gone', 1, '1')")
+    table.execute("SELECT rag.drop_pipeline('tickets')")
+    assert table.execute("SELECT pipeline FROM rag.queue_inbox").fetchall() == [("gone",)]
+    assert table.execute("SELECT rag._drain_inbox(NULL, 100)").fetchone() == (1,)
+    assert table.execute("SELECT count(*) FROM rag.queue_inbox").fetchone() == (0,)
+    assert table.execute("SELECT count(*) FROM rag.queue").fetchone() == (0,)

@@ -118,6 +118,12 @@ def test_writers_cannot_empty_or_delete_other_chunks(db, memos, roles):
                      "SELECT rag._enqueue('memos', array_fill('x'::text, ARRAY[1000]))"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 db.execute(call)
+        # Nor forge, read or drop captured writes: only the async triggers write the inbox.
+        for statement in ("INSERT INTO rag.queue_inbox VALUES ('memos', 1, '1', now())",
+                          "SELECT count(*) FROM rag.queue_inbox",
+                          "DELETE FROM rag.queue_inbox"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                db.execute(statement)
         # Its own writes still index (the triggers run without EXECUTE checks).
         db.execute("INSERT INTO memos VALUES (3, 'c', 'z', 'Falcon has a new launch date.')")
     assert db.execute("SELECT count(DISTINCT document_id) FROM rag.memos_chunks"

@@ -1,7 +1,9 @@
 """The queue processor behind rag.process_queue (and sync pipelines' triggers).
 
-Jobs are claimed with a lease and committed before any embedding happens, so a slow or failing
-provider never holds a lock a writer needs. A result is written only if the source row still
+Writers' triggers only append to rag.queue_inbox; each round here first moves those captured
+writes into rag.queue (one job per row and set), then claims. Jobs are claimed with a lease
+and committed before any embedding happens, so a slow or failing provider never holds a lock
+a writer needs. A result is written only if the source row still
 holds the text that was embedded; chunks whose embedded text is unchanged reuse their vectors.
 Runs inside PostgreSQL: `plpy` is PL/Python's module, passed in by the SQL functions.
 """
@@ -285,6 +287,18 @@ def new_owner() -> str:
     return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
+# Captured writes moved into rag.queue per claim: enough to stay ahead of any batch size,
+# bounded so that one move stays a short transaction however large the backlog.
+DRAIN_ROWS = 10_000
+
+
+def drain_inbox(plpy, pipeline) -> None:
+    """Turns writes captured in rag.queue_inbox into jobs (rag._drain_inbox), and commits."""
+    plpy.execute(prepared(plpy, "SELECT rag._drain_inbox($1, $2)", ["text", "int"]),
+                 [pipeline, DRAIN_ROWS])
+    plpy.commit()
+
+
 def claim(plpy, pipeline, batch_size: int, lease_seconds: float, owner: str) -> list[Job]:
     rows = plpy.execute(plpy.prepare(_CLAIM, ["text", "float8", "text", "int", "text"]),
                         [pipeline, lease_seconds, owner, batch_size, os.uname().nodename])
@@ -439,7 +453,9 @@ def switch_finished_reembeds(plpy, pipeline: str | None) -> None:
     rows = plpy.execute(prepared(plpy,
         "SELECT p.name FROM rag.pipelines AS p WHERE p.building_set IS NOT NULL"
         " AND ($1::text IS NULL OR p.name = $1) AND NOT EXISTS (SELECT 1 FROM rag.queue AS q"
-        " WHERE q.pipeline = p.name AND q.embedding_set = p.building_set)", ["text"]),
+        " WHERE q.pipeline = p.name AND q.embedding_set = p.building_set) AND NOT EXISTS"
+        " (SELECT 1 FROM rag.queue_inbox AS i WHERE i.pipeline = p.name"
+        " AND i.embedding_set = p.building_set)", ["text"]),
         [pipeline])
     for row in rows:
         plpy.execute(prepared(plpy, "SELECT rag._switch_set($1)", ["text"]), [row["name"]])
@@ -477,6 +493,7 @@ def process_queue(plpy, pipeline, batch_size: int, max_seconds: float,
     processed = 0
     owner = new_owner()
     while True:
+        drain_inbox(plpy, pipeline)
         jobs = claim(plpy, pipeline, batch_size, lease_seconds, owner)
         plpy.commit()
         if not jobs:

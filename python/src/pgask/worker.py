@@ -19,10 +19,18 @@ import psycopg
 
 from pgask.progress import progress_bar
 
+# pending counts captured writes not yet moved from rag.queue_inbox into rag.queue, once per
+# row and set, as rag.pipeline_status does.
 _REMAINING = """
-SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-       count(*) FILTER (WHERE status = 'failed') AS failed
-FROM rag.queue WHERE %(pipeline)s::text IS NULL OR pipeline = %(pipeline)s
+SELECT (SELECT count(*) FROM (
+            SELECT embedding_set, document_id FROM rag.queue
+            WHERE status = 'pending' AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+            UNION
+            SELECT embedding_set, document_id FROM rag.queue_inbox
+            WHERE %(pipeline)s::text IS NULL OR pipeline = %(pipeline)s) AS waiting) AS pending,
+       (SELECT count(*) FROM rag.queue
+        WHERE status = 'failed' AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s))
+       AS failed
 """
 
 

@@ -58,7 +58,7 @@ def bench_write_latency(conn: psycopg.Connection, rounds: int) -> list[Figure]:
     for i in range(rounds):
         plain.append(_insert_ms(conn, "plain_writes", i))
         piped.append(_insert_ms(conn, "piped_writes", i))
-    note = (f"{len(piped)} autocommit single-row INSERTs each; the trigger only enqueues "
-            "(async mode)")
+    note = (f"{len(piped)} autocommit single-row INSERTs each; the trigger only appends the "
+            "key to rag.queue_inbox (async mode)")
     return latency_figures("INSERT (async pipeline)", piped, "same INSERT, no pipeline", plain,
                            note)
