@@ -170,7 +170,9 @@ def compute_vectors(provider, planned: list[Planned], known: dict[bytes, Embedde
                                        and known[digest].sentences is None):
                 missing.setdefault(digest, (text, chunk.content))
     vectors = dict(known)
-    digests = list(missing)
+    # Shortest first, so each request holds texts of similar length: a local model pads a
+    # batch to its longest text, and padding is most of what a CPU forward pass costs.
+    digests = sorted(missing, key=lambda d: len(missing[d][0]))
     step = batch_texts or max(1, len(digests))
     for start in range(0, len(digests), step):
         part = digests[start:start + step]
