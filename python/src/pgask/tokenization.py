@@ -90,6 +90,10 @@ def load_minilm_tokenizer():
     return tokenizer
 
 
+# Cached: chunking asks for the same piece twice in a row, once against the chunk size and
+# once against the model's input limit (chunking.config's `both`), and half of its time went
+# to the second, identical tokenization.
+@lru_cache(maxsize=4096)
 def count_word_pieces(text: str) -> int:
     """Word pieces in `text` as the embedding model sees them, without [CLS]/[SEP]."""
     return len(load_minilm_tokenizer().encode(text, add_special_tokens=False).ids)
