@@ -158,6 +158,7 @@ AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(pipeline, 'rag._install_capture');
     prefix text := 'pgask_' || p.name;
+    jobs text;
     record_changes text;
     row_sql text;
     body text := 'CREATE OR REPLACE FUNCTION rag.%I() RETURNS trigger LANGUAGE plpgsql'
@@ -171,23 +172,20 @@ BEGIN
     -- being maintained (written in; rag.reembed and its switch regenerate the functions).
     -- Async: append to rag.queue_inbox, the cheapest write there is (rag.process_queue turns
     -- it into jobs). Sync: upsert the jobs, which rag._process_now finishes at once.
+    jobs := format('SELECT %L, sets.embedding_set, ids.document_id FROM unnest(changed) AS ids'
+        ' (document_id) CROSS JOIN unnest(%L::integer[]) AS sets (embedding_set)',
+        p.name, array_remove(ARRAY[p.active_set, p.building_set], NULL));
     record_changes := CASE WHEN p.mode = 'sync' THEN format(
         'IF cardinality(changed) > 0 THEN'
-        ' INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id)'
-        ' SELECT %1$L, sets.embedding_set, ids.document_id FROM unnest(changed) AS ids'
-        ' (document_id) CROSS JOIN unnest(%2$L::integer[]) AS sets (embedding_set)'
+        ' INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id) %s'
         ' ON CONFLICT ON CONSTRAINT queue_job_key'
         ' DO UPDATE SET generation = q.generation + 1, status = ''pending'', attempts = 0,'
         ' not_before = now(), enqueued_at = now(), last_error = NULL;'
-        ' PERFORM rag._process_now(%1$L, changed); END IF;',
-        p.name, array_remove(ARRAY[p.active_set, p.building_set], NULL)
+        ' PERFORM rag._process_now(%L, changed); END IF;', jobs, p.name
     ) ELSE format(
         'IF cardinality(changed) > 0 THEN'
-        ' INSERT INTO rag.queue_inbox (pipeline, embedding_set, document_id)'
-        ' SELECT %1$L, sets.embedding_set, ids.document_id FROM unnest(changed) AS ids'
-        ' (document_id) CROSS JOIN unnest(%2$L::integer[]) AS sets (embedding_set);'
-        ' PERFORM pg_notify(''rag_queue'', %1$L); END IF;',
-        p.name, array_remove(ARRAY[p.active_set, p.building_set], NULL)
+        ' INSERT INTO rag.queue_inbox (pipeline, embedding_set, document_id) %s;'
+        ' PERFORM pg_notify(''rag_queue'', %L); END IF;', jobs, p.name
     ) END;
     row_sql := format('SELECT %s AS k, %s AS c, %s AS t, %s AS m FROM %%s AS s', p.key_sql,
         p.content_sql, p.title_sql, p.metadata_sql);
