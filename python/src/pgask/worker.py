@@ -19,18 +19,12 @@ import psycopg
 
 from pgask.progress import progress_bar
 
-# pending counts captured writes not yet moved from rag.queue_inbox into rag.queue, once per
-# row and set, as rag.pipeline_status does.
+# What is left, as rag.pipeline_status counts it (captured writes not yet moved into the
+# queue included); a leased row is still to do.
 _REMAINING = """
-SELECT (SELECT count(*) FROM (
-            SELECT embedding_set, document_id FROM rag.queue
-            WHERE status = 'pending' AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
-            UNION
-            SELECT embedding_set, document_id FROM rag.queue_inbox
-            WHERE %(pipeline)s::text IS NULL OR pipeline = %(pipeline)s) AS waiting) AS pending,
-       (SELECT count(*) FROM rag.queue
-        WHERE status = 'failed' AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s))
-       AS failed
+SELECT coalesce(sum(pending + leased), 0)::bigint AS pending,
+       coalesce(sum(failed), 0)::bigint AS failed
+FROM rag.pipeline_status WHERE %(pipeline)s::text IS NULL OR pipeline = %(pipeline)s
 """
 
 
