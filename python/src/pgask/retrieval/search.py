@@ -69,11 +69,20 @@ def query_lexemes(plpy, language: str, query: str) -> list[str]:
     return list(rows[0]["lexemes"] or [])
 
 
+def _quoted(lexeme: str) -> str:
+    """A lexeme as tsquery's input wants it (\\ and ' escaped), so no query text is
+    interpreted as tsquery syntax."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 def tsquery_any(lexemes: list[str]) -> str:
-    """tsquery text matching any of the lexemes, each quoted as tsquery's input wants (\\ and '
-    escaped), so no query text is interpreted as tsquery syntax."""
-    quoted = ("'" + lex.replace("\\", "\\\\").replace("'", "''") + "'" for lex in lexemes)
-    return " | ".join(quoted)
+    """tsquery text matching any of the lexemes."""
+    return " | ".join(map(_quoted, lexemes))
+
+
+def tsquery_all(lexemes: list[str]) -> str:
+    """tsquery text matching all of the lexemes."""
+    return " & ".join(map(_quoted, lexemes))
 
 
 def pinned(plpy, pipeline: str) -> PipelineView:
@@ -123,11 +132,6 @@ def term_idfs(plpy, p: PipelineView, lexemes: list[str]) -> tuple[dict[str, floa
     return {r["lexeme"]: r["idf"] for r in rows}, (rows[0]["avgdl"] if rows else 1.0)
 
 
-def _distributed(plpy, p: PipelineView) -> bool:
-    rows = plpy.execute(prepared(plpy, "SELECT rag._distributed($1) AS d", ["text"]), [p.store])
-    return bool(rows[0]["d"])
-
-
 def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: SearchOptions,
                        where: str, params: list, types: list[str]) -> list[tuple[int, float]]:
     """Okapi BM25 over the chunk table's tsvector:
@@ -135,9 +139,9 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
     with idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)) (Lucene's non-negative form). The GIN
     index finds the chunks holding a query term; tf comes from the positions stored in the
     tsvector (ts_filter keeps the query's lexemes only); df, N and avgdl from rag.bm25_stats.
-    MaxScore pruning (retrieval/bm25.py) keeps common terms from bringing in chunks that
-    cannot reach the top `depth`: the rarest terms are scored first, which sets a threshold,
-    then only chunks holding a term that can still reach it are scored."""
+    Pruning (retrieval/bm25.py) keeps common terms from bringing in chunks that cannot reach
+    the top `depth`: each statement scores only the chunks holding a set of query terms whose
+    bounds can reach a threshold, lowered until depth chunks reach it."""
     lexemes = query_lexemes(plpy, p.language, query)
     if not lexemes:
         return []  # only stop words: nothing for BM25 to match
@@ -145,40 +149,32 @@ def keyword_candidates(plpy, p: PipelineView, query: str, depth: int, options: S
     if not idfs:
         return []  # no query term occurs in any chunk
     terms, weights = list(idfs), [idfs[t] for t in idfs]
-    # On a Citus distributed chunk table (rag.distribute_pipeline), grouping by the
-    # distribution column too lets every shard sort and cut its own rows; the coordinator
-    # merges the shards' tops. (Statistics stay global: rag._bm25_idf reads the coordinator's.)
-    group = "c.document_id, c.id" if _distributed(plpy, p) else "c.id"
+    # Each chunk's score is summed over its own lexemes in the tsvector's order, whatever the
+    # plan, so a chunk scores the same, to the last bit, in every statement below: the pruned
+    # top then equals exhaustive scoring's even where scores tie. Without GROUP BY, a Citus
+    # distributed chunk table (rag.distribute_pipeline) lets every shard sort and cut its own
+    # rows; the coordinator merges the shards' tops. (Statistics stay global: rag._bm25_idf
+    # reads the coordinator's.)
     sql = (
-        "WITH q AS (SELECT * FROM unnest($3::text[], $4::float8[]) AS q (lexeme, idf))"
-        " SELECT c.id, sum(q.idf * m.tf * ($6 + 1)"
-        "  / (m.tf + $6 * (1 - $7 + $7 * c.doc_length / $1))) AS score"
+        "SELECT c.id, m.score"
         f" FROM {_table(p)} AS c"
-        " CROSS JOIN LATERAL (SELECT u.lexeme, cardinality(u.positions) AS tf"
+        " CROSS JOIN LATERAL (SELECT sum($4[array_position($3, u.lexeme)]"
+        "  * cardinality(u.positions) * ($6 + 1) / (cardinality(u.positions)"
+        "  + $6 * (1 - $7 + $7 * c.doc_length / $1))) AS score"
         "  FROM unnest(ts_filter(setweight(c.tsv, 'A', $3::text[]), '{a}')) AS u) AS m"
-        " JOIN q ON q.lexeme = m.lexeme"
-        f" WHERE c.tsv @@ $5::tsquery AND {where}"
-        f" GROUP BY {group} ORDER BY score DESC, c.id LIMIT $2")
-    plan = prepared(plpy, sql, ["float8", "int", "text[]", "float8[]", "text", "float8", "float8",
-                                *types])
+        f" WHERE c.tsv @@ ANY($5::tsquery[]) AND {where}"
+        " ORDER BY m.score DESC, c.id LIMIT $2")
+    plan = prepared(plpy, sql, ["float8", "int", "text[]", "float8[]", "text[]", "float8",
+                                "float8", *types])
 
-    def scored(matching: list[str]) -> list[tuple[int, float]]:
-        rows = plpy.execute(plan, [avgdl, depth, terms, weights, tsquery_any(matching),
+    def scored(clauses: list[list[str]]) -> list[tuple[int, float]]:
+        """The top chunks among those holding every term of some clause."""
+        rows = plpy.execute(plan, [avgdl, depth, terms, weights,
+                                   [tsquery_all(clause) for clause in clauses],
                                    options.bm25_k1, options.bm25_b, *params])
         return [(r["id"], r["score"]) for r in rows]
 
-    order = bm25.probe_order(idfs)
-    probe: list[str] = []
-    for term in order:
-        probe.append(term)
-        hits = scored(probe)
-        if len(hits) >= depth:
-            break
-    threshold = hits[depth - 1][1] if len(hits) >= depth else 0.0
-    needed = bm25.essential_terms(idfs, options.bm25_k1, threshold)
-    if set(needed) <= set(probe):
-        return hits  # every chunk that can reach the top holds a probed term
-    return scored(needed)
+    return bm25.top_chunks(idfs, options.bm25_k1, depth, scored)
 
 
 # What rag.answer reads too (run's `places`): where a chunk is in its document, and its
