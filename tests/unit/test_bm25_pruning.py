@@ -119,3 +119,11 @@ def test_past_the_limit_clauses_are_cut_to_their_rarest_terms():
     # At the last resort, single terms: essential_terms'.
     assert candidate_clauses(idfs, 0.0, 6.5, limit=1) == [
         [t] for t in essential_terms(idfs, 0.0, 6.5)]
+
+
+def test_a_set_of_rare_terms_is_cut_before_it_reaches_the_threshold():
+    # a and b together are expected in exp(-11) of the chunks: adding c would find hardly
+    # fewer, so the clause stops at them; every chunk reaching 12 still holds both.
+    idfs = {"a": 6.0, "b": 5.0, "c": 1.0}
+    assert candidate_clauses(idfs, 0.0, 12.0) == [["a", "b"]]
+    assert candidate_clauses(idfs, 0.0, 12.0, narrow=1e-12) == [["a", "b", "c"]]

@@ -17,6 +17,7 @@ the rarest term's chunks alone was often far below the final one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 # A scorer: the top `depth` (id, exact score) of the chunks holding every term of some clause,
@@ -46,43 +47,46 @@ def essential_terms(idfs: dict[str, float], k1: float, threshold: float) -> list
 
 
 def candidate_clauses(idfs: dict[str, float], k1: float, threshold: float,
-                      limit: int = 64) -> list[list[str]]:
+                      limit: int = 256, narrow: float = 1e-4) -> list[list[str]]:
     """Term sets such that a chunk scoring `threshold` or more holds every term of one of them,
     each rarest first: the minimal sets whose upper bounds add up to the threshold (a chunk
     holding only "replication" may fall short where one holding "replication" and "slot" may
     not). A chunk holding none of them cannot reach the threshold, so matching `clause1 OR
     clause2 ...` (each clause an AND) finds every chunk that can, and far fewer than any one
     of their terms would; a GIN index answers each AND by skipping through its rarest term's
-    postings. Past `limit` sets, each set is cut to its rarest terms (fewer, shorter, looser
-    clauses; a set of one term each is essential_terms)."""
+    postings. A set is cut short once its terms together are expected in fewer than `narrow`
+    of the chunks (a term's share is about exp(-idf)): longer sets would find hardly fewer
+    chunks, and with many mid-frequency terms there are thousands of them. Past `limit` sets,
+    sets are cut sooner (a set of one term each is essential_terms)."""
     by_bound = sorted(idfs, key=lambda term: (-upper_bound(idfs[term], k1), term))
     bounds = [upper_bound(idfs[term], k1) for term in by_bound]
+    shares = [math.exp(-idfs[term]) for term in by_bound]
     # Same margin as essential_terms: rounding must not drop a set that ties the threshold.
     need = threshold * (1 - 1e-9)
     after = [sum(bounds[i:]) for i in range(len(bounds) + 1)]
 
-    def cover(longest: int) -> list[list[str]] | None:
+    def cover(cut: float) -> list[list[str]] | None:
         clauses: list[list[str]] = []
 
-        def extend(chosen: list[int], total: float, start: int) -> bool:
+        def extend(chosen: list[int], total: float, share: float, start: int) -> bool:
             for i in range(start, len(bounds)):
                 if total + after[i] < need:
                     return True  # the remaining terms together cannot reach it either
-                if total + bounds[i] >= need or len(chosen) + 1 == longest:
+                if total + bounds[i] >= need or share * shares[i] <= cut:
                     # Reaching it: minimal, since every chosen bound is at least bounds[i]
-                    # and without i the set fell short. Cut at `longest`: the set's rarest
-                    # terms, which every set that extends it and reaches the threshold holds.
+                    # and without i the set fell short. Cut: every set that extends this one
+                    # and reaches the threshold holds these terms.
                     clauses.append([by_bound[j] for j in (*chosen, i)])
                     if len(clauses) > limit:
                         return False
-                elif not extend([*chosen, i], total + bounds[i], i + 1):
+                elif not extend([*chosen, i], total + bounds[i], share * shares[i], i + 1):
                     return False
             return True
 
-        return clauses if extend([], 0.0, 0) else None
+        return clauses if extend([], 0.0, 1.0, 0) else None
 
-    for longest in range(len(bounds), 1, -1):
-        clauses = cover(longest)
+    for cut in (narrow * 10 ** i for i in range(4)):
+        clauses = cover(cut)
         if clauses is not None:
             return clauses
     return [[term] for term in essential_terms(idfs, k1, threshold)]
@@ -96,13 +100,15 @@ def top_chunks(idfs: dict[str, float], k1: float, depth: int, scored: Scorer,
     exact (every chunk that could beat it was scored). Otherwise the scores seen so far give a
     threshold some depth chunks do reach, and the guess falls to it or by `step`, whichever
     is higher; a round at a threshold that depth chunks reach is exact too. A high first guess
-    (`start` times the best single term's bound) costs one cheap round; one too low scores
+    (`start` times the best single term's bound, at most all bounds together) costs one
+    cheap round; one too low scores
     thousands of chunks that a higher one would have skipped."""
     bounds = [upper_bound(idf, k1) for idf in idfs.values()]
-    guess = start * max(bounds)
+    guess = min(start * max(bounds), sum(bounds))  # above the sum no chunk could reach it
     seen: dict[int, float] = {}
+    clauses = candidate_clauses(idfs, k1, guess)
+    hits = scored(clauses)
     while True:
-        hits = scored(candidate_clauses(idfs, k1, guess))
         if len(hits) >= depth and hits[depth - 1][1] >= guess * (1 - 1e-9):
             return hits[:depth]
         seen.update(hits)
@@ -114,3 +120,7 @@ def top_chunks(idfs: dict[str, float], k1: float, depth: int, scored: Scorer,
         # Below the smallest bound every term is a clause of its own: go straight to the
         # threshold reached (0 when not even depth chunks were seen: everything is scored).
         guess = max(reached, lower) if lower >= min(bounds) else reached
+        following = candidate_clauses(idfs, k1, guess)
+        if following != clauses:  # cut to the same clauses, the last round's hits stand
+            clauses = following
+            hits = scored(clauses)
