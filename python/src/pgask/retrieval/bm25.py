@@ -30,17 +30,21 @@ def upper_bound(idf: float, k1: float) -> float:
     return idf * (k1 + 1)
 
 
+def within_rounding(threshold: float) -> float:
+    """The threshold less a margin, so that float rounding never makes a sum of bounds, or a
+    score computed in SQL, compare the wrong way with it: a tie counts as reaching it."""
+    return threshold * (1 - 1e-9)
+
+
 def essential_terms(idfs: dict[str, float], k1: float, threshold: float) -> list[str]:
     """The terms a chunk must hold to score `threshold` or more, rarest first. With a
     threshold of 0 (nothing known yet) every term is essential."""
     by_bound = sorted(idfs, key=lambda term: (upper_bound(idfs[term], k1), term))
-    # The margin keeps a term essential when float rounding could make a sum of bounds and
-    # a score computed in SQL compare the wrong way.
     reachable = 0.0
     cut = 0
     for term in by_bound:
         reachable += upper_bound(idfs[term], k1)
-        if reachable >= threshold * (1 - 1e-9):
+        if reachable >= within_rounding(threshold):
             break
         cut += 1
     return list(reversed(by_bound[cut:]))
@@ -61,8 +65,7 @@ def candidate_clauses(idfs: dict[str, float], k1: float, threshold: float,
     by_bound = sorted(idfs, key=lambda term: (-upper_bound(idfs[term], k1), term))
     bounds = [upper_bound(idfs[term], k1) for term in by_bound]
     shares = [math.exp(-idfs[term]) for term in by_bound]
-    # Same margin as essential_terms: rounding must not drop a set that ties the threshold.
-    need = threshold * (1 - 1e-9)
+    need = within_rounding(threshold)
     after = [sum(bounds[i:]) for i in range(len(bounds) + 1)]
 
     def cover(cut: float) -> list[list[str]] | None:
@@ -101,15 +104,15 @@ def top_chunks(idfs: dict[str, float], k1: float, depth: int, scored: Scorer,
     threshold some depth chunks do reach, and the guess falls to it or by `step`, whichever
     is higher; a round at a threshold that depth chunks reach is exact too. A high first guess
     (`start` times the best single term's bound, at most all bounds together) costs one
-    cheap round; one too low scores
-    thousands of chunks that a higher one would have skipped."""
+    cheap round; one too low scores thousands of chunks that a higher one would have
+    skipped."""
     bounds = [upper_bound(idf, k1) for idf in idfs.values()]
     guess = min(start * max(bounds), sum(bounds))  # above the sum no chunk could reach it
     seen: dict[int, float] = {}
     clauses = candidate_clauses(idfs, k1, guess)
     hits = scored(clauses)
     while True:
-        if len(hits) >= depth and hits[depth - 1][1] >= guess * (1 - 1e-9):
+        if len(hits) >= depth and hits[depth - 1][1] >= within_rounding(guess):
             return hits[:depth]
         seen.update(hits)
         best = sorted(seen.values(), reverse=True)

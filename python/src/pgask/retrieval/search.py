@@ -75,11 +75,6 @@ def _quoted(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def tsquery_any(lexemes: list[str]) -> str:
-    """tsquery text matching any of the lexemes."""
-    return " | ".join(map(_quoted, lexemes))
-
-
 def tsquery_all(lexemes: list[str]) -> str:
     """tsquery text matching all of the lexemes."""
     return " & ".join(map(_quoted, lexemes))

@@ -158,7 +158,7 @@ def exhaustive_bm25(conn: psycopg.Connection, pipeline: str, store: str, query: 
     """The BM25 query rag.search ran before pruning (every chunk holding any query term is
     scored), with its parameters; None when no query term occurs. Lexemes, idf and avgdl are
     looked up here, untimed: the baseline is the scoring statement alone."""
-    from pgask.retrieval.search import tsquery_any
+    from pgask.retrieval.search import tsquery_all
 
     (lexemes,) = conn.execute("SELECT tsvector_to_array(to_tsvector('english', %s))",
                               (query,)).fetchone()
@@ -179,7 +179,7 @@ def exhaustive_bm25(conn: psycopg.Connection, pipeline: str, store: str, query: 
         f" GROUP BY c.id ORDER BY score DESC, c.id LIMIT {K * 4}")
     terms = [r[0] for r in rows]
     return sql, {"terms": terms, "idfs": [r[1] for r in rows], "avgdl": rows[0][2],
-                 "tsq": tsquery_any(terms)}
+                 "tsq": " | ".join(tsquery_all([t]) for t in terms)}
 
 
 def latencies(url: str, pipeline: str, store: str, texts: Sequence[str],
