@@ -139,10 +139,11 @@ END;
 $$;
 
 -- rag._sync_keyword_index(pipeline, set): gives a chunk table its keyword columns in the
--- pipeline's language (tsv: title and content analysed by to_tsvector; doc_length), a GIN
--- index, the BM25 statistics and the triggers that keep them current, and a GIN index on
--- metadata for filters. Does nothing when they are there in the right language; a new
--- language rebuilds them (a rewrite of the table).
+-- pipeline's language (tsv: title and content analysed by to_tsvector, kept in the row by
+-- STORAGE MAIN because BM25 reads it for every candidate while content and the vector can go
+-- to TOAST; doc_length), a GIN index, the BM25 statistics and the triggers that keep them
+-- current, and a GIN index on metadata for filters. Does nothing when they are there in the
+-- right language; a new language rebuilds them (a rewrite of the table).
 CREATE OR REPLACE FUNCTION rag._sync_keyword_index(pipeline text, embedding_set integer)
 RETURNS void
 LANGUAGE plpgsql
@@ -173,7 +174,8 @@ BEGIN
         store_name);
     EXECUTE format('ALTER TABLE rag.%I'
         ' ADD COLUMN tsv tsvector GENERATED ALWAYS AS (%s) STORED,'
-        ' ADD COLUMN doc_length integer GENERATED ALWAYS AS (rag._tsv_length(%s)) STORED',
+        ' ADD COLUMN doc_length integer GENERATED ALWAYS AS (rag._tsv_length(%s)) STORED,'
+        ' ALTER COLUMN tsv SET STORAGE MAIN',
         store_name, analysed, analysed);
     EXECUTE format('CREATE INDEX %I ON rag.%I USING gin (tsv)', store_name || '_tsv',
         store_name);

@@ -180,6 +180,20 @@ def test_language_is_set_per_pipeline(db):
     assert search(db, "running", mode="keyword", columns="content") == english
 
 
+def test_the_tsvector_is_kept_in_the_row_also_after_a_language_change(db):
+    # BM25 reads every candidate's tsvector: STORAGE MAIN keeps it in the heap page the
+    # bitmap scan reads, where EXTENDED sent long chunks' tsvectors to TOAST (a second lookup
+    # per candidate) before the vector and content went there.
+    def storage():
+        return db.execute("SELECT attstorage FROM pg_attribute WHERE attname = 'tsv'"
+                          f" AND attrelid = '{STORE}'::regclass").fetchone()[0]
+
+    add_document(db, "run.md", "The runner was running every day")
+    assert storage() == "m"
+    db.execute("SELECT rag.alter_pipeline('documents', language => 'simple')")  # a rewrite
+    assert storage() == "m"
+
+
 def test_stop_words_only_query_finds_nothing_by_keyword(db):
     fill_store(db, [("the and of", {}), ("fox", {})])
     assert search(db, "the of and", mode="keyword") == []

@@ -134,6 +134,11 @@ def test_an_upgrade_from_0_1_0_keeps_the_data_and_the_api_works(cluster):
                             ).fetchone() == (__version__,)
         assert conn.execute("SELECT rag._python_init()").fetchone() == (__version__,)
         after = _snapshot(conn)
+        # Migration 0010: the old stores keep their tsvector in the row from now on.
+        assert conn.execute("SELECT array_agg(DISTINCT a.attstorage) FROM pg_attribute AS a"
+                            " JOIN pg_class AS c ON c.oid = a.attrelid"
+                            " WHERE c.relnamespace = 'rag'::regnamespace AND c.relkind = 'r'"
+                            " AND a.attname = 'tsv'").fetchone() == (["m"],)
         for name in SNAPSHOTS:
             # Columns that later migrations add (e.g. rag.pipelines.broken) are new; every
             # value 0.1.0 had must be there unchanged.
