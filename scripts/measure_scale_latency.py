@@ -1,8 +1,9 @@
 """rag.search's latency on a scale store that `pgask bench --only scale` left in pgask_bench,
 again, without rebuilding it (a 1M store takes ten minutes to load and index): hybrid,
 vector and keyword p50 / p95 next to raw HNSW with the vector given, for each pass over the
-same queries. The first pass after a build reads the table from disk; later ones show the
-warm figures. The exhaustive BM25 baseline is left out (seconds per query at 1M).
+same queries. Each pass runs every query once untimed before timing it (as pgask bench does),
+so passes differ only by the machine's run-to-run spread. The exhaustive BM25 baseline is
+left out (seconds per query at 1M).
 
     pgask bench --only scale --sizes 1000000        # builds rag.scale_1m_chunks_1
     python scripts/measure_scale_latency.py postgresql://postgres@127.0.0.1:54329/pgask_bench \\
