@@ -7,6 +7,7 @@ finds insert real documents."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -192,6 +193,29 @@ def test_the_tsvector_is_kept_in_the_row_also_after_a_language_change(db):
     assert storage() == "m"
     db.execute("SELECT rag.alter_pipeline('documents', language => 'simple')")  # a rewrite
     assert storage() == "m"
+
+
+def test_a_long_chunks_tsvector_stays_in_the_row_when_the_vector_goes_to_toast(db):
+    # 80 made-up words that do not compress: a tsvector of ~1.6 kB, more than the vector's
+    # 1.5 kB, in a row too wide for its page (content ~1 kB as well).
+    words = ["q" + hashlib.md5(str(i).encode()).hexdigest()[:11] for i in range(80)]
+    fill_store(db, [(" ".join(words), {})])
+    (toast,) = db.execute("SELECT reltoastrelid::regclass::text FROM pg_class"
+                          f" WHERE oid = '{STORE}'::regclass").fetchone()
+
+    def toasted():  # the sizes of the values kept out of line
+        return {size for (size,) in db.execute(
+            f"SELECT sum(length(chunk_data)) FROM {toast} GROUP BY chunk_id")}
+
+    def tsv_size():
+        return db.execute(f"SELECT pg_column_size(tsv) FROM {STORE}").fetchone()[0]
+
+    assert tsv_size() > 1544 and toasted()  # the row was too wide: something went out
+    assert tsv_size() not in toasted()
+    # What the default storage did: the same row written again sends its tsvector out.
+    db.execute(f"ALTER TABLE {STORE} ALTER COLUMN tsv SET STORAGE EXTENDED")
+    db.execute(f"UPDATE {STORE} SET content = content || ' '")
+    assert tsv_size() in toasted()
 
 
 def test_stop_words_only_query_finds_nothing_by_keyword(db):
