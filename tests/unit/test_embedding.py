@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from pgask.embedders.local import DIMENSIONS, MAX_INPUT_TOKENS, count_tokens, get_local_embedder
+from pgask.embedders.local import (
+    DIMENSIONS,
+    MAX_BATCH_ROWS,
+    MAX_INPUT_TOKENS,
+    LocalEmbedder,
+    count_tokens,
+    get_local_embedder,
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +38,18 @@ def test_batching_and_order_do_not_change_vectors(embedder):
     together = embedder.embed(texts)
     alone = np.stack([embedder.embed([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_batches_hold_a_budget_of_word_pieces(embedder):
+    lengths = [3] * 40 + [100] * 7 + [256] * 3
+    all_ids = [[0] * n for n in lengths]
+    batches = list(LocalEmbedder._batches(embedder, list(range(len(lengths))), all_ids))
+    assert [i for batch in batches for i in batch] == list(range(len(lengths)))
+    # Padded to its longest text, a batch stays within the budget; short texts share a pass
+    # up to the row cap, and a text as long as the budget allows no more than itself.
+    assert all(len(b) * max(lengths[i] for i in b) <= embedder.batch_tokens or len(b) == 1
+               for b in batches)
+    assert [len(b) for b in batches] == [MAX_BATCH_ROWS, 8, 5, 2, 2, 1]
 
 
 def test_long_input_is_truncated_to_the_model_limit(embedder):
