@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from commands import pgask
+from commands import REPO, pgask
 from fix_openai import free_port
 
 
@@ -87,6 +87,17 @@ def test_unreachable_database_says_what_to_do():
     assert "cannot connect to" in result.stderr
     assert "pgask db start" in result.stderr and "DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["ask", "anything"], ["ingest", str(REPO / "README.md")],
+                                     ["eval", "--dataset", str(REPO / "tests/data/runbooks"),
+                                      "-q"]])
+def test_a_database_without_pgask_says_to_install_it(empty_db_url, command):
+    result = pgask(*command, database_url=empty_db_url)
+    assert result.returncode == 1
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"pgask {command[0]}: pgask is not installed in this database (")
+    assert line.endswith("run `pgask install` first")
 
 
 def test_install_is_idempotent_from_the_cli(db_url):

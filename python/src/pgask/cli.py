@@ -367,6 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_schema(exc: Exception) -> bool:
+    """Whether `exc` is PostgreSQL not finding pgask's own schema, table or function: a
+    command run against a database where `pgask install` has not run."""
+    import psycopg
+
+    missing = (psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedTable,
+               psycopg.errors.UndefinedFunction)
+    message = getattr(getattr(exc, "diag", None), "message_primary", None) or ""
+    return isinstance(exc, missing) and ('schema "rag"' in message or '"rag.' in message
+                                         or "function rag." in message)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
@@ -381,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         from pgask.install import InstallError
         from pgask.localdb import LocalDbError
 
+        if _missing_schema(exc):
+            print(f"pgask {args.command}: pgask is not installed in this database "
+                  f"({exc.diag.message_primary}); run `pgask install` first", file=sys.stderr)
+            return EXIT_FAILED
         if isinstance(exc, InstallError | LocalDbError | psycopg.Error | ValueError):
             print(f"pgask {args.command}: {str(exc).strip()}", file=sys.stderr)
             return EXIT_FAILED
