@@ -31,23 +31,23 @@ def main() -> None:
     parser.add_argument("--budgets", default="4096,1024,512,256",
                         help="word pieces per pass, comma-separated (default 4096,1024,512,256)")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.budgets.split(",")]
+    budgets = [int(b) for b in args.budgets.split(",")]
     texts = chunk_inputs([page.content for page in manual_pages(args.pages)])
     embedder = LocalEmbedder()
     embedder.embed(["warm up"])
-    times: dict[int, list[float]] = {size: [] for size in sizes}
+    times: dict[int, list[float]] = {budget: [] for budget in budgets}
     for _ in range(args.rounds):
-        for size in sizes:
-            embedder.batch_tokens = size
+        for budget in budgets:
+            embedder.batch_tokens = budget
             started = time.perf_counter()
             embedder.embed(texts)
-            times[size].append(time.perf_counter() - started)
+            times[budget].append(time.perf_counter() - started)
     print(f"{len(texts)} chunks, {args.rounds} rounds each")
-    base = statistics.median(times[sizes[0]])
-    for size in sizes:
-        median = statistics.median(times[size])
-        print(f"{size:5d} pieces: median {median:6.2f} s ({median / base:.2f}x {sizes[0]}),"
-              f" fastest {min(times[size]):6.2f} s")
+    base = statistics.median(times[budgets[0]])
+    for budget in budgets:
+        median = statistics.median(times[budget])
+        print(f"{budget:5d} pieces: median {median:6.2f} s ({median / base:.2f}x {budgets[0]}),"
+              f" fastest {min(times[budget]):6.2f} s")
 
 
 if __name__ == "__main__":

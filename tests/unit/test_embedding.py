@@ -7,7 +7,6 @@ from pgask.embedders.local import (
     DIMENSIONS,
     MAX_BATCH_ROWS,
     MAX_INPUT_TOKENS,
-    LocalEmbedder,
     count_tokens,
     get_local_embedder,
 )
@@ -43,7 +42,7 @@ def test_batching_and_order_do_not_change_vectors(embedder):
 def test_batches_hold_a_budget_of_word_pieces(embedder):
     lengths = [3] * 40 + [100] * 7 + [256] * 3
     all_ids = [[0] * n for n in lengths]
-    batches = list(LocalEmbedder._batches(embedder, list(range(len(lengths))), all_ids))
+    batches = list(embedder._batches(list(range(len(lengths))), all_ids))
     assert [i for batch in batches for i in batch] == list(range(len(lengths)))
     # Padded to its longest text, a batch stays within the budget; short texts share a pass
     # up to the row cap, and a text as long as the budget allows no more than itself.

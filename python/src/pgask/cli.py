@@ -374,9 +374,10 @@ def _missing_schema(exc: Exception) -> bool:
 
     missing = (psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedTable,
                psycopg.errors.UndefinedFunction)
-    message = getattr(getattr(exc, "diag", None), "message_primary", None) or ""
-    return isinstance(exc, missing) and ('schema "rag"' in message or '"rag.' in message
-                                         or "function rag." in message)
+    if not isinstance(exc, missing):
+        return False
+    message = exc.diag.message_primary or ""
+    return 'schema "rag"' in message or '"rag.' in message or "function rag." in message
 
 
 def main(argv: list[str] | None = None) -> int:
