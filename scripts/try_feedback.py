@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -31,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python" / "src"))
 
 from pgask.localdb import database_url  # noqa: E402
 from pgask.retrieval.fusion import zscore_fusion  # noqa: E402
+from pgask.retrieval.search import tsquery_all  # noqa: E402
+from pgask_measure.eval_corpus import corpus_source  # noqa: E402
 from pgask_measure.evaluation import documents_in_order, load_beir, ndcg_at_k  # noqa: E402
 
 DEPTH = 200
 K1, B = 0.9, 0.4
 SETTINGS = ((3, 5, 0.3), (3, 5, 0.6), (10, 5, 0.6), (3, 10, 0.6))
-LEXEME = re.compile(r"'((?:[^']|'')+)':([0-9A-D,]+)")
 KEYWORD = (
     "SELECT c.id, m.score FROM {table} AS c CROSS JOIN LATERAL (SELECT sum("
     "(%(weights)s::float8[])[array_position(%(terms)s::text[], u.lexeme)]"
@@ -46,17 +46,14 @@ KEYWORD = (
     " WHERE c.tsv @@ ANY(%(queries)s::tsquery[]) ORDER BY m.score DESC, c.id LIMIT %(depth)s")
 
 
-def quoted(lexeme: str) -> str:
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 class Store:
     """One eval pipeline's chunk table, with the statements the measurement needs."""
 
     def __init__(self, conn: psycopg.Connection, pipeline: str) -> None:
         self.conn, self.pipeline = conn, pipeline
-        (self.name,) = conn.execute("SELECT rag._store(name, active_set) FROM rag.pipelines"
-                                    " WHERE name = %s", (pipeline,)).fetchone()
+        self.name, self.language = conn.execute(
+            "SELECT rag._store(name, active_set), language::text FROM rag.pipelines"
+            " WHERE name = %s", (pipeline,)).fetchone()
         self.table = f'rag."{self.name}"'
         self.document = dict(conn.execute(f"SELECT id, document_id FROM {self.table}"))
         self._terms: dict[int, dict[str, int]] = {}
@@ -71,7 +68,7 @@ class Store:
             return []
         return [tuple(r) for r in self.conn.execute(KEYWORD.format(table=self.table), {
             "weights": weights, "terms": terms, "k1": K1, "b": B, "avgdl": avgdl,
-            "queries": [quoted(t) for t in terms], "depth": DEPTH})]
+            "queries": [tsquery_all([t]) for t in terms], "depth": DEPTH})]
 
     def vector(self, text: str):
         options = json.dumps({"ef_search": DEPTH, "candidates_factor": 1})
@@ -81,11 +78,12 @@ class Store:
 
     def terms(self, ids: list[int]) -> list[dict[str, int]]:
         missing = [i for i in ids if i not in self._terms]
-        if missing:
-            for chunk_id, tsv in self.conn.execute(
-                    f"SELECT id, tsv::text FROM {self.table} WHERE id = ANY(%s)", (missing,)):
-                self._terms[chunk_id] = {m.group(1).replace("''", "'"): len(m.group(2).split(","))
-                                         for m in LEXEME.finditer(tsv)}
+        for chunk_id in missing:
+            self._terms[chunk_id] = {}
+        for chunk_id, lexeme, tf in self.conn.execute(
+                f"SELECT c.id, u.lexeme, cardinality(u.positions) FROM {self.table} AS c,"
+                " unnest(c.tsv) AS u WHERE c.id = ANY(%s)", (missing,)):
+            self._terms[chunk_id][lexeme] = tf
         return [self._terms[i] for i in ids]
 
 
@@ -109,8 +107,8 @@ def expansion(store: Store, first, query_terms: dict, m: int, n: int
 
 
 def measure(conn: psycopg.Connection, folder: str) -> dict:
-    dataset = load_beir(folder, corpus={}) if (Path(folder) / "corpus-source.json").exists() \
-        else load_beir(folder)
+    # Only queries and judgements are read: the corpus is the pipeline's.
+    dataset = load_beir(folder, corpus={} if corpus_source(folder) else None)
     row = conn.execute(
         "SELECT pipeline FROM rag.eval_runs WHERE kind = 'retrieval' AND dataset = %s"
         " AND chunker = '{}' AND coalesce(settings ->> 'titles', 'column') = 'column'"
@@ -124,8 +122,8 @@ def measure(conn: psycopg.Connection, folder: str) -> dict:
         text = dataset.queries.get(query_id)
         if text is None:
             continue
-        (lexemes,) = conn.execute("SELECT tsvector_to_array(to_tsvector('english', %s))",
-                                  (text,)).fetchone()
+        (lexemes,) = conn.execute("SELECT tsvector_to_array(to_tsvector(%s::regconfig, %s))",
+                                  (store.language, text)).fetchone()
         idf, avgdl = store.idfs(list(lexemes or []))
         terms = list(idf)
         vector = store.vector(text)
