@@ -95,8 +95,13 @@ def cmd_uninstall(args) -> int:
                 return EXIT_FAILED
         removed = uninstall(conn)
     print(f"pgask removed from database {dbname}")
-    for role, why in (removed.kept_roles if removed else {}).items():
-        print(f"role {role} kept: another database still uses it ({why})")
+    kept = removed.kept_roles if removed else {}
+    for role, why in kept.items():
+        print(f"role {role} kept: {why}")
+    if kept:
+        # Roles belong to the whole server: dropping one another database uses would break it.
+        print("roles are shared by every database of the server: `pgask uninstall` in the "
+              "last database using them drops them")
     return EXIT_OK
 
 
@@ -259,10 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     inst.set_defaults(func=cmd_install)
 
     uninst = sub.add_parser("uninstall", help="remove pgask from the database (asks first)",
-                            description="Drops everything pgask created: schemas rag and "
-                            "rag_eval (documents, chunks, pipelines, the answer log), "
-                            "public.rag_answer, its triggers on your tables and its event "
-                            "triggers, its pg_cron jobs. Your tables and their rows stay, and so "
+                            description="Drops everything pgask created in this database: "
+                            "schemas rag, rag_eval and rag_source (documents, chunks, pipelines, "
+                            "the answer log), public.rag_answer, its triggers on your tables and "
+                            "its event triggers, its pg_cron jobs. Its roles (pgask_*) are "
+                            "shared by every database of the server: it drops them only when no "
+                            "other database uses them. Your tables and their rows stay, and so "
                             "do the vector and plpython3u extensions. Lists what it will drop "
                             "and asks for confirmation; refuses if a view or function of yours "
                             "uses pgask. One transaction.")
