@@ -313,10 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     secret.set_defaults(func=cmd_secret)
 
     work = sub.add_parser("worker", help="process pipeline queues until stopped",
-                          description="Calls rag.process_queue in a loop and waits for "
-                          "LISTEN/NOTIFY when idle. For parallelism use --concurrency N "
-                          "connections, or run several workers: rows are leased, never shared. "
-                          "SIGTERM finishes the current batches, then exits.")
+                          description="Calls rag.process_queue in a loop, and every "
+                          "--idle-seconds when nothing is due. For parallelism use "
+                          "--concurrency N connections, or run several workers: rows are "
+                          "leased, never shared. A lost connection (a server restart, say) is "
+                          "retried with backoff (0.5 s doubling to 30 s, with jitter) until it "
+                          "is back. SIGTERM finishes the current batches, then exits.")
     work.add_argument("--pipeline", help="only this pipeline (default: all)")
     work.add_argument("--batch-size", type=int, default=32, help="rows per claim (default 32)")
     work.add_argument("--concurrency", type=int, default=1,
@@ -324,8 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "and provider request in flight (default 1); for a remote provider, "
                       "raise it until the provider's rate limit; for the local model, up to "
                       "the database server's cores")
-    work.add_argument("--idle-seconds", type=float, default=5.0,
-                      help="longest sleep between checks when idle (default 5)")
+    work.add_argument("--idle-seconds", type=float, default=1.0,
+                      help="how long to wait before checking again when nothing is due "
+                      "(default 1): the longest a new row waits for an idle worker")
     work.add_argument("--lease-seconds", type=float, default=300.0,
                       help="how long a claimed row is ours before others may take it over "
                       "(default 300)")
