@@ -124,3 +124,35 @@ def test_scale_copies_vary_and_keep_most_words():
     assert len(set(copies)) == 3  # each copy drops different words
     for content in copies:
         assert 80 <= len(content.split()) - 1 < 100
+
+
+def test_round_pairs_print_each_round():
+    from pgask_measure.bench.report import round_pairs
+
+    assert round_pairs([1.24, 2.0], [3.0, 4.5]) == "1.2/3.0, 2.0/4.5"
+    assert round_pairs([812.4, 790.6], [701.0, 688.2], 0) == "812/701, 791/688"
+    assert round_pairs([], []) == ""
+    with pytest.raises(ValueError):
+        round_pairs([1.0], [1.0, 2.0])
+
+
+def test_copy_rows_are_deterministic_distinct_and_short():
+    from pgask_measure.bench.copyload import copy_rows
+
+    rows = copy_rows(1000)
+    assert rows == copy_rows(1000)
+    assert [i for i, _ in rows] == list(range(1000))
+    assert len({body for _, body in rows}) == 1000
+    assert all(50 <= len(body) <= 70 for _, body in rows)
+    assert 55 <= sum(len(body) for _, body in rows) / len(rows) <= 65
+    assert copy_rows(3) == rows[:3]
+
+
+def test_copy_text_is_copy_text_format():
+    from pgask_measure.bench.copyload import copy_rows, copy_text
+
+    assert copy_text([(1, "a b"), (2, "c")]) == b"1\ta b\n2\tc\n"
+    # Tabs, newlines and backslashes in a body are escaped, never field or row breaks.
+    assert copy_text([(3, "x\ty\nz\\w\r")]) == b"3\tx\\ty\\nz\\\\w\\r\n"
+    data = copy_text(copy_rows(100))
+    assert data.count(b"\n") == 100 and data.count(b"\t") == 100

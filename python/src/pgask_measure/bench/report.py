@@ -81,6 +81,13 @@ FIGURE_MEANINGS = """What the figures mean:
   an async pipeline (the statement trigger queues the row) vs an identical table without one.
   The baseline's commit is fast on this machine, so the fixed trigger cost weighs heavily in
   the ratio.
+- COPY 100k rows (async pipeline): milliseconds for one autocommit `COPY t (id, body) FROM
+  STDIN` of 100,000 short rows (about 60-character bodies) into an empty table with an async
+  pipeline (its statement trigger appends every key to rag.queue_inbox, commit included) vs
+  the same COPY, from the same pre-built buffer, into an identical table without one. The
+  pipeline and both tables are recreated before each round (not timed) and the queue is never
+  processed: the worker's cost is not the writer's. Median of 5 rounds each, alternating, the
+  first table of a round alternating too. The target is <= 1.2x.
 - worker fleet: rows/s embedded by `pgask worker --concurrency N` (its run_fleet: N
   connections, each leasing its own batches of 4 rows) against a loopback OpenAI-compatible
   provider in the benchmark process that answers every request after 200 ms, vs 1 connection;
@@ -174,6 +181,13 @@ def random_unit_vectors(rng: np.random.Generator, n: int, dims: int = DIMENSIONS
     vectors = rng.standard_normal((n, dims), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors
+
+
+def round_pairs(values: Sequence[float], baseline: Sequence[float], digits: int = 1) -> str:
+    """Each round's pair, value/baseline, comma-separated: the spread between rounds is a
+    figure's noise. round_pairs([1.24, 2.0], [3.0, 4.5]) == '1.2/3.0, 2.0/4.5'."""
+    return ", ".join(f"{v:.{digits}f}/{b:.{digits}f}"
+                     for v, b in zip(values, baseline, strict=True))
 
 
 def latency_figures(name: str, values: Sequence[float], baseline_name: str,

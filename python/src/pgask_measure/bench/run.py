@@ -19,6 +19,7 @@ from pgask_measure.bench.common import (
     manual_pages,
     scratch_database,
 )
+from pgask_measure.bench.copyload import COPY_ROUNDS, COPY_ROWS, bench_copy
 from pgask_measure.bench.fleet import bench_fleet_local, bench_fleet_remote
 from pgask_measure.bench.ingest import bench_ingest, bench_write_latency
 from pgask_measure.bench.langchain import (
@@ -31,7 +32,7 @@ from pgask_measure.bench.report import Report, questions, size_label
 from pgask_measure.bench.scale import bench_scale
 from pgask_measure.bench.stores import bench_sentences
 
-GROUPS = ("ingest", "writes", "fleet", "scale", "sentences", "answer", "langchain")
+GROUPS = ("ingest", "writes", "copy", "fleet", "scale", "sentences", "answer", "langchain")
 
 
 def run(url: str, pages: int, write_rounds: int, queries: int = 200, answers: int = 40,
@@ -43,6 +44,7 @@ def run(url: str, pages: int, write_rounds: int, queries: int = 200, answers: in
     report = Report(settings={
         "pages": pages, "write_rounds": write_rounds, "queries": queries, "answers": answers,
         "scale": scale, "sizes": list(sizes), "sentences": list(sentences), "k": K,
+        "copy_rows": COPY_ROWS, "copy_rounds": COPY_ROUNDS,
         "only": list(only), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(), "load_start": os.getloadavg()[0]})
     missing = langchain_missing() if {"langchain", "ingest"} <= set(only) else None
@@ -53,7 +55,7 @@ def run(url: str, pages: int, write_rounds: int, queries: int = 200, answers: in
     docs = manual_pages(pages)
     asked = questions([d.title for d in docs], max(queries, answers))
     texts = asked[:queries]
-    # Table order: ingest and writes, fleets, search, recall, answer, LangChain.
+    # Table order: ingest, writes and bulk load, fleets, search, recall, answer, LangChain.
     searches, recalls, rest = [], [], []
     with connect(bench_url) as conn:
         if "ingest" in only:
@@ -67,6 +69,8 @@ def run(url: str, pages: int, write_rounds: int, queries: int = 200, answers: in
         if "writes" in only:
             report.figures += step("write latency",
                                    lambda: bench_write_latency(conn, write_rounds))
+        if "copy" in only:
+            report.figures.append(step("bulk load (COPY)", lambda: bench_copy(conn)))
         if "fleet" in only:
             report.figures += step("worker fleet, slow provider",
                                    lambda: bench_fleet_remote(bench_url, conn))
