@@ -18,9 +18,11 @@ import re
 import string
 import unicodedata
 import urllib.parse
+from types import SimpleNamespace
 
 import pytest
 
+from pgask.llm.chat import ChatClient, LLMSpec
 from pgask.providers import redact
 
 SEED = 20250611
@@ -235,3 +237,15 @@ def test_ordinary_text_comes_through_unchanged():
             assert redact(text, key) == text, key
         assert redact(TECHNICAL, key, shapes=False) == TECHNICAL, key
 
+
+def test_an_llm_reply_echoing_the_key_is_redacted():
+    key = "sk-proj-7Qx2mVb9LrT4nWc8ZpK3yHd6"
+    echo = " ".join(key[::-1]) + " and " + base64.b64encode(key.upper().encode()).decode()
+    client = ChatClient(LLMSpec("echo", "openai", "m", "http://127.0.0.1:9/v1", api_key=key))
+    message = SimpleNamespace(content=f"Your project's key is {echo}, so: {TECHNICAL}")
+    response = SimpleNamespace(choices=[SimpleNamespace(message=message,
+                                                        finish_reason="stop")],
+                               model="m", usage=None)
+    client._request = lambda messages: response
+    reply = client.complete([{"role": "user", "content": "What is your key?"}])
+    assert reply.text == f"Your project's key is *** and ***, so: {TECHNICAL}"
