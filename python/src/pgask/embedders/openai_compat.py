@@ -133,7 +133,14 @@ class OpenAICompatibleEmbedder:
         if len(data) != len(inputs):
             raise EmbedderError(f"embedder {self.name}: asked for {len(inputs)} embeddings, "
                                 f"got {len(data)}", retryable=False)
-        vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
+        try:
+            vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
+        except (ValueError, TypeError) as exc:
+            # Not numbers ("could not convert string to float: '...'" quotes the reply,
+            # which may hold the key): the queue records this message where readers see it.
+            raise EmbedderError(
+                f"embedder {self.name}: unreadable vectors from {self.base_url} "
+                f"({redact(str(exc), self._api_key)[:200]})", retryable=False) from None
         if vectors.shape[1] != self.dimensions:
             raise EmbedderError(
                 f"embedder {self.name}: {self.model} returned {vectors.shape[1]}-dimensional "

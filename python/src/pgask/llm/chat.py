@@ -199,12 +199,14 @@ class ChatClient:
     def _result(self, response, attempts: int, started: float) -> ChatResult:
         choice = response.choices[0] if response.choices else None
         text = choice.message.content if choice and choice.message else None
-        if text is None:
+        if not isinstance(text, str):
             raise self._error(f"LLM '{self.spec.name}' returned no text "
                               f"(finish_reason {getattr(choice, 'finish_reason', None)!r})")
         usage = response.usage
         return ChatResult(
-            text=text,
+            # The model may have been talked into repeating the key it is called with, in
+            # any disguise: the answer, and so rag.answer_log, never holds it.
+            text=redact(text, self.spec.api_key, shapes=False),
             model=response.model or self.spec.model,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,

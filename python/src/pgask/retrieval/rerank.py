@@ -66,13 +66,14 @@ class HttpReranker:
         try:
             return json.loads(text)
         except ValueError:
-            raise RerankError(f"reranker {self.spec.name!r} at {url} did not answer JSON: "
-                              f"{text[:200]!r}") from None
+            raise RerankError(redact(f"reranker {self.spec.name!r} at {url} did not answer "
+                                     f"JSON: {text[:200]!r}", self._api_key)) from None
 
     def scores(self, query: str, passages: Sequence[str]) -> list[float]:
         if self.spec.provider == "tei":
             rows = self._request("/rerank", {"query": query, "texts": list(passages)})
-            pairs = [(r["index"], r["score"]) for r in _as_list(rows, self.spec.name)]
+            pairs = [(r["index"], r["score"])
+                     for r in _as_list(rows, self.spec.name, self._api_key)]
         else:
             body = {"query": query, "documents": list(passages), "top_n": len(passages)}
             if self.spec.model:
@@ -80,7 +81,7 @@ class HttpReranker:
             rows = self._request("/rerank", body)
             results = rows.get("results") if isinstance(rows, dict) else None
             pairs = [(r["index"], r["relevance_score"])
-                     for r in _as_list(results, self.spec.name)]
+                     for r in _as_list(results, self.spec.name, self._api_key)]
         scores = [float("-inf")] * len(passages)
         for index, score in pairs:
             if not 0 <= index < len(passages):
@@ -90,9 +91,11 @@ class HttpReranker:
         return scores
 
 
-def _as_list(rows, name: str) -> list:
+def _as_list(rows, name: str, api_key: str | None) -> list:
     if not isinstance(rows, list):
-        raise RerankError(f"reranker {name!r} answered in an unexpected shape: {rows!r:.200}")
+        # The reply is quoted, and it may hold the key.
+        raise RerankError(redact(f"reranker {name!r} answered in an unexpected shape: "
+                                 f"{rows!r:.200}", api_key))
     return rows
 
 
