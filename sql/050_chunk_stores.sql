@@ -19,6 +19,7 @@ CREATE OR REPLACE FUNCTION rag._create_store(
 )
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -50,6 +51,8 @@ BEGIN
     PERFORM rag._sync_keyword_index(pipeline, embedding_set);
 END;
 $$;
+COMMENT ON FUNCTION rag._create_store IS
+'SECURITY DEFINER: a chunk table belongs to pgask_owner';
 
 -- rag._sync_sentence_columns(pipeline, set): gives a chunk table the columns that hold its
 -- sentences' vectors from the local model (pgask.queue writes them, the extractive answerer
@@ -62,6 +65,7 @@ $$;
 CREATE OR REPLACE FUNCTION rag._sync_sentence_columns(pipeline text, embedding_set integer)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -83,6 +87,8 @@ BEGIN
     END IF;
 END;
 $$;
+COMMENT ON FUNCTION rag._sync_sentence_columns IS
+'SECURITY DEFINER: the chunk tables belong to pgask_owner';
 
 -- rag._tsv_length(tsv): the number of lexeme occurrences in a tsvector: BM25's document
 -- length (stop words are not counted, as in any BM25 over an analysed field).
@@ -96,11 +102,10 @@ AS $$
     SELECT coalesce(sum(cardinality(u.positions)), 0)::integer FROM unnest(tsv) AS u
 $$;
 
--- rag._bm25_maintain(): statement-level triggers of every chunk table keep rag.bm25_terms
--- and rag.bm25_stats current in the writing transaction. A per-table advisory lock orders
--- concurrent writers (two workers updating the same lexemes' counts in different orders
--- would otherwise deadlock); it is held until commit, so writers of one chunk table queue
--- here for the rest of each other's transaction.
+-- rag._bm25_maintain(): statement-level triggers of every chunk table append what a
+-- statement added and removed to rag.bm25_term_deltas and rag.bm25_stat_deltas (appends only:
+-- no row that two chunk writers both update, no lock held until commit); rag._bm25_fold
+-- folds them into rag.bm25_terms and rag.bm25_stats. Readers add both (rag.bm25_term_stats).
 CREATE OR REPLACE FUNCTION rag._bm25_maintain()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -109,32 +114,63 @@ AS $$
 DECLARE
     store_name text := tg_table_name;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('pgask.bm25'), hashtext(store_name));
     IF tg_op IN ('DELETE', 'UPDATE') THEN
-        UPDATE rag.bm25_terms AS t SET df = t.df - d.n
-        FROM (
-            SELECT u.lexeme, count(*) AS n FROM old_rows AS o CROSS JOIN unnest(o.tsv) AS u
-            GROUP BY u.lexeme
-        ) AS d
-        WHERE t.store = store_name AND t.lexeme = d.lexeme;
-        UPDATE rag.bm25_stats AS s SET
-            chunks = s.chunks - o.n, total_length = s.total_length - o.total
-        FROM (SELECT count(*) AS n, coalesce(sum(doc_length), 0) AS total FROM old_rows) AS o
-        WHERE s.store = store_name;
+        INSERT INTO rag.bm25_term_deltas (store, lexeme, df)
+        SELECT store_name, u.lexeme, -count(*)
+        FROM old_rows AS o CROSS JOIN unnest(o.tsv) AS u
+        GROUP BY u.lexeme;
+        INSERT INTO rag.bm25_stat_deltas (store, chunks, total_length)
+        SELECT store_name, -count(*), -coalesce(sum(o.doc_length), 0)
+        FROM old_rows AS o HAVING count(*) > 0;
     END IF;
     IF tg_op IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO rag.bm25_terms AS t (store, lexeme, df)
+        INSERT INTO rag.bm25_term_deltas (store, lexeme, df)
         SELECT store_name, u.lexeme, count(*)
         FROM new_rows AS n CROSS JOIN unnest(n.tsv) AS u
-        GROUP BY u.lexeme
-        ORDER BY u.lexeme
-        ON CONFLICT (store, lexeme) DO UPDATE SET df = t.df + excluded.df;
-        UPDATE rag.bm25_stats AS s SET
-            chunks = s.chunks + n.n, total_length = s.total_length + n.total
-        FROM (SELECT count(*) AS n, coalesce(sum(doc_length), 0) AS total FROM new_rows) AS n
-        WHERE s.store = store_name;
+        GROUP BY u.lexeme;
+        INSERT INTO rag.bm25_stat_deltas (store, chunks, total_length)
+        SELECT store_name, count(*), coalesce(sum(n.doc_length), 0)
+        FROM new_rows AS n HAVING count(*) > 0;
     END IF;
     RETURN NULL;
+END;
+$$;
+
+-- rag._bm25_fold(store): folds the committed deltas of a chunk table into its statistics, in
+-- the caller's transaction; a no-op when another fold of the same table is under way (the
+-- lock is taken by folds only, never by writers). Workers call it after each batch.
+CREATE OR REPLACE FUNCTION rag._bm25_fold(store_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('pgask.bm25_fold'), hashtext(store_name)) THEN
+        RETURN;
+    END IF;
+    WITH taken AS (
+        DELETE FROM rag.bm25_term_deltas AS d WHERE d.store = store_name
+        RETURNING d.lexeme, d.df
+    ), summed AS (
+        SELECT t.lexeme, sum(t.df)::integer AS df FROM taken AS t GROUP BY t.lexeme
+    )
+    -- (A lexeme whose count falls to 0 keeps its row: readers skip df = 0.)
+    INSERT INTO rag.bm25_terms AS b (store, lexeme, df)
+    SELECT store_name, s.lexeme, s.df FROM summed AS s WHERE s.df <> 0
+    ORDER BY s.lexeme
+    ON CONFLICT (store, lexeme) DO UPDATE SET df = b.df + excluded.df;
+    WITH taken AS (
+        DELETE FROM rag.bm25_stat_deltas AS d WHERE d.store = store_name
+        RETURNING d.chunks, d.total_length
+    )
+    UPDATE rag.bm25_stats AS s SET
+        chunks = s.chunks + t.chunks, total_length = s.total_length + t.total_length
+    FROM (
+        SELECT coalesce(sum(x.chunks), 0) AS chunks,
+            coalesce(sum(x.total_length), 0) AS total_length
+        FROM taken AS x
+    ) AS t
+    WHERE s.store = store_name AND (t.chunks <> 0 OR t.total_length <> 0);
 END;
 $$;
 
@@ -147,6 +183,7 @@ $$;
 CREATE OR REPLACE FUNCTION rag._sync_keyword_index(pipeline text, embedding_set integer)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 -- DROP ... IF EXISTS of what may not exist yet is routine here, not news
 SET client_min_messages = warning
@@ -203,6 +240,8 @@ BEGIN
         ' FOR EACH STATEMENT EXECUTE FUNCTION rag._bm25_maintain()', store_name);
 END;
 $$;
+COMMENT ON FUNCTION rag._sync_keyword_index IS
+'SECURITY DEFINER: the chunk tables and their triggers belong to pgask_owner';
 
 -- rag._forget_store(store): BM25 statistics of a chunk table that is dropped or emptied.
 CREATE OR REPLACE FUNCTION rag._forget_store(store_name text)
@@ -211,7 +250,9 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     DELETE FROM rag.bm25_terms AS t WHERE t.store = store_name;
+    DELETE FROM rag.bm25_term_deltas AS t WHERE t.store = store_name;
     DELETE FROM rag.bm25_stats AS s WHERE s.store = store_name;
+    DELETE FROM rag.bm25_stat_deltas AS s WHERE s.store = store_name;
 $$;
 
 -- rag._point_view(pipeline): (re)points the view rag.<pipeline>_chunks at the active set,
@@ -220,6 +261,7 @@ $$;
 CREATE OR REPLACE FUNCTION rag._point_view(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 -- DROP ... IF EXISTS of what may not exist yet is routine here, not news
 SET client_min_messages = warning
@@ -235,3 +277,5 @@ BEGIN
     PERFORM rag._sync_security(pipeline);
 END;
 $$;
+COMMENT ON FUNCTION rag._point_view IS
+'SECURITY DEFINER: the view belongs to pgask_owner';

@@ -58,51 +58,34 @@ BEGIN
 END;
 $$;
 
--- rag._expression_type(source, expression): the type of an SQL expression over the source
--- row "s"; raises the parser's error (naming the bad column) when it is not valid.
-CREATE OR REPLACE FUNCTION rag._expression_type(source regclass, expression text)
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result text;
-BEGIN
-    -- The outer join yields one all-NULL row, so pg_typeof sees the expression's type
-    -- without reading the table.
-    EXECUTE format(
-        'SELECT pg_typeof(%s)::text FROM (SELECT 1) AS one'
-        ' LEFT JOIN (SELECT * FROM %s LIMIT 0) AS s ON true',
-        expression, source
-    ) INTO result;
-    RETURN result;
-END;
-$$;
-
--- rag._metadata_sql(source, entries, caller): the SQL building a chunk's metadata from the
--- source row "s". An entry is a column name (the column under its own name as key, except
--- that a jsonb column holding an object contributes its keys, so rag.search filters reach
--- them directly: {"team": "db"}, not {"metadata": {"team": "db"}}) or 'expression AS key'
--- (any SQL expression over the row's columns). Every entry is checked here, so a misspelt
--- column or a bad expression is an error naming it, never a silently empty metadata.
--- jsonb objects come first, so named keys win a clash.
+DROP FUNCTION IF EXISTS rag._expression_type(regclass, text);
 DROP FUNCTION IF EXISTS rag._metadata_sql(regclass, text[]);
-CREATE OR REPLACE FUNCTION rag._metadata_sql(
+
+-- rag._metadata_parts(source, entries, caller): a chunk's metadata from the source row "s",
+-- one SQL fragment per entry, jsonb objects first (so named keys win a clash). An entry is
+-- a column name (the column under its own name as key, except that a jsonb column holding an
+-- object contributes its keys, so rag.search filters reach them directly: {"team": "db"},
+-- not {"metadata": {"team": "db"}}) or 'expression AS key' (any SQL expression over the
+-- row's columns). `what` names the entry for rag._bind_source, which parses each one as the
+-- source's owner, so a misspelt column or a bad expression is an error naming it. Nothing
+-- is evaluated here.
+CREATE OR REPLACE FUNCTION rag._metadata_parts(
     source regclass, entries text[], caller text DEFAULT 'rag.create_pipeline'
 )
-RETURNS text
+RETURNS TABLE (fragment text, what text)
 LANGUAGE plpgsql
+STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     entry text;
     column_type oid;
-    parts text[] := '{}';
-    objects text[] := '{}';
     parsed text[];
     entry_key text;
+    later text[] := '{}';
+    later_what text[] := '{}';
 BEGIN
-    FOREACH entry IN ARRAY entries LOOP
+    FOREACH entry IN ARRAY coalesce(entries, '{}') LOOP
         IF entry IS NULL OR btrim(entry) = '' THEN
             RAISE EXCEPTION '%: metadata entries must be column names or ''expression AS '
                 'key'', got %', caller, coalesce(quote_literal(entry), 'NULL')
@@ -111,11 +94,14 @@ BEGIN
         SELECT a.atttypid INTO column_type FROM pg_attribute AS a
         WHERE a.attrelid = source AND a.attname = entry AND a.attnum > 0 AND NOT a.attisdropped;
         IF found AND column_type = 'jsonb'::regtype THEN
-            objects := objects || format('CASE WHEN jsonb_typeof(s.%1$I) = ''object'' THEN '
+            fragment := format('CASE WHEN jsonb_typeof(s.%1$I) = ''object'' THEN '
                 's.%1$I ELSE jsonb_build_object(%2$L, s.%1$I) END', entry, entry);
+            what := format('metadata column %I', entry);
+            RETURN NEXT;
             CONTINUE;
         ELSIF found THEN
-            parts := parts || format('jsonb_build_object(%L, s.%I)', entry, entry);
+            later := later || format('jsonb_build_object(%L, s.%I)', entry, entry);
+            later_what := later_what || format('metadata column %I', entry);
             CONTINUE;
         END IF;
         parsed := regexp_match(entry,
@@ -134,22 +120,93 @@ BEGIN
         IF entry_key LIKE '"%' THEN
             entry_key := replace(substr(entry_key, 2, length(entry_key) - 2), '""', '"');
         END IF;
-        BEGIN
-            PERFORM rag._expression_type(source, format('(%s)', parsed[1]));
-        EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function
-            OR undefined_table OR datatype_mismatch THEN
-            RAISE EXCEPTION '%: metadata expression % for key %: %', caller,
-                quote_literal(parsed[1]), quote_literal(entry_key), sqlerrm
-                USING errcode = sqlstate;
-        END;
-        parts := parts || format('jsonb_build_object(%L, (%s))', entry_key, parsed[1]);
+        later := later || format('jsonb_build_object(%L, (%s))', entry_key, parsed[1]);
+        later_what := later_what || format('metadata expression %s for key %s',
+            quote_literal(parsed[1]), quote_literal(entry_key));
     END LOOP;
-    RETURN coalesce(nullif(array_to_string(objects || parts, ' || '), ''), '''{}''::jsonb');
+    RETURN QUERY SELECT l.f, l.w FROM unnest(later, later_what) WITH ORDINALITY AS l (f, w, n)
+        ORDER BY l.n;
 END;
 $$;
 
--- rag._create_pipeline(...): shared by both rag.create_pipeline forms; content_sql is an
--- expression over "s" already checked by the caller.
+-- rag._metadata_sql(source, entries, caller): the SQL building a chunk's metadata (the
+-- parts of rag._metadata_parts, joined).
+CREATE OR REPLACE FUNCTION rag._metadata_sql(
+    source regclass, entries text[], caller text DEFAULT 'rag.create_pipeline'
+)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(string_agg(m.fragment, ' || '), '''{}''::jsonb')
+    FROM rag._metadata_parts(source, entries, caller) AS m
+$$;
+
+-- rag._fragment_checks(pipeline, metadata, caller): what rag._bind_source parses as the
+-- source's owner: the content (it must give text), the title, and each metadata entry by
+-- itself (or the whole metadata, when `metadata` is NULL), so that an error names it.
+CREATE OR REPLACE FUNCTION rag._fragment_checks(pipeline text, metadata text[], caller text)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_array(
+        jsonb_build_array(p.content_sql, format('content expression %s',
+            regexp_replace(p.content_sql, '^\((.*)\)$', '\1')), 'text'),
+        jsonb_build_array(p.title_sql, 'title', 'text'))
+        || CASE WHEN metadata IS NULL
+            THEN jsonb_build_array(jsonb_build_array(p.metadata_sql, 'metadata', 'jsonb'))
+            ELSE coalesce((SELECT jsonb_agg(jsonb_build_array(m.fragment, m.what, 'jsonb'))
+                FROM rag._metadata_parts(p.source, metadata, caller) AS m), '[]') END
+    FROM rag.pipelines AS p WHERE p.name = pipeline
+$$;
+
+-- rag._define_pipeline(...): the pipeline's row, its chunk table, view, capture and
+-- visibility functions and access rules, all owned by pgask_owner (SECURITY DEFINER);
+-- rag.create_pipeline has checked the arguments. Executable by pgask_owner's members.
+CREATE OR REPLACE FUNCTION rag._define_pipeline(
+    name text, source regclass, mode text, key_attnums smallint[], content_sql text,
+    title_sql text, metadata_sql text, chunker jsonb, embedder text, language regconfig
+)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e rag.embedders := (SELECT x FROM rag.embedders AS x WHERE x.name = embedder);
+BEGIN
+    INSERT INTO rag.pipelines (
+        name, source, mode, key_attnums, key_sql, key_join_sql, content_sql, title_sql,
+        metadata_sql, chunker, embedder, embedding_model, dimensions, language, source_name,
+        source_columns, shape_digest
+    )
+    VALUES (
+        name, source, mode, key_attnums, rag._key_text_sql(source, key_attnums),
+        coalesce(rag._key_match_sql(source, key_attnums, 'k.document_id'), ''), content_sql,
+        title_sql, metadata_sql, coalesce(chunker, '{}'::jsonb), e.name, e.model, e.dimensions,
+        coalesce(language, 'english'), source::text,
+        rag._referenced_columns(source, ARRAY[content_sql, title_sql, metadata_sql]),
+        rag._source_shape(source)
+    );
+    INSERT INTO rag.pipeline_stats (pipeline) VALUES (name);
+    PERFORM rag._install_capture(name);
+    PERFORM rag._install_visibility(name);  -- (the chunk table's policy may call it)
+    PERFORM rag._create_store(name, 1, e.dimensions);
+    PERFORM rag._point_view(name);
+END;
+$$;
+COMMENT ON FUNCTION rag._define_pipeline(
+    text, regclass, text, smallint[], text, text, text, jsonb, text, regconfig
+) IS 'SECURITY DEFINER: a pipeline''s tables and functions belong to pgask_owner';
+
+-- rag._create_pipeline(...): shared by both rag.create_pipeline forms; content_sql is a
+-- column of the source or an expression over its row "s" (parsed as the source's owner by
+-- rag._bind_source). Defines the pipeline, binds it to its source as the source's owner,
+-- and asks the workers to embed every existing row (whatever the mode): nothing of the
+-- source's is evaluated in this transaction.
 CREATE OR REPLACE FUNCTION rag._create_pipeline(
     name text,
     source regclass,
@@ -166,17 +223,13 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    e rag.embedders;
-    key_columns text[];
-    key_types text[];
-    key_sql text;
-    key_join_sql text;
+    key_attnums smallint[];
+    untrusted text;
     title_sql text := '''''::text';
     metadata_sql text := '''{}''::jsonb';
     chunker_error text;
 BEGIN
-    SELECT * INTO e FROM rag.embedders AS x WHERE x.name = embedder;
-    IF NOT found THEN
+    IF NOT EXISTS (SELECT FROM rag.embedders AS x WHERE x.name = embedder) THEN
         RAISE EXCEPTION 'rag.create_pipeline: embedder % is not registered '
             '(see rag.create_embedder; ''local'' is the offline model)',
             coalesce(quote_literal(embedder), 'NULL')
@@ -192,34 +245,19 @@ BEGIN
         RAISE EXCEPTION 'rag.create_pipeline: %', chunker_error
             USING errcode = 'invalid_parameter_value';
     END IF;
-
-    SELECT
-        array_agg(a.attname::text ORDER BY k.ord),
-        array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
-    INTO key_columns, key_types
-    FROM pg_index AS i
-    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, ord)
-    INNER JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    SELECT array_agg(k.attnum::smallint ORDER BY k.ord) INTO key_attnums
+    FROM pg_index AS i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, ord)
     WHERE i.indrelid = source AND i.indisprimary;
-    IF key_columns IS NULL THEN
-        RAISE EXCEPTION 'rag.create_pipeline: table % has no primary key; chunks are tied '
-            'to their row by it', source
-            USING errcode = 'invalid_table_definition';
+    SELECT string_agg(format('%I (%s)', k.name, format_type(k.type_oid, NULL)), ', ')
+    INTO untrusted
+    FROM rag._key_columns(source, key_attnums) AS k WHERE NOT k.trusted;
+    IF untrusted IS NOT NULL THEN
+        RAISE EXCEPTION 'rag.create_pipeline: the primary key of % has a type that roles other '
+            'than a superuser control: %', source, untrusted
+            USING errcode = 'feature_not_supported',
+            hint = 'Every role that searches compares keys of that type, and would run its '
+                'owner''s code: key the table by a built-in type (a domain over one is fine).';
     END IF;
-    IF cardinality(key_columns) = 1 THEN
-        key_sql := format('(s.%I)::text', key_columns[1]);
-        key_join_sql := format('s.%I = k.document_id::%s', key_columns[1], key_types[1]);
-    ELSE
-        SELECT
-            format('jsonb_build_array(%s)::text', string_agg(format('s.%I', c), ', ' ORDER BY n)),
-            format('(%s) = (%s)',
-                string_agg(format('s.%I', c), ', ' ORDER BY n),
-                string_agg(format('(k.document_id::jsonb ->> %s)::%s', n - 1, key_types[n]), ', '
-                    ORDER BY n))
-        INTO key_sql, key_join_sql
-        FROM unnest(key_columns) WITH ORDINALITY AS u (c, n);
-    END IF;
-
     IF title IS NOT NULL THEN
         title_sql := format('coalesce((%s)::text, '''')',
             rag._column_sql(source, title, 'title', false));
@@ -227,36 +265,27 @@ BEGIN
     IF metadata IS NOT NULL THEN
         metadata_sql := rag._metadata_sql(source, metadata, 'rag.create_pipeline');
     END IF;
-
-    INSERT INTO rag.pipelines (
-        name, source, mode, key_sql, key_join_sql, content_sql, title_sql, metadata_sql,
-        chunker, embedder, embedding_model, dimensions, language
-    )
-    VALUES (
-        name, source, mode, key_sql, key_join_sql, content_sql, title_sql, metadata_sql,
-        coalesce(chunker, '{}'::jsonb), e.name, e.model, e.dimensions,
-        coalesce(language, 'english')
-    );
-    INSERT INTO rag.pipeline_stats (pipeline) VALUES (name);
-    PERFORM rag._create_store(name, 1, e.dimensions);
-    PERFORM rag._point_view(name);
-
-    -- Records the source columns the fragments use (for DDL on the source) and installs
-    -- the capture triggers.
+    PERFORM rag._define_pipeline(name, source, mode, key_attnums, content_sql, title_sql,
+        metadata_sql, chunker, embedder, language);
+    PERFORM rag._bind_source(name, 'rag.create_pipeline',
+        rag._fragment_checks(name, metadata, 'rag.create_pipeline'));
+    -- Backfill: a job for every existing row (its key read as the source's owner).
     PERFORM rag._refresh_pipeline(name);
-    -- Backfill: every existing row is queued, whatever the mode.
-    EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
-        name, key_sql, source);
+    PERFORM rag._reconcile(name, 'all');
 END;
 $$;
 
 -- rag.create_pipeline(name, source, content, ...): keeps the chunks and embeddings of every
 -- row of `source` fresh. content is a column name or an SQL expression over the row's
--- columns (e.g. 'subject || E''\n\n'' || body'); title and metadata name columns. Creates
--- the chunk table rag.<name>_chunks_1 with its HNSW index, the view rag.<name>_chunks, the
--- triggers, and queues every existing row. mode 'async' (default): writes only enqueue, and
--- `pgask worker` or CALL rag.process_queue() embeds; 'sync': the trigger embeds in the
--- writer's transaction (fast local models only), queueing instead if the embedder fails.
+-- columns (e.g. 'subject || E''\n\n'' || body'); title and metadata name columns. The
+-- pipeline's SQL runs as the source table's owner, so the caller must be a member of that
+-- role (or a superuser) and of pgask_owner. Creates the chunk table rag.<name>_chunks_1 with
+-- its HNSW index, the view rag.<name>_chunks, the capture triggers (on every partition of a
+-- partitioned source), and queues every existing row. mode 'async' (default): writes only
+-- record which rows changed, and `pgask worker` or CALL rag.process_queue() embeds; 'sync':
+-- the write's transaction embeds them too (fast local models only), leaving them queued if
+-- that fails. Sources pgask cannot follow (views, partitions, inheritance, no primary key)
+-- are refused with the reason.
 CREATE OR REPLACE FUNCTION rag.create_pipeline(
     name text,
     source regclass,
@@ -274,7 +303,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     content_sql text;
-    content_type text;
+    problem text;
 BEGIN
     PERFORM rag._require_admin('rag.create_pipeline');
     IF name IS NULL OR name !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
@@ -291,9 +320,14 @@ BEGIN
         RAISE EXCEPTION 'rag.create_pipeline: source must be a table'
             USING errcode = 'invalid_parameter_value';
     END IF;
-    IF (SELECT relkind FROM pg_class WHERE oid = source) NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION 'rag.create_pipeline: source % is not a table', source
-            USING errcode = 'wrong_object_type';
+    problem := rag._shape_problem(source);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'rag.create_pipeline: %', problem
+            USING errcode = CASE
+                WHEN (SELECT relkind FROM pg_class WHERE oid = source) NOT IN ('r', 'p')
+                    THEN 'wrong_object_type'
+                WHEN problem LIKE '%no primary key%' THEN 'invalid_table_definition'
+                ELSE 'feature_not_supported' END;
     END IF;
     IF content IS NULL OR btrim(content) = '' THEN
         RAISE EXCEPTION 'rag.create_pipeline: content must name a column or be an SQL '
@@ -306,12 +340,6 @@ BEGIN
     ) THEN
         content_sql := rag._column_sql(source, content, 'content', true);
     ELSE
-        content_type := rag._expression_type(source, format('(%s)', content));
-        IF content_type NOT IN ('text', 'character varying', 'character') THEN
-            RAISE EXCEPTION 'rag.create_pipeline: content expression % must give text, '
-                'not %', content, content_type
-                USING errcode = 'datatype_mismatch';
-        END IF;
         content_sql := format('(%s)', content);
     END IF;
     PERFORM rag._create_pipeline(name, source, content_sql, title, metadata, chunker,
@@ -371,38 +399,55 @@ from pgask import sqlbridge
 return sqlbridge.chunker_error(config)
 $$;
 
--- rag.drop_pipeline(name): removes a pipeline: triggers, chunk tables, view, queue.
-CREATE OR REPLACE FUNCTION rag.drop_pipeline(name text)
+-- rag._drop_pipeline_objects(name): what a pipeline owns, gone: its capture function with
+-- every trigger that calls it (on the source and its partitions, whoever owns them: a
+-- dropped function takes its triggers along), its reader (in rag_source, whose owner may
+-- drop it), view, chunk tables, visibility function, statistics, queue and captured writes.
+-- SECURITY DEFINER: all of it belongs to pgask_owner or lives in its schemas.
+CREATE OR REPLACE FUNCTION rag._drop_pipeline_objects(name text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 -- DROP ... IF EXISTS of what may already be gone is routine here, not news
 SET client_min_messages = warning
 AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(name, 'rag.drop_pipeline');
-    suffix text;
     embedding_set integer;
 BEGIN
-    PERFORM rag._require_admin('rag.drop_pipeline');
-    -- A scheduled job would fail every run once the pipeline is gone (rag.schedule).
-    PERFORM rag.unschedule(p.name);
-    FOREACH suffix IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-        -- A broken pipeline's source may be gone (its OID then names nothing).
-        IF EXISTS (SELECT 1 FROM pg_class WHERE oid = p.source) THEN
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s',
-                'pgask_' || p.name || '_' || suffix, p.source);
-        END IF;
-        EXECUTE format('DROP FUNCTION IF EXISTS rag.%I()', 'pgask_' || p.name || '_' || suffix);
-    END LOOP;
+    EXECUTE format('DROP FUNCTION IF EXISTS rag.%I() CASCADE', 'pgask_' || p.name || '_capture');
+    IF p.reader IS NOT NULL AND EXISTS (SELECT FROM pg_proc AS f WHERE f.oid = p.reader) THEN
+        EXECUTE format('DROP FUNCTION %s', p.reader::regprocedure);
+    END IF;
     EXECUTE format('DROP VIEW IF EXISTS rag.%I', p.name || '_chunks');
     FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
         EXECUTE format('DROP TABLE IF EXISTS rag.%I', rag._store(p.name, embedding_set));
         PERFORM rag._forget_store(rag._store(p.name, embedding_set));
     END LOOP;
+    EXECUTE format('DROP FUNCTION IF EXISTS rag.%I(text)', 'pgask_' || p.name || '_visible');
     DELETE FROM rag.pipelines AS x WHERE x.name = p.name;
     -- rag.queue's rows go with the pipeline (foreign key); the inbox has none.
-    DELETE FROM rag.queue_inbox AS i WHERE i.pipeline = p.name;
+    DELETE FROM rag.inbox AS i WHERE i.pipeline = p.name;
+END;
+$$;
+COMMENT ON FUNCTION rag._drop_pipeline_objects(text) IS
+'SECURITY DEFINER: a pipeline''s objects belong to pgask_owner or live in its schemas';
+
+-- rag.drop_pipeline(name): removes a pipeline: triggers, reader, chunk tables, view, queue.
+-- Works for broken pipelines too, and needs no privilege on the source table.
+CREATE OR REPLACE FUNCTION rag.drop_pipeline(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(name, 'rag.drop_pipeline');
+BEGIN
+    PERFORM rag._require_admin('rag.drop_pipeline');
+    -- A scheduled job would fail every run once the pipeline is gone (rag.schedule).
+    PERFORM rag.unschedule(p.name);
+    PERFORM rag._drop_pipeline_objects(p.name);
 END;
 $$;
 
@@ -496,15 +541,21 @@ BEGIN
         PERFORM rag._sync_keyword_index(p.name, s.embedding_set)
         FROM unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (embedding_set);
     END IF;
+    -- A new metadata, or a reader that no longer fits (the source has a new owner, or it
+    -- was dropped): bound again, as the source's owner, by a member of that role.
+    IF EXISTS (SELECT FROM pg_class WHERE oid = p.source)
+            AND (new_metadata_sql IS NOT NULL OR rag._reader_problem(p.name) IS NOT NULL) THEN
+        PERFORM rag._bind_source(p.name, 'rag.alter_pipeline',
+            rag._fragment_checks(p.name, metadata, 'rag.alter_pipeline'));
+    END IF;
     -- Follows the source, reinstalls the capture, or says why it cannot (a broken pipeline
-    -- whose new settings make it whole again is repaired and re-queued).
+    -- whose new settings make it whole again is repaired and every row checked again).
     broken := rag._refresh_pipeline(p.name);
     IF broken IS NULL AND (
         (chunker IS NOT NULL AND chunker IS DISTINCT FROM p.chunker)
         OR (new_metadata_sql IS NOT NULL AND new_metadata_sql IS DISTINCT FROM p.metadata_sql)
     ) THEN
-        EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
-            p.name, p.key_sql, p.source);
+        PERFORM rag._reconcile(p.name, 'all');
     END IF;
 END;
 $$;

@@ -1,246 +1,360 @@
--- Capture and queue: triggers on source tables only record work (rag.queue);
--- rag.process_queue does the chunking and embedding outside the writer's transaction.
+-- Capture and queue: a write to a source table appends the keys of the rows it touched to
+-- rag.inbox, and nothing else; rag.process_queue turns them into jobs (rag.queue), reads
+-- the rows through the pipeline's reader (sql/075_source_binding.sql), chunks and embeds
+-- them outside the writer's transaction, and deletes the chunks of rows that are gone.
 -- Logic of the processing: pgask/queue.py.
 
--- rag._enqueue(pipeline, ids): queues source rows for every set being maintained (the active
--- one and, during rag.reembed, the new one). Used for backfills; the generated capture
--- functions (rag._install_capture) inline the same INSERT so that writes stay cheap. A row
--- already queued gets a new generation, so an older in-flight result is not taken as final.
-CREATE OR REPLACE FUNCTION rag._enqueue(pipeline text, ids text[])
+-- rag._request_check(pipeline, scope): asks the workers to check every row of the source
+-- again: 'missing' (rows without chunks, chunks without rows: after a TRUNCATE, ATTACH or
+-- DETACH PARTITION), or 'all' (every row: a new pipeline, new chunker or metadata, a rewrite
+-- of the table). One append; the work happens in rag.process_queue (rag._reconcile).
+CREATE OR REPLACE FUNCTION rag._request_check(pipeline text, scope text)
 RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p rag.pipelines := rag._pipeline(pipeline, 'rag._enqueue');
-BEGIN
-    IF ids IS NULL OR cardinality(ids) = 0 THEN
-        RETURN;
-    END IF;
-    INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id)
-    SELECT p.name, sets.embedding_set, i.document_id
-    FROM unnest(ids) AS i (document_id)
-    CROSS JOIN unnest(ARRAY[p.active_set, p.building_set]) AS sets (embedding_set)
-    WHERE sets.embedding_set IS NOT NULL
-    ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
-        SET generation = q.generation + 1, status = 'pending', attempts = 0,
-        not_before = now(), enqueued_at = now(), last_error = NULL;
-    PERFORM pg_notify('rag_queue', p.name);
-END;
-$$;
-
--- rag._drain_inbox(pipeline, max_rows): moves up to max_rows captured writes (all pipelines
--- when pipeline is NULL) from rag.queue_inbox into rag.queue, one job per row and set; a job
--- already queued gets a new generation, so an older in-flight result is not taken as final.
--- Rows whose job is leased now stay in the inbox until the lease ends: the drain then never
--- waits on a worker's locks. Rows of a dropped pipeline are discarded. Returns the rows taken.
-CREATE OR REPLACE FUNCTION rag._drain_inbox(pipeline text, max_rows integer)
-RETURNS bigint
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH taken AS (
-        DELETE FROM rag.queue_inbox AS i
-        WHERE i.ctid = ANY(ARRAY(
-            SELECT x.ctid FROM rag.queue_inbox AS x
-            WHERE ($1 IS NULL OR x.pipeline = $1) AND NOT EXISTS (
-                SELECT 1 FROM rag.queue AS q
-                WHERE q.pipeline = x.pipeline AND q.embedding_set = x.embedding_set
-                    AND q.document_id = x.document_id AND q.leased_until >= now())
-            LIMIT $2
-            FOR UPDATE SKIP LOCKED))
-        RETURNING i.pipeline, i.embedding_set, i.document_id, i.enqueued_at
-    ),
-    queued AS (
-        -- Key order, as rag._forget locks them: the two cannot deadlock.
-        INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id, enqueued_at)
-        SELECT t.pipeline, t.embedding_set, t.document_id, min(t.enqueued_at)
-        FROM taken AS t
-        WHERE t.pipeline IN (SELECT p.name FROM rag.pipelines AS p)
-        GROUP BY t.pipeline, t.embedding_set, t.document_id
-        ORDER BY t.pipeline, t.embedding_set, t.document_id
-        ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
-            SET generation = q.generation + 1, status = 'pending', attempts = 0,
-            not_before = now(), enqueued_at = excluded.enqueued_at, last_error = NULL
-        RETURNING 1
-    )
-    SELECT count(*) FROM taken;
+    INSERT INTO rag.inbox (pipeline, scope) VALUES (pipeline, scope)
 $$;
 
--- rag._forget(pipeline, ids): source rows that are gone lose their chunks and queue entries,
--- in the deleting transaction.
-CREATE OR REPLACE FUNCTION rag._forget(pipeline text, ids text[])
-RETURNS void
+-- rag._capture_sql(pipeline): the CREATE OR REPLACE FUNCTION of the trigger function that
+-- every capture trigger of the pipeline calls, with the key's SQL written in (plans are
+-- cached per connection). It appends the keys of the rows the statement touched (inserted,
+-- deleted, and both old and new for an update) to rag.inbox as one row, under
+-- rag._pinned_settings so a key's text is the same in every session; a TRUNCATE asks for a
+-- check of every row. It evaluates no expression of the pipeline and runs nothing of the
+-- table owner's (keys become text through their types' output functions), takes no lock but
+-- the append's, sends no NOTIFY (so the writer's transaction can always be PREPAREd), and
+-- never fails the write: a key that no longer fits (DDL pgask did not see) asks for a check
+-- of every row instead. A sync pipeline then processes the rows at once, in the writer's
+-- transaction (READ COMMITTED only), leaving in the inbox whatever it could not finish, and
+-- turning any failure into a WARNING.
+CREATE OR REPLACE FUNCTION rag._capture_sql(pipeline text)
+RETURNS text
 LANGUAGE plpgsql
+STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p rag.pipelines := rag._pipeline(pipeline, 'rag._forget');
-    embedding_set integer;
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._capture_sql');
+    key_text text := rag._key_text_sql(p.source, p.key_attnums);
+    record_keys text;
+    process text := '';
 BEGIN
-    IF ids IS NULL OR cardinality(ids) = 0 THEN
-        RETURN;
+    IF key_text IS NULL THEN
+        -- A key column is gone (the pipeline is broken): nothing to record.
+        record_keys := 'RETURN NULL;';
+    ELSE
+        record_keys := format(
+            'BEGIN'
+            ' IF tg_op = ''INSERT'' THEN ids := ARRAY(SELECT %1$s FROM new_rows AS s);'
+            ' ELSIF tg_op = ''DELETE'' THEN ids := ARRAY(SELECT %1$s FROM old_rows AS s);'
+            ' ELSE ids := ARRAY(SELECT %1$s FROM new_rows AS s UNION SELECT %1$s FROM old_rows AS s);'
+            ' END IF;'
+            ' EXCEPTION WHEN others THEN'
+            ' INSERT INTO rag.inbox (pipeline, scope) VALUES (%2$L, ''all''); RETURN NULL;'
+            ' END;', key_text, p.name);
     END IF;
-    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
-        IF rag._distributed(rag._store(p.name, embedding_set)) THEN
-            -- No BM25 triggers on a Citus table: 150_distribution.sql keeps the statistics.
-            PERFORM rag._delete_distributed_chunks(rag._store(p.name, embedding_set), ids);
-            CONTINUE;
-        END IF;
-        EXECUTE format('DELETE FROM rag.%I WHERE document_id = ANY($1)',
-            rag._store(p.name, embedding_set)) USING ids;
-    END LOOP;
-    -- Locked in key order, as rag._drain_inbox upserts them: the two cannot deadlock.
-    DELETE FROM rag.queue AS q WHERE q.id IN (
-        SELECT x.id FROM rag.queue AS x
-        WHERE x.pipeline = p.name AND x.document_id = ANY(ids)
-        ORDER BY x.embedding_set, x.document_id
-        FOR UPDATE
-    );
+    IF p.mode = 'sync' THEN
+        process := format(
+            ' IF current_setting(''transaction_isolation'') = ''read committed'' THEN'
+            ' BEGIN'
+            ' ids := rag._process_now(%1$L, ids);'
+            ' IF cardinality(ids) = 0 THEN DELETE FROM rag.inbox WHERE ctid = appended;'
+            ' ELSE UPDATE rag.inbox SET document_ids = ids WHERE ctid = appended; END IF;'
+            ' EXCEPTION WHEN others OR query_canceled THEN'
+            ' RAISE WARNING ''pgask: pipeline %%: %% (the rows stay queued for rag.process_queue)'','
+            ' %1$L, regexp_replace(SQLERRM, ''^([a-z_]+\.)*[A-Z][A-Za-z]+: '', '''');'
+            ' END;'
+            ' END IF;', p.name);
+    END IF;
+    RETURN format(
+        'CREATE OR REPLACE FUNCTION rag.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
+        ' SET search_path = pg_catalog, pg_temp%2$s AS $capture$'
+        ' DECLARE ids text[]; appended tid; BEGIN'
+        ' IF tg_relid <> %3$s AND pg_partition_root(tg_relid) IS DISTINCT FROM %3$s::regclass'
+        ' THEN RETURN NULL; END IF;'
+        ' IF tg_op = ''TRUNCATE'' THEN'
+        ' INSERT INTO rag.inbox (pipeline, scope) VALUES (%4$L, ''missing''); RETURN NULL;'
+        ' END IF;'
+        ' %5$s'
+        ' IF cardinality(ids) > 0 THEN'
+        ' INSERT INTO rag.inbox (pipeline, document_ids) VALUES (%4$L, ids) RETURNING ctid INTO appended;'
+        ' %6$s'
+        ' END IF;'
+        ' RETURN NULL; END; $capture$',
+        'pgask_' || p.name || '_capture', rag._pinned_settings(), p.source::oid, p.name,
+        record_keys, process);
 END;
 $$;
 
--- rag._truncate(pipeline): TRUNCATE of the source empties the chunk tables and the queue.
-CREATE OR REPLACE FUNCTION rag._truncate(pipeline text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p rag.pipelines := rag._pipeline(pipeline, 'rag._truncate');
-    embedding_set integer;
-BEGIN
-    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
-        EXECUTE format('TRUNCATE rag.%I', rag._store(p.name, embedding_set));
-        UPDATE rag.bm25_stats AS s SET chunks = 0, total_length = 0
-        WHERE s.store = rag._store(p.name, embedding_set);
-        DELETE FROM rag.bm25_terms AS t WHERE t.store = rag._store(p.name, embedding_set);
-    END LOOP;
-    DELETE FROM rag.queue AS q WHERE q.id IN (
-        SELECT x.id FROM rag.queue AS x WHERE x.pipeline = p.name
-        ORDER BY x.embedding_set, x.document_id
-        FOR UPDATE
-    );
-    DELETE FROM rag.queue_inbox AS i WHERE i.pipeline = p.name;
-END;
-$$;
-
--- rag._capture_truncate(): the TRUNCATE trigger of every pipeline's source table.
--- SECURITY DEFINER: a writer's TRUNCATE empties chunk tables it has no privileges on.
-CREATE OR REPLACE FUNCTION rag._capture_truncate()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM rag._truncate(tg_argv[0]);
-    RETURN NULL;
-END;
-$$;
-
-COMMENT ON FUNCTION rag._capture_truncate() IS
-'SECURITY DEFINER: a writer''s TRUNCATE must empty chunk tables it has no privileges on';
-
--- rag._install_capture(pipeline): (re)creates the pipeline's triggers and the functions they
--- call. The functions are generated with the pipeline's SQL fragments written in, so their
--- plans are cached per connection: a write pays one INSERT into rag.queue, not a dynamic
--- query (see `make bench`). They only record which rows changed: inserted rows; updated rows
--- whose content, title or metadata changed (an UPDATE of other columns records nothing);
--- deleted rows, whose chunks go at once. Re-run at every install and rag.alter_pipeline.
+-- rag._install_capture(pipeline): (re)creates the pipeline's capture function (the triggers
+-- that call it are made by rag._attach_capture, as the table's owner). Re-run when the key
+-- changes (a renamed or retyped key column), at every install and rag.alter_pipeline.
+-- SECURITY DEFINER: pgask_owner owns the function, so that writers run it as pgask_owner.
 CREATE OR REPLACE FUNCTION rag._install_capture(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
--- DROP ... IF EXISTS of what may not exist yet is routine here, not news
-SET client_min_messages = warning
+-- (Citus: pgask's functions live on the coordinator only; see docs/scale-out.md)
+SET "citus.enable_ddl_propagation" = off
 AS $$
 DECLARE
-    p rag.pipelines := rag._pipeline(pipeline, 'rag._install_capture');
-    prefix text := 'pgask_' || p.name;
-    jobs text;
-    record_changes text;
-    row_sql text;
-    body text := 'CREATE OR REPLACE FUNCTION rag.%I() RETURNS trigger LANGUAGE plpgsql'
-        ' SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$'
-        ' DECLARE changed text[]; removed text[]; BEGIN %s RETURN NULL; END; $body$;'
-        ' REVOKE ALL ON FUNCTION rag.%1$I() FROM public;'
-        ' COMMENT ON FUNCTION rag.%1$I() IS ''SECURITY DEFINER: writers of the source queue'
-        ' work and delete chunks in tables they have no privileges on''';
+    function_name text := 'pgask_' || pipeline || '_capture';
 BEGIN
-    -- What every function does with the keys in `changed`: queue them for each embedding set
-    -- being maintained (written in; rag.reembed and its switch regenerate the functions).
-    -- Async: append to rag.queue_inbox, the cheapest write there is (rag.process_queue turns
-    -- it into jobs). Sync: upsert the jobs, which rag._process_now finishes at once.
-    jobs := format('SELECT %L, sets.embedding_set, ids.document_id FROM unnest(changed) AS ids'
-        ' (document_id) CROSS JOIN unnest(%L::integer[]) AS sets (embedding_set)',
-        p.name, array_remove(ARRAY[p.active_set, p.building_set], NULL));
-    record_changes := CASE WHEN p.mode = 'sync' THEN format(
-        'IF cardinality(changed) > 0 THEN'
-        ' INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id) %s'
-        ' ON CONFLICT ON CONSTRAINT queue_job_key'
-        ' DO UPDATE SET generation = q.generation + 1, status = ''pending'', attempts = 0,'
-        ' not_before = now(), enqueued_at = now(), last_error = NULL;'
-        ' PERFORM rag._process_now(%L, changed); END IF;', jobs, p.name
-    ) ELSE format(
-        'IF cardinality(changed) > 0 THEN'
-        ' INSERT INTO rag.queue_inbox (pipeline, embedding_set, document_id) %s;'
-        ' PERFORM pg_notify(''rag_queue'', %L); END IF;', jobs, p.name
-    ) END;
-    row_sql := format('SELECT %s AS k, %s AS c, %s AS t, %s AS m FROM %%s AS s', p.key_sql,
-        p.content_sql, p.title_sql, p.metadata_sql);
+    EXECUTE rag._capture_sql(pipeline);
+    -- Trigger functions cannot be called directly; EXECUTE is for whoever creates the
+    -- triggers (the source's owner, or whoever adds a partition). A trigger put on another
+    -- table records nothing (the function checks the table).
+    EXECUTE format('REVOKE ALL ON FUNCTION rag.%I() FROM PUBLIC', function_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION rag.%I() TO PUBLIC', function_name);
+    EXECUTE format('COMMENT ON FUNCTION rag.%I() IS %L', function_name,
+        'SECURITY DEFINER: writers of the source append to rag.inbox, which they may not write');
+END;
+$$;
+COMMENT ON FUNCTION rag._install_capture(text) IS
+'SECURITY DEFINER: pgask_owner owns the capture functions, which writers run as it';
 
-    EXECUTE format(body, prefix || '_insert', format(
-        'changed := ARRAY(SELECT %s FROM new_rows AS s); %s', p.key_sql, record_changes));
-    EXECUTE format(body, prefix || '_update', format(
-        'changed := ARRAY(SELECT n.k FROM (%1$s) AS n LEFT JOIN (%2$s) AS o ON o.k = n.k'
-        ' WHERE o.k IS NULL OR (n.c, n.t, n.m) IS DISTINCT FROM (o.c, o.t, o.m));'
-        ' removed := ARRAY(SELECT o.k FROM (%2$s) AS o WHERE o.k NOT IN'
-        ' (SELECT n.k FROM (%1$s) AS n));'
-        ' IF cardinality(removed) > 0 THEN PERFORM rag._forget(%3$L, removed); END IF; %4$s',
-        format(row_sql, 'new_rows'), format(row_sql, 'old_rows'), p.name, record_changes));
-    EXECUTE format(body, prefix || '_delete', format(
-        'PERFORM rag._forget(%L, ARRAY(SELECT %s FROM old_rows AS s));', p.name, p.key_sql));
+-- rag._capture_targets(pipeline): the tables whose writes the pipeline captures: the source
+-- and, for a partitioned source, every partition at every level (a write naming a partition
+-- fires only that partition's statement triggers).
+CREATE OR REPLACE FUNCTION rag._capture_targets(pipeline text)
+RETURNS SETOF regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.source FROM rag.pipelines AS p WHERE p.name = pipeline
+    UNION
+    SELECT t.relid FROM rag.pipelines AS p CROSS JOIN LATERAL pg_partition_tree(p.source) AS t
+    WHERE p.name = pipeline
+$$;
 
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_insert', p.source);
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_update', p.source);
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_delete', p.source);
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', prefix || '_truncate', p.source);
-    EXECUTE format(
-        'CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows'
-        ' FOR EACH STATEMENT EXECUTE FUNCTION rag.%I()',
-        prefix || '_insert', p.source, prefix || '_insert'
-    );
-    EXECUTE format(
-        'CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows'
-        ' NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rag.%I()',
-        prefix || '_update', p.source, prefix || '_update'
-    );
-    EXECUTE format(
-        'CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows'
-        ' FOR EACH STATEMENT EXECUTE FUNCTION rag.%I()',
-        prefix || '_delete', p.source, prefix || '_delete'
-    );
-    EXECUTE format(
-        'CREATE TRIGGER %I AFTER TRUNCATE ON %s'
-        ' FOR EACH STATEMENT EXECUTE FUNCTION rag._capture_truncate(%L)',
-        prefix || '_truncate', p.source, p.name
-    );
-    PERFORM rag._sync_security(p.name);
+-- rag._attach_capture(pipeline): creates the capture triggers missing on the pipeline's
+-- targets, as the current role (which must own them: rag._bind_source runs it as the
+-- source's owner, the DDL event trigger as whoever created or attached a partition).
+CREATE OR REPLACE FUNCTION rag._attach_capture(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target regclass;
+    event text;
+    trigger_name text;
+BEGIN
+    FOR target IN SELECT rag._capture_targets(pipeline) LOOP
+        FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+            trigger_name := 'pgask_' || pipeline || '_' || event;
+            CONTINUE WHEN EXISTS (
+                SELECT FROM pg_trigger AS t WHERE t.tgrelid = target AND t.tgname = trigger_name
+            );
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT'
+                ' EXECUTE FUNCTION rag.%I()', trigger_name, upper(event), target,
+                CASE event
+                    WHEN 'insert' THEN 'REFERENCING NEW TABLE AS new_rows'
+                    WHEN 'update' THEN 'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
+                    WHEN 'delete' THEN 'REFERENCING OLD TABLE AS old_rows'
+                    ELSE ''
+                END,
+                'pgask_' || pipeline || '_capture');
+        END LOOP;
+    END LOOP;
 END;
 $$;
 
--- rag._process_now(pipeline, ids): sync mode's processing inside the writer's transaction
--- (called by the generated capture functions, so it runs as their owner).
-CREATE OR REPLACE FUNCTION rag._process_now(pipeline text, ids text[])
+-- rag._install_visibility(pipeline): (re)creates rag.pgask_<pipeline>_visible(document_id):
+-- whether the source row with that key exists and the calling role may see it (the
+-- source's row-level security applies, as the caller). rag.search keeps only chunks whose
+-- row is visible (so a deleted row disappears from search when its DELETE commits), and
+-- the chunk tables' policy uses it for sources with row-level security. An SQL function with
+-- every name qualified and no SET clause, so the planner can inline it; for a key whose
+-- type is not trusted (rag._key_columns) it returns false. Its body is not checked when it
+-- is created (pgask_owner need not be able to name the source's schema), but when it runs.
+-- SECURITY DEFINER: pgask_owner owns the function it creates.
+CREATE OR REPLACE FUNCTION rag._install_visibility(pipeline text)
 RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- (Citus: pgask's functions live on the coordinator only; see docs/scale-out.md)
+SET "citus.enable_ddl_propagation" = off
+SET check_function_bodies = off
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._install_visibility');
+    function_name text := 'pgask_' || p.name || '_visible';
+    match text;
+BEGIN
+    IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source) THEN
+        match := rag._key_match_sql(p.source, p.key_attnums, '$1');
+    END IF;
+    EXECUTE format('CREATE OR REPLACE FUNCTION rag.%I(document_id text) RETURNS boolean'
+        ' LANGUAGE sql STABLE AS %L', function_name, CASE
+            WHEN match IS NULL THEN 'SELECT false'
+            ELSE format('SELECT EXISTS (SELECT FROM %s AS s WHERE %s)', p.source, match)
+        END);
+    EXECUTE format('REVOKE ALL ON FUNCTION rag.%I(text) FROM PUBLIC', function_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION rag.%I(text) TO PUBLIC', function_name);
+END;
+$$;
+COMMENT ON FUNCTION rag._install_visibility(text) IS
+'SECURITY DEFINER: pgask_owner owns the visibility functions (which run as the reader)';
+
+-- (Returned nothing before 0.3: replaced, not altered.)
+DO $$
+BEGIN
+    IF (SELECT f.prorettype FROM pg_proc AS f
+            WHERE f.oid = to_regprocedure('rag._process_now(text, text[])')) = 'void'::regtype THEN
+        DROP FUNCTION rag._process_now(text, text[]);
+    END IF;
+END;
+$$;
+
+-- rag._process_now(pipeline, ids): a sync pipeline's processing inside the writer's
+-- transaction (called by its capture function, so it runs as pgask_owner); returns the keys
+-- it left for rag.process_queue (rows that are gone, or whose embedding failed).
+CREATE OR REPLACE FUNCTION rag._process_now(pipeline text, ids text[])
+RETURNS text[]
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $$
 #PGASK_PREAMBLE
 from pgask import queue
-queue.process_now(plpy, pipeline, ids)
+return queue.process_now(plpy, pipeline, ids)
 $$;
+
+-- rag._drain_inbox(pipeline, max_rows): moves up to max_rows captured statements (all
+-- pipelines when pipeline is NULL) from rag.inbox into rag.queue, one job per key and
+-- embedding set; a job already queued gets a new generation, so an older in-flight result
+-- is not taken as final. Keys whose job is leased now go back to the inbox until the lease
+-- ends: the drain never waits on a worker's locks. A request to check every row runs
+-- rag._reconcile. Captured writes of a dropped pipeline are discarded. Returns the keys taken.
+CREATE OR REPLACE FUNCTION rag._drain_inbox(pipeline text, max_rows integer)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    taken record;
+    sets integer[];
+    keys text[];
+    waiting text[];
+    total bigint := 0;
+BEGIN
+    FOR taken IN
+        DELETE FROM rag.inbox AS i
+        WHERE i.ctid = ANY(ARRAY(
+            SELECT x.ctid FROM rag.inbox AS x
+            WHERE _drain_inbox.pipeline IS NULL OR x.pipeline = _drain_inbox.pipeline
+            ORDER BY x.enqueued_at
+            LIMIT max_rows
+            FOR UPDATE SKIP LOCKED))
+        RETURNING i.pipeline, i.document_ids, i.scope, i.enqueued_at
+    LOOP
+        SELECT array_remove(ARRAY[p.active_set, p.building_set], NULL) INTO sets
+        FROM rag.pipelines AS p WHERE p.name = taken.pipeline;
+        IF sets IS NULL THEN  -- a dropped pipeline: discarded
+            total := total + coalesce(cardinality(taken.document_ids), 1);
+            CONTINUE;
+        END IF;
+        IF taken.scope IS NOT NULL THEN
+            PERFORM rag._reconcile(taken.pipeline, taken.scope);
+            total := total + 1;
+            CONTINUE;
+        END IF;
+        SELECT
+            coalesce(array_agg(k.id) FILTER (WHERE NOT k.leased), '{}'),
+            coalesce(array_agg(k.id) FILTER (WHERE k.leased), '{}')
+        INTO keys, waiting
+        FROM (
+            SELECT DISTINCT u.id, EXISTS (
+                SELECT FROM rag.queue AS q
+                WHERE q.pipeline = taken.pipeline AND q.document_id = u.id
+                    AND q.leased_until >= now()
+            ) AS leased
+            FROM unnest(taken.document_ids) AS u (id)
+        ) AS k;
+        PERFORM rag._queue_jobs(taken.pipeline, sets, keys, taken.enqueued_at);
+        IF cardinality(waiting) > 0 THEN
+            INSERT INTO rag.inbox (pipeline, document_ids, enqueued_at)
+            VALUES (taken.pipeline, waiting, taken.enqueued_at);
+        END IF;
+        total := total + cardinality(keys);
+    END LOOP;
+    RETURN total;
+END;
+$$;
+
+-- rag._queue_jobs(pipeline, sets, keys, enqueued_at): a job per key and embedding set; a job
+-- already queued gets a new generation (and is pending again, its attempts reset).
+CREATE OR REPLACE FUNCTION rag._queue_jobs(
+    pipeline text, sets integer[], keys text[], enqueued_at timestamptz
+)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Key order, as workers finish them: two drains cannot deadlock.
+    INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id, enqueued_at)
+    SELECT pipeline, s.embedding_set, k.id, enqueued_at
+    FROM (SELECT DISTINCT u.id FROM unnest(keys) AS u (id)) AS k
+    CROSS JOIN unnest(sets) AS s (embedding_set)
+    ORDER BY s.embedding_set, k.id
+    ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
+        SET generation = q.generation + 1, status = 'pending', attempts = 0,
+        not_before = now(), enqueued_at = excluded.enqueued_at, last_error = NULL
+$$;
+
+-- rag._reconcile(pipeline, scope): the check of every row that a TRUNCATE, a new pipeline,
+-- a rewrite of the table (scope 'all': every row) or an ATTACH or DETACH PARTITION (scope
+-- 'missing': rows without chunks and chunks without rows) asked for: queues those keys for
+-- every embedding set. The keys come from the reader (as the table's owner). A pipeline
+-- whose reader cannot run is marked broken instead. SECURITY DEFINER: it reads the chunk
+-- tables as pgask_owner, who may have just created them in the same transaction (Citus
+-- refuses a distributed table's shards to a second role there).
+CREATE OR REPLACE FUNCTION rag._reconcile(pipeline text, scope text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._reconcile');
+    embedding_set integer;
+    live text[];
+    stored text[];
+    keys text[];
+BEGIN
+    IF p.broken IS NOT NULL THEN
+        RETURN;  -- repairing it asks again
+    END IF;
+    BEGIN
+        live := ARRAY(SELECT DISTINCT r.document_id FROM rag._source_rows(p.name, 'keys', NULL) AS r);
+    EXCEPTION WHEN others THEN
+        PERFORM rag._mark_broken(p.name, format('its rows cannot be read: %s', sqlerrm));
+        RETURN;
+    END;
+    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL)
+    LOOP
+        -- (One statement per table: Citus plans a distributed chunk table's query alone.)
+        EXECUTE format('SELECT ARRAY(SELECT DISTINCT c.document_id FROM rag.%I AS c)',
+            rag._store(p.name, embedding_set))
+        INTO stored;
+        keys := ARRAY(
+            SELECT k.id FROM unnest(live) AS k (id) WHERE scope = 'all'
+            UNION
+            (SELECT k.id FROM unnest(live) AS k (id)
+                EXCEPT SELECT c.id FROM unnest(stored) AS c (id))
+            UNION
+            (SELECT c.id FROM unnest(stored) AS c (id)
+                EXCEPT SELECT k.id FROM unnest(live) AS k (id)));
+        PERFORM rag._queue_jobs(p.name, ARRAY[embedding_set], keys, now());
+    END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION rag._reconcile(text, text) IS
+'SECURITY DEFINER: reads chunk tables pgask_owner may have created in this transaction';
 
 -- rag._process_queue(...): the PL/Python implementation behind rag.process_queue. A failure
 -- comes back in error_state and error_message for the wrapper to raise, so no Python
@@ -345,7 +459,6 @@ BEGIN
     SET status = 'pending', attempts = 0, not_before = now(), leased_until = NULL
     WHERE q.status = 'failed' AND (retry_failed.pipeline IS NULL OR q.pipeline = retry_failed.pipeline);
     GET DIAGNOSTICS retried = ROW_COUNT;
-    PERFORM pg_notify('rag_queue', coalesce(pipeline, ''));
     RETURN retried;
 END;
 $$;

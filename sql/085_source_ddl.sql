@@ -1,10 +1,21 @@
--- Source DDL: pipelines follow what happens to their source tables. A renamed column is
--- renamed in the pipeline's SQL fragments (columns are remembered by attnum in
--- rag.pipelines.source_columns), a renamed or moved table needs nothing (sources are OIDs),
--- and a dropped table or used column, or content that is no longer text, marks the pipeline
--- broken: its triggers go (the user's writes always succeed), its queue waits, and
--- rag.pipeline_status shows why. rag.alter_pipeline repairs what it can; rag.drop_pipeline
--- always works. Logic of the renames: pgask/source_columns.py.
+-- Source DDL: pipelines follow what happens to their source tables, and never fail it.
+--   Followed: a renamed column (the pipeline's SQL is rewritten; columns are remembered by
+--   number in rag.pipelines.source_columns, and the reader finds their names when it runs),
+--   a renamed or moved table or schema (sources are OIDs), a retyped key column (the capture
+--   and visibility functions are written again), a new partition (it gets the capture
+--   triggers, as whoever created or attached it), row-level security switched on or off,
+--   and grants (sql/060_security.sql).
+--   Re-queued: a rewrite of the table (ALTER COLUMN ... TYPE ... USING: every row again), a
+--   partition attached or detached, a new key (rows without chunks, chunks without rows).
+--   Broken, with the reason in rag.pipeline_status.broken and `pgask doctor`: the table or a
+--   column the pipeline uses dropped, a key type other roles cannot trust, a new owner (a
+--   member of the new owner binds it again with rag.alter_pipeline), inheritance children,
+--   the embedding column gone (DROP EXTENSION vector CASCADE), a reader or capture function
+--   dropped. A broken pipeline's queue waits and its chunks stay; rag.alter_pipeline
+--   repairs what it can, rag.drop_pipeline always works.
+-- Every event trigger here checks first, cheaply, whether the command touched a source, and
+-- catches every error of its own: it marks the pipeline broken and lets the command succeed.
+-- Logic of the renames: pgask/source_columns.py.
 
 -- rag._rename_in_sql(fragment, old, new): an SQL fragment over the source row "s" with one
 -- column renamed (string literals, functions and types untouched).
@@ -19,11 +30,11 @@ AS $$
 from pgask import source_columns
 return source_columns.rename(fragment, old_name, new_name)
 $$;
-REVOKE ALL ON FUNCTION rag._rename_in_sql(text, text, text) FROM public;
 
 -- rag._referenced_columns(source, fragments): {"attnum": "name"} of the source's columns
--- that the fragments use.
-CREATE OR REPLACE FUNCTION rag._referenced_columns(source regclass, fragments text[])
+-- that the fragments use. (By OID: pgask_owner may have no USAGE on the source's schema.)
+DROP FUNCTION IF EXISTS rag._referenced_columns(regclass, text[]);
+CREATE OR REPLACE FUNCTION rag._referenced_columns(source oid, fragments text[])
 RETURNS jsonb
 LANGUAGE plpython3u
 STABLE
@@ -34,18 +45,65 @@ import json
 from pgask import source_columns
 rows = plpy.execute(plpy.prepare(
     "SELECT attnum, attname::text AS name FROM pg_catalog.pg_attribute"
-    " WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped", ["text"]),
+    " WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped", ["oid"]),
     [source])
 attnums = {r["name"]: r["attnum"] for r in rows}
 used = set()
-for fragment in fragments or []:
+for fragment in fragments or[]:
     used |= source_columns.references(fragment or "", attnums)
 return json.dumps({str(attnums[name]): name for name in sorted(used)})
 $$;
-REVOKE ALL ON FUNCTION rag._referenced_columns(regclass, text[]) FROM public;
 
--- rag._check_source(pipeline): brings the pipeline's SQL fragments in step with its source
--- table (renamed columns, the table's current name) and returns why it cannot run, or NULL.
+-- rag._source_shape(source): what the pipeline's rows depend on besides their values: the
+-- partitions, and the primary key's columns and types.
+CREATE OR REPLACE FUNCTION rag._source_shape(source oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT md5(concat_ws(E'\x1f',
+        (SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)
+            FROM pg_partition_tree(source) AS t),
+        (SELECT string_agg(a.attnum || ':' || a.atttypid, ',' ORDER BY k.n)
+            FROM pg_index AS i
+            CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+            INNER JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+            WHERE i.indrelid = source AND i.indisprimary)))
+$$;
+
+-- rag._shape_problem(source): why pgask cannot follow this table, or NULL: it must be a
+-- table or a partitioned table, not a partition itself (writes through its parent would
+-- not fire its triggers), without inheritance (a parent's key does not cover its
+-- children's rows), with a primary key.
+CREATE OR REPLACE FUNCTION rag._shape_problem(source oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN c.oid IS NULL THEN 'the table does not exist'
+        WHEN c.relkind NOT IN ('r', 'p') THEN format('%s is not a table (relkind %s)',
+            source::regclass, c.relkind)
+        WHEN c.relispartition THEN format('%s is a partition of %s: create the pipeline on '
+            'the partitioned table', source::regclass, pg_partition_root(source))
+        WHEN EXISTS (SELECT FROM pg_inherits AS i WHERE i.inhparent = source)
+            AND c.relkind = 'r' THEN format('%s has inheritance children, whose rows its '
+            'primary key does not cover; use declarative partitioning', source::regclass)
+        WHEN EXISTS (SELECT FROM pg_inherits AS i WHERE i.inhrelid = source)
+            THEN format('%s inherits from another table', source::regclass)
+        WHEN NOT EXISTS (SELECT FROM pg_index AS i WHERE i.indrelid = source AND i.indisprimary)
+            THEN format('table %s has no primary key; chunks are tied to their row by it',
+            source::regclass)
+    END
+    FROM (SELECT source AS oid) AS s
+    LEFT JOIN pg_class AS c ON c.oid = s.oid
+$$;
+
+-- rag._check_source(pipeline): brings the pipeline's SQL fragments and key in step with its
+-- source table (renamed columns, a new key) and returns why it cannot run, or NULL. Reads
+-- only the catalog: nothing of the table's is evaluated.
 CREATE OR REPLACE FUNCTION rag._check_source(pipeline text)
 RETURNS text
 LANGUAGE plpgsql
@@ -55,13 +113,14 @@ DECLARE
     p rag.pipelines;
     col record;
     reason text;
-    content_type text;
     fragments text;
+    key_attnums smallint[];
 BEGIN
     SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline FOR UPDATE;
     IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = p.source) THEN
         RETURN format('source table %s was dropped', coalesce(p.source_name, 'OID ' || p.source::oid));
     END IF;
+    reason := rag._shape_problem(p.source);
     FOR col IN
         SELECT c.key::smallint AS attnum, c.value AS old_name,
             CASE WHEN NOT a.attisdropped THEN a.attname::text END AS new_name
@@ -72,75 +131,85 @@ BEGIN
         IF col.new_name IS NULL THEN
             -- Dropped: it matters while a fragment still uses it (rag.alter_pipeline may
             -- have taken it out of the metadata since).
-            fragments := concat_ws(E'\n', p.key_sql, p.key_join_sql, p.content_sql,
-                p.title_sql, p.metadata_sql);
+            fragments := concat_ws(E'\n', p.content_sql, p.title_sql, p.metadata_sql);
             IF rag._rename_in_sql(fragments, col.old_name, 'pgask probe') <> fragments THEN
                 reason := concat_ws('; ', reason, format('column %I of %s was dropped',
                     col.old_name, p.source));
             END IF;
         ELSIF col.new_name <> col.old_name THEN
-            p.key_sql := rag._rename_in_sql(p.key_sql, col.old_name, col.new_name);
-            p.key_join_sql := rag._rename_in_sql(p.key_join_sql, col.old_name, col.new_name);
             p.content_sql := rag._rename_in_sql(p.content_sql, col.old_name, col.new_name);
             p.title_sql := rag._rename_in_sql(p.title_sql, col.old_name, col.new_name);
             p.metadata_sql := rag._rename_in_sql(p.metadata_sql, col.old_name, col.new_name);
         END IF;
     END LOOP;
-    IF reason IS NULL THEN
-        BEGIN
-            content_type := rag._expression_type(p.source, p.content_sql);
-            IF content_type NOT IN ('text', 'character varying', 'character') THEN
-                reason := format('content %s of %s is %s now, not text', p.content_sql,
-                    p.source, content_type);
-            END IF;
-            PERFORM rag._expression_type(p.source, p.title_sql);
-            PERFORM rag._expression_type(p.source, p.metadata_sql);
-        EXCEPTION WHEN others THEN
-            reason := format('the pipeline''s SQL no longer fits %s: %s', p.source, sqlerrm);
-        END;
+    -- Content that is one column must still be text (an expression is checked where it
+    -- runs, by the reader).
+    IF reason IS NULL AND p.content_sql ~ '^s\.("([^"]|"")+"|[a-z_][a-z0-9_$]*)$' THEN
+        SELECT concat_ws('; ', reason, format('content column %I of %s is %s now, not text',
+            a.attname, p.source, format_type(a.atttypid, a.atttypmod)))
+        INTO reason
+        FROM pg_attribute AS a INNER JOIN pg_type AS t ON t.oid = a.atttypid
+        WHERE a.attrelid = p.source AND NOT a.attisdropped AND t.typcategory <> 'S'
+            AND quote_ident(a.attname) = substr(p.content_sql, 3);
+    END IF;
+    -- The key, as the primary key is now (a new key means new document ids: rows are checked
+    -- again by rag._refresh_pipeline through the shape digest).
+    SELECT array_agg(k.attnum::smallint ORDER BY k.n) INTO key_attnums
+    FROM pg_index AS i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+    WHERE i.indrelid = p.source AND i.indisprimary;
+    IF key_attnums IS NOT NULL THEN
+        p.key_attnums := key_attnums;
+        IF EXISTS (SELECT FROM rag._key_columns(p.source, key_attnums) AS k WHERE NOT k.trusted)
+        THEN
+            reason := concat_ws('; ', reason, format('the primary key of %s has a type that '
+                'roles other than a superuser control (%s): other roles would run its code '
+                'when they search', p.source, (SELECT string_agg(format_type(k.type_oid, NULL),
+                ', ') FROM rag._key_columns(p.source, key_attnums) AS k WHERE NOT k.trusted)));
+        END IF;
+    END IF;
+    IF p.reader IS NOT NULL AND rag._reader_problem(p.name) IS NOT NULL THEN
+        reason := concat_ws('; ', reason, format('%s: a member of the owner of %s runs SELECT '
+            'rag.alter_pipeline(%L) to bind it again', rag._reader_problem(p.name), p.source,
+            p.name));
     END IF;
     UPDATE rag.pipelines AS x SET
-        key_sql = p.key_sql, key_join_sql = p.key_join_sql, content_sql = p.content_sql,
-        title_sql = p.title_sql, metadata_sql = p.metadata_sql,
+        content_sql = p.content_sql, title_sql = p.title_sql, metadata_sql = p.metadata_sql,
+        key_attnums = p.key_attnums,
+        key_sql = coalesce(rag._key_text_sql(p.source, p.key_attnums), x.key_sql),
+        key_join_sql = coalesce(rag._key_match_sql(p.source, p.key_attnums, 'k.document_id'),
+            x.key_join_sql),
         source_name = p.source::text,
         source_columns = CASE WHEN reason IS NULL THEN rag._referenced_columns(p.source,
-            ARRAY[p.key_sql, p.key_join_sql, p.content_sql, p.title_sql, p.metadata_sql])
+            ARRAY[p.content_sql, p.title_sql, p.metadata_sql])
             ELSE x.source_columns END
     WHERE x.name = p.name;
     RETURN reason;
 END;
 $$;
-REVOKE ALL ON FUNCTION rag._check_source(text) FROM public;
 
--- rag._mark_broken(pipeline, reason): the pipeline stops capturing (its triggers go, so no
--- write to the source can fail because of it) and says why.
+-- rag._mark_broken(pipeline, reason): the pipeline says why it cannot run; its queue waits
+-- (writes are still recorded: the capture never fails them) and its chunks stay.
 CREATE OR REPLACE FUNCTION rag._mark_broken(pipeline text, reason text)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    p rag.pipelines := rag._pipeline(pipeline, 'rag._mark_broken');
-    suffix text;
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = p.source) THEN
-        FOREACH suffix IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgask_' || p.name || '_' || suffix,
-                p.source);
-        END LOOP;
-    END IF;
-    UPDATE rag.pipelines AS x SET broken = reason WHERE x.name = p.name;
-END;
+    UPDATE rag.pipelines AS x SET broken = reason
+    WHERE x.name = pipeline AND x.broken IS DISTINCT FROM reason
 $$;
-REVOKE ALL ON FUNCTION rag._mark_broken(text, text) FROM public;
+COMMENT ON FUNCTION rag._mark_broken(text, text) IS
+'SECURITY DEFINER: rag.pipelines belongs to pgask_owner; whoever drops a source marks it';
 
 -- rag._refresh_pipeline(pipeline): after DDL on its source or a change of its definition:
--- follows renames and reinstalls the capture, or marks it broken. A pipeline that was broken
--- and is whole again gets every row queued (writes were not captured meanwhile). Returns
--- the reason it is broken, or NULL.
+-- follows renames and the key, rewrites the capture and visibility functions and the access
+-- rules, or marks it broken. A pipeline that was broken and is whole again, or whose
+-- partitions or key changed, gets its rows checked again. Returns the reason it is broken,
+-- or NULL. SECURITY DEFINER: pgask_owner owns what it rewrites.
 CREATE OR REPLACE FUNCTION rag._refresh_pipeline(pipeline text)
 RETURNS text
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -151,24 +220,82 @@ DECLARE
 BEGIN
     IF reason IS NOT NULL THEN
         PERFORM rag._mark_broken(pipeline, reason);
+        -- Access to the chunks still follows the source (a new owner, new grants).
+        IF EXISTS (SELECT FROM rag.pipelines AS x INNER JOIN pg_class AS c ON c.oid = x.source
+                WHERE x.name = pipeline) THEN
+            PERFORM rag._install_visibility(pipeline);
+            PERFORM rag._sync_security(pipeline);
+        END IF;
         RETURN reason;
     END IF;
     UPDATE rag.pipelines AS x SET broken = NULL WHERE x.name = pipeline
     RETURNING * INTO p;
     PERFORM rag._install_capture(pipeline);
+    PERFORM rag._install_visibility(pipeline);
+    PERFORM rag._sync_security(pipeline);
     IF was_broken THEN
-        EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
-            p.name, p.key_sql, p.source);
+        PERFORM rag._request_check(pipeline, 'all');
+    ELSIF p.shape_digest IS DISTINCT FROM rag._source_shape(p.source) THEN
+        PERFORM rag._request_check(pipeline, 'missing');
     END IF;
+    UPDATE rag.pipelines AS x SET shape_digest = rag._source_shape(p.source)
+    WHERE x.name = pipeline AND x.shape_digest IS DISTINCT FROM rag._source_shape(p.source);
     RETURN NULL;
 END;
 $$;
-REVOKE ALL ON FUNCTION rag._refresh_pipeline(text) FROM public;
+COMMENT ON FUNCTION rag._refresh_pipeline(text) IS
+'SECURITY DEFINER: the pipeline''s functions, chunk tables and rows belong to pgask_owner';
 
--- rag._on_source_change(): ALTER TABLE on a source (rename, set schema, drop or retype a
--- column, ...). SECURITY DEFINER: the table's owner runs the DDL, the pipeline belongs to
--- the owner of schema rag. A failure here is a WARNING, never a failed ALTER TABLE.
-CREATE OR REPLACE FUNCTION rag._on_source_change()
+-- rag._follow(pipeline): rag._refresh_pipeline for an event trigger: never raises; an error
+-- marks the pipeline broken with it.
+CREATE OR REPLACE FUNCTION rag._follow(pipeline text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._refresh_pipeline(pipeline);
+EXCEPTION WHEN others THEN
+    BEGIN
+        PERFORM rag._mark_broken(pipeline,
+            format('pgask could not follow a change of its source table: %s', sqlerrm));
+    EXCEPTION WHEN others THEN
+        RAISE WARNING 'pgask: pipeline % could not follow this change of its source: %',
+            pipeline, sqlerrm;
+    END;
+END;
+$$;
+
+-- rag._pipelines_touched(objects): the pipelines whose source is, contains (a partition of
+-- it) or uses (a column type, or a domain over one) one of the objects.
+CREATE OR REPLACE FUNCTION rag._pipelines_touched(objects oid[])
+RETURNS SETOF text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.name FROM rag.pipelines AS p
+    WHERE p.source = ANY(objects)
+        OR EXISTS (
+            SELECT FROM unnest(objects) AS o (oid)
+            WHERE pg_partition_root(o.oid) = p.source
+                OR EXISTS (SELECT FROM pg_inherits AS i WHERE i.inhrelid = o.oid
+                    AND i.inhparent = p.source)
+        )
+        OR EXISTS (
+            SELECT FROM pg_attribute AS a
+            LEFT JOIN pg_type AS t ON t.oid = a.atttypid
+            WHERE a.attrelid = p.source AND a.attnum > 0
+                AND (a.atttypid = ANY(objects) OR t.typbasetype = ANY(objects)
+                    OR t.typelem = ANY(objects))
+        )
+$$;
+
+-- rag._on_ddl(): ddl_command_end of ALTER TABLE, CREATE TABLE (a new partition or child),
+-- ALTER TYPE, ALTER DOMAIN and ALTER SCHEMA: the pipelines whose source the command
+-- touched follow it (rag._follow). SECURITY DEFINER: the role running the DDL (a source
+-- table's owner) may not change pgask's objects, which belong to pgask_owner.
+CREATE OR REPLACE FUNCTION rag._on_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -178,28 +305,64 @@ DECLARE
     pipeline_name text;
 BEGIN
     FOR pipeline_name IN
-        SELECT p.name FROM rag.pipelines AS p
-        WHERE p.broken IS NULL
-            AND p.source IN (SELECT c.objid FROM pg_event_trigger_ddl_commands() AS c)
+        SELECT DISTINCT t.name FROM rag._pipelines_touched(ARRAY(
+            SELECT c.objid FROM pg_event_trigger_ddl_commands() AS c WHERE c.objid IS NOT NULL
+            UNION
+            SELECT c.oid FROM pg_class AS c
+            WHERE c.relnamespace IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() AS d
+                WHERE d.object_type = 'schema')
+        )) AS t (name)
     LOOP
-        BEGIN
-            PERFORM rag._refresh_pipeline(pipeline_name);
-        EXCEPTION WHEN others THEN
-            RAISE WARNING 'pgask: pipeline % could not follow this change of its source: %',
-                pipeline_name, sqlerrm;
-        END;
+        PERFORM rag._follow(pipeline_name);
     END LOOP;
+EXCEPTION WHEN others THEN
+    RAISE WARNING 'pgask: pipelines could not follow this command: %', sqlerrm;
 END;
 $$;
-REVOKE ALL ON FUNCTION rag._on_source_change() FROM public;
-COMMENT ON FUNCTION rag._on_source_change() IS
-'SECURITY DEFINER: the source table''s owner runs the DDL; the pipeline, its capture functions '
-'and triggers belong to the owner of schema rag, who must rewrite them';
+COMMENT ON FUNCTION rag._on_ddl() IS
+'SECURITY DEFINER: the source table''s owner runs the DDL; the pipeline, its functions and '
+'chunk tables belong to pgask_owner, who must rewrite them';
 
--- rag._on_source_drop(): a dropped source table (DROP TABLE, DROP SCHEMA ... CASCADE) or a
--- column dropped by a cascade marks its pipelines broken; the chunks stay until
--- rag.drop_pipeline.
-CREATE OR REPLACE FUNCTION rag._on_source_drop()
+-- rag._on_ddl_as_runner(): ddl_command_end of CREATE TABLE and ALTER TABLE: a partition
+-- created in or attached to a partitioned source gets the capture triggers, created as the
+-- role that ran the command (it owns the partition; pgask_owner may not create triggers on
+-- other roles' tables). SECURITY INVOKER on purpose: it does only what that role may do
+-- itself. Never fails the command.
+CREATE OR REPLACE FUNCTION rag._on_ddl_as_runner()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pipeline_name text;
+BEGIN
+    FOR pipeline_name IN
+        SELECT DISTINCT p.name FROM rag.pipelines AS p
+        INNER JOIN pg_class AS s ON s.oid = p.source AND s.relkind = 'p'
+        WHERE EXISTS (
+            SELECT FROM pg_event_trigger_ddl_commands() AS c
+            WHERE c.objid = p.source OR pg_partition_root(c.objid) = p.source
+        )
+    LOOP
+        BEGIN
+            PERFORM rag._attach_capture(pipeline_name);
+        EXCEPTION WHEN others THEN
+            RAISE WARNING 'pgask: pipeline %: the new partition''s writes are not captured (%);'
+                ' a member of the owner of the partitioned table runs SELECT'
+                ' rag.alter_pipeline(%L)', pipeline_name, sqlerrm, pipeline_name;
+        END;
+    END LOOP;
+EXCEPTION WHEN others THEN
+    RAISE WARNING 'pgask: partitions could not be followed: %', sqlerrm;
+END;
+$$;
+
+-- rag._on_drop(): sql_drop: a dropped source table (DROP TABLE, DROP SCHEMA ... CASCADE)
+-- marks its pipelines broken; a dropped column or partition of a source is followed; a
+-- dropped piece of a pipeline (its reader, capture or visibility function, a chunk table's
+-- embedding column: DROP EXTENSION vector CASCADE) marks it broken with the repair.
+-- SECURITY DEFINER: rag.pipelines belongs to pgask_owner.
+CREATE OR REPLACE FUNCTION rag._on_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -209,41 +372,134 @@ DECLARE
     dropped record;
 BEGIN
     FOR dropped IN
-        SELECT p.name, d.object_type, d.object_identity
+        SELECT DISTINCT p.name, d.object_type, d.object_identity,
+            d.objid = p.source AND d.object_type = 'table' AS source_gone
         FROM pg_event_trigger_dropped_objects() AS d
-        INNER JOIN rag.pipelines AS p ON d.objid = p.source
-        WHERE d.classid = 'pg_class'::regclass AND p.broken IS NULL
+        INNER JOIN rag.pipelines AS p ON d.objid = p.source AND d.classid = 'pg_class'::regclass
             AND d.object_type IN ('table', 'table column')
+        WHERE p.broken IS NULL
     LOOP
         BEGIN
-            IF dropped.object_type = 'table' THEN
+            IF dropped.source_gone THEN
                 UPDATE rag.pipelines AS x SET
                     broken = format('source table %s was dropped', dropped.object_identity),
                     source_name = dropped.object_identity
                 WHERE x.name = dropped.name;
             ELSE
-                PERFORM rag._refresh_pipeline(dropped.name);
+                PERFORM rag._follow(dropped.name);
             END IF;
         EXCEPTION WHEN others THEN
             RAISE WARNING 'pgask: pipeline % could not follow this drop: %', dropped.name,
                 sqlerrm;
         END;
     END LOOP;
+    -- A partition dropped from a partitioned source: its rows are gone.
+    PERFORM rag._request_check(p.name, 'missing')
+    FROM rag.pipelines AS p
+    WHERE p.broken IS NULL AND EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source)
+        AND p.shape_digest IS DISTINCT FROM rag._source_shape(p.source);
+    UPDATE rag.pipelines AS p SET shape_digest = rag._source_shape(p.source)
+    WHERE p.broken IS NULL AND EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source)
+        AND p.shape_digest IS DISTINCT FROM rag._source_shape(p.source);
+    -- Pieces of pipelines.
+    FOR dropped IN
+        SELECT p.name, d.object_identity
+        FROM pg_event_trigger_dropped_objects() AS d
+        INNER JOIN rag.pipelines AS p ON p.broken IS NULL AND (
+            (d.object_type = 'table column' AND d.object_identity IN (
+                format('rag.%I.embedding', rag._store(p.name, p.active_set)),
+                format('rag.%I.embedding', rag._store(p.name, p.building_set))))
+            OR (d.object_type = 'function' AND (d.objid = p.reader
+                OR d.object_identity IN (format('rag.%I()', 'pgask_' || p.name || '_capture'),
+                    format('rag.%I(text)', 'pgask_' || p.name || '_visible')))))
+    LOOP
+        PERFORM rag._mark_broken(dropped.name, format('%s was dropped: run `pgask install` '
+            '(then rag.alter_pipeline(%L) as a member of the source''s owner if pgask doctor '
+            'still lists it)', dropped.object_identity, dropped.name));
+    END LOOP;
+EXCEPTION WHEN others THEN
+    RAISE WARNING 'pgask: pipelines could not follow this drop: %', sqlerrm;
 END;
 $$;
-REVOKE ALL ON FUNCTION rag._on_source_drop() FROM public;
-COMMENT ON FUNCTION rag._on_source_drop() IS
+COMMENT ON FUNCTION rag._on_drop() IS
 'SECURITY DEFINER: whoever drops a source table marks the pipeline broken, a row of '
-'rag.pipelines only the owner of schema rag may update';
+'rag.pipelines only pgask_owner may update';
+
+-- rag._on_rewrite(): table_rewrite of a source or one of its partitions (ALTER COLUMN ...
+-- TYPE, with or without USING, that rewrites the rows): every row is checked again, so
+-- chunks follow the rewritten content. SECURITY DEFINER: rag.inbox belongs to pgask_owner.
+CREATE OR REPLACE FUNCTION rag._on_rewrite()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._request_check(t.name, 'all')
+    FROM rag._pipelines_touched(ARRAY[pg_event_trigger_table_rewrite_oid()]) AS t (name);
+EXCEPTION WHEN others THEN
+    RAISE WARNING 'pgask: pipelines could not follow this rewrite: %', sqlerrm;
+END;
+$$;
+COMMENT ON FUNCTION rag._on_rewrite() IS
+'SECURITY DEFINER: the table''s owner rewrites it; rag.inbox belongs to pgask_owner';
+
+-- rag._on_owner_change(): ddl_command_end of ALTER TABLE: a source's new owner is followed
+-- when the role that changed it may bind pipelines to it (a member of pgask_owner and of the
+-- new owner, a superuser for one): the reader is made again as the new owner, and the
+-- pipeline repaired. Otherwise the pipeline stays broken (rag._check_source says so) until
+-- such a role runs rag.alter_pipeline. SECURITY INVOKER on purpose: binding needs the
+-- runner's own memberships. Never fails the command.
+CREATE OR REPLACE FUNCTION rag._on_owner_change()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN
+        SELECT x.name, c.relowner FROM rag.pipelines AS x
+        INNER JOIN pg_class AS c ON c.oid = x.source
+        INNER JOIN pg_proc AS f ON f.oid = x.reader AND f.proowner <> c.relowner
+        WHERE x.source IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() AS d)
+    LOOP
+        CONTINUE WHEN NOT (pg_has_role(current_user, 'pgask_owner', 'MEMBER')
+            AND pg_has_role(current_user, p.relowner, 'MEMBER'));
+        BEGIN
+            PERFORM rag._bind_source(p.name, 'ALTER TABLE');
+            PERFORM rag._refresh_pipeline(p.name);
+        EXCEPTION WHEN others THEN
+            RAISE WARNING 'pgask: pipeline % keeps its old owner''s reader (%): a member of % '
+                'runs SELECT rag.alter_pipeline(%L)', p.name, sqlerrm, p.relowner::regrole,
+                p.name;
+        END;
+    END LOOP;
+EXCEPTION WHEN others THEN
+    RAISE WARNING 'pgask: pipelines could not follow this change of owner: %', sqlerrm;
+END;
+$$;
 
 -- (Through EXECUTE: there is no CREATE OR REPLACE EVENT TRIGGER.)
 DO $$
 BEGIN
     DROP EVENT TRIGGER IF EXISTS pgask_source_change;
-    EXECUTE 'CREATE EVENT TRIGGER pgask_source_change ON ddl_command_end'
-        ' WHEN TAG IN (''ALTER TABLE'') EXECUTE FUNCTION rag._on_source_change()';
+    DROP EVENT TRIGGER IF EXISTS pgask_ddl;
+    EXECUTE 'CREATE EVENT TRIGGER pgask_ddl ON ddl_command_end'
+        ' WHEN TAG IN (''ALTER TABLE'', ''CREATE TABLE'', ''ALTER TYPE'', ''ALTER DOMAIN'','
+        ' ''ALTER SCHEMA'') EXECUTE FUNCTION rag._on_ddl()';
+    DROP EVENT TRIGGER IF EXISTS pgask_ddl_runner;
+    EXECUTE 'CREATE EVENT TRIGGER pgask_ddl_runner ON ddl_command_end'
+        ' WHEN TAG IN (''ALTER TABLE'', ''CREATE TABLE'') EXECUTE FUNCTION rag._on_ddl_as_runner()';
+    DROP EVENT TRIGGER IF EXISTS pgask_owner_change;
+    EXECUTE 'CREATE EVENT TRIGGER pgask_owner_change ON ddl_command_end'
+        ' WHEN TAG IN (''ALTER TABLE'') EXECUTE FUNCTION rag._on_owner_change()';
     DROP EVENT TRIGGER IF EXISTS pgask_source_drop;
     EXECUTE 'CREATE EVENT TRIGGER pgask_source_drop ON sql_drop'
-        ' EXECUTE FUNCTION rag._on_source_drop()';
+        ' EXECUTE FUNCTION rag._on_drop()';
+    DROP EVENT TRIGGER IF EXISTS pgask_rewrite;
+    EXECUTE 'CREATE EVENT TRIGGER pgask_rewrite ON table_rewrite'
+        ' EXECUTE FUNCTION rag._on_rewrite()';
 END;
 $$;
+DROP FUNCTION IF EXISTS rag._on_source_change();

@@ -7,6 +7,7 @@
 CREATE OR REPLACE FUNCTION rag._switch_set(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -21,8 +22,7 @@ BEGIN
         SELECT 1 FROM rag.queue AS q
         WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
     ) OR EXISTS (
-        SELECT 1 FROM rag.queue_inbox AS i
-        WHERE i.pipeline = p.name AND i.embedding_set = p.building_set
+        SELECT 1 FROM rag.inbox AS i WHERE i.pipeline = p.name
     ) THEN
         RETURN;
     END IF;
@@ -45,12 +45,13 @@ BEGIN
         dimensions = e.dimensions, building_set = NULL, building_embedder = NULL
     WHERE x.name = p.name;
     PERFORM rag._point_view(p.name);
-    PERFORM rag._install_capture(p.name);
     EXECUTE format('DROP TABLE rag.%I', rag._store(p.name, p.active_set));
     PERFORM rag._forget_store(rag._store(p.name, p.active_set));
     DELETE FROM rag.queue AS q WHERE q.pipeline = p.name AND q.embedding_set = p.active_set;
 END;
 $$;
+COMMENT ON FUNCTION rag._switch_set IS
+'SECURITY DEFINER: the switch drops and re-points objects of pgask_owner';
 
 -- rag.reembed(pipeline, embedder): switches a pipeline to another embedder without downtime.
 -- A new chunk table is filled in the background (rag.process_queue) while queries keep using
@@ -94,10 +95,9 @@ BEGIN
     PERFORM rag._distribute_new_set(p.name, new_set);
     UPDATE rag.pipelines AS x SET building_set = new_set, building_embedder = e.name
     WHERE x.name = p.name;
-    PERFORM rag._install_capture(p.name);
-    EXECUTE format('SELECT rag._enqueue(%L, array_agg(%s)) FROM %s AS s',
-        p.name, p.key_sql, p.source);
-    -- Rows already queued for the active set were queued for the new set too; a table with
-    -- no rows switches on the next rag.process_queue.
+    -- Every row, for the new set (the workers read them as the source's owner); writes
+    -- captured from now on are queued for both sets. A table with no rows switches on the
+    -- next rag.process_queue.
+    PERFORM rag._reconcile(p.name, 'all');
 END;
 $$;

@@ -1,7 +1,8 @@
 -- Status views: the queue per pipeline, and rows that failed for good.
 
 -- rag.pipeline_status: one row per pipeline. pending: waiting (or backing off), including
--- writes captured in rag.queue_inbox and not yet moved into the queue; leased: being
+-- keys of writes captured in rag.inbox and not yet moved into the queue (a request to
+-- check every row counts as one); leased: being
 -- processed now; failed: dead letters; done: rows finished since creation; lag_seconds: age
 -- of the oldest pending row; reembed_remaining: rows left before a rag.reembed switches;
 -- broken: why the pipeline cannot run (its source table or a column it uses was dropped),
@@ -23,7 +24,7 @@ SELECT
     st.last_done_at,
     p.building_embedder AS reembedding_to,
     (
-        -- Captured writes not yet moved into rag.queue count once per row and set.
+        -- Captured writes not yet moved into rag.queue count once per key and set.
         SELECT count(*) FROM (
             SELECT
                 q.embedding_set,
@@ -34,9 +35,15 @@ SELECT
                 AND (q.leased_until IS NULL OR q.leased_until < now())
             UNION
             SELECT
-                i.embedding_set,
-                i.document_id
-            FROM rag.queue_inbox AS i
+                s.embedding_set,
+                coalesce(k.document_id, 'every row: ' || i.scope) AS document_id
+            FROM rag.inbox AS i
+            CROSS JOIN
+                LATERAL unnest(coalesce(i.document_ids, ARRAY[NULL::text])) AS k (document_id)
+            CROSS JOIN
+                unnest(
+                    array_remove(ARRAY[p.active_set, p.building_set], NULL)
+                ) AS s (embedding_set)
             WHERE i.pipeline = p.name
         ) AS waiting
     ) AS pending,
@@ -53,7 +60,7 @@ SELECT
             SELECT q.enqueued_at FROM rag.queue AS q
             WHERE q.pipeline = p.name AND q.status = 'pending'
             UNION ALL
-            SELECT i.enqueued_at FROM rag.queue_inbox AS i
+            SELECT i.enqueued_at FROM rag.inbox AS i
             WHERE i.pipeline = p.name
         ) AS w
     ) AS lag_seconds,
@@ -67,8 +74,11 @@ SELECT
             SELECT q.document_id FROM rag.queue AS q
             WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
             UNION
-            SELECT i.document_id FROM rag.queue_inbox AS i
-            WHERE i.pipeline = p.name AND i.embedding_set = p.building_set
+            SELECT coalesce(k.document_id, 'every row: ' || i.scope) AS document_id
+            FROM rag.inbox AS i
+            CROSS JOIN
+                LATERAL unnest(coalesce(i.document_ids, ARRAY[NULL::text])) AS k (document_id)
+            WHERE i.pipeline = p.name AND p.building_set IS NOT NULL
         ) AS remaining
     ) AS reembed_remaining,
     p.broken

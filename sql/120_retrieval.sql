@@ -23,17 +23,64 @@ $$;
 
 -- rag.bm25_term_stats: BM25's term statistics of the chunk tables the querying role may
 -- SELECT (the view runs has_table_privilege as the querying role; security_barrier keeps its
--- filter ahead of the caller's conditions). They count every chunk, including those that
--- row-level security hides from the role: docs/security.md says what that reveals.
+-- filter ahead of the caller's conditions): the folded figures plus the deltas chunk writers
+-- appended since (rag._bm25_maintain, rag._bm25_fold). They count every chunk, including
+-- those that row-level security hides from the role: docs/security.md says what that reveals.
 CREATE OR REPLACE VIEW rag.bm25_term_stats WITH (security_barrier) AS
+WITH terms AS (
+    SELECT
+        b.store,
+        b.lexeme,
+        b.df
+    FROM rag.bm25_terms AS b
+    UNION ALL
+    SELECT
+        d.store,
+        d.lexeme,
+        d.df
+    FROM rag.bm25_term_deltas AS d
+),
+
+stats AS (
+    SELECT
+        b.store,
+        b.chunks,
+        b.total_length
+    FROM rag.bm25_stats AS b
+    UNION ALL
+    SELECT
+        d.store,
+        d.chunks,
+        d.total_length
+    FROM rag.bm25_stat_deltas AS d
+),
+
+term_totals AS (
+    SELECT
+        t.store,
+        t.lexeme,
+        sum(t.df) AS df
+    FROM terms AS t
+    GROUP BY t.store, t.lexeme
+),
+
+store_totals AS (
+    SELECT
+        s.store,
+        sum(s.chunks) AS chunks,
+        sum(s.total_length) AS total_length
+    FROM stats AS s
+    GROUP BY s.store
+)
+
 SELECT
     t.store,
     t.lexeme,
-    t.df,
-    s.chunks,
-    s.total_length
-FROM rag.bm25_terms AS t
-INNER JOIN rag.bm25_stats AS s ON t.store = s.store
+    t.df::integer AS df,
+    s.chunks::bigint AS chunks,
+    s.total_length::bigint AS total_length
+FROM term_totals AS t
+INNER JOIN store_totals AS s ON t.store = s.store
 WHERE has_table_privilege(to_regclass(format('rag.%I', t.store)), 'SELECT');
 
 -- rag._bm25_idf(store, lexemes): BM25's idf of each lexeme that occurs in a chunk table, and

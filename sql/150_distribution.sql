@@ -35,7 +35,7 @@ $$;
 -- rag._bm25_apply(store, removed, removed_lengths, added, added_lengths): what the trigger
 -- rag._bm25_maintain does for a plain chunk table, for chunks written to a distributed one:
 -- the tsv and doc_length of the rows deleted and inserted (the writers get them with
--- RETURNING) adjust rag.bm25_terms and rag.bm25_stats, under the same per-table lock.
+-- RETURNING) are appended as deltas (rag._bm25_fold folds them).
 CREATE OR REPLACE FUNCTION rag._bm25_apply(
     store_name text,
     removed tsvector[],
@@ -44,65 +44,27 @@ CREATE OR REPLACE FUNCTION rag._bm25_apply(
     added_lengths integer[]
 )
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('pgask.bm25'), hashtext(store_name));
-    IF cardinality(removed) > 0 THEN
-        UPDATE rag.bm25_terms AS t SET df = t.df - d.n
-        FROM (
-            SELECT u.lexeme, count(*) AS n FROM unnest(removed) AS r (tsv)
-            CROSS JOIN unnest(r.tsv) AS u
-            GROUP BY u.lexeme
-        ) AS d
-        WHERE t.store = store_name AND t.lexeme = d.lexeme;
-        UPDATE rag.bm25_stats AS s SET
-            chunks = s.chunks - cardinality(removed),
-            total_length = s.total_length
-            - (SELECT coalesce(sum(l), 0) FROM unnest(removed_lengths) AS l)
-        WHERE s.store = store_name;
-    END IF;
-    IF cardinality(added) > 0 THEN
-        INSERT INTO rag.bm25_terms AS t (store, lexeme, df)
-        SELECT store_name, u.lexeme, count(*)
-        FROM unnest(added) AS a (tsv) CROSS JOIN unnest(a.tsv) AS u
-        GROUP BY u.lexeme
-        ORDER BY u.lexeme
-        ON CONFLICT (store, lexeme) DO UPDATE SET df = t.df + excluded.df;
-        UPDATE rag.bm25_stats AS s SET
-            chunks = s.chunks + cardinality(added),
-            total_length = s.total_length
-            + (SELECT coalesce(sum(l), 0) FROM unnest(added_lengths) AS l)
-        WHERE s.store = store_name;
-    END IF;
-END;
+    INSERT INTO rag.bm25_term_deltas (store, lexeme, df)
+    SELECT store_name, d.lexeme, sum(d.n)::integer FROM (
+        SELECT u.lexeme, -1 AS n FROM unnest(coalesce(removed, '{}')) AS r (tsv)
+        CROSS JOIN unnest(r.tsv) AS u
+        UNION ALL
+        SELECT u.lexeme, 1 FROM unnest(coalesce(added, '{}')) AS a (tsv)
+        CROSS JOIN unnest(a.tsv) AS u
+    ) AS d
+    GROUP BY d.lexeme;
+    INSERT INTO rag.bm25_stat_deltas (store, chunks, total_length)
+    SELECT store_name,
+        coalesce(cardinality(added), 0) - coalesce(cardinality(removed), 0),
+        (SELECT coalesce(sum(l), 0) FROM unnest(added_lengths) AS l)
+        - (SELECT coalesce(sum(l), 0) FROM unnest(removed_lengths) AS l);
 $$;
 REVOKE ALL ON FUNCTION rag._bm25_apply(text, tsvector[], integer[], tsvector[], integer[])
 FROM public;
-
--- rag._delete_distributed_chunks(store, ids): rag._forget's DELETE for a distributed chunk
--- table, keeping its BM25 statistics.
-CREATE OR REPLACE FUNCTION rag._delete_distributed_chunks(store_name text, ids text[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    removed tsvector[] := '{}';
-    removed_lengths integer[] := '{}';
-    gone record;
-BEGIN
-    FOR gone IN EXECUTE format(
-        'DELETE FROM rag.%I WHERE document_id = ANY($1) RETURNING tsv, doc_length', store_name
-    ) USING ids LOOP
-        removed := removed || gone.tsv;
-        removed_lengths := removed_lengths || gone.doc_length;
-    END LOOP;
-    PERFORM rag._bm25_apply(store_name, removed, removed_lengths, NULL, NULL);
-END;
-$$;
-REVOKE ALL ON FUNCTION rag._delete_distributed_chunks(text, text[]) FROM public;
+DROP FUNCTION IF EXISTS rag._delete_distributed_chunks(text, text[]);
 
 -- rag._bm25_idf_exact(store, lexemes, query): what rag._bm25_idf gives (idf of each lexeme
 -- that occurs, and avgdl), counted from the chunk table itself instead of the kept
@@ -154,6 +116,7 @@ REVOKE ALL ON FUNCTION rag._bm25_idf_exact(text, text[], tsquery) FROM public;
 CREATE OR REPLACE FUNCTION rag._distribute_store(store_name text, shard_count integer)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -175,6 +138,8 @@ BEGIN
     );
 END;
 $$;
+COMMENT ON FUNCTION rag._distribute_store IS
+'SECURITY DEFINER: the chunk tables belong to pgask_owner';
 REVOKE ALL ON FUNCTION rag._distribute_store(text, integer) FROM public;
 
 -- rag._distribute_new_set(pipeline, set): called by rag.reembed for the chunk table it has

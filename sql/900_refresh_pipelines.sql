@@ -1,12 +1,52 @@
--- Every install regenerates the capture functions, so a new version's trigger logic reaches
--- existing pipelines, after following any DDL on their sources that happened while no event
--- trigger was watching (rag._refresh_pipeline; a broken pipeline is left as it is).
+-- Every install brings existing pipelines to this version: capture triggers and functions of
+-- earlier versions go (with them, anything that evaluated a pipeline's SQL in a writer's
+-- transaction), and each pipeline is bound again to its source (its reader is written by
+-- this version, as the source's owner: `pgask install` runs as a superuser), gets this
+-- version's capture and visibility functions and access rules, and follows any DDL on its
+-- source that happened while no event trigger was watching (rag._refresh_pipeline). A
+-- pipeline that cannot be bound is marked broken with the reason; the install goes on.
+-- Pipelines that had no reader yet (an upgrade) have every row checked once: their keys'
+-- text may differ from what this version writes (rag._key_text_sql).
+DROP FUNCTION IF EXISTS rag._capture_truncate() CASCADE;
+DROP FUNCTION IF EXISTS rag._enqueue(text, text[]);
+DROP FUNCTION IF EXISTS rag._forget(text, text[]);
+DROP FUNCTION IF EXISTS rag._truncate(text);
 DO $$
+DECLARE
+    p rag.pipelines;
+    suffix text;
+    upgraded boolean;
 BEGIN
-    PERFORM rag._sync_sentence_columns(p.name, s.embedding_set),
-        rag._sync_keyword_index(p.name, s.embedding_set)
-    FROM rag.pipelines AS p
-    CROSS JOIN unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (embedding_set);
-    PERFORM rag._refresh_pipeline(name) FROM rag.pipelines WHERE broken IS NULL;
+    FOR p IN SELECT * FROM rag.pipelines LOOP
+        FOREACH suffix IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
+            EXECUTE format('DROP FUNCTION IF EXISTS rag.%I() CASCADE',
+                'pgask_' || p.name || '_' || suffix);
+        END LOOP;
+        upgraded := p.reader IS NULL;
+        IF p.key_attnums IS NULL THEN
+            UPDATE rag.pipelines AS x SET key_attnums = (
+                SELECT array_agg(k.attnum::smallint ORDER BY k.n)
+                FROM pg_index AS i
+                CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+                WHERE i.indrelid = p.source AND i.indisprimary)
+            WHERE x.name = p.name;
+        END IF;
+        PERFORM rag._sync_sentence_columns(p.name, s.embedding_set),
+            rag._sync_keyword_index(p.name, s.embedding_set)
+        FROM unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (embedding_set);
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source);
+        BEGIN
+            PERFORM rag._install_capture(p.name);
+            PERFORM rag._install_visibility(p.name);
+            PERFORM rag._bind_source(p.name, 'pgask install');
+            PERFORM rag._refresh_pipeline(p.name);
+            IF upgraded THEN
+                PERFORM rag._request_check(p.name, 'missing');
+            END IF;
+        EXCEPTION WHEN others THEN
+            PERFORM rag._mark_broken(p.name, format('pgask install could not bind it to its '
+                'source: %s', sqlerrm));
+        END;
+    END LOOP;
 END;
 $$;

@@ -1,7 +1,9 @@
 -- Security: the roles, what each may execute, and the rules of the answer log. Applied last
--- by every install, so it decides every grant of schema rag. The model, the threat model and
--- the test proving each promise: docs/security.md.
---   owner (the installing role) and its members: everything, pipeline DDL included.
+-- by every install (before the hand-over to pgask_owner, 999_ownership.sql), so it decides
+-- every grant of schema rag. The model, the threat model and the test proving each promise:
+-- docs/security.md.
+--   pgask_owner (owns schema rag; no superuser) and its members: everything, pipeline DDL
+--   included (a pipeline's SQL also needs membership in its source table's owner).
 --   pgask_reader: may use provider keys stored with rag.set_secret (never read them).
 --   pgask_auditor: reads every row of rag.answer_log and rag.answer_feedback.
 --   PUBLIC: the entry points listed below, which run with the caller's own privileges.
@@ -232,8 +234,29 @@ rag._distributed(text),
 rag._raise_clean(text, text, text, text),
 rag._check_document(text, text),
 rag._check_reader(text, text),
-rag._store(text, integer)
+rag._store(text, integer),
+rag._attach_capture(text),
+rag._capture_targets(text),
+rag._on_ddl_as_runner(),
+rag._on_owner_change()
 TO public;
+-- Each pipeline's capture function (trigger functions cannot be called; EXECUTE is for
+-- whoever creates a capture trigger: a source's owner, or whoever adds a partition) and
+-- visibility function (rag.search and row-level security run it as the reader).
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_proc AS p
+        INNER JOIN rag.pipelines AS x ON p.oid IN (
+            to_regprocedure(format('rag.%I()', 'pgask_' || x.name || '_capture')),
+            to_regprocedure(format('rag.%I(text)', 'pgask_' || x.name || '_visible')))
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO public', f);
+    END LOOP;
+END;
+$$;
 GRANT EXECUTE ON PROCEDURE
 rag.process_queue(text, integer, double precision, double precision, bigint)
 TO public;

@@ -7,6 +7,9 @@ concurrency property test and by `make soak` (scripts/soak.py).
 - no chunk belongs to a deleted row; no duplicate (document, ordinal);
 - the BM25 statistics (rag.bm25_terms, rag.bm25_stats) equal a recount from the chunks;
 - the queue, and the inbox of captured writes, are empty.
+
+Live rows' keys are read as `key::text`, which is the text pgask records for the key types
+these tests use (integers, text).
 """
 
 from __future__ import annotations
@@ -48,16 +51,21 @@ def problems(conn: psycopg.Connection, pipeline: str, source: str, key: str = "i
             position = end
         if body[position:].strip():
             found.append(f"row {document_id}: the end of its content is in no chunk")
+    # Folded figures plus the deltas not yet folded (rag.bm25_term_stats adds them up).
     terms = dict(conn.execute(
-        "SELECT lexeme, df FROM rag.bm25_terms WHERE store = %s AND df <> 0", (store,)))
+        "SELECT lexeme, df FROM rag.bm25_term_stats WHERE store = %s AND df <> 0", (store,)))
     recount = dict(conn.execute(
         f'SELECT u.lexeme, count(*) FROM rag."{store}" AS c CROSS JOIN unnest(c.tsv) AS u'
         " GROUP BY u.lexeme"))
     if terms != recount:
         wrong = sorted(set(terms.items()) ^ set(recount.items()))[:5]
         found.append(f"bm25_terms differ from a recount, e.g. {wrong}")
-    stats = conn.execute("SELECT chunks, total_length FROM rag.bm25_stats WHERE store = %s",
-                         (store,)).fetchone()
+    stats = conn.execute(
+        "SELECT (SELECT chunks FROM rag.bm25_stats WHERE store = %(s)s)"
+        " + (SELECT coalesce(sum(chunks), 0) FROM rag.bm25_stat_deltas WHERE store = %(s)s),"
+        " (SELECT total_length FROM rag.bm25_stats WHERE store = %(s)s)"
+        " + (SELECT coalesce(sum(total_length), 0) FROM rag.bm25_stat_deltas"
+        " WHERE store = %(s)s)", {"s": store}).fetchone()
     recounted = conn.execute(f'SELECT count(*), coalesce(sum(doc_length), 0) FROM rag."{store}"'
                              ).fetchone()
     if tuple(stats or ()) != tuple(recounted):
@@ -68,11 +76,13 @@ def problems(conn: psycopg.Connection, pipeline: str, source: str, key: str = "i
 
 
 def queued(conn: psycopg.Connection, pipeline: str, status: str | None = None) -> int:
-    """Jobs of the pipeline in rag.queue (with that status, if given) plus the writes captured
-    in rag.queue_inbox that rag.process_queue has not yet turned into jobs."""
+    """Jobs of the pipeline in rag.queue (with that status, if given) plus the keys of writes
+    captured in rag.inbox that rag.process_queue has not yet turned into jobs (a request to
+    check every row counts as one)."""
     (count,) = conn.execute(
         "SELECT (SELECT count(*) FROM rag.queue WHERE pipeline = %(p)s"
         " AND (%(s)s::text IS NULL OR status = %(s)s))"
-        " + (SELECT count(*) FROM rag.queue_inbox WHERE pipeline = %(p)s)",
+        " + (SELECT coalesce(sum(coalesce(cardinality(document_ids), 1)), 0)"
+        " FROM rag.inbox WHERE pipeline = %(p)s)",
         {"p": pipeline, "s": status}).fetchone()
     return count

@@ -96,11 +96,14 @@ def test_a_document_over_the_bound_is_a_dead_letter_not_a_failed_write(tickets):
 
 def test_chunks_per_document_bound_in_a_sync_pipeline(db):
     """rag.documents is a sync pipeline: the bound applies inside the writer's transaction,
-    and the write still commits."""
+    and the write still commits; the row is left queued, and the worker makes it a dead
+    letter with the reason."""
     db.execute("UPDATE rag.settings SET value = '3' WHERE key = 'max_chunks_per_document'")
     db.execute("INSERT INTO rag.documents (source, content) VALUES ('big', %s)",
                ("\n\n".join(f"Paragraph {i}. " + "words " * 300 for i in range(10)),))
     assert db.execute("SELECT count(*) FROM rag.documents").fetchone() == (1,)
+    assert db.execute("SELECT count(*) FROM rag.documents_chunks").fetchone() == (0,)
+    db.execute("CALL rag.process_queue()")
     (error,) = db.execute("SELECT last_error FROM rag.dead_letters").fetchone()
     assert "more than max_chunks_per_document (3)" in error
 

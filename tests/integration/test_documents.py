@@ -85,9 +85,14 @@ def test_updated_at_moves_on_update(db):
 
 
 def test_delete_removes_chunks(db):
+    """Gone from search when the DELETE commits (the writer deletes no chunk, even in a
+    sync pipeline); its chunks go with the next rag.process_queue."""
     document_id = add_document(db, "d.md", POSTGRES_TEXT)
     keep_id = add_document(db, "e.md", "Another document stays.")
     db.execute("DELETE FROM rag.documents WHERE id = %s", (document_id,))
+    assert {r[0] for r in db.execute("SELECT document_id FROM rag.search('index overhead', 5)"
+                                     )} == {str(keep_id)}
+    db.execute("CALL rag.process_queue()")
     assert chunks_of(db, document_id) == []
     assert len(chunks_of(db, keep_id)) == 1
 

@@ -106,7 +106,8 @@ def test_provider_fault(db, embedding_server, fault):
     row = status(db)
     assert message in row["last_error"], row["last_error"]
     assert "Traceback" not in row["last_error"]
-    assert row["pending"] + row["failed"] == 3  # rows 1, 2 and 4; row 3 was deleted
+    # Rows 1, 2 and 4, and row 3, deleted (its job removes its chunks, if any).
+    assert row["pending"] + row["failed"] == 4
     drain(db)
     assert_consistent(db)
     assert_embedded_once(embedding_server, db, extra=1 if logs_inputs else 0)

@@ -40,6 +40,11 @@ def contents(db, pipeline="articles"):
     return {(r[0], r[2]) for r in chunk_rows(db, pipeline)}
 
 
+def searched(db, query, pipeline="articles"):
+    return [r[0] for r in db.execute("SELECT document_id FROM rag.search(%s, 5,"
+                                     " pipeline => %s)", (query, pipeline))]
+
+
 @pytest.fixture
 def articles(db):
     db.execute(ARTICLES)
@@ -77,20 +82,32 @@ def test_writes_only_enqueue_and_chunks_follow_the_table(pipeline):
     db.execute("INSERT INTO articles (id, title, body) VALUES (3, 'Backups', 'Run pg_dump.')")
     db.execute("UPDATE articles SET body = 'Delete old WAL with pg_archivecleanup.' WHERE id = 1")
     db.execute("DELETE FROM articles WHERE id = 2")
-    # The delete is applied at once; the insert and the update wait for the queue.
-    assert {r[0] for r in chunk_rows(db)} == {"1"}
-    assert status(db)["pending"] == 2
+    # The writes only recorded their keys: the delete hides the row from search at once
+    # (its chunks go with the queue), the insert and the update wait for the queue.
+    assert {r[0] for r in chunk_rows(db)} == {"1", "2"}
+    assert "2" not in searched(db, "index filtered columns")
+    assert status(db)["pending"] == 3
     process(db)
     assert contents(db) == {("1", "Delete old WAL with pg_archivecleanup."),
                             ("3", "Run pg_dump.")}
 
 
-def test_update_of_other_columns_enqueues_nothing(pipeline):
+def test_update_of_other_columns_rewrites_nothing(pipeline):
+    """A write evaluates none of the pipeline's SQL, so an UPDATE records its rows' keys
+    whatever it changed; the worker finds their chunks unchanged and leaves them as they
+    are (same rows, nothing embedded)."""
     db = pipeline
     process(db)
+    before = db.execute("SELECT id, document_id FROM rag.articles_chunks ORDER BY id").fetchall()
+    embedded = status(db)["chunks_embedded"]
     db.execute("UPDATE articles SET views = views + 1")
     db.execute("UPDATE articles SET body = body")
+    assert status(db)["pending"] == 2
+    process(db)
     assert status(db)["pending"] == 0
+    assert db.execute("SELECT id, document_id FROM rag.articles_chunks ORDER BY id"
+                      ).fetchall() == before
+    assert status(db)["chunks_embedded"] == embedded
 
 
 def test_bulk_statement_and_truncate(pipeline):
@@ -102,6 +119,9 @@ def test_bulk_statement_and_truncate(pipeline):
     process(db, batch_size=20)
     assert len(chunk_rows(db)) == 52
     db.execute("TRUNCATE articles")
+    assert searched(db, "note number") == []  # at once
+    assert status(db)["pending"] == 1  # a check of every row
+    process(db)
     assert chunk_rows(db) == []
     assert status(db)["pending"] == 0
 
@@ -110,8 +130,10 @@ def test_primary_key_change_moves_the_chunks(pipeline):
     db = pipeline
     process(db)
     db.execute("UPDATE articles SET id = 100 WHERE id = 1")
-    assert "1" not in {r[0] for r in chunk_rows(db)}
+    assert [r[0] for r in db.execute("SELECT document_id FROM rag.search('WAL files', 5,"
+                                     " pipeline => 'articles')")] == ["2"]
     process(db)
+    assert "1" not in {r[0] for r in chunk_rows(db)}
     assert ("100", "Free space by removing old WAL files.") in contents(db)
 
 
@@ -165,8 +187,10 @@ def test_composite_primary_key(db):
     db.execute("SELECT rag.create_pipeline('notes', 'notes', 'body')")
     process(db, pipeline="notes")
     rows = db.execute("SELECT document_id, content FROM rag.notes_chunks").fetchall()
-    assert rows == [('["sre", 1]', "Page the on-call engineer.")]
+    # The key's columns as text, whatever their types, as a JSON array.
+    assert rows == [('["sre", "1"]', "Page the on-call engineer.")]
     db.execute("DELETE FROM notes")
+    process(db, pipeline="notes")
     assert db.execute("SELECT count(*) FROM rag.notes_chunks").fetchone() == (0,)
 
 

@@ -396,8 +396,9 @@ def test_switch_waits_briefly_for_a_search_holding_the_old_set_and_never_blocks_
 
 
 def inbox(db):
-    return db.execute("SELECT document_id FROM rag.queue_inbox WHERE pipeline = 'tickets'"
-                      " ORDER BY document_id::int").fetchall()
+    """The keys each captured statement recorded, in the order they were written."""
+    return [r[0] for r in db.execute("SELECT document_ids FROM rag.inbox"
+                                     " WHERE pipeline = 'tickets' ORDER BY enqueued_at, ctid")]
 
 
 def test_writes_append_to_the_inbox_and_become_one_job_per_row(table):
@@ -405,25 +406,39 @@ def test_writes_append_to_the_inbox_and_become_one_job_per_row(table):
     make_pipeline(table, rows=0)
     table.execute("INSERT INTO tickets VALUES (1, 'disk full'), (2, 'login fails')")
     table.execute("UPDATE tickets SET body = 'disk full again' WHERE id = 1")
-    table.execute("UPDATE tickets SET id = id")  # no captured column changed: nothing queued
-    # The writes only appended; no job exists yet, but the status counts each row once.
-    assert inbox(table) == [("1",), ("1",), ("2",)]
+    # A write evaluates none of the pipeline's SQL: every row it touched is recorded (the
+    # worker finds nothing changed and writes nothing).
+    table.execute("UPDATE tickets SET id = id")
+    # The writes only appended, one row per statement; no job exists yet, but the status
+    # counts each key once.
+    assert inbox(table) == [["1", "2"], ["1"], ["1", "2"]]
     assert queue_rows(table) == []
     assert table.execute("SELECT pending, lag_seconds >= 0 FROM rag.pipeline_status"
                          " WHERE pipeline = 'tickets'").fetchone() == (2, True)
-    assert table.execute("SELECT rag._drain_inbox('tickets', 100)").fetchone() == (3,)
+    assert table.execute("SELECT rag._drain_inbox('tickets', 100)").fetchone() == (5,)
     assert inbox(table) == []
     assert table.execute("SELECT document_id, generation FROM rag.queue"
-                         " ORDER BY document_id").fetchall() == [("1", 1), ("2", 1)]
+                         " ORDER BY document_id").fetchall() == [("1", 3), ("2", 2)]
     # A row written again while its job waits: the same job, a new generation.
     table.execute("UPDATE tickets SET body = 'disk full, third time' WHERE id = 1")
     table.execute("SELECT rag._drain_inbox('tickets', 100)")
     assert table.execute("SELECT document_id, generation FROM rag.queue"
-                         " ORDER BY document_id").fetchall() == [("1", 2), ("2", 1)]
-    # max_rows bounds one move; the rest waits for the next one.
-    table.execute("INSERT INTO tickets SELECT g, 'more' FROM generate_series(3, 7) g")
+                         " ORDER BY document_id").fetchall() == [("1", 4), ("2", 2)]
+    # max_rows bounds one move (in statements); the rest waits for the next one.
+    for key in range(3, 6):
+        table.execute("INSERT INTO tickets VALUES (%s, 'more')", (key,))
     assert table.execute("SELECT rag._drain_inbox('tickets', 2)").fetchone() == (2,)
-    assert len(inbox(table)) == 3
+    assert inbox(table) == [["5"]]
+
+
+def test_a_bulk_statement_is_one_append(table):
+    """COPY or INSERT ... SELECT of many rows: one row in the inbox, holding every key."""
+    register(table, None)
+    make_pipeline(table, rows=0)
+    table.execute("INSERT INTO tickets SELECT g, 'row ' || g FROM generate_series(1, 500) g")
+    assert [len(keys) for keys in inbox(table)] == [500]
+    assert table.execute("SELECT pending FROM rag.pipeline_status"
+                         " WHERE pipeline = 'tickets'").fetchone() == (500,)
 
 
 def test_a_write_to_a_leased_row_waits_in_the_inbox_until_the_lease_ends(table):
@@ -434,7 +449,7 @@ def test_a_write_to_a_leased_row_waits_in_the_inbox_until_the_lease_ends(table):
     table.execute("UPDATE tickets SET body = 'written while a worker holds the job'")
     # Moving it now would wait on the worker's row lock; it stays, and the job is untouched.
     assert table.execute("SELECT rag._drain_inbox(NULL, 100)").fetchone() == (0,)
-    assert inbox(table) == [("1",)]
+    assert inbox(table) == [["1"]]
     assert table.execute("SELECT generation FROM rag.queue").fetchall() == [(1,)]
     table.execute("UPDATE rag.queue SET leased_until = now() - interval '1 second'")
     assert table.execute("SELECT rag._drain_inbox(NULL, 100)").fetchone() == (1,)
@@ -447,10 +462,9 @@ def test_captured_writes_of_a_dropped_pipeline_are_discarded(table):
     table.execute("INSERT INTO tickets VALUES (1, 'disk full')")
     # What rag.drop_pipeline leaves nothing of; a row the DELETE missed (a concurrent write)
     # is dropped by the move, not turned into a job of a pipeline that is gone.
-    table.execute("INSERT INTO rag.queue_inbox (pipeline, embedding_set, document_id)"
-                  " VALUES ('gone', 1, '1')")
+    table.execute("INSERT INTO rag.inbox (pipeline, document_ids) VALUES ('gone', '{1}')")
     table.execute("SELECT rag.drop_pipeline('tickets')")
-    assert table.execute("SELECT pipeline FROM rag.queue_inbox").fetchall() == [("gone",)]
+    assert table.execute("SELECT pipeline FROM rag.inbox").fetchall() == [("gone",)]
     assert table.execute("SELECT rag._drain_inbox(NULL, 100)").fetchone() == (1,)
-    assert table.execute("SELECT count(*) FROM rag.queue_inbox").fetchone() == (0,)
+    assert table.execute("SELECT count(*) FROM rag.inbox").fetchone() == (0,)
     assert table.execute("SELECT count(*) FROM rag.queue").fetchone() == (0,)

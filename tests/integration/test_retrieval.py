@@ -28,9 +28,19 @@ def vector_text(v) -> str:
 
 
 def fill_store(db, rows, seed=7):
-    """rows: (content, metadata dict); returns their chunk ids in order."""
+    """rows: (content, metadata dict); returns their chunk ids in order. Each chunk gets a
+    source row in rag.documents (written with the capture triggers off, so nothing is queued
+    or embedded): rag.search returns only chunks whose source row exists."""
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(len(rows), 384)).astype(np.float32)
+    db.execute("SET session_replication_role = replica")
+    try:
+        with db.cursor() as cur, cur.copy(
+                "COPY rag.documents (id, source, content) FROM STDIN") as copy:
+            for i, (content, _) in enumerate(rows):
+                copy.write_row((1_000_000 + i, f"filled/{1_000_000 + i}", content))
+    finally:
+        db.execute("RESET session_replication_role")
     with db.cursor() as cur, cur.copy(
         f"COPY {STORE} (document_id, ordinal, content, token_count, embed_hash, char_start,"
         " char_end, embedding, metadata) FROM STDIN"
@@ -150,14 +160,19 @@ def test_bm25_statistics_follow_inserts_updates_deletes_and_truncate(db):
     db.execute("UPDATE rag.documents SET content = 'Entirely new words: zebra' WHERE id = %s",
                (ids[0],))
     db.execute("DELETE FROM rag.documents WHERE id = %s", (ids[1],))
+    db.execute("CALL rag.process_queue()")  # the deleted row's chunks go
 
     def stats_match_a_recount():
+        """The kept statistics (folded, plus the deltas writers appended since) are a
+        recount's; folding them changes nothing."""
         (chunks, total) = db.execute(
-            "SELECT chunks, total_length FROM rag.bm25_stats WHERE store = 'documents_chunks_1'"
-        ).fetchone()
+            "SELECT sum(chunks), sum(total_length) FROM (SELECT chunks, total_length"
+            " FROM rag.bm25_stats WHERE store = 'documents_chunks_1' UNION ALL"
+            " SELECT chunks, total_length FROM rag.bm25_stat_deltas"
+            " WHERE store = 'documents_chunks_1') AS s").fetchone()
         assert (chunks, total) == db.execute(
             f"SELECT count(*), coalesce(sum(doc_length), 0) FROM {STORE}").fetchone()
-        kept = dict(db.execute("SELECT lexeme, df FROM rag.bm25_terms"
+        kept = dict(db.execute("SELECT lexeme, df FROM rag.bm25_term_stats"
                                " WHERE store = 'documents_chunks_1' AND df > 0").fetchall())
         recount = dict(db.execute(f"SELECT u.lexeme, count(*) FROM {STORE} AS c,"
                                   " unnest(c.tsv) AS u GROUP BY u.lexeme").fetchall())
@@ -166,7 +181,11 @@ def test_bm25_statistics_follow_inserts_updates_deletes_and_truncate(db):
 
     assert stats_match_a_recount() == 5
     assert search(db, "zebra", mode="keyword", columns="document_id") == [(str(ids[0]),)]
+    db.execute("SELECT rag._bm25_fold('documents_chunks_1')")
+    assert db.execute("SELECT count(*) FROM rag.bm25_stat_deltas").fetchone() == (0,)
+    assert stats_match_a_recount() == 5
     db.execute("TRUNCATE rag.documents")
+    db.execute("CALL rag.process_queue()")
     assert stats_match_a_recount() == 0
 
 
@@ -316,7 +335,7 @@ def test_injection_attempts_are_just_data(db, spec):
         assert "rag.search: filter:" in str(exc)  # a clear refusal is fine too
     else:
         assert rows == []
-    assert db.execute("SELECT count(*) FROM rag.documents").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM rag.documents").fetchone() == (50,)
     assert db.execute(f"SELECT count(*) FROM {STORE}").fetchone() == (50,)
 
 

@@ -113,15 +113,16 @@ def test_writers_cannot_empty_or_delete_other_chunks(db, memos, roles):
     writer = roles.make("writer")
     db.execute(f"GRANT INSERT, UPDATE ON memos TO {writer}")
     with roles.as_role(writer):
-        for call in ("SELECT rag._truncate('memos')",
-                     "SELECT rag._forget('memos', ARRAY['1', '2'])",
-                     "SELECT rag._enqueue('memos', array_fill('x'::text, ARRAY[1000]))"):
+        for call in ("SELECT rag._request_check('memos', 'all')",
+                     "SELECT rag._reconcile('memos', 'all')",
+                     "SELECT rag._queue_jobs('memos', '{1}', array_fill('x'::text, ARRAY[1000]),"
+                     " now())"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 db.execute(call)
-        # Nor forge, read or drop captured writes: only the async triggers write the inbox.
-        for statement in ("INSERT INTO rag.queue_inbox VALUES ('memos', 1, '1', now())",
-                          "SELECT count(*) FROM rag.queue_inbox",
-                          "DELETE FROM rag.queue_inbox"):
+        # Nor forge, read or drop captured writes: only the capture triggers write the inbox.
+        for statement in ("INSERT INTO rag.inbox (pipeline, document_ids) VALUES ('memos', '{1}')",
+                          "SELECT count(*) FROM rag.inbox",
+                          "DELETE FROM rag.inbox"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 db.execute(statement)
         # Its own writes still index (the triggers run without EXECUTE checks).

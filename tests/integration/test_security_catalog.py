@@ -6,6 +6,8 @@ superuser and by ordinary roles in every way it can be."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 PINNED = "search_path=pg_catalog, pg_temp"
@@ -92,7 +94,34 @@ PUBLIC_EXECUTE = {
     "rag._check_document(text,text)": "pure validation of a document's size (rag.settings)",
     "rag._check_reader(text,text)": "invoker; raises 42501 unless the caller may read",
     "rag._store(text,integer)": "pure: a chunk table's name (rag.search opens it first)",
+    # Capture triggers on partitions are created by whoever creates or attaches them: these
+    # run as that role, and only create triggers on tables it owns.
+    "rag._attach_capture(text)": "invoker; creates capture triggers on tables the caller owns",
+    "rag._capture_targets(text)": "reads rag.pipelines and the partition tree (PUBLIC)",
+    "rag._on_ddl_as_runner()": "event trigger function (cannot be called); invoker on purpose",
+    "rag._on_owner_change()": "event trigger function (cannot be called); invoker on purpose",
 }
+
+# Functions generated for each pipeline, by the pattern of their names.
+GENERATED_PUBLIC = {
+    "_capture()": "trigger function (cannot be called); EXECUTE is for whoever creates its "
+                  "triggers: the source's owner, or whoever adds a partition",
+    "_visible(text)": "invoker; whether the caller may see a source row (rag.search, the "
+                      "chunk tables' policy)",
+}
+# The generated visibility functions have no SET clause: the planner inlines them into
+# rag.search's queries and the chunk tables' policy. Every name in them is qualified
+# (rag._install_visibility; checked below), so no search_path can change what they call.
+INLINED = "_visible(text)"
+
+
+def public_reason(signature: str) -> str | None:
+    if signature in PUBLIC_EXECUTE:
+        return PUBLIC_EXECUTE[signature]
+    if signature.startswith("rag.pgask_"):
+        return next((why for end, why in GENERATED_PUBLIC.items() if signature.endswith(end)),
+                    None)
+    return None
 
 
 def _routines(db):
@@ -129,12 +158,20 @@ def test_every_function_pins_a_safe_search_path(with_pipelines):
     db = with_pipelines
     routines = _routines(db)
     generated = [r for r in routines if r[1].startswith("rag.pgask_")]
-    assert len(generated) == 9, generated  # insert/update/delete: documents, notes, memos
+    assert len(generated) == 6, generated  # capture and visibility: documents, notes, memos
     bad = []
-    for _, signature, definer, config, kind, _, _ in routines:
+    for oid, signature, definer, config, kind, _, _ in routines:
         paths = [c for c in config if c.startswith("search_path=")]
         if signature in UNPINNABLE:
             assert kind == "p" and not paths, signature
+            continue
+        if signature.startswith("rag.pgask_") and signature.endswith(INLINED):
+            (body,) = db.execute("SELECT prosrc FROM pg_proc WHERE oid = %s", (oid,)).fetchone()
+            # Every relation, operator and type named with its schema.
+            assert not definer and not config, signature
+            assert re.fullmatch(r"SELECT EXISTS \(SELECT FROM \S+\.\S+ AS s WHERE"
+                                r"( s\.\S+ OPERATOR\(\S+\.=\) \S+::\S+\.\S+( AND)?)+\)",
+                                body), body
             continue
         if paths != [PINNED]:
             bad.append((signature, "definer" if definer else "invoker", config))
@@ -170,27 +207,32 @@ def test_public_may_execute_only_the_allowlist(with_pipelines):
     db = with_pipelines
     routines = _routines(db)
     public = {r[1] for r in routines if r[5]}
-    assert public - set(PUBLIC_EXECUTE) == set(), "executable by PUBLIC without a reason"
+    assert {p for p in public if public_reason(p) is None} == set(), \
+        "executable by PUBLIC without a reason"
     # Every definer function is revoked from PUBLIC unless the allowlist says why not, and
     # carries a comment saying why it needs definer rights.
     for _, signature, definer, _, _, public_execute, comment in routines:
         if definer:
-            assert not public_execute or "DEFINER" in PUBLIC_EXECUTE[signature], signature
+            assert not public_execute or "DEFINER" in (public_reason(signature) or "") \
+                or signature.endswith("_capture()"), signature
             assert comment and "definer" in comment.lower(), signature
-    # The internal definer functions of the issue, by name.
+    # The internal functions that read sources, change pipelines or queue work, by name.
     names = {r[1].split("(")[0] for r in routines if not r[5]}
-    assert {"rag._truncate", "rag._forget", "rag._enqueue", "rag._process_now",
-            "rag._sync_security", "rag._use_secret", "rag.pgask_notes_insert",
-            "rag.pgask_memos_update"} <= names
+    assert {"rag._reconcile", "rag._request_check", "rag._drain_inbox", "rag._process_now",
+            "rag._sync_security", "rag._use_secret", "rag._bind_source", "rag._source_rows",
+            "rag._open_source_schema", "rag._mark_broken", "rag._install_capture"} <= names
 
 
 def test_an_ordinary_role_cannot_call_internal_functions(db, with_pipelines, roles):
     role = roles.make("nobody")
-    calls = ["SELECT rag._truncate('notes')", "SELECT rag._forget('notes', ARRAY['1'])",
-             "SELECT rag._enqueue('notes', ARRAY['1', '2'])",
+    calls = ["SELECT rag._reconcile('notes', 'all')", "SELECT rag._request_check('notes', 'all')",
+             "SELECT rag._drain_inbox(NULL, 10)",
              "SELECT rag._process_now('memos', ARRAY['1'])",
              "SELECT rag._sync_security('notes')", "SELECT rag._use_secret('x')",
-             "SELECT rag._install_capture('notes')"]
+             "SELECT rag._install_capture('notes')",
+             "SELECT * FROM rag._source_rows('notes', 'keys', NULL)",
+             f"SELECT rag._open_source_schema('{role}'::regrole, true)",
+             "SELECT rag._mark_broken('notes', 'x')", "SELECT rag._lock_out('notes')"]
     for call in calls:
         with roles.as_role(role), pytest.raises(Exception) as caught:
             db.execute(call)

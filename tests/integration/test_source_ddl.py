@@ -87,6 +87,10 @@ def test_followed_ddl_then_every_write_kind(tickets, ddl):
     assert db.execute("SELECT document_id FROM rag.search('network between nodes', 1,"
                       " pipeline => 'tickets')").fetchall() == [("3",)]
     db.execute(f"TRUNCATE {table}")
+    # Gone from search when the TRUNCATE commits; the chunks, once a worker has run.
+    assert db.execute("SELECT document_id FROM rag.search('network between nodes', 1,"
+                      " pipeline => 'tickets')").fetchall() == []
+    process(db)
     assert chunks(db) == []
     assert status(db)["broken"] is None
 

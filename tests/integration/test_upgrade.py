@@ -146,6 +146,14 @@ def test_an_upgrade_from_0_1_0_keeps_the_data_and_the_api_works(cluster):
                           if isinstance(value, dict) else value
                           for value, old in zip(row, old_row, strict=True))
                     for row, old_row in zip(after[name], before[name], strict=False)]
+            if name == "pipelines":
+                # The key's SQL is pgask's own, written again by every install: since 0.3 the
+                # key's text comes from its type's output function, the same in every session.
+                kept = [tuple({k: v for k, v in row[0].items()
+                               if k not in ("key_sql", "key_join_sql")},) for row in kept]
+                before[name] = [tuple({k: v for k, v in row[0].items()
+                                       if k not in ("key_sql", "key_join_sql")},)
+                                for row in before[name]]
             if name == "settings":  # new releases add settings (bounds); old ones stay
                 assert set(before[name]) <= set(after[name]), f"{name} changed in the upgrade"
                 continue

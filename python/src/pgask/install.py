@@ -11,6 +11,7 @@ server imports the version being installed. Everything runs in one transaction.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,13 @@ if GD.get("pgask_version") != "{version}":
                         "`pgask install`, and reconnect.")
 """
 REQUIRED_EXTENSIONS = ("vector", "plpython3u")
+# The role that owns schema rag and everything in it, and runs every SECURITY DEFINER
+# function: NOSUPERUSER, NOCREATEROLE, NOBYPASSRLS (docs/security.md). Workers and pipeline
+# admins are its members; a superuser is needed to install and upgrade, never to run.
+OWNER_ROLE = "pgask_owner"
+# The schema of the functions that read a source table as its owner (sql/075_source_binding.sql):
+# owned by OWNER_ROLE, with no privilege for anyone else.
+SOURCE_SCHEMA = "rag_source"
 # sql/ texts name pgvector's type and operators in this schema; install writes in the schema
 # the extension was created in (sqlfluff sees a plain identifier).
 VECTOR_SCHEMA_PLACEHOLDER = "_vector_schema_"
@@ -74,8 +82,10 @@ def _ensure_extensions(cur: psycopg.Cursor) -> None:
                 f"the server has no '{name}' extension: install {package} on the database "
                 "server (`make setup` does) and run `pgask install` again"
             )
-        cur.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(
-            sql.Identifier(name)))
+        # (A search_path pinned to pg_catalog names no schema to create pgvector in: it goes
+        # where PostgreSQL puts it by default, public, unless it is installed already.)
+        cur.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}{}").format(
+            sql.Identifier(name), sql.SQL(" SCHEMA public" if name == "vector" else "")))
 
 
 def sql_files(root: Path) -> list[Path]:
@@ -99,7 +109,48 @@ def _vector_schema(cur: psycopg.Cursor) -> str:
     return cur.fetchone()[0]
 
 
-def _apply_migrations(cur: psycopg.Cursor, root: Path) -> list[str]:
+# pgvector's names as migrations spell them (never edited once applied): the type with its
+# typmod and its operator classes. Written with the extension's schema when a migration runs,
+# so no migration resolves a name through a schema that others can create in.
+_VECTOR_NAMES = re.compile(r"(?<![\w.\"])(vector(?=\s*\()|vector_(?:cosine|l2|ip)_ops\b)")
+
+
+def qualify_vector(text: str, vector_schema: str) -> str:
+    """A migration's text with pgvector's type and operator classes qualified by its schema
+    (comments left as they are)."""
+    return "\n".join(
+        line if line.lstrip().startswith("--")
+        else _VECTOR_NAMES.sub(lambda m: f"{vector_schema}.{m.group(1)}", line)
+        for line in text.split("\n"))
+
+
+def _ensure_roles(cur: psycopg.Cursor) -> None:
+    """The owner role (created NOLOGIN, and kept without superuser, role creation or
+    row-level-security bypass whoever created it first), schema rag and the source-reading
+    schema owned by it. Needs a superuser, as installing PL/Python functions does anyway."""
+    cur.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
+    if not cur.fetchone()[0]:
+        raise InstallError(
+            "pgask install needs a superuser: it installs PL/Python (an untrusted language) "
+            f"and hands everything to the role {OWNER_ROLE}, which runs pgask without one")
+    owner = sql.Identifier(OWNER_ROLE)
+    # On a Citus coordinator, Citus runs pgask_owner's DDL on distributed chunk tables (grants,
+    # columns) over connections to the workers as pgask_owner: there it must be able to log
+    # in (docs/scale-out.md). Elsewhere it never logs in.
+    cur.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')")
+    login = sql.SQL("LOGIN" if cur.fetchone()[0] else "NOLOGIN")
+    cur.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+                        " NOBYPASSRLS {}").format(owner, login))
+    for schema in ("rag", SOURCE_SCHEMA):
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        cur.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), owner))
+    cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(
+        sql.Identifier(SOURCE_SCHEMA)))
+    cur.execute(sql.SQL("GRANT ALL ON SCHEMA {} TO {}").format(
+        sql.Identifier(SOURCE_SCHEMA), owner))
+
+
+def _apply_migrations(cur: psycopg.Cursor, root: Path, vector_schema: str) -> list[str]:
     cur.execute(
         "CREATE TABLE IF NOT EXISTS rag.migrations ("
         " name text PRIMARY KEY, checksum text NOT NULL,"
@@ -119,7 +170,7 @@ def _apply_migrations(cur: psycopg.Cursor, root: Path) -> list[str]:
                     "migrations are never edited once applied; put the change in a new migration"
                 )
             continue
-        cur.execute(text)
+        cur.execute(qualify_vector(text, vector_schema))
         cur.execute("INSERT INTO rag.migrations (name, checksum) VALUES (%s, %s)",
                     (path.name, digest))
         applied.append(path.name)
@@ -174,18 +225,26 @@ def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> Insta
     if not files:
         raise InstallError(f"{root / 'sql'} holds no NNN_*.sql files")
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
+        # The owner role in a transaction of its own: with Citus, pgask_owner's DDL reaches
+        # the workers over connections as pgask_owner, which must exist there already (Citus
+        # creates it on the workers when this commits). A role left by a failed install is
+        # harmless.
+        cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
+                    (PINNED_SEARCH_PATH,))
+        cur.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (OWNER_ROLE,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(OWNER_ROLE)))
+    with conn.transaction(), conn.cursor() as cur:
+        # Before anything else: no name below resolves through the connection's search_path
+        # (a role with CREATE on public could plant closer-matching operators and functions).
+        cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
+                    (PINNED_SEARCH_PATH,))
+        cur.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
         _refuse_downgrade(cur)
         _ensure_extensions(cur)
         vector_schema = _vector_schema(cur)
-        cur.execute("CREATE SCHEMA IF NOT EXISTS rag")
-        # Migrations name the vector type unqualified (they are never edited): its schema,
-        # after pg_catalog, is the only other one on their path.
-        cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
-                    (f"pg_catalog, {vector_schema}, pg_temp",))
-        applied = _apply_migrations(cur, root)
-        cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
-                    (PINNED_SEARCH_PATH,))
+        _ensure_roles(cur)
+        applied = _apply_migrations(cur, root, vector_schema)
         # Recorded before the sql/ files run: some of them call PL/Python already.
         cur.execute(
             "INSERT INTO rag.settings (key, value) VALUES ('python_site', %s), ('version', %s)"

@@ -2,9 +2,10 @@
 
 The queue, rag.search and rag.answer all load a pipeline through ``load``; the names of what
 a pipeline owns are spelt here once, as sql/ spells them (rag._store, rag._install_capture):
-the chunk table of each embedding set, the view over the active one, and the functions its
-source table's capture triggers call. Pipeline names match ^[a-z_][a-z0-9_]*$ (checked when
-a pipeline is created), so quoting them with "" is safe.
+the chunk table of each embedding set, the view over the active one, the function its source
+table's capture triggers call and the one that tells whether a key's row is visible.
+Pipeline names match ^[a-z_][a-z0-9_]*$ (checked when a pipeline is created), so quoting them
+with "" is safe.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pgask.plans import prepared
 
 _LOAD = (
-    "SELECT name, source::text AS source, key_join_sql, content_sql, title_sql, metadata_sql,"
+    "SELECT name, source::text AS source,"
     " chunker::text AS chunker, embedder, active_set, building_set, building_embedder,"
     " max_attempts, retry_base_seconds, retry_max_seconds, language::text AS language,"
     " search_options::text AS search_options, answer_options::text AS answer_options"
@@ -30,10 +31,6 @@ class Pipeline:
 
     name: str
     source: str  # the source table, as regclass text
-    key_join_sql: str
-    content_sql: str
-    title_sql: str
-    metadata_sql: str
     chunker: dict
     embedder: str
     active_set: int
@@ -65,10 +62,14 @@ class Pipeline:
         return f'rag."{self.name}_chunks"'
 
     @property
-    def capture_functions(self) -> tuple[str, ...]:
-        """The trigger functions rag._install_capture makes for the source table."""
-        return tuple(f'rag."pgask_{self.name}_{event}"' for event in ("insert", "update",
-                                                                     "delete"))
+    def capture_function(self) -> str:
+        """The trigger function rag._install_capture makes for the source's capture triggers."""
+        return f'rag."pgask_{self.name}_capture"'
+
+    @property
+    def visibility_function(self) -> str:
+        """rag._install_visibility's function: may the caller see the source row of a key?"""
+        return f'rag."pgask_{self.name}_visible"'
 
     def embedder_for(self, embedding_set: int) -> str | None:
         """The embedder of an embedding set: the active one's, or the one being built's."""

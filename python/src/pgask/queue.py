@@ -1,11 +1,16 @@
 """The queue processor behind rag.process_queue (and sync pipelines' triggers).
 
-Writers' triggers only append to rag.queue_inbox; each round here first moves those captured
-writes into rag.queue (one job per row and set), then claims. Jobs are claimed with a lease
-and committed before any embedding happens, so a slow or failing provider never holds a lock
-a writer needs. A result is written only if the source row still
-holds the text that was embedded; chunks whose embedded text is unchanged reuse their vectors.
-Runs inside PostgreSQL: `plpy` is PL/Python's module, passed in by the SQL functions.
+Writers' triggers only append the keys of the rows they touched to rag.inbox; each round
+here first moves those into rag.queue (one job per key and set), then claims. Jobs are
+claimed with a lease and committed before any embedding happens, so a slow or failing
+provider never holds a lock a writer needs. Source rows are read only through the
+pipeline's reader (rag._source_rows), which evaluates the pipeline's SQL as the source
+table's owner and hands back text: nothing a table owner controls runs here. A row that is
+gone loses its chunks; a row whose own evaluation failed fails alone; a result is written
+only if the source row still holds the text that was embedded, and not at all when the
+chunks it would write are already there. Chunks whose embedded text is unchanged reuse
+their vectors. Runs inside PostgreSQL: `plpy` is PL/Python's module, passed in by the SQL
+functions.
 """
 
 from __future__ import annotations
@@ -70,15 +75,52 @@ def load_embedder(plpy, name: str):
     return provider_for(spec, lambda s: read_secret(plpy, s))
 
 
-def fetch_sources(plpy, p: Pipeline, ids: list[str]) -> dict[str, tuple]:
-    """document_id -> (content, title, metadata JSON) as the source table holds them now."""
-    plan = prepared(plpy,
-        f"SELECT k.document_id, {p.content_sql} AS content, {p.title_sql} AS title,"
-        f" ({p.metadata_sql})::text AS metadata"
-        f" FROM unnest($1::text[]) AS k (document_id) JOIN {p.source} AS s ON {p.key_join_sql}",
-        ["text[]"])
-    return {r["document_id"]: (r["content"] or "", r["title"] or "", r["metadata"])
-            for r in plpy.execute(plan, [ids])}
+class SourceUnreadable(Exception):
+    """The pipeline's reader cannot read any row (a column it uses is gone, the reader was
+    changed, the table has a new owner): the pipeline is broken, not one of its rows."""
+
+
+# SQLSTATE classes of a reader failure that concerns every row: syntax or access rule (a
+# column, type or function gone), feature not supported, object not in prerequisite state
+# (rag._source_rows: the reader must be bound again).
+_WHOLE_PIPELINE_STATES = ("42", "0A", "55")
+
+
+@dataclass(frozen=True)
+class SourceRows:
+    """What the reader returned for some keys: rows as (content, title, metadata JSON), and
+    the error of each row whose own evaluation failed. A key in neither is a row that is
+    gone."""
+
+    rows: dict[str, tuple]
+    problems: dict[str, str]
+
+
+def fetch_sources(plpy, p: Pipeline, ids: list[str]) -> SourceRows:
+    """The rows with these keys as the source table holds them now, read as its owner
+    (rag._source_rows). Raises SourceUnreadable when the reader cannot run at all."""
+    try:
+        with plpy.subtransaction():
+            rows = plpy.execute(prepared(plpy,
+                "SELECT document_id, content, title, metadata, problem"
+                " FROM rag._source_rows($1, 'rows', $2)", ["text", "text[]"]), [p.name, ids])
+    except plpy.SPIError as exc:
+        if (getattr(exc, "sqlstate", None) or "")[:2] in _WHOLE_PIPELINE_STATES:
+            raise SourceUnreadable(f"its rows cannot be read: {exc}") from None
+        raise
+    found = SourceRows({}, {})
+    for r in rows:
+        if r["problem"] is not None:
+            found.problems[r["document_id"]] = r["problem"]
+        else:
+            found.rows[r["document_id"]] = (r["content"] or "", r["title"] or "",
+                                            r["metadata"] or "{}")
+    return found
+
+
+def mark_broken(plpy, p: Pipeline, reason: str) -> None:
+    plpy.execute(prepared(plpy, "SELECT rag._mark_broken($1, $2)", ["text", "text"]),
+                 [p.name, reason[:2000]])
 
 
 def plan_documents(p: Pipeline, provider, sources: dict[str, tuple],
@@ -252,6 +294,44 @@ def write_chunks(plpy, store: str, doc: Planned, vectors: dict[bytes, Embedded],
              [r["tsv"] for r in added], [r["doc_length"] for r in added]])
 
 
+def remove_chunks(plpy, store: str, document_id: str, distributed: str | None = None) -> None:
+    """The chunks of a row that is gone."""
+    write_chunks(plpy, store, Planned(document_id, ("", "", "{}"), "", {}, [], [], []), {},
+                 distributed)
+
+
+def stored_chunks(plpy, store: str, ids: list[str]) -> dict[str, list[tuple]]:
+    """What the chunk table holds for these documents, chunk by chunk: (embedded text's
+    hash, start, end, title, metadata); compared with a new plan by `unchanged`."""
+    rows = plpy.execute(prepared(plpy,
+        "SELECT document_id, embed_hash, char_start, char_end, title, metadata::text AS metadata"
+        f" FROM {store} WHERE document_id = ANY($1) ORDER BY document_id, ordinal",
+        ["text[]"]), [ids])
+    found: dict[str, list[tuple]] = {}
+    for r in rows:
+        found.setdefault(r["document_id"], []).append(
+            (bytes(r["embed_hash"]), r["char_start"], r["char_end"], r["title"],
+             json.loads(r["metadata"])))
+    return found
+
+
+def unchanged(doc: Planned, stored: list[tuple] | None, fresh: set[bytes]) -> bool:
+    """Whether writing `doc` would leave the chunk table as it is: the same chunks, title and
+    metadata, and no vector computed anew (a fresh one fills what the stored rows lack, such
+    as sentence vectors). An UPDATE of columns the pipeline does not use, or a check of
+    every row, then costs chunking, not a rewrite."""
+    if stored is None or any(h in fresh for h in doc.hashes):
+        return False
+    return stored == [(h, c.start, c.end, doc.title, {**doc.metadata, **c.metadata})
+                      for h, c in zip(doc.hashes, doc.chunks, strict=True)]
+
+
+def fold_statistics(plpy, stores: set[str]) -> None:
+    """BM25 deltas appended by chunk writers, folded (rag._bm25_fold), in this transaction."""
+    for store in sorted(stores):
+        plpy.execute(prepared(plpy, "SELECT rag._bm25_fold($1)", ["text"]), [store])
+
+
 def _add_stats(plpy, pipeline: str, done: int, embedded: int, reused: int, stale: int) -> None:
     plpy.execute(prepared(plpy,
         "UPDATE rag.pipeline_stats SET done = done + $2, chunks_embedded = chunks_embedded + $3,"
@@ -289,13 +369,14 @@ def new_owner() -> str:
     return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-# Captured writes moved into rag.queue per claim: enough to stay ahead of any batch size,
-# bounded so that one move stays a short transaction however large the backlog.
-DRAIN_ROWS = 10_000
+# Captured statements moved into rag.queue per claim: enough to stay ahead of any batch size,
+# bounded so that one move stays a short transaction however large the backlog (a statement
+# that wrote many rows is one inbox row).
+DRAIN_ROWS = 1_000
 
 
 def drain_inbox(plpy, pipeline) -> None:
-    """Turns writes captured in rag.queue_inbox into jobs (rag._drain_inbox), and commits."""
+    """Turns writes captured in rag.inbox into jobs (rag._drain_inbox), and commits."""
     plpy.execute(prepared(plpy, "SELECT rag._drain_inbox($1, $2)", ["text", "int"]),
                  [pipeline, DRAIN_ROWS])
     plpy.commit()
@@ -390,6 +471,17 @@ def _as_embedder_error(exc: Exception) -> EmbedderError:
     return EmbedderError(f"{type(exc).__name__}: {exc}", retryable=True)
 
 
+def _set_aside(plpy, p: Pipeline, jobs: list[Job], reason: str) -> int:
+    """The pipeline cannot read its source: it is marked broken (rag.pipeline_status says
+    why; a repair asks for every row again) and the jobs wait, their attempt not counted."""
+    plpy.rollback()
+    mark_broken(plpy, p, reason)
+    for job in jobs:
+        _release(plpy, job, count_attempt=False)
+    plpy.commit()
+    return 0
+
+
 def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
                   lease_seconds: float = 300.0) -> int:
     """Processes claimed jobs of one pipeline and set; commits; returns the rows finished."""
@@ -410,12 +502,15 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
         bounds = limits.read(plpy)
         provider = load_embedder(plpy, p.embedder_for(embedding_set))
         sources = fetch_sources(plpy, p, ids)
-        planned = plan_documents(p, provider, sources, bounds, limits.Ticker(plpy), refused)
+        planned = plan_documents(p, provider, sources.rows, bounds, limits.Ticker(plpy),
+                                 refused)
         known = reusable_vectors(plpy, store, [h for d in planned for h in d.hashes])
         lease = Lease(plpy, jobs, lease_seconds, provider)
         lease.renew()  # commits: no transaction stays open while the provider works
         vectors, embedded = compute_vectors(provider, planned, known,
                                             bounds.embed_batch_texts, lease.renew)
+    except SourceUnreadable as exc:
+        return _set_aside(plpy, p, jobs, str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the jobs
         error = _as_embedder_error(exc)
         plpy.rollback()
@@ -423,31 +518,66 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
         plpy.commit()
         return 0
 
-    current = fetch_sources(plpy, p, ids)  # first, as before: a TRUNCATE waits for us here
+    try:
+        current = fetch_sources(plpy, p, ids)  # first: a TRUNCATE waits for us here
+    except SourceUnreadable as exc:
+        return _set_aside(plpy, p, jobs, str(exc))
     owned = _owned(plpy, jobs)
     by_id = {doc.document_id: doc for doc in planned}
+    stored = stored_chunks(plpy, store, ids)
+    fresh = {d for d, v in vectors.items() if known.get(d) is not v}
+    # A row whose chunks another transaction holds (a sync pipeline's writer, even one whose
+    # transaction was PREPAREd and forgotten) is left for later, not waited for.
+    plpy.execute(prepared(plpy, "SELECT set_config('lock_timeout', '2s', true)", []))
     done = stale = 0
     for job in jobs:
         doc = by_id.get(job.document_id)
+        problem = current.problems.get(job.document_id)
         if job.id not in owned:
             stale += 1  # our lease expired and another worker took the job over
-        elif job.document_id not in current:
-            _finish(plpy, job)  # the row was deleted; its chunks went with it
-        elif job.document_id in refused and current[job.document_id] == sources.get(
+        elif problem is not None:
+            # This row's own values fail the pipeline's SQL: it alone is a dead letter, with
+            # its own error (it is queued again when it changes).
+            _fail(plpy, p, [job], EmbedderError(f"row {job.document_id}: {problem}",
+                                                retryable=False))
+        elif job.document_id not in current.rows:
+            if _locked_out(plpy, lambda job=job: remove_chunks(plpy, store, job.document_id,
+                                                               distributed)):
+                _release(plpy, job, count_attempt=False)
+                continue
+            _finish(plpy, job)  # the row is gone, and now its chunks
+        elif job.document_id in refused and current.rows[job.document_id] == sources.rows.get(
                 job.document_id):
             # Over a bound: retrying cannot help until the row changes (which re-queues it).
             _fail(plpy, p, [job], EmbedderError(refused[job.document_id], retryable=False))
-        elif doc is None or current[job.document_id] != doc.source_state:
+        elif doc is None or current.rows[job.document_id] != doc.source_state:
             stale += 1  # changed while we embedded: the newer version is queued already
             _release(plpy, job, count_attempt=False)
         else:
-            write_chunks(plpy, store, doc, vectors, distributed)
+            if not unchanged(doc, stored.get(job.document_id), fresh) and _locked_out(
+                    plpy, lambda doc=doc: write_chunks(plpy, store, doc, vectors, distributed)):
+                _release(plpy, job, count_attempt=False)
+                continue
             _finish(plpy, job)
             done += 1
     reused = sum(len(doc.hashes) for doc in planned) - embedded
     _add_stats(plpy, p.name, done, embedded, reused, stale)
+    fold_statistics(plpy, {p.store_name(embedding_set)})
     plpy.commit()
     return done
+
+
+def _locked_out(plpy, write) -> bool:
+    """Runs `write` in a subtransaction; True (and nothing written) when it waited longer
+    than lock_timeout for rows another transaction holds."""
+    try:
+        with plpy.subtransaction():
+            write()
+    except plpy.SPIError as exc:
+        if getattr(exc, "sqlstate", None) == "55P03":  # lock_not_available
+            return True
+        raise
+    return False
 
 
 def switch_finished_reembeds(plpy, pipeline: str | None) -> None:
@@ -456,8 +586,7 @@ def switch_finished_reembeds(plpy, pipeline: str | None) -> None:
         "SELECT p.name FROM rag.pipelines AS p WHERE p.building_set IS NOT NULL"
         " AND ($1::text IS NULL OR p.name = $1) AND NOT EXISTS (SELECT 1 FROM rag.queue AS q"
         " WHERE q.pipeline = p.name AND q.embedding_set = p.building_set) AND NOT EXISTS"
-        " (SELECT 1 FROM rag.queue_inbox AS i WHERE i.pipeline = p.name"
-        " AND i.embedding_set = p.building_set)", ["text"]),
+        " (SELECT 1 FROM rag.inbox AS i WHERE i.pipeline = p.name)", ["text"]),
         [pipeline])
     for row in rows:
         plpy.execute(prepared(plpy, "SELECT rag._switch_set($1)", ["text"]), [row["name"]])
@@ -465,12 +594,15 @@ def switch_finished_reembeds(plpy, pipeline: str | None) -> None:
 
 
 class _Pinned:
-    """plpy for rag.process_queue, which commits and so cannot carry SET search_path: the
-    path is pinned to pg_catalog, pg_temp at the start and after every commit and rollback,
-    so no SQL here (or in the pipeline's fragments) resolves a name through the caller's
-    search_path."""
+    """plpy for rag.process_queue, which commits and so cannot carry SET clauses: at the
+    start and after every commit and rollback, the search_path is pinned to pg_catalog,
+    pg_temp (no SQL here resolves a name through the caller's search_path), and the role
+    becomes pgask_owner when the session may (a worker connected as a superuser then does
+    pgask's work without superuser rights, as pgask_owner's members do)."""
 
-    PIN = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
+    PIN = ("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),"
+           " CASE WHEN pg_catalog.pg_has_role(session_user, 'pgask_owner', 'MEMBER')"
+           " THEN pg_catalog.set_config('role', 'pgask_owner', true) END")
 
     def __init__(self, plpy) -> None:
         self._plpy = plpy
@@ -507,8 +639,17 @@ def process_queue(plpy, pipeline, batch_size: int, max_seconds: float,
             processed += process_group(plpy, name, embedding_set, group, lease_seconds)
         if time.monotonic() >= deadline:
             break
+    fold_pending(plpy)
     switch_finished_reembeds(plpy, pipeline)
     return processed
+
+
+def fold_pending(plpy) -> None:
+    """Folds the BM25 deltas that chunk writers outside this call (sync pipelines' writers,
+    other workers) left, so that readers add few rows; commits."""
+    plpy.execute("SELECT rag._bm25_fold(d.store) FROM (SELECT DISTINCT store"
+                 " FROM rag.bm25_stat_deltas) AS d")
+    plpy.commit()
 
 
 NOT_TOP_LEVEL = (
@@ -533,43 +674,32 @@ def process_queue_call(plpy, pipeline, batch_size: int, max_seconds: float,
         return None, "XX000", f"rag.process_queue: {type(exc).__name__}: {exc}"
 
 
-def process_now(plpy, pipeline_name: str, ids: list[str]) -> None:
-    """Sync mode: embed inside the writer's transaction. If the embedder fails, the rows
-    stay queued (the trigger queued them first) and the write goes through; a row over a
-    bound of rag.settings becomes a dead letter with the reason."""
+def process_now(plpy, pipeline_name: str, ids: list[str]) -> list[str]:
+    """Sync mode: embed inside the writer's transaction, and return the keys left for
+    rag.process_queue: rows that are gone (the worker removes their chunks), rows whose own
+    values fail the pipeline's SQL or exceed a bound of rag.settings (the worker records
+    why). Any failure raises: the capture function catches it, so the write goes through
+    with every key still queued. Statistics are the workers' to fold, and rag.pipeline_stats
+    theirs to count: no row that two writers would both update."""
     p = pipelines.load(plpy, pipeline_name)
     bounds = limits.read(plpy)
+    sources = fetch_sources(plpy, p, ids)
+    left = {i for i in ids if i not in sources.rows}
     for embedding_set in (p.active_set, p.building_set):
         if embedding_set is None:
             continue
         store = p.table(embedding_set)
         refused: dict[str, str] = {}
-        try:
-            provider = load_embedder(plpy, p.embedder_for(embedding_set))
-            sources = fetch_sources(plpy, p, ids)
-            planned = plan_documents(p, provider, sources, bounds, limits.Ticker(plpy),
-                                     refused)
-            known = reusable_vectors(plpy, store, [h for d in planned for h in d.hashes])
-            vectors, embedded = compute_vectors(provider, planned, known)
-        except Exception as exc:  # noqa: BLE001 - the write must go through
-            error = _as_embedder_error(exc)
-            plpy.warning(f"pipeline {p.name}: {error}; the rows stay queued for "
-                         "rag.process_queue")
-            return
+        provider = load_embedder(plpy, p.embedder_for(embedding_set))
+        planned = plan_documents(p, provider, sources.rows, bounds, limits.Ticker(plpy),
+                                 refused)
+        known = reusable_vectors(plpy, store, [h for d in planned for h in d.hashes])
+        vectors, _ = compute_vectors(provider, planned, known)
         distributed = distributed_store(plpy, p, embedding_set)
+        stored = stored_chunks(plpy, store, [doc.document_id for doc in planned])
+        fresh = {d for d, v in vectors.items() if known.get(d) is not v}
         for doc in planned:
-            write_chunks(plpy, store, doc, vectors, distributed)
-        plpy.execute(prepared(plpy,
-            "DELETE FROM rag.queue WHERE pipeline = $1 AND embedding_set = $2"
-            " AND document_id = ANY($3)", ["text", "int", "text[]"]),
-            [p.name, embedding_set, [i for i in ids if i not in refused]])
-        if refused:
-            plpy.execute(plpy.prepare(
-                "UPDATE rag.queue AS q SET status = 'failed', attempts = q.attempts + 1,"
-                " last_attempt_at = now(), last_error = r.error FROM unnest($3::text[],"
-                " $4::text[]) AS r (document_id, error) WHERE q.pipeline = $1"
-                " AND q.embedding_set = $2 AND q.document_id = r.document_id",
-                ["text", "int", "text[]", "text[]"]),
-                [p.name, embedding_set, list(refused), list(refused.values())])
-        reused = sum(len(doc.hashes) for doc in planned) - embedded
-        _add_stats(plpy, p.name, len(planned), embedded, reused, 0)
+            if not unchanged(doc, stored.get(doc.document_id), fresh):
+                write_chunks(plpy, store, doc, vectors, distributed)
+        left |= set(refused)
+    return sorted(left)

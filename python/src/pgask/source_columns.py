@@ -131,3 +131,19 @@ def rename(sql: str, old: str, new: str) -> str:
             last = name.end
     out.append(sql[last:])
     return "".join(out)
+
+
+def to_placeholders(sql: str, placeholders: dict[str, str]) -> str:
+    """The fragment with every column of the source row named in `placeholders` replaced by
+    its placeholder (a plain identifier), in one pass: the reader function of a pipeline
+    (sql/075_source_binding.sql) keeps its SQL in this form and puts the columns' current
+    names back in when it runs, so a renamed column needs no new function."""
+    out = []
+    last = 0
+    for name in column_names(sql):
+        if name.name in placeholders:
+            out.append(sql[last:name.start])
+            out.append(placeholders[name.name])
+            last = name.end
+    out.append(sql[last:])
+    return "".join(out)

@@ -1,6 +1,7 @@
 """rag.search inside PostgreSQL: vector and BM25 candidate lists, fused, optionally reranked
 and diversified. Runs as the calling role, so table privileges and row-level security apply
-to every query here (see rag._sync_security).
+to every query here (see rag._sync_security), and returns only chunks whose source row
+exists and is visible to it (_visible).
 
 The plpgsql wrapper in sql/120_retrieval.sql validates arguments (`search_error`) and embeds the
 query before calling `search`, so users get errors without Python tracebacks.
@@ -189,16 +190,32 @@ def _fetch(plpy, p: PipelineView, ids: list[int], with_vectors: bool,
     return {r["chunk_id"]: dict(r) for r in rows}
 
 
+def _visible(plpy, p: PipelineView, rows: dict[int, dict]) -> dict[int, dict]:
+    """The rows whose source row exists and the caller may see (the pipeline's visibility
+    function, run as the caller: a row deleted since, by a committed DELETE, is gone from
+    search at once, before a worker removes its chunks). A query of its own, on this
+    server: a distributed chunk table's shards know nothing of the source."""
+    if not rows:
+        return rows
+    seen = plpy.execute(prepared(plpy,
+        f"SELECT d FROM unnest($1::text[]) AS d WHERE {p.visibility_function}(d)",
+        ["text[]"]), [sorted({r["document_id"] for r in rows.values()})])
+    keep = {r["d"] for r in seen}
+    return {cid: row for cid, row in rows.items() if row["document_id"] in keep}
+
+
 def _fetch_ranked(plpy, p: PipelineView, fused: list[tuple[int, float]], with_vectors: bool,
                   k: int | None, places: bool = False) -> list[tuple[dict, float]]:
     """The rows of the fused candidates, in fused order, with their scores. Given `k` (nothing
     re-orders them any more), only the first k are read: their content is what costs. A
-    candidate deleted since it was found is skipped, and the next ones are read in its place."""
+    candidate deleted since it was found, or whose source row is gone or hidden (_visible), is
+    skipped, and the next ones are read in its place."""
     ranked: list[tuple[dict, float]] = []
     start = 0
     while start < len(fused) and (k is None or len(ranked) < k):
         stop = len(fused) if k is None else start + k - len(ranked)
-        found = _fetch(plpy, p, [cid for cid, _ in fused[start:stop]], with_vectors, places)
+        found = _visible(plpy, p, _fetch(plpy, p, [cid for cid, _ in fused[start:stop]],
+                                         with_vectors, places))
         ranked += [(found[cid], score) for cid, score in fused[start:stop] if cid in found]
         start = stop
     return ranked

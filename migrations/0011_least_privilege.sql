@@ -1,0 +1,58 @@
+-- Least privilege and a write that is one append (docs/security.md, docs/reliability.md).
+--
+-- rag.inbox: what a write to a source table records, and nothing else: the pipeline and the
+-- keys of the rows the statement touched (their text in a form that no session setting
+-- changes, rag._key_text_sql), one row per statement; or, with no keys, a request to
+-- re-check the whole table (scope 'missing': rows without chunks and chunks without rows,
+-- after a TRUNCATE, DETACH or ATTACH; 'all': every row, after a rewrite of the table). No
+-- key, index, reference or check: a write pays one heap insert. rag.process_queue turns it
+-- into jobs (one per row and embedding set).
+CREATE TABLE rag.inbox (
+    pipeline text NOT NULL,
+    document_ids text[],
+    scope text,
+    enqueued_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+INSERT INTO rag.inbox (pipeline, document_ids, enqueued_at)
+SELECT
+    i.pipeline,
+    pg_catalog.array_agg(DISTINCT i.document_id) AS document_ids,
+    pg_catalog.min(i.enqueued_at) AS enqueued_at
+FROM rag.queue_inbox AS i
+GROUP BY i.pipeline;
+
+DROP TABLE rag.queue_inbox;
+
+-- BM25 statistics as deltas: whoever writes chunks appends what it added and removed, and
+-- workers fold the deltas into rag.bm25_terms and rag.bm25_stats (rag._bm25_fold) under a
+-- lock only they take. No row is updated by two writers, so concurrent chunk writers never
+-- wait for each other (and REPEATABLE READ or SERIALIZABLE ones never conflict) here.
+CREATE TABLE rag.bm25_term_deltas (
+    store text NOT NULL,
+    lexeme text NOT NULL,
+    df integer NOT NULL
+);
+CREATE INDEX bm25_term_deltas_store ON rag.bm25_term_deltas (store, lexeme);
+
+CREATE TABLE rag.bm25_stat_deltas (
+    store text NOT NULL,
+    chunks bigint NOT NULL,
+    total_length bigint NOT NULL
+);
+CREATE INDEX bm25_stat_deltas_store ON rag.bm25_stat_deltas (store);
+
+-- What binds a pipeline to its source (sql/075_source_binding.sql):
+-- key_attnums: the primary key's columns, by number (names and types are read when needed);
+-- reader: the function, owned by the source's owner, that evaluates the pipeline's SQL over
+-- the source's rows, and reader_digest what it must still be (checked at every use);
+-- acl_digest: the source's privileges when last mirrored onto the chunk tables.
+ALTER TABLE rag.pipelines
+ADD COLUMN key_attnums smallint[],
+ADD COLUMN reader oid,
+ADD COLUMN reader_digest text,
+ADD COLUMN acl_digest text;
+
+-- shape_digest: the source's partitions and key when last followed (rag._source_shape): a
+-- change (ATTACH or DETACH PARTITION, a new key) makes the workers check every row.
+ALTER TABLE rag.pipelines ADD COLUMN shape_digest text;

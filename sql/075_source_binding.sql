@@ -1,0 +1,447 @@
+-- Source binding: a pipeline's SQL (content, title, metadata, the key) is evaluated over its
+-- source's rows only as the source table's owner, inside a SECURITY DEFINER function that
+-- owner owns and cannot change: the reader (docs/security.md, "Who runs what").
+--
+-- Why it holds. Whatever a table owner controls (her types, casts, domains, operators,
+-- policies, functions) can run when her rows are read and converted. pgask's side never
+-- does that: it calls the reader, which runs as her, and gets back only text (the key, the
+-- content, the title, the metadata as JSON text). Inside a SECURITY DEFINER function,
+-- PostgreSQL refuses SET ROLE, RESET ROLE and SET SESSION AUTHORIZATION, also in anything it
+-- calls, so her code cannot become anyone else there (the SQL form of PostgreSQL's own
+-- "security-restricted operation", CVE-2022-1552). She owns the reader but cannot change it:
+-- it lives in schema rag_source, on which she has no privilege (no USAGE: she cannot even
+-- name it to ALTER it; no CREATE: she cannot replace it), and rag._source_rows checks its
+-- owner, SECURITY DEFINER, settings and body against what was recorded before every call.
+-- Only someone who can already act as the table's owner (a member of that role, or a
+-- superuser) can create a reader, so a pipeline's SQL never runs with rights its author did
+-- not have. The reader finds the columns' current names by number each time it runs, so
+-- renames need no new reader; its settings pin TimeZone, DateStyle, IntervalStyle,
+-- extra_float_digits, bytea_output and lc_monetary, so a key has one text in every session.
+
+-- rag._pinned_settings(): the SET clauses under which a key becomes text (capture, reader):
+-- the same text of the same key in every session.
+CREATE OR REPLACE FUNCTION rag._pinned_settings()
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ' SET TimeZone = ''UTC'' SET DateStyle = ''ISO, YMD'''
+        ' SET IntervalStyle = ''postgres'' SET extra_float_digits = ''1'''
+        ' SET bytea_output = ''hex'' SET lc_monetary = ''C'''
+$$;
+
+-- rag._key_columns(source, attnums): the key columns as they are now, in key order: name,
+-- type, the type a text key is cast to for comparisons (a domain's base type: casting to a
+-- domain runs its CHECK), that type qualified, and whether that type is trusted (owned by a
+-- superuser: only then do other roles compare with it, in rag.search and row-level
+-- security). NULL name: a dropped column.
+CREATE OR REPLACE FUNCTION rag._key_columns(source regclass, attnums smallint[])
+RETURNS TABLE (
+    ord bigint, attnum smallint, name text, type_oid oid, base_type text, trusted boolean
+)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE k AS (
+        SELECT u.ord, u.attnum, a.attname::text AS name, a.atttypid AS type_oid
+        FROM unnest(attnums) WITH ORDINALITY AS u (attnum, ord)
+        LEFT JOIN pg_attribute AS a
+            ON a.attrelid = source AND a.attnum = u.attnum AND NOT a.attisdropped
+    ), base (ord, type_oid) AS (
+        SELECT k.ord, k.type_oid FROM k
+        UNION ALL
+        SELECT b.ord, t.typbasetype FROM base AS b
+        INNER JOIN pg_type AS t ON t.oid = b.type_oid
+        WHERE t.typtype = 'd'
+    )
+    SELECT k.ord, k.attnum, k.name, k.type_oid,
+        format('%I.%I', n.nspname, t.typname),
+        r.rolsuper AND t.typtype IN ('b', 'e') AND t.oid <> 'money'::regtype
+    FROM k
+    LEFT JOIN base AS b ON b.ord = k.ord
+        AND NOT EXISTS (SELECT FROM pg_type AS d WHERE d.oid = b.type_oid AND d.typtype = 'd')
+    LEFT JOIN pg_type AS t ON t.oid = b.type_oid
+    LEFT JOIN pg_namespace AS n ON n.oid = t.typnamespace
+    LEFT JOIN pg_roles AS r ON r.oid = t.typowner
+    ORDER BY k.ord
+$$;
+
+-- rag._key_text_sql(source, attnums): the key of row "s" as text, through the types' output
+-- functions only (pg_catalog.concat: never a cast, so never a cast its owner wrote); a
+-- composite key as a JSON array of those texts. Under rag._pinned_settings, the same in
+-- every session. NULL when a key column is gone.
+CREATE OR REPLACE FUNCTION rag._key_text_sql(source regclass, attnums smallint[])
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN bool_or(k.name IS NULL) THEN NULL
+        WHEN count(*) = 1 THEN format('pg_catalog.concat(s.%I)', min(k.name))
+        ELSE format('pg_catalog.jsonb_build_array(%s)::pg_catalog.text',
+            string_agg(format('pg_catalog.concat(s.%I)', k.name), ', ' ORDER BY k.ord))
+    END
+    FROM rag._key_columns(source, attnums) AS k
+$$;
+
+-- rag._key_match_sql(source, attnums, param): "row s has the key in text parameter param",
+-- with every name qualified, so it means the same under any search_path; for the trusted
+-- types rag._key_columns names (other roles run it). NULL when a column is gone or a type is
+-- not trusted.
+CREATE OR REPLACE FUNCTION rag._key_match_sql(source regclass, attnums smallint[], param text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN bool_or(k.name IS NULL OR NOT k.trusted) THEN NULL
+        WHEN count(*) = 1 THEN format('s.%I OPERATOR(%I.=) %s::%s', min(k.name),
+            min(split_part(k.base_type, '.', 1)), param, min(k.base_type))
+        ELSE string_agg(format(
+            's.%I OPERATOR(%I.=) ((%s::pg_catalog.jsonb OPERATOR(pg_catalog.->>) %s))::%s',
+            k.name, split_part(k.base_type, '.', 1), param, k.ord - 1, k.base_type),
+            ' AND ' ORDER BY k.ord)
+    END
+    FROM rag._key_columns(source, attnums) AS k
+$$;
+
+-- rag._placeholder_sql(fragment, placeholders): the fragment with each named source column
+-- replaced by its placeholder (pgask/source_columns.py).
+CREATE OR REPLACE FUNCTION rag._placeholder_sql(fragment text, placeholders jsonb)
+RETURNS text
+LANGUAGE plpython3u
+IMMUTABLE
+STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+#PGASK_PREAMBLE
+import json
+from pgask import source_columns
+return source_columns.to_placeholders(fragment, json.loads(placeholders))
+$$;
+
+-- rag._reader_sql(pipeline, function_name): the CREATE FUNCTION of a pipeline's reader
+-- rag_source.<function_name>(mode, keys): mode 'rows' returns (document_id, content, title,
+-- metadata, problem) of the rows with those keys (problem: one row's own error, the others
+-- are still read); 'keys' returns the key of every row. Errors that concern every row (a
+-- column gone, a type or function renamed: SQLSTATE classes 42 and 0A) are raised.
+CREATE OR REPLACE FUNCTION rag._reader_sql(pipeline text, function_name text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $body$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._reader_sql');
+    nonce text := substr(md5(function_name), 1, 10);
+    placeholders jsonb;
+    numbers jsonb;
+BEGIN
+    SELECT
+        coalesce(jsonb_object_agg(a.attname, format('_pgask_%s_%s', a.attnum, nonce)), '{}'),
+        coalesce(jsonb_object_agg(format('_pgask_%s_%s', a.attnum, nonce), a.attnum), '{}')
+    INTO placeholders, numbers
+    FROM pg_attribute AS a
+    WHERE a.attrelid = p.source AND a.attnum > 0 AND NOT a.attisdropped;
+    RETURN format($fmt$CREATE FUNCTION rag_source.%I(mode text, keys text[])
+RETURNS TABLE (document_id text, content text, title text, metadata text, problem text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp%s
+AS $pgask_reader$
+DECLARE
+    source constant oid := %s;
+    key_attnums constant smallint[] := %L;
+    placeholders constant jsonb := %L;
+    fragments text[] := ARRAY[%L, %L, %L];
+    placeholder text;
+    number smallint;
+    column_name text;
+    key_text text;
+    key_match text;
+    query text;
+    result jsonb;
+    one_key text;
+    one_result jsonb;
+BEGIN
+    -- The columns' current names (a dropped one stops every row).
+    FOR placeholder, number IN SELECT x.key, x.value::smallint FROM jsonb_each_text(placeholders) AS x
+    LOOP
+        CONTINUE WHEN NOT (array_to_string(fragments, ' ') LIKE '%%' || placeholder || '%%');
+        SELECT a.attname INTO column_name FROM pg_attribute AS a
+        WHERE a.attrelid = source AND a.attnum = number AND NOT a.attisdropped;
+        IF NOT found THEN
+            RAISE EXCEPTION 'column number %% of %% was dropped', number, source::regclass
+                USING errcode = 'undefined_column';
+        END IF;
+        fragments := ARRAY(SELECT replace(f.fragment, placeholder, quote_ident(column_name))
+            FROM unnest(fragments) WITH ORDINALITY AS f (fragment, n) ORDER BY f.n);
+    END LOOP;
+    SELECT string_agg(format('pg_catalog.concat(s.%%I)', a.attname), ', ' ORDER BY u.n),
+        string_agg(format('s.%%I = ((k.document_id::pg_catalog.jsonb ->> %%s))::%%s', a.attname,
+            u.n - 1, format_type(a.atttypid, a.atttypmod)), ' AND ' ORDER BY u.n),
+        string_agg(format('s.%%I = k.document_id::%%s', a.attname,
+            format_type(a.atttypid, a.atttypmod)), '')
+    INTO key_text, query, key_match
+    FROM unnest(key_attnums) WITH ORDINALITY AS u (attnum, n)
+    INNER JOIN pg_attribute AS a ON a.attrelid = source AND a.attnum = u.attnum
+        AND NOT a.attisdropped;
+    IF key_text IS NULL OR (SELECT count(*) FROM pg_attribute AS a WHERE a.attrelid = source
+            AND a.attnum = ANY(key_attnums) AND NOT a.attisdropped) <> cardinality(key_attnums) THEN
+        RAISE EXCEPTION 'a key column of %% was dropped', source::regclass
+            USING errcode = 'undefined_column';
+    END IF;
+    IF cardinality(key_attnums) > 1 THEN
+        key_text := format('pg_catalog.jsonb_build_array(%%s)::pg_catalog.text', key_text);
+        key_match := query;
+    END IF;
+    IF mode = 'keys' THEN
+        RETURN QUERY EXECUTE format('SELECT %%s, NULL::text, NULL::text, NULL::text, NULL::text'
+            ' FROM %%s AS s', key_text, source::regclass);
+        RETURN;
+    END IF;
+    query := format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array('
+        'r.document_id, r.content, r.title, r.metadata)), ''[]'') FROM (SELECT %%s AS document_id,'
+        ' (%%s)::text AS content, (%%s)::text AS title, (%%s)::text AS metadata'
+        ' FROM pg_catalog.unnest($1) AS k (document_id) INNER JOIN %%s AS s ON %%s) AS r',
+        key_text, fragments[1], fragments[2], fragments[3], source::regclass, key_match);
+    BEGIN
+        EXECUTE query INTO result USING keys;
+    EXCEPTION WHEN others THEN
+        IF SQLSTATE LIKE '42%%' OR SQLSTATE LIKE '0A%%' THEN
+            RAISE;
+        END IF;
+        -- One row failed: each row alone, so only the bad one carries its error.
+        result := '[]';
+        FOREACH one_key IN ARRAY keys LOOP
+            BEGIN
+                EXECUTE query INTO one_result USING ARRAY[one_key];
+                result := result || one_result;
+            EXCEPTION WHEN others THEN
+                IF SQLSTATE LIKE '42%%' OR SQLSTATE LIKE '0A%%' THEN
+                    RAISE;
+                END IF;
+                result := result || jsonb_build_array(jsonb_build_array(
+                    one_key, NULL, NULL, NULL, SQLSTATE || ': ' || SQLERRM));
+            END;
+        END LOOP;
+    END;
+    RETURN QUERY SELECT e ->> 0, e ->> 1, e ->> 2, e ->> 3, e ->> 4
+        FROM jsonb_array_elements(result) AS e;
+END;
+$pgask_reader$$fmt$,
+        function_name, rag._pinned_settings(), p.source::oid, p.key_attnums, numbers,
+        rag._placeholder_sql(p.content_sql, placeholders),
+        rag._placeholder_sql(p.title_sql, placeholders),
+        rag._placeholder_sql(p.metadata_sql, placeholders));
+END;
+$body$;
+
+-- rag._reader_digest(reader): what a reader must still be at every use: its owner, SECURITY
+-- DEFINER, schema, settings and body.
+CREATE OR REPLACE FUNCTION rag._reader_digest(reader oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT md5(concat_ws(E'\x1f', f.proowner, f.prosecdef, f.pronamespace, f.prolang,
+        array_to_string(f.proconfig, E'\x1e'), f.prosrc))
+    FROM pg_proc AS f WHERE f.oid = reader
+$$;
+
+-- rag._open_source_schema(owner, open): lets the source's owner create one function in
+-- rag_source for the length of rag._bind_source's transaction (open), and takes it back.
+-- SECURITY DEFINER: rag_source belongs to pgask_owner. Executable by pgask_owner's members.
+CREATE OR REPLACE FUNCTION rag._open_source_schema(owner_role oid, open boolean)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF owner_role = (SELECT n.nspowner FROM pg_namespace AS n WHERE n.nspname = 'rag_source') THEN
+        RETURN;  -- pgask_owner's own tables (rag.documents): it owns the schema
+    ELSIF open THEN
+        EXECUTE format('GRANT USAGE, CREATE ON SCHEMA rag_source TO %I', owner_role::regrole);
+    ELSE
+        EXECUTE format('REVOKE ALL ON SCHEMA rag_source FROM %I', owner_role::regrole);
+    END IF;
+END;
+$$;
+COMMENT ON FUNCTION rag._open_source_schema(oid, boolean) IS
+'SECURITY DEFINER: rag_source belongs to pgask_owner; a source owner may create its reader';
+
+-- rag._record_reader(pipeline, reader): the pipeline's new reader, what it must stay, and
+-- the old one dropped (pgask_owner owns schema rag_source, so may drop what is in it).
+CREATE OR REPLACE FUNCTION rag._record_reader(pipeline text, reader oid)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- (Citus: pgask's functions live on the coordinator only; see docs/scale-out.md)
+SET "citus.enable_ddl_propagation" = off
+AS $$
+DECLARE
+    old oid := (SELECT p.reader FROM rag.pipelines AS p WHERE p.name = pipeline);
+BEGIN
+    UPDATE rag.pipelines AS p SET reader = _record_reader.reader,
+        reader_digest = rag._reader_digest(_record_reader.reader)
+    WHERE p.name = pipeline;
+    IF old IS NOT NULL AND old <> reader
+            AND EXISTS (SELECT FROM pg_proc AS f WHERE f.oid = old) THEN
+        EXECUTE format('DROP FUNCTION %s', old::regprocedure);
+    END IF;
+END;
+$$;
+COMMENT ON FUNCTION rag._record_reader(text, oid) IS
+'SECURITY DEFINER: rag.pipelines and rag_source belong to pgask_owner';
+
+-- rag._check_fragment(source, fragment, result_type, what, caller): parses (never runs) an
+-- SQL fragment over the source row "s" as the current role, by creating and dropping a view
+-- that selects it: a column or function that does not exist is an error naming `what`, and
+-- so is, for result_type 'text', a result that is not text-like (text, varchar, char).
+CREATE OR REPLACE FUNCTION rag._check_fragment(
+    source regclass, fragment text, result_type text, what text, caller text
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Citus: pgask's functions live on the coordinator only; see docs/scale-out.md)
+SET "citus.enable_ddl_propagation" = off
+AS $$
+DECLARE
+    probe text := 'pgask_check_' || md5(random()::text);
+    result_oid oid;
+BEGIN
+    BEGIN
+        EXECUTE format('CREATE VIEW rag_source.%I AS SELECT (%s) AS value FROM %s AS s',
+            probe, fragment, source);
+    EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR undefined_table
+        OR datatype_mismatch OR undefined_object OR ambiguous_column OR ambiguous_function
+        OR invalid_text_representation OR grouping_error OR feature_not_supported
+        OR wrong_object_type OR invalid_column_reference OR indeterminate_datatype THEN
+        RAISE EXCEPTION '%: %: %', caller, what, sqlerrm USING errcode = sqlstate;
+    END;
+    SELECT a.atttypid INTO result_oid FROM pg_attribute AS a
+    WHERE a.attrelid = format('rag_source.%I', probe)::regclass AND a.attname = 'value';
+    EXECUTE format('DROP VIEW rag_source.%I', probe);
+    IF result_type = 'text' AND result_oid NOT IN (
+            'text'::regtype, 'character varying'::regtype, 'character'::regtype) THEN
+        RAISE EXCEPTION '%: % must give text, not %', caller, what, format_type(result_oid, NULL)
+            USING errcode = 'datatype_mismatch';
+    END IF;
+END;
+$$;
+
+-- rag._bind_source(pipeline, caller, checks): creates the pipeline's reader and its capture
+-- triggers, as the source's owner. The calling role must be a member of that owner (or a
+-- superuser): the pipeline's SQL will run with the owner's rights, so only someone who has
+-- them may write it. The role is switched to the owner only around statements that run none
+-- of the owner's code (CREATE FUNCTION, CREATE VIEW, CREATE TRIGGER, GRANT: SQL is parsed,
+-- never run), and back. First parses, as the owner, each fragment: `checks` is a JSON array of [fragment,
+-- what it is, the type it must give] (rag.create_pipeline names each metadata entry), by
+-- default the content (text), title (text) and metadata (jsonb). Run by
+-- rag.create_pipeline, rag.alter_pipeline and `pgask install`.
+CREATE OR REPLACE FUNCTION rag._bind_source(pipeline text, caller text, checks jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Citus: pgask's functions live on the coordinator only; see docs/scale-out.md)
+SET "citus.enable_ddl_propagation" = off
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, caller);
+    owner_role oid := (SELECT c.relowner FROM pg_class AS c WHERE c.oid = p.source);
+    saved_role text := current_setting('role');
+    function_name text := p.name || '_' || substr(md5(random()::text || clock_timestamp()::text), 1, 10);
+    entry record;
+    reader oid;
+BEGIN
+    IF owner_role IS NULL THEN
+        RAISE EXCEPTION '%: the source table of pipeline % was dropped', caller, p.name
+            USING errcode = 'undefined_table';
+    END IF;
+    IF NOT pg_has_role(current_user, owner_role, 'MEMBER') THEN
+        RAISE EXCEPTION '%: role % is not a member of %, the owner of %', caller, current_user,
+            owner_role::regrole, p.source
+            USING errcode = 'insufficient_privilege',
+            hint = 'A pipeline''s SQL runs with the rights of its source table''s owner, so '
+                'only a member of that role (or a superuser) may define it.';
+    END IF;
+    PERFORM rag._open_source_schema(owner_role, true);
+    PERFORM set_config('role', owner_role::regrole::text, true);
+    FOR entry IN
+        SELECT c ->> 0 AS fragment, c ->> 1 AS what, c ->> 2 AS result_type
+        FROM jsonb_array_elements(coalesce(checks, jsonb_build_array(
+            jsonb_build_array(p.content_sql, format('content expression %s', p.content_sql),
+                'text'),
+            jsonb_build_array(p.title_sql, 'title', 'text'),
+            jsonb_build_array(p.metadata_sql, 'metadata', 'jsonb')))) AS c
+    LOOP
+        PERFORM rag._check_fragment(p.source, entry.fragment, entry.result_type, entry.what,
+            caller);
+    END LOOP;
+    EXECUTE rag._reader_sql(p.name, function_name);
+    reader := format('rag_source.%I(text, text[])', function_name)::regprocedure;
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', reader::regprocedure);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgask_owner', reader::regprocedure);
+    PERFORM rag._attach_capture(p.name);
+    PERFORM set_config('role', saved_role, true);
+    PERFORM rag._open_source_schema(owner_role, false);
+    PERFORM rag._record_reader(p.name, reader);
+END;
+$$;
+
+-- rag._reader_problem(pipeline): NULL when the pipeline's reader is still what
+-- rag._bind_source made (owned by the source's owner, SECURITY DEFINER, in rag_source, the
+-- same settings and body), else what is wrong.
+CREATE OR REPLACE FUNCTION rag._reader_problem(pipeline text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN p.reader IS NULL OR f.oid IS NULL THEN 'its reader function is missing'
+        WHEN c.oid IS NULL THEN 'its source table was dropped'
+        WHEN f.proowner <> c.relowner THEN format('%s has a new owner, %s', c.oid::regclass,
+            c.relowner::regrole)
+        WHEN NOT f.prosecdef OR f.pronamespace <> 'rag_source'::regnamespace
+            OR rag._reader_digest(f.oid) IS DISTINCT FROM p.reader_digest
+            THEN 'its reader function was changed'
+    END
+    FROM rag.pipelines AS p
+    LEFT JOIN pg_proc AS f ON f.oid = p.reader
+    LEFT JOIN pg_class AS c ON c.oid = p.source
+    WHERE p.name = pipeline
+$$;
+
+-- rag._source_rows(pipeline, mode, keys): the pipeline's reader, called after checking that
+-- it is still what rag._bind_source made (rag._reader_problem); otherwise SQLSTATE 55000
+-- saying what to do. SECURITY DEFINER: only pgask_owner may execute readers. Executable by
+-- pgask_owner's members.
+CREATE OR REPLACE FUNCTION rag._source_rows(pipeline text, mode text, keys text[])
+RETURNS TABLE (document_id text, content text, title text, metadata text, problem text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(pipeline, 'rag._source_rows');
+    problem text := rag._reader_problem(pipeline);
+BEGIN
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'pipeline %: %', p.name, problem
+            USING errcode = 'object_not_in_prerequisite_state',
+            hint = format('A member of the owner of %s runs SELECT rag.alter_pipeline(%L) to '
+                'bind it again.', p.source, p.name);
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT * FROM %s($1, $2)', p.reader::regproc)
+        USING mode, keys;
+END;
+$$;
+COMMENT ON FUNCTION rag._source_rows(text, text, text[]) IS
+'SECURITY DEFINER: only pgask_owner may execute a pipeline''s reader';
