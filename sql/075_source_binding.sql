@@ -341,10 +341,11 @@ $$;
 -- superuser): the pipeline's SQL will run with the owner's rights, so only someone who has
 -- them may write it. The role is switched to the owner only around statements that run none
 -- of the owner's code (CREATE FUNCTION, CREATE VIEW, CREATE TRIGGER, GRANT: SQL is parsed,
--- never run), and back. First parses, as the owner, each fragment: `checks` is a JSON array of [fragment,
--- what it is, the type it must give] (rag.create_pipeline names each metadata entry), by
--- default the content (text), title (text) and metadata (jsonb). Run by
--- rag.create_pipeline, rag.alter_pipeline and `pgask install`.
+-- never run), and back. First parses, as the owner, each fragment: `checks` is a JSON
+-- array of [fragment, what it is, the type it must give] (rag.create_pipeline names each
+-- metadata entry), by default the content (text), title (text) and metadata (jsonb). Run
+-- by rag.create_pipeline, rag.alter_pipeline, `pgask install` and the owner-change event
+-- trigger.
 CREATE OR REPLACE FUNCTION rag._bind_source(pipeline text, caller text, checks jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
