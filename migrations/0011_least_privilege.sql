@@ -56,3 +56,7 @@ ADD COLUMN acl_digest text;
 -- shape_digest: the source's partitions and key when last followed (rag._source_shape): a
 -- change (ATTACH or DETACH PARTITION, a new key) makes the workers check every row.
 ALTER TABLE rag.pipelines ADD COLUMN shape_digest text;
+
+-- source_schema_loans: source owners lent CREATE on schema rag_source while their reader is
+-- handed to them (rag._open_source_schema); a deferred trigger revokes each loan at commit.
+CREATE TABLE rag.source_schema_loans (owner_role oid NOT NULL);

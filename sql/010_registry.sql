@@ -1,25 +1,23 @@
 -- Who may define pipelines, provider keys (secrets), and the checks every provider registry
 -- (embedders, rerankers, LLMs) shares.
 
--- rag._require_admin(what): pipelines run SQL fragments with the privileges of the role that
--- processes the queue, so only members of the role owning the rag schema may define them.
+-- rag._require_admin(what): defining pipelines, registries and keys is for members of
+-- pgask_admin (and superusers). A pipeline's SQL also runs with the rights of its source
+-- table's owner, which its author must have (rag._bind_source).
 CREATE OR REPLACE FUNCTION rag._require_admin(what text)
 RETURNS void
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    owner_role oid := (SELECT nspowner FROM pg_namespace WHERE nspname = 'rag');
 BEGIN
-    IF NOT pg_has_role(current_user, owner_role, 'MEMBER') THEN
-        RAISE EXCEPTION '%: only members of role % (the owner of schema rag) may do this',
-            what, owner_role::regrole
-            USING errcode = 'insufficient_privilege';
+    IF NOT pg_has_role(current_user, 'pgask_admin', 'USAGE') THEN
+        RAISE EXCEPTION '%: only members of role pgask_admin may do this', what
+            USING errcode = 'insufficient_privilege',
+            hint = 'A superuser runs GRANT pgask_admin TO <role>.';
     END IF;
 END;
 $$;
-
 
 -- rag.set_secret(name, value): stores an API key that embedders, rerankers and LLMs can
 -- reference as api_key_env => 'secret:NAME'. The key is never shown by pgask's views or
@@ -48,10 +46,23 @@ BEGIN
             length(name), length(value)
             USING errcode = 'invalid_parameter_value';
     END IF;
-    INSERT INTO rag.secrets AS s (name, value) VALUES (set_secret.name, set_secret.value)
-    ON CONFLICT ON CONSTRAINT secrets_pkey DO UPDATE SET value = excluded.value;
+    PERFORM rag._put_secret(name, value);
 END;
 $$;
+
+-- rag._put_secret(name, value): stores a key in rag.secrets, which only pgask_owner may read.
+-- SECURITY DEFINER: admins may set keys, never read them. Executable by pgask_admin.
+CREATE OR REPLACE FUNCTION rag._put_secret(name text, value text)
+RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO rag.secrets AS s (name, value) VALUES (_put_secret.name, _put_secret.value)
+    ON CONFLICT ON CONSTRAINT secrets_pkey DO UPDATE SET value = excluded.value
+$$;
+COMMENT ON FUNCTION rag._put_secret(text, text) IS
+'SECURITY DEFINER: rag.secrets belongs to pgask_owner; admins set keys, never read them';
 
 -- rag._check_registration(caller, name, base_url, url_example, options): the checks every
 -- provider registry (embedders, rerankers, LLMs) makes; base_url is checked unless

@@ -1,7 +1,8 @@
 -- Access rules: chunks follow their source table's grants and row-level security.
 
 -- rag._source_acl_digest(source): what a pipeline's chunk access depends on: the source's
--- owner, its table and column privileges and whether it has row-level security. Compared
+-- owner, its table and column privileges, whether it has row-level security, and its
+-- schema's privileges (a role that may not use the schema may not read the table). Compared
 -- with the digest recorded at the last sync, it tells the GRANT/REVOKE event trigger, at
 -- the cost of one catalog read per pipeline, which pipelines a command changed.
 CREATE OR REPLACE FUNCTION rag._source_acl_digest(source oid)
@@ -14,16 +15,18 @@ AS $$
         SELECT string_agg(a.attnum || ':' || a.attacl::text, ',' ORDER BY a.attnum)
         FROM pg_attribute AS a
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attacl IS NOT NULL
-    )))
-    FROM pg_class AS c WHERE c.oid = source
+    ), n.nspowner, n.nspacl))
+    FROM pg_class AS c INNER JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = source
 $$;
 
 -- rag._sync_security(pipeline): chunks are copies of the source's rows, so they get exactly
 -- the source's access rules, both ways. A role may SELECT a pipeline's chunk tables and view
--- when it may read what the chunks are built from: SELECT on the source table, or SELECT on
--- every column that the key, content, title and metadata use (column privileges); the
--- source's owner may; PUBLIC when PUBLIC may. Every other grant on them is revoked. When the
--- source has row-level security enabled, a policy shows a chunk only to a role that can see
+-- when it may read what the chunks are built from: USAGE on its schema and SELECT on the
+-- source table, or on every column that the key, content, title and metadata use (column
+-- privileges); the source's owner may; PUBLIC when PUBLIC may; pgask_admin and pgask_worker
+-- write them. Every other grant on them is revoked. When the source has row-level security
+-- enabled, a policy shows a chunk only to a role that can see
 -- its source row (rag.pgask_<pipeline>_visible runs the source's own policies, forced or
 -- not, as the reader); pgask_owner, who runs the queue, owns the chunk tables and is exempt.
 -- Only what differs is changed: GRANT and REVOKE take no lock on the chunk tables, and the
@@ -80,13 +83,16 @@ BEGIN
         SELECT (CASE WHEN x.grantee = 0 THEN 'public'
             ELSE (SELECT r.rolname FROM pg_roles AS r WHERE r.oid = x.grantee) END)::name AS name
     ) AS g
-    WHERE g.name IS NOT NULL AND (
-        has_table_privilege(g.name, p.source, 'SELECT')
-        OR NOT EXISTS (
-            SELECT 1 FROM unnest(needed) AS n (attnum)
-            WHERE NOT has_column_privilege(g.name, p.source, n.attnum, 'SELECT')
-        )
-    );
+    WHERE g.name IS NOT NULL
+        AND (x.grantee = source_owner OR has_schema_privilege(g.name, (SELECT c.relnamespace
+            FROM pg_class AS c WHERE c.oid = p.source), 'USAGE'))
+        AND (
+            has_table_privilege(g.name, p.source, 'SELECT')
+            OR NOT EXISTS (
+                SELECT 1 FROM unnest(needed) AS n (attnum)
+                WHERE NOT has_column_privilege(g.name, p.source, n.attnum, 'SELECT')
+            )
+        );
     FOREACH target IN ARRAY array_remove(ARRAY[
         rag._store(p.name, p.active_set), rag._store(p.name, p.building_set), p.name || '_chunks'
     ], NULL) LOOP
@@ -106,12 +112,19 @@ BEGIN
                 EXECUTE format('CREATE POLICY source_rows ON rag.%I FOR SELECT USING (%s)',
                     target, wanted);
             END IF;
+            -- pgask's admins and workers write and read every chunk.
+            IF NOT EXISTS (SELECT FROM pg_policy AS pol WHERE pol.polrelid = target_oid
+                    AND pol.polname = 'pgask_writers') THEN
+                EXECUTE format('CREATE POLICY pgask_writers ON rag.%I FOR ALL'
+                    ' TO pgask_admin, pgask_worker USING (true) WITH CHECK (true)', target);
+            END IF;
         END IF;
         SELECT string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
             ELSE a.grantee::regrole::text END, ', ')
         INTO grantees
         FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
         WHERE c.oid = target_oid AND a.grantee <> c.relowner
+            AND a.grantee NOT IN ('pgask_admin'::regrole, 'pgask_worker'::regrole)
             AND NOT (a.grantee = ANY(readers) AND a.privilege_type = 'SELECT'
                 AND NOT a.is_grantable);
         IF grantees IS NOT NULL THEN
@@ -127,6 +140,12 @@ BEGIN
             );
         IF grantees IS NOT NULL THEN
             EXECUTE format('GRANT SELECT ON rag.%I TO %s', target, grantees);
+        END IF;
+        -- pgask's admins and workers write chunks.
+        IF NOT has_table_privilege('pgask_worker', target_oid, 'DELETE')
+                OR NOT has_table_privilege('pgask_admin', target_oid, 'DELETE') THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON rag.%I TO pgask_admin,'
+                ' pgask_worker', target);
         END IF;
     END LOOP;
     UPDATE rag.pipelines AS x SET acl_digest = rag._source_acl_digest(p.source)

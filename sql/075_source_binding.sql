@@ -3,20 +3,28 @@
 -- owner owns and cannot change: the reader (docs/security.md, "Who runs what").
 --
 -- Why it holds. Whatever a table owner controls (her types, casts, domains, operators,
--- policies, functions) can run when her rows are read and converted. pgask's side never
--- does that: it calls the reader, which runs as her, and gets back only text (the key, the
--- content, the title, the metadata as JSON text). Inside a SECURITY DEFINER function,
--- PostgreSQL refuses SET ROLE, RESET ROLE and SET SESSION AUTHORIZATION, also in anything it
--- calls, so her code cannot become anyone else there (the SQL form of PostgreSQL's own
--- "security-restricted operation", CVE-2022-1552). She owns the reader but cannot change it:
--- it lives in schema rag_source, on which she has no privilege (no USAGE: she cannot even
--- name it to ALTER it; no CREATE: she cannot replace it), and rag._source_rows checks its
--- owner, SECURITY DEFINER, settings and body against what was recorded before every call.
--- Only someone who can already act as the table's owner (a member of that role, or a
--- superuser) can create a reader, so a pipeline's SQL never runs with rights its author did
--- not have. The reader finds the columns' current names by number each time it runs, so
--- renames need no new reader; its settings pin TimeZone, DateStyle, IntervalStyle,
--- extra_float_digits, bytea_output and lc_monetary, so a key has one text in every session.
+-- policies, functions) can run when her rows are read, converted, or even parsed (a literal
+-- cast to her domain runs its CHECK). pgask's side never does any of that: it calls the
+-- reader, which runs as her, and gets back only text (the key, the content, the title, the
+-- metadata as JSON text). Inside a SECURITY DEFINER function, PostgreSQL refuses SET ROLE,
+-- RESET ROLE and SET SESSION AUTHORIZATION, also in anything it calls, so her code cannot
+-- become anyone else there (the SQL form of PostgreSQL's own "security-restricted
+-- operation", CVE-2022-1552). What her code changes in the session (settings, temporary
+-- objects) is undone: every call runs in a subtransaction that is rolled back once the
+-- reader's rows are copied out, and prepared statements or advisory locks it leaves (which
+-- a rollback keeps) are removed and break the pipeline (rag._source_rows). She owns the
+-- reader but cannot change it: it lives in schema rag_source, on which she has no privilege
+-- (no USAGE: she cannot name it to ALTER it; no CREATE: she cannot replace it; the one she
+-- is lent while it is created is revoked before the transaction ends, by a deferred trigger
+-- at the latest), and rag._source_rows checks its owner, SECURITY DEFINER, settings and body
+-- against what was recorded before every call. Nothing of hers runs while it is created: it
+-- is made by the role defining the pipeline (which must have her privileges: a member of
+-- her role, or a superuser; a pipeline's SQL never runs with rights its author lacks) and
+-- handed to her; its plpgsql body is not analysed until it runs; the fragments are parsed
+-- and typed by the reader itself ('check'), as her. It finds the columns' current names by
+-- number each time it runs, so renames need no new reader; its settings pin TimeZone,
+-- DateStyle, IntervalStyle, extra_float_digits, bytea_output and lc_monetary, so a key has
+-- one text in every session.
 
 -- rag._pinned_settings(): the SET clauses under which a key becomes text (capture, reader):
 -- the same text of the same key in every session.
@@ -124,12 +132,15 @@ from pgask import source_columns
 return source_columns.to_placeholders(fragment, json.loads(placeholders))
 $$;
 
--- rag._reader_sql(pipeline, function_name): the CREATE FUNCTION of a pipeline's reader
--- rag_source.<function_name>(mode, keys): mode 'rows' returns (document_id, content, title,
--- metadata, problem) of the rows with those keys (problem: one row's own error, the others
--- are still read); 'keys' returns the key of every row. Errors that concern every row (a
--- column gone, a type or function renamed: SQLSTATE classes 42 and 0A) are raised.
-CREATE OR REPLACE FUNCTION rag._reader_sql(pipeline text, function_name text)
+-- rag._reader_sql(pipeline, function_name, checks): the CREATE FUNCTION of a pipeline's
+-- reader rag_source.<function_name>(mode, keys): mode 'rows' returns (document_id, content,
+-- title, metadata, problem) of the rows with those keys (problem: one row's own error; the
+-- others are still read); 'keys' returns the key of every row; 'check' parses and types each
+-- fragment of `checks` (a JSON array of [fragment, what it is, the type it must give]) over
+-- an all-NULL row, as the owner, and returns (what, its type, the type wanted, NULL,
+-- problem). Errors that concern every row (a column gone, a type or function renamed:
+-- SQLSTATE classes 42 and 0A) are raised.
+CREATE OR REPLACE FUNCTION rag._reader_sql(pipeline text, function_name text, checks jsonb)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -156,20 +167,24 @@ DECLARE
     key_attnums constant smallint[] := %L;
     placeholders constant jsonb := %L;
     fragments text[] := ARRAY[%L, %L, %L];
+    checks jsonb := %L;
     placeholder text;
     number smallint;
     column_name text;
     key_text text;
     key_match text;
+    composite_match text;
     query text;
     result jsonb;
     one_key text;
     one_result jsonb;
+    one_check jsonb;
+    one_type text;
 BEGIN
     -- The columns' current names (a dropped one stops every row).
     FOR placeholder, number IN SELECT x.key, x.value::smallint FROM jsonb_each_text(placeholders) AS x
     LOOP
-        CONTINUE WHEN NOT (array_to_string(fragments, ' ') LIKE '%%' || placeholder || '%%');
+        CONTINUE WHEN NOT (array_to_string(fragments, ' ') || checks::text LIKE '%%' || placeholder || '%%');
         SELECT a.attname INTO column_name FROM pg_attribute AS a
         WHERE a.attrelid = source AND a.attnum = number AND NOT a.attisdropped;
         IF NOT found THEN
@@ -178,13 +193,28 @@ BEGIN
         END IF;
         fragments := ARRAY(SELECT replace(f.fragment, placeholder, quote_ident(column_name))
             FROM unnest(fragments) WITH ORDINALITY AS f (fragment, n) ORDER BY f.n);
+        checks := replace(checks::text, placeholder, quote_ident(column_name))::jsonb;
     END LOOP;
+    IF mode = 'check' THEN
+        FOR one_check IN SELECT c FROM jsonb_array_elements(checks) AS c LOOP
+            BEGIN
+                EXECUTE format('SELECT pg_typeof((%%s))::text FROM (SELECT 1) AS one'
+                    ' LEFT JOIN (SELECT * FROM %%s LIMIT 0) AS s ON true', one_check ->> 0,
+                    source::regclass) INTO one_type;
+                RETURN QUERY SELECT one_check ->> 1, one_type, one_check ->> 2, NULL::text, NULL::text;
+            EXCEPTION WHEN others THEN
+                RETURN QUERY SELECT one_check ->> 1, NULL::text, one_check ->> 2, NULL::text,
+                    SQLSTATE || ': ' || SQLERRM;
+            END;
+        END LOOP;
+        RETURN;
+    END IF;
     SELECT string_agg(format('pg_catalog.concat(s.%%I)', a.attname), ', ' ORDER BY u.n),
         string_agg(format('s.%%I = ((k.document_id::pg_catalog.jsonb ->> %%s))::%%s', a.attname,
             u.n - 1, format_type(a.atttypid, a.atttypmod)), ' AND ' ORDER BY u.n),
         string_agg(format('s.%%I = k.document_id::%%s', a.attname,
             format_type(a.atttypid, a.atttypmod)), '')
-    INTO key_text, query, key_match
+    INTO key_text, composite_match, key_match
     FROM unnest(key_attnums) WITH ORDINALITY AS u (attnum, n)
     INNER JOIN pg_attribute AS a ON a.attrelid = source AND a.attnum = u.attnum
         AND NOT a.attisdropped;
@@ -195,7 +225,7 @@ BEGIN
     END IF;
     IF cardinality(key_attnums) > 1 THEN
         key_text := format('pg_catalog.jsonb_build_array(%%s)::pg_catalog.text', key_text);
-        key_match := query;
+        key_match := composite_match;
     END IF;
     IF mode = 'keys' THEN
         RETURN QUERY EXECUTE format('SELECT %%s, NULL::text, NULL::text, NULL::text, NULL::text'
@@ -235,7 +265,10 @@ $pgask_reader$$fmt$,
         function_name, rag._pinned_settings(), p.source::oid, p.key_attnums, numbers,
         rag._placeholder_sql(p.content_sql, placeholders),
         rag._placeholder_sql(p.title_sql, placeholders),
-        rag._placeholder_sql(p.metadata_sql, placeholders));
+        rag._placeholder_sql(p.metadata_sql, placeholders),
+        (SELECT coalesce(jsonb_agg(jsonb_build_array(
+                rag._placeholder_sql(c ->> 0, placeholders), c ->> 1, c ->> 2)), '[]')
+            FROM jsonb_array_elements(coalesce(checks, '[]')) AS c));
 END;
 $body$;
 
@@ -252,10 +285,12 @@ AS $$
     FROM pg_proc AS f WHERE f.oid = reader
 $$;
 
--- rag._open_source_schema(owner, open): lets the source's owner create one function in
--- rag_source for the length of rag._bind_source's transaction (open), and takes it back.
--- SECURITY DEFINER: rag_source belongs to pgask_owner. Executable by pgask_owner's members.
-CREATE OR REPLACE FUNCTION rag._open_source_schema(owner_role oid, open boolean)
+-- rag._open_source_schema(owner): lends the source's owner USAGE and CREATE on rag_source,
+-- so that its reader can be handed to it (ALTER FUNCTION ... OWNER TO needs the new owner to
+-- be allowed to create it there); rag._close_source_schema takes them back, and so, at the
+-- latest when the transaction commits, does a deferred trigger (rag._source_schema_lent):
+-- no source owner keeps them. SECURITY DEFINER: rag_source belongs to pgask_owner.
+CREATE OR REPLACE FUNCTION rag._open_source_schema(owner_role oid)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -264,15 +299,52 @@ AS $$
 BEGIN
     IF owner_role = (SELECT n.nspowner FROM pg_namespace AS n WHERE n.nspname = 'rag_source') THEN
         RETURN;  -- pgask_owner's own tables (rag.documents): it owns the schema
-    ELSIF open THEN
-        EXECUTE format('GRANT USAGE, CREATE ON SCHEMA rag_source TO %I', owner_role::regrole);
-    ELSE
+    END IF;
+    INSERT INTO rag.source_schema_loans (owner_role) VALUES (owner_role);
+    EXECUTE format('GRANT USAGE, CREATE ON SCHEMA rag_source TO %I', owner_role::regrole);
+END;
+$$;
+COMMENT ON FUNCTION rag._open_source_schema(oid) IS
+'SECURITY DEFINER: rag_source belongs to pgask_owner; lends a source owner CREATE until commit';
+
+-- rag._close_source_schema(owner): takes back what rag._open_source_schema lent.
+CREATE OR REPLACE FUNCTION rag._close_source_schema(owner_role oid)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF owner_role <> (SELECT n.nspowner FROM pg_namespace AS n WHERE n.nspname = 'rag_source')
+            AND EXISTS (SELECT FROM pg_roles AS r WHERE r.oid = owner_role) THEN
         EXECUTE format('REVOKE ALL ON SCHEMA rag_source FROM %I', owner_role::regrole);
     END IF;
 END;
 $$;
-COMMENT ON FUNCTION rag._open_source_schema(oid, boolean) IS
-'SECURITY DEFINER: rag_source belongs to pgask_owner; a source owner may create its reader';
+COMMENT ON FUNCTION rag._close_source_schema(oid) IS
+'SECURITY DEFINER: rag_source belongs to pgask_owner; revokes a loan of CREATE';
+
+-- rag._source_schema_lent(): the deferred trigger that revokes every loan of
+-- rag._open_source_schema when its transaction commits, whatever the caller did in between.
+CREATE OR REPLACE FUNCTION rag._source_schema_lent()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._close_source_schema(new.owner_role);
+    DELETE FROM rag.source_schema_loans AS l WHERE l.owner_role = new.owner_role;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION rag._source_schema_lent() IS
+'SECURITY DEFINER: revokes, at commit, the CREATE on rag_source (pgask_owner''s) that was lent';
+
+DROP TRIGGER IF EXISTS revoke_at_commit ON rag.source_schema_loans;
+CREATE CONSTRAINT TRIGGER revoke_at_commit AFTER INSERT ON rag.source_schema_loans
+DEFERRABLE INITIALLY DEFERRED
+FOR EACH ROW EXECUTE FUNCTION rag._source_schema_lent();
 
 -- rag._record_reader(pipeline, reader): the pipeline's new reader, what it must stay, and
 -- the old one dropped (pgask_owner owns schema rag_source, so may drop what is in it).
@@ -299,53 +371,19 @@ $$;
 COMMENT ON FUNCTION rag._record_reader(text, oid) IS
 'SECURITY DEFINER: rag.pipelines and rag_source belong to pgask_owner';
 
--- rag._check_fragment(source, fragment, result_type, what, caller): parses (never runs) an
--- SQL fragment over the source row "s" as the current role, by creating and dropping a view
--- that selects it: a column or function that does not exist is an error naming `what`, and
--- so is, for result_type 'text', a result that is not text-like (text, varchar, char).
-CREATE OR REPLACE FUNCTION rag._check_fragment(
-    source regclass, fragment text, result_type text, what text, caller text
-)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
--- (Citus: pgask's functions live on the coordinator only; see docs/scale-out.md)
-SET "citus.enable_ddl_propagation" = off
-AS $$
-DECLARE
-    probe text := 'pgask_check_' || md5(random()::text);
-    result_oid oid;
-BEGIN
-    BEGIN
-        EXECUTE format('CREATE VIEW rag_source.%I AS SELECT (%s) AS value FROM %s AS s',
-            probe, fragment, source);
-    EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR undefined_table
-        OR datatype_mismatch OR undefined_object OR ambiguous_column OR ambiguous_function
-        OR invalid_text_representation OR grouping_error OR feature_not_supported
-        OR wrong_object_type OR invalid_column_reference OR indeterminate_datatype THEN
-        RAISE EXCEPTION '%: %: %', caller, what, sqlerrm USING errcode = sqlstate;
-    END;
-    SELECT a.atttypid INTO result_oid FROM pg_attribute AS a
-    WHERE a.attrelid = format('rag_source.%I', probe)::regclass AND a.attname = 'value';
-    EXECUTE format('DROP VIEW rag_source.%I', probe);
-    IF result_type = 'text' AND result_oid NOT IN (
-            'text'::regtype, 'character varying'::regtype, 'character'::regtype) THEN
-        RAISE EXCEPTION '%: % must give text, not %', caller, what, format_type(result_oid, NULL)
-            USING errcode = 'datatype_mismatch';
-    END IF;
-END;
-$$;
+DROP FUNCTION IF EXISTS rag._check_fragment(regclass, text, text, text, text);
+DROP FUNCTION IF EXISTS rag._open_source_schema(oid, boolean);
 
 -- rag._bind_source(pipeline, caller, checks): creates the pipeline's reader and its capture
--- triggers, as the source's owner. The calling role must be a member of that owner (or a
--- superuser): the pipeline's SQL will run with the owner's rights, so only someone who has
--- them may write it. The role is switched to the owner only around statements that run none
--- of the owner's code (CREATE FUNCTION, CREATE VIEW, CREATE TRIGGER, GRANT: SQL is parsed,
--- never run), and back. First parses, as the owner, each fragment: `checks` is a JSON
--- array of [fragment, what it is, the type it must give] (rag.create_pipeline names each
--- metadata entry), by default the content (text), title (text) and metadata (jsonb). Run
--- by rag.create_pipeline, rag.alter_pipeline, `pgask install` and the owner-change event
--- trigger.
+-- triggers, and hands the reader to the source table's owner. The calling role must have
+-- that owner's privileges (a member of it with INHERIT, or a superuser): the pipeline's SQL
+-- will run with the owner's rights, so only someone who has them may write it. No role is
+-- switched and nothing of the owner's runs here (CREATE FUNCTION of plpgsql, ALTER FUNCTION,
+-- GRANT, CREATE TRIGGER evaluate nothing); the fragments are then parsed and typed by the
+-- reader itself, as the owner: `checks` is a JSON array of [fragment, what it is, the type it
+-- must give: text, or anything] (rag.create_pipeline names each metadata entry), by default
+-- the content, title and metadata. Run by rag.create_pipeline, rag.alter_pipeline, `pgask
+-- install` and the owner-change event trigger.
 CREATE OR REPLACE FUNCTION rag._bind_source(pipeline text, caller text, checks jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
@@ -356,43 +394,51 @@ AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(pipeline, caller);
     owner_role oid := (SELECT c.relowner FROM pg_class AS c WHERE c.oid = p.source);
-    saved_role text := current_setting('role');
     function_name text := p.name || '_' || substr(md5(random()::text || clock_timestamp()::text), 1, 10);
-    entry record;
-    reader oid;
+    reader regprocedure;
+    checked record;
 BEGIN
     IF owner_role IS NULL THEN
         RAISE EXCEPTION '%: the source table of pipeline % was dropped', caller, p.name
             USING errcode = 'undefined_table';
     END IF;
-    IF NOT pg_has_role(current_user, owner_role, 'MEMBER') THEN
+    IF NOT pg_has_role(current_user, owner_role, 'USAGE') THEN
         RAISE EXCEPTION '%: role % is not a member of %, the owner of %', caller, current_user,
             owner_role::regrole, p.source
             USING errcode = 'insufficient_privilege',
             hint = 'A pipeline''s SQL runs with the rights of its source table''s owner, so '
-                'only a member of that role (or a superuser) may define it.';
+                'only a role with them (a member that inherits them, or a superuser) may '
+                'define it.';
     END IF;
-    PERFORM rag._open_source_schema(owner_role, true);
-    PERFORM set_config('role', owner_role::regrole::text, true);
-    FOR entry IN
-        SELECT c ->> 0 AS fragment, c ->> 1 AS what, c ->> 2 AS result_type
-        FROM jsonb_array_elements(coalesce(checks, jsonb_build_array(
-            jsonb_build_array(p.content_sql, format('content expression %s', p.content_sql),
-                'text'),
-            jsonb_build_array(p.title_sql, 'title', 'text'),
-            jsonb_build_array(p.metadata_sql, 'metadata', 'jsonb')))) AS c
-    LOOP
-        PERFORM rag._check_fragment(p.source, entry.fragment, entry.result_type, entry.what,
-            caller);
-    END LOOP;
-    EXECUTE rag._reader_sql(p.name, function_name);
+    PERFORM rag._open_source_schema(owner_role);
+    EXECUTE rag._reader_sql(p.name, function_name, coalesce(checks, jsonb_build_array(
+        jsonb_build_array(p.content_sql, format('content expression %s', p.content_sql), 'text'),
+        jsonb_build_array(p.title_sql, 'title', 'text'),
+        jsonb_build_array(p.metadata_sql, 'metadata', 'jsonb'))));
     reader := format('rag_source.%I(text, text[])', function_name)::regprocedure;
-    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', reader::regprocedure);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgask_owner', reader::regprocedure);
+    IF owner_role <> (SELECT r.oid FROM pg_roles AS r WHERE r.rolname = current_user) THEN
+        EXECUTE format('ALTER FUNCTION %s OWNER TO %I', reader, owner_role::regrole);
+    END IF;
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', reader);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgask_owner', reader);
     PERFORM rag._attach_capture(p.name);
-    PERFORM set_config('role', saved_role, true);
-    PERFORM rag._open_source_schema(owner_role, false);
+    PERFORM rag._close_source_schema(owner_role);
+    -- Recorded before any of the owner's code has run; rag._source_rows checks it each time.
     PERFORM rag._record_reader(p.name, reader);
+    FOR checked IN
+        SELECT r.document_id AS what, r.content AS found, r.title AS wanted, r.problem
+        FROM rag._source_rows(p.name, 'check', NULL) AS r
+    LOOP
+        IF checked.problem IS NOT NULL THEN
+            RAISE EXCEPTION '%: %: %', caller, checked.what,
+                substr(checked.problem, 8)
+                USING errcode = left(checked.problem, 5);
+        ELSIF checked.wanted = 'text'
+                AND checked.found NOT IN ('text', 'character varying', 'character') THEN
+            RAISE EXCEPTION '%: % must give text, not %', caller, checked.what, checked.found
+                USING errcode = 'datatype_mismatch';
+        END IF;
+    END LOOP;
 END;
 $$;
 
@@ -420,10 +466,29 @@ AS $$
     WHERE p.name = pipeline
 $$;
 
+-- rag._session_state(): what a rolled-back subtransaction leaves in the session: prepared
+-- statements (PREPARE is not transactional) and session-level advisory locks.
+CREATE OR REPLACE FUNCTION rag._session_state()
+RETURNS jsonb
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'statements', (SELECT coalesce(jsonb_object_agg(s.name,
+            s.statement || ' @ ' || s.prepare_time), '{}') FROM pg_prepared_statements AS s),
+        'locks', (SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_array(l.classid, l.objid,
+            l.objsubid)), '[]') FROM pg_locks AS l
+            WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted))
+$$;
+
 -- rag._source_rows(pipeline, mode, keys): the pipeline's reader, called after checking that
--- it is still what rag._bind_source made (rag._reader_problem); otherwise SQLSTATE 55000
--- saying what to do. SECURITY DEFINER: only pgask_owner may execute readers. Executable by
--- pgask_owner's members.
+-- it is still what rag._bind_source made (rag._reader_problem; otherwise SQLSTATE 55000
+-- saying what to do), inside a subtransaction that is rolled back once its rows are copied
+-- out: whatever the owner's code changed in the session (settings such as search_path,
+-- temporary objects) is undone. Prepared statements and advisory locks, which a rollback
+-- keeps, are removed, and the pipeline is refused with 55000. SECURITY DEFINER: only
+-- pgask_owner may execute readers. Executable by pgask's admins and workers.
 CREATE OR REPLACE FUNCTION rag._source_rows(pipeline text, mode text, keys text[])
 RETURNS TABLE (document_id text, content text, title text, metadata text, problem text)
 LANGUAGE plpgsql
@@ -433,6 +498,11 @@ AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(pipeline, 'rag._source_rows');
     problem text := rag._reader_problem(pipeline);
+    before jsonb := rag._session_state();
+    after jsonb;
+    result jsonb;
+    leftover text;
+    lock jsonb;
 BEGIN
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'pipeline %: %', p.name, problem
@@ -440,8 +510,42 @@ BEGIN
             hint = format('A member of the owner of %s runs SELECT rag.alter_pipeline(%L) to '
                 'bind it again.', p.source, p.name);
     END IF;
-    RETURN QUERY EXECUTE format('SELECT * FROM %s($1, $2)', p.reader::regproc)
-        USING mode, keys;
+    BEGIN
+        EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_array(r.document_id, r.content,'
+            ' r.title, r.metadata, r.problem)), ''[]'') FROM %s($1, $2) AS r', p.reader::regproc)
+        INTO result USING mode, keys;
+        RAISE EXCEPTION USING errcode = 'PGK01';  -- roll back what the reader left
+    EXCEPTION WHEN SQLSTATE 'PGK01' THEN
+        NULL;
+    END;
+    after := rag._session_state();
+    IF after IS DISTINCT FROM before THEN
+        FOR leftover IN
+            SELECT a.key FROM jsonb_each_text(after -> 'statements') AS a
+            WHERE (before -> 'statements' ->> a.key) IS DISTINCT FROM a.value
+        LOOP
+            EXECUTE format('DEALLOCATE %I', leftover);
+        END LOOP;
+        FOR lock IN
+            SELECT l FROM jsonb_array_elements(after -> 'locks') AS l
+            WHERE NOT (before -> 'locks') @> jsonb_build_array(l)
+        LOOP
+            IF (lock ->> 2)::integer = 1 THEN
+                PERFORM pg_advisory_unlock(((lock ->> 0)::bigint << 32) | (lock ->> 1)::bigint);
+            ELSE
+                PERFORM pg_advisory_unlock((lock ->> 0)::bigint::integer,
+                    (lock ->> 1)::bigint::integer);
+            END IF;
+        END LOOP;
+        IF (after -> 'statements') IS DISTINCT FROM (before -> 'statements')
+                OR NOT (before -> 'locks') @> (after -> 'locks') THEN
+            RAISE EXCEPTION 'pipeline %: its source''s code left prepared statements or advisory '
+                'locks in the session (they were removed)', p.name
+                USING errcode = 'object_not_in_prerequisite_state';
+        END IF;
+    END IF;
+    RETURN QUERY SELECT e ->> 0, e ->> 1, e ->> 2, e ->> 3, e ->> 4
+        FROM jsonb_array_elements(result) AS e;
 END;
 $$;
 COMMENT ON FUNCTION rag._source_rows(text, text, text[]) IS

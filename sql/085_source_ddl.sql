@@ -167,6 +167,15 @@ BEGIN
                 ', ') FROM rag._key_columns(p.source, key_attnums) AS k WHERE NOT k.trusted)));
         END IF;
     END IF;
+    IF EXISTS (
+        SELECT FROM unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (n)
+        WHERE NOT EXISTS (SELECT FROM pg_attribute AS a
+            WHERE a.attrelid = to_regclass(format('rag.%I', rag._store(p.name, s.n)))
+                AND a.attname = 'embedding' AND NOT a.attisdropped)
+    ) THEN
+        reason := concat_ws('; ', reason, 'its chunk table has no embedding column (was the '
+            'vector extension dropped?): run `pgask install`');
+    END IF;
     IF p.reader IS NOT NULL AND rag._reader_problem(p.name) IS NOT NULL THEN
         reason := concat_ws('; ', reason, format('%s: a member of the owner of %s runs SELECT '
             'rag.alter_pipeline(%L) to bind it again', rag._reader_problem(p.name), p.source,

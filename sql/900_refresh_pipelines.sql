@@ -31,6 +31,26 @@ BEGIN
                 WHERE i.indrelid = p.source AND i.indisprimary)
             WHERE x.name = p.name;
         END IF;
+        -- A chunk table without its embedding column (DROP EXTENSION vector CASCADE took
+        -- it): made anew, empty; every row is embedded again below.
+        FOREACH suffix IN ARRAY ARRAY[p.active_set::text, p.building_set::text] LOOP
+            CONTINUE WHEN suffix IS NULL OR EXISTS (
+                SELECT FROM pg_attribute AS a
+                WHERE a.attrelid = to_regclass(
+                    format('rag.%I', rag._store(p.name, suffix::integer)))
+                    AND a.attname = 'embedding' AND NOT a.attisdropped);
+            EXECUTE format('DROP VIEW IF EXISTS rag.%I', p.name || '_chunks');
+            EXECUTE format('DROP TABLE IF EXISTS rag.%I', rag._store(p.name, suffix::integer));
+            PERFORM rag._forget_store(rag._store(p.name, suffix::integer));
+            PERFORM rag._create_store(p.name, suffix::integer, CASE
+                WHEN suffix::integer = p.active_set THEN p.dimensions
+                ELSE (SELECT e.dimensions FROM rag.embedders AS e
+                    WHERE e.name = p.building_embedder) END);
+            upgraded := true;
+        END LOOP;
+        IF to_regclass(format('rag.%I', p.name || '_chunks')) IS NULL THEN
+            PERFORM rag._point_view(p.name);
+        END IF;
         PERFORM rag._sync_sentence_columns(p.name, s.embedding_set),
             rag._sync_keyword_index(p.name, s.embedding_set)
         FROM unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (embedding_set);
@@ -43,6 +63,7 @@ BEGIN
             IF upgraded THEN
                 PERFORM rag._request_check(p.name, 'missing');
             END IF;
+
         EXCEPTION WHEN others THEN
             PERFORM rag._mark_broken(p.name, format('pgask install could not bind it to its '
                 'source: %s', sqlerrm));

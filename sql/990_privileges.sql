@@ -2,8 +2,10 @@
 -- by every install (before the hand-over to pgask_owner, 999_ownership.sql), so it decides
 -- every grant of schema rag. The model, the threat model and the test proving each promise:
 -- docs/security.md.
---   pgask_owner (owns schema rag; no superuser) and its members: everything, pipeline DDL
---   included (a pipeline's SQL also needs membership in its source table's owner).
+--   pgask_owner (owns schema rag; no superuser, no members): runs the SECURITY DEFINER
+--   functions.
+--   pgask_admin: defines pipelines (whose SQL also needs its source table owner's rights),
+--   registries and keys. pgask_worker: processes the queue.
 --   pgask_reader: may use provider keys stored with rag.set_secret (never read them).
 --   pgask_auditor: reads every row of rag.answer_log and rag.answer_feedback.
 --   PUBLIC: the entry points listed below, which run with the caller's own privileges.
@@ -261,3 +263,21 @@ GRANT EXECUTE ON PROCEDURE
 rag.process_queue(text, integer, double precision, double precision, bigint)
 TO public;
 GRANT EXECUTE ON FUNCTION rag._use_secret(text) TO pgask_reader;
+
+-- pgask_admin (defines pipelines, registries, keys) and pgask_worker (processes the queue):
+-- every routine (the internal ones check what they must: a pipeline's author must have the
+-- source owner's privileges), and the rows of pgask's tables, chunk tables included
+-- (rag._sync_security keeps their grants on new ones). Not the keys (rag.set_secret stores
+-- them through a definer function), not the loans of rag_source, and the answer log as
+-- every role has it. Neither role is a member of pgask_owner, which has no members: no
+-- role but a superuser can change pgask's code.
+GRANT EXECUTE ON ALL ROUTINES IN SCHEMA rag TO pgask_admin, pgask_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA rag TO pgask_admin, pgask_worker;
+REVOKE ALL ON rag.secrets, rag.source_schema_loans, rag.answer_log, rag.answer_feedback
+FROM pgask_admin, pgask_worker;
+-- Admins grant the reader and auditor roles (rag.grant_usage), which needs their ADMIN OPTION.
+DO $$
+BEGIN
+    EXECUTE 'GRANT pgask_reader, pgask_auditor TO pgask_admin WITH ADMIN OPTION';
+END;
+$$;

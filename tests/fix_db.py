@@ -41,7 +41,7 @@ if os.environ.get(DSN_ENV):
 else:
     postgresql_proc = factories.postgresql_proc(
         executable=PG_CTL, port=None, dbname="pgask_test", load=[install_pgask],
-        postgres_options="-c shared_buffers=128MB -c fsync=off",
+        postgres_options="-c shared_buffers=128MB -c fsync=off -c max_prepared_transactions=10",
     )
 
 postgresql = factories.postgresql("postgresql_proc")

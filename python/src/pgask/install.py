@@ -36,6 +36,15 @@ REQUIRED_EXTENSIONS = ("vector", "plpython3u")
 # function: NOSUPERUSER, NOCREATEROLE, NOBYPASSRLS (docs/security.md). Workers and pipeline
 # admins are its members; a superuser is needed to install and upgrade, never to run.
 OWNER_ROLE = "pgask_owner"
+# Who may define pipelines and registries (members: pipeline admins) and who may process the
+# queue (members: workers). Neither is a member of OWNER_ROLE, which has no members at all: a
+# role that could act as pgask_owner could change code that other roles, superusers
+# included, run with their own rights (invoker functions, event trigger functions).
+ADMIN_ROLE = "pgask_admin"
+WORKER_ROLE = "pgask_worker"
+# pgask_owner and pgask_worker act on Citus workers over connections of their own name
+# (docs/scale-out.md), so on a Citus coordinator they may log in (no password is set).
+ROLES = (OWNER_ROLE, ADMIN_ROLE, WORKER_ROLE)
 # The schema of the functions that read a source table as its owner (sql/075_source_binding.sql):
 # owned by OWNER_ROLE, with no privilege for anyone else.
 SOURCE_SCHEMA = "rag_source"
@@ -125,22 +134,26 @@ def qualify_vector(text: str, vector_schema: str) -> str:
 
 
 def _ensure_roles(cur: psycopg.Cursor) -> None:
-    """The owner role (created NOLOGIN, and kept without superuser, role creation or
-    row-level-security bypass whoever created it first), schema rag and the source-reading
-    schema owned by it. Needs a superuser, as installing PL/Python functions does anyway."""
+    """The owner, admin and worker roles (NOLOGIN, and kept without superuser, role creation
+    or row-level-security bypass whoever created them first), pgask_owner without members,
+    schema rag and the source-reading schema owned by it. Needs a superuser, as installing
+    PL/Python functions does anyway."""
     cur.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
     if not cur.fetchone()[0]:
         raise InstallError(
             "pgask install needs a superuser: it installs PL/Python (an untrusted language) "
             f"and hands everything to the role {OWNER_ROLE}, which runs pgask without one")
-    owner = sql.Identifier(OWNER_ROLE)
-    # On a Citus coordinator, Citus runs pgask_owner's DDL on distributed chunk tables (grants,
-    # columns) over connections to the workers as pgask_owner: there it must be able to log
-    # in (docs/scale-out.md). Elsewhere it never logs in.
     cur.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')")
-    login = sql.SQL("LOGIN" if cur.fetchone()[0] else "NOLOGIN")
-    cur.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
-                        " NOBYPASSRLS {}").format(owner, login))
+    citus = cur.fetchone()[0]
+    for role in ROLES:
+        login = "LOGIN" if citus and role != ADMIN_ROLE else "NOLOGIN"
+        cur.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+                            " NOBYPASSRLS {}").format(sql.Identifier(role), sql.SQL(login)))
+    owner = sql.Identifier(OWNER_ROLE)
+    cur.execute("SELECT m.member::regrole::text FROM pg_catalog.pg_auth_members AS m"
+                " WHERE m.roleid = %s::regrole", (OWNER_ROLE,))
+    for (member,) in cur.fetchall():
+        cur.execute(sql.SQL("REVOKE {} FROM {}").format(owner, sql.SQL(member)))
     for schema in ("rag", SOURCE_SCHEMA):
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         cur.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), owner))
@@ -225,15 +238,16 @@ def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> Insta
     if not files:
         raise InstallError(f"{root / 'sql'} holds no NNN_*.sql files")
     with conn.transaction(), conn.cursor() as cur:
-        # The owner role in a transaction of its own: with Citus, pgask_owner's DDL reaches
-        # the workers over connections as pgask_owner, which must exist there already (Citus
+        # The roles in a transaction of their own: with Citus, pgask_owner's DDL reaches the
+        # workers over connections as pgask_owner, which must exist there already (Citus
         # creates it on the workers when this commits). A role left by a failed install is
         # harmless.
         cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
                     (PINNED_SEARCH_PATH,))
-        cur.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (OWNER_ROLE,))
-        if cur.fetchone() is None:
-            cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(OWNER_ROLE)))
+        for role in ROLES:
+            cur.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (role,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
     with conn.transaction(), conn.cursor() as cur:
         # Before anything else: no name below resolves through the connection's search_path
         # (a role with CREATE on public could plant closer-matching operators and functions).

@@ -597,12 +597,12 @@ class _Pinned:
     """plpy for rag.process_queue, which commits and so cannot carry SET clauses: at the
     start and after every commit and rollback, the search_path is pinned to pg_catalog,
     pg_temp (no SQL here resolves a name through the caller's search_path), and the role
-    becomes pgask_owner when the session may (a worker connected as a superuser then does
-    pgask's work without superuser rights, as pgask_owner's members do)."""
+    becomes pgask_worker when the session may (a worker connected as a superuser then does
+    pgask's work with a worker's rights only)."""
 
     PIN = ("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),"
-           " CASE WHEN pg_catalog.pg_has_role(session_user, 'pgask_owner', 'MEMBER')"
-           " THEN pg_catalog.set_config('role', 'pgask_owner', true) END")
+           " CASE WHEN pg_catalog.pg_has_role(session_user, 'pgask_worker', 'MEMBER')"
+           " THEN pg_catalog.set_config('role', 'pgask_worker', true) END")
 
     def __init__(self, plpy) -> None:
         self._plpy = plpy

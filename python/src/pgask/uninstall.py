@@ -30,7 +30,8 @@ from pgask.install import INSTALL_LOCK_KEY, InstallError, installed_version
 
 # Roles pgask's install creates (sql/990_privileges.sql; pgask_owner owns schema rag and
 # rag_source). Roles are cluster-wide: they are kept while another database uses them.
-CREATED_ROLES: tuple[str, ...] = ("pgask_reader", "pgask_auditor", "pgask_owner")
+CREATED_ROLES: tuple[str, ...] = ("pgask_reader", "pgask_auditor", "pgask_admin", "pgask_worker",
+                                   "pgask_owner")
 
 # pgask's schemas. rag_eval holds data pgask loaded, never code that user objects call.
 SCHEMAS: tuple[str, ...] = ("rag", "rag_eval", "rag_source")
