@@ -416,8 +416,8 @@ BEGIN
         FROM pg_event_trigger_dropped_objects() AS d
         INNER JOIN rag.pipelines AS p ON p.broken IS NULL AND (
             (d.object_type = 'table column' AND d.object_identity IN (
-                format('rag.%I.embedding', rag._store(p.name, p.active_set)),
-                format('rag.%I.embedding', rag._store(p.name, p.building_set))))
+                SELECT format('rag.%I.embedding', rag._store(p.name, s.n))
+                FROM unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (n)))
             OR (d.object_type = 'function' AND (d.objid = p.reader
                 OR d.object_identity IN (format('rag.%I()', 'pgask_' || p.name || '_capture'),
                     format('rag.%I(text)', 'pgask_' || p.name || '_visible')))))
