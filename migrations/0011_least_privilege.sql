@@ -60,3 +60,16 @@ ALTER TABLE rag.pipelines ADD COLUMN shape_digest text;
 -- source_schema_loans: source owners lent CREATE on schema rag_source while their reader is
 -- handed to them (rag._open_source_schema); a deferred trigger revokes each loan at commit.
 CREATE TABLE rag.source_schema_loans (owner_role oid NOT NULL);
+
+-- The answer log takes rows only from pgask's answer path: each row carries a one-time token
+-- that only rag.answer's code issues (rag._answer_token_ok), and each role logs at most
+-- answer_log_max_per_minute answers a minute (rag._log_answer counts them by this index).
+ALTER TABLE rag.answer_log ADD COLUMN answer_token text;
+CREATE INDEX answer_log_asker ON rag.answer_log (asked_by, asked_at);
+INSERT INTO rag.settings (key, value) VALUES ('answer_log_max_per_minute', '600')
+ON CONFLICT (key) DO NOTHING;
+
+-- A sync pipeline processes at most this many rows inside one writer's statement; the rest
+-- go to the workers (pgask/limits.py has the same default).
+INSERT INTO rag.settings (key, value) VALUES ('sync_max_rows', '100')
+ON CONFLICT (key) DO NOTHING;

@@ -189,7 +189,8 @@ BEGIN
         title_sql, metadata_sql, coalesce(chunker, '{}'::jsonb), e.name, e.model, e.dimensions,
         coalesce(language, 'english'), source::text,
         rag._referenced_columns(source, ARRAY[content_sql, title_sql, metadata_sql]),
-        rag._source_shape(source)
+        rag._source_shape(source, rag._referenced_columns(source,
+            ARRAY[content_sql, title_sql, metadata_sql]))
     );
     INSERT INTO rag.pipeline_stats (pipeline) VALUES (name);
     PERFORM rag._install_capture(name);
@@ -403,7 +404,9 @@ $$;
 -- every trigger that calls it (on the source and its partitions, whoever owns them: a
 -- dropped function takes its triggers along), its reader (in rag_source, whose owner may
 -- drop it), view, chunk tables, visibility function, statistics, queue and captured writes.
--- SECURITY DEFINER: all of it belongs to pgask_owner or lives in its schemas.
+-- Dropping a trigger locks its table: the drop waits at most 50 ms at a time in that lock's
+-- queue (the table's writers wait behind it), tries again for about 10 seconds, then raises
+-- 55P03. SECURITY DEFINER: all of it belongs to pgask_owner or lives in its schemas.
 CREATE OR REPLACE FUNCTION rag._drop_pipeline_objects(name text)
 RETURNS void
 LANGUAGE plpgsql
@@ -415,17 +418,36 @@ AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(name, 'rag.drop_pipeline');
     embedding_set integer;
+    previous_timeout text := current_setting('lock_timeout');
 BEGIN
-    EXECUTE format('DROP FUNCTION IF EXISTS rag.%I() CASCADE', 'pgask_' || p.name || '_capture');
-    IF p.reader IS NOT NULL AND EXISTS (SELECT FROM pg_proc AS f WHERE f.oid = p.reader) THEN
-        EXECUTE format('DROP FUNCTION %s', p.reader::regprocedure);
-    END IF;
-    EXECUTE format('DROP VIEW IF EXISTS rag.%I', p.name || '_chunks');
-    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL) LOOP
-        EXECUTE format('DROP TABLE IF EXISTS rag.%I', rag._store(p.name, embedding_set));
-        PERFORM rag._forget_store(rag._store(p.name, embedding_set));
+    FOR attempt IN 1..100 LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '50ms', true);
+            EXECUTE format('DROP FUNCTION IF EXISTS rag.%I() CASCADE',
+                'pgask_' || p.name || '_capture');
+            IF p.reader IS NOT NULL AND EXISTS (SELECT FROM pg_proc AS f WHERE f.oid = p.reader)
+            THEN
+                EXECUTE format('DROP FUNCTION %s', p.reader::regprocedure);
+            END IF;
+            EXECUTE format('DROP VIEW IF EXISTS rag.%I', p.name || '_chunks');
+            FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL)
+            LOOP
+                EXECUTE format('DROP TABLE IF EXISTS rag.%I', rag._store(p.name, embedding_set));
+                PERFORM rag._forget_store(rag._store(p.name, embedding_set));
+            END LOOP;
+            EXECUTE format('DROP FUNCTION IF EXISTS rag.%I(text)', 'pgask_' || p.name || '_visible');
+            PERFORM set_config('lock_timeout', previous_timeout, true);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF attempt = 100 THEN
+                RAISE EXCEPTION 'rag.drop_pipeline: pipeline %''s tables (%, its chunk tables) '
+                    'are in use by other transactions; pgask does not make their writers wait: '
+                    'try again when they end', p.name, p.source
+                    USING errcode = 'lock_not_available';
+            END IF;
+            PERFORM pg_sleep(0.05);
+        END;
     END LOOP;
-    EXECUTE format('DROP FUNCTION IF EXISTS rag.%I(text)', 'pgask_' || p.name || '_visible');
     DELETE FROM rag.pipelines AS x WHERE x.name = p.name;
     -- rag.queue's rows go with the pipeline (foreign key); the inbox has none.
     DELETE FROM rag.inbox AS i WHERE i.pipeline = p.name;
@@ -547,6 +569,10 @@ BEGIN
             AND (new_metadata_sql IS NOT NULL OR rag._reader_problem(p.name) IS NOT NULL) THEN
         PERFORM rag._bind_source(p.name, 'rag.alter_pipeline',
             rag._fragment_checks(p.name, metadata, 'rag.alter_pipeline'));
+    ELSIF EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source
+            AND pg_has_role(current_user, c.relowner, 'USAGE')) THEN
+        -- Capture triggers dropped or disabled by the table's owner: put back, as the owner.
+        PERFORM rag._attach_capture(p.name);
     END IF;
     -- Follows the source, reinstalls the capture, or says why it cannot (a broken pipeline
     -- whose new settings make it whole again is repaired and every row checked again).

@@ -41,12 +41,16 @@ $$;
 
 -- rag._key_columns(source, attnums): the key columns as they are now, in key order: name,
 -- type, the type a text key is cast to for comparisons (a domain's base type: casting to a
--- domain runs its CHECK), that type qualified, and whether that type is trusted (owned by a
--- superuser: only then do other roles compare with it, in rag.search and row-level
--- security). NULL name: a dropped column.
+-- domain runs its CHECK), that type qualified, whether that type is trusted, and the schema
+-- of its trusted equality operator. Trusted: a base or enum type owned by a superuser, with
+-- an `=` for two of it owned by a superuser (pg_catalog's types and enums: pg_catalog's `=`,
+-- where only a superuser can add one): only then do other roles compare keys (rag.search, row-level
+-- security), and what they run is a superuser's. NULL name: a dropped column.
+DROP FUNCTION IF EXISTS rag._key_columns(regclass, smallint[]);
 CREATE OR REPLACE FUNCTION rag._key_columns(source regclass, attnums smallint[])
 RETURNS TABLE (
-    ord bigint, attnum smallint, name text, type_oid oid, base_type text, trusted boolean
+    ord bigint, attnum smallint, name text, type_oid oid, base_type text, trusted boolean,
+    eq_schema text
 )
 LANGUAGE sql
 STABLE
@@ -67,12 +71,26 @@ AS $$
     SELECT k.ord, k.attnum, k.name, k.type_oid,
         format('%I.%I', n.nspname, t.typname),
         r.rolsuper AND t.typtype IN ('b', 'e') AND t.oid <> 'money'::regtype
+            AND e.nspname IS NOT NULL,
+        e.nspname::text
     FROM k
     LEFT JOIN base AS b ON b.ord = k.ord
         AND NOT EXISTS (SELECT FROM pg_type AS d WHERE d.oid = b.type_oid AND d.typtype = 'd')
     LEFT JOIN pg_type AS t ON t.oid = b.type_oid
     LEFT JOIN pg_namespace AS n ON n.oid = t.typnamespace
     LEFT JOIN pg_roles AS r ON r.oid = t.typowner
+    LEFT JOIN LATERAL (
+        -- (An enum compares with pg_catalog's anyenum = anyenum.)
+        SELECT 'pg_catalog'::name AS nspname WHERE n.nspname = 'pg_catalog' OR t.typtype = 'e'
+        UNION ALL
+        (SELECT s.nspname FROM pg_operator AS o
+            INNER JOIN pg_namespace AS s ON s.oid = o.oprnamespace
+            INNER JOIN pg_roles AS w ON w.oid = o.oprowner AND w.rolsuper
+            WHERE n.nspname <> 'pg_catalog' AND t.typtype <> 'e' AND o.oprname = '=' AND o.oprleft = t.oid
+                AND o.oprright = t.oid
+            ORDER BY o.oprnamespace = t.typnamespace DESC, s.nspname
+            LIMIT 1)
+    ) AS e ON true
     ORDER BY k.ord
 $$;
 
@@ -108,10 +126,10 @@ AS $$
     SELECT CASE
         WHEN bool_or(k.name IS NULL OR NOT k.trusted) THEN NULL
         WHEN count(*) = 1 THEN format('s.%I OPERATOR(%I.=) %s::%s', min(k.name),
-            min(split_part(k.base_type, '.', 1)), param, min(k.base_type))
+            min(k.eq_schema), param, min(k.base_type))
         ELSE string_agg(format(
             's.%I OPERATOR(%I.=) ((%s::pg_catalog.jsonb OPERATOR(pg_catalog.->>) %s))::%s',
-            k.name, split_part(k.base_type, '.', 1), param, k.ord - 1, k.base_type),
+            k.name, k.eq_schema, param, k.ord - 1, k.base_type),
             ' AND ' ORDER BY k.ord)
     END
     FROM rag._key_columns(source, attnums) AS k
@@ -164,7 +182,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $pgask_reader$
 DECLARE
     source constant oid := %s;
-    key_attnums constant smallint[] := %L;
+    key_attnums smallint[];
     placeholders constant jsonb := %L;
     fragments text[] := ARRAY[%L, %L, %L];
     checks jsonb := %L;
@@ -172,6 +190,7 @@ DECLARE
     number smallint;
     column_name text;
     key_text text;
+    key_columns text;
     key_match text;
     composite_match text;
     query text;
@@ -209,12 +228,22 @@ BEGIN
         END LOOP;
         RETURN;
     END IF;
+    -- The key: the primary key as it is now (the capture function follows it too).
+    SELECT array_agg(k.attnum::smallint ORDER BY k.n) INTO key_attnums
+    FROM pg_index AS i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+    WHERE i.indrelid = source AND i.indisprimary;
+    IF key_attnums IS NULL THEN
+        RAISE EXCEPTION 'table %% has no primary key', source::regclass
+            USING errcode = 'undefined_column';
+    END IF;
+    -- (The keys are matched in a sublink: the fragments, evaluated in the outer query, see
+    -- no name but the row's, whatever its columns are called.)
     SELECT string_agg(format('pg_catalog.concat(s.%%I)', a.attname), ', ' ORDER BY u.n),
-        string_agg(format('s.%%I = ((k.document_id::pg_catalog.jsonb ->> %%s))::%%s', a.attname,
-            u.n - 1, format_type(a.atttypid, a.atttypmod)), ' AND ' ORDER BY u.n),
-        string_agg(format('s.%%I = k.document_id::%%s', a.attname,
-            format_type(a.atttypid, a.atttypmod)), '')
-    INTO key_text, composite_match, key_match
+        string_agg(format('((k._pgask_key::pg_catalog.jsonb ->> %%s))::%%s', u.n - 1,
+            format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY u.n),
+        string_agg(format('s.%%I', a.attname), ', ' ORDER BY u.n),
+        string_agg(format('k._pgask_key::%%s', format_type(a.atttypid, a.atttypmod)), '')
+    INTO key_text, composite_match, key_columns, key_match
     FROM unnest(key_attnums) WITH ORDINALITY AS u (attnum, n)
     INNER JOIN pg_attribute AS a ON a.attrelid = source AND a.attnum = u.attnum
         AND NOT a.attisdropped;
@@ -227,6 +256,8 @@ BEGIN
         key_text := format('pg_catalog.jsonb_build_array(%%s)::pg_catalog.text', key_text);
         key_match := composite_match;
     END IF;
+    key_match := format('(%%s) IN (SELECT %%s FROM pg_catalog.unnest($1) AS k (_pgask_key))',
+        key_columns, key_match);
     IF mode = 'keys' THEN
         RETURN QUERY EXECUTE format('SELECT %%s, NULL::text, NULL::text, NULL::text, NULL::text'
             ' FROM %%s AS s', key_text, source::regclass);
@@ -235,7 +266,7 @@ BEGIN
     query := format('SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array('
         'r.document_id, r.content, r.title, r.metadata)), ''[]'') FROM (SELECT %%s AS document_id,'
         ' (%%s)::text AS content, (%%s)::text AS title, (%%s)::text AS metadata'
-        ' FROM pg_catalog.unnest($1) AS k (document_id) INNER JOIN %%s AS s ON %%s) AS r',
+        ' FROM %%s AS s WHERE %%s) AS r',
         key_text, fragments[1], fragments[2], fragments[3], source::regclass, key_match);
     BEGIN
         EXECUTE query INTO result USING keys;
@@ -262,7 +293,7 @@ BEGIN
         FROM jsonb_array_elements(result) AS e;
 END;
 $pgask_reader$$fmt$,
-        function_name, rag._pinned_settings(), p.source::oid, p.key_attnums, numbers,
+        function_name, rag._pinned_settings(), p.source::oid, numbers,
         rag._placeholder_sql(p.content_sql, placeholders),
         rag._placeholder_sql(p.title_sql, placeholders),
         rag._placeholder_sql(p.metadata_sql, placeholders),

@@ -26,8 +26,9 @@ $$;
 -- the append's, sends no NOTIFY (so the writer's transaction can always be PREPAREd), and
 -- never fails the write: a key that no longer fits (DDL pgask did not see) asks for a check
 -- of every row instead. A sync pipeline then processes the rows at once, in the writer's
--- transaction (READ COMMITTED only), leaving in the inbox whatever it could not finish, and
--- turning any failure into a WARNING.
+-- transaction (READ COMMITTED only; at most sync_max_rows rows, and only while less than
+-- half of statement_timeout is spent), leaving in the inbox whatever it could not finish,
+-- and turning any failure into a WARNING; a cancel still cancels.
 CREATE OR REPLACE FUNCTION rag._capture_sql(pipeline text)
 RETURNS text
 LANGUAGE plpgsql
@@ -62,6 +63,10 @@ BEGIN
             ' IF cardinality(ids) = 0 THEN DELETE FROM rag.inbox WHERE ctid = appended;'
             ' ELSE UPDATE rag.inbox SET document_ids = ids WHERE ctid = appended; END IF;'
             ' EXCEPTION WHEN others OR query_canceled THEN'
+            -- A cancel is the user's: it ends the statement. A statement timeout that struck
+            -- while pgask worked is pgask's: the write goes on (rag._process_now stops well
+            -- before statement_timeout, so this is rare).
+            ' IF SQLSTATE = ''57014'' AND SQLERRM NOT LIKE ''%%statement timeout%%'' THEN RAISE; END IF;'
             ' RAISE WARNING ''pgask: pipeline %%: %% (the rows stay queued for rag.process_queue)'','
             ' %1$L, regexp_replace(SQLERRM, ''^([a-z_]+\.)*[A-Z][A-Za-z]+: '', '''');'
             ' END;'
@@ -101,8 +106,20 @@ SET "citus.enable_ddl_propagation" = off
 AS $$
 DECLARE
     function_name text := 'pgask_' || pipeline || '_capture';
+    statement text := rag._capture_sql(pipeline);
 BEGIN
-    EXECUTE rag._capture_sql(pipeline);
+    -- Unchanged (its body starts with the digest of what made it): left alone. Replacing a
+    -- function locks its catalog row: two DDLs on partitions of one source would wait for
+    -- each other, then fail.
+    IF EXISTS (
+        SELECT FROM pg_proc AS f
+        WHERE f.oid = to_regprocedure(format('rag.%I()', function_name))
+            AND f.prosrc LIKE ' -- ' || md5(statement) || E'\n%'
+    ) THEN
+        RETURN;
+    END IF;
+    statement := regexp_replace(statement, '\$capture\$', '$capture$ -- ' || md5(statement) || E'\n');
+    EXECUTE statement;
     -- Trigger functions cannot be called directly; EXECUTE is for whoever creates the
     -- triggers (the source's owner, or whoever adds a partition). A trigger put on another
     -- table records nothing (the function checks the table).
@@ -130,10 +147,50 @@ AS $$
     WHERE p.name = pipeline
 $$;
 
--- rag._attach_capture(pipeline): creates the capture triggers missing on the pipeline's
--- targets, as the current role (which must own them: rag._bind_source runs it as the
--- source's owner, the DDL event trigger as whoever created or attached a partition).
-CREATE OR REPLACE FUNCTION rag._attach_capture(pipeline text)
+-- rag._lock_nowait(tables, mode, caller): locks the tables without ever waiting in the lock
+-- queue (a request that waits there makes every later writer wait behind it): it tries
+-- NOWAIT, sleeps 50 ms, and tries again, for about 5 seconds; then raises SQLSTATE 55P03
+-- naming the caller. Invoker rights: the caller must be allowed to lock them.
+CREATE OR REPLACE FUNCTION rag._lock_nowait(tables regclass[], mode text, caller text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF upper(mode) NOT IN ('ACCESS SHARE', 'ROW SHARE', 'ROW EXCLUSIVE',
+            'SHARE UPDATE EXCLUSIVE', 'SHARE', 'SHARE ROW EXCLUSIVE', 'EXCLUSIVE',
+            'ACCESS EXCLUSIVE') THEN
+        RAISE EXCEPTION 'rag._lock_nowait: mode must be a table lock mode, got %', mode
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    IF cardinality(tables) = 0 THEN
+        RETURN;
+    END IF;
+    FOR attempt IN 1..100 LOOP
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN %s MODE NOWAIT',
+                (SELECT string_agg(t::text, ', ') FROM unnest(tables) AS t), mode);
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pg_sleep(0.05);
+        END;
+    END LOOP;
+    RAISE EXCEPTION '%: % is in use by another transaction; pgask does not wait for it (the '
+        'table''s writers would wait behind): try again when it ends', caller,
+        array_to_string(tables, ', ')
+        USING errcode = 'lock_not_available';
+END;
+$$;
+
+-- rag._attach_capture(pipeline, reenable): creates the capture triggers missing on the
+-- pipeline's targets, as the current role (which must own them: rag._bind_source and
+-- rag.alter_pipeline run it as the source's owner, the DDL event trigger as whoever created
+-- or attached a partition), and makes them fire ALWAYS: also under session_replication_role
+-- = replica (logical replication applying changes). A trigger the table's owner disabled is
+-- enabled again only when `reenable` (a repair asked for; not the event trigger's). Never
+-- queues for the tables' locks (rag._lock_nowait).
+DROP FUNCTION IF EXISTS rag._attach_capture(text);
+CREATE OR REPLACE FUNCTION rag._attach_capture(pipeline text, reenable boolean DEFAULT TRUE)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -142,23 +199,48 @@ DECLARE
     target regclass;
     event text;
     trigger_name text;
+    enable text;
+    capture regprocedure := to_regprocedure(format('rag.%I()', 'pgask_' || pipeline || '_capture'));
 BEGIN
+    PERFORM rag._lock_nowait(ARRAY(
+        SELECT DISTINCT t.target FROM rag._capture_targets(pipeline) AS t (target)
+        CROSS JOIN unnest(ARRAY['insert', 'update', 'delete', 'truncate']) AS e (event)
+        WHERE NOT EXISTS (SELECT FROM pg_trigger AS g WHERE g.tgrelid = t.target
+            AND g.tgname = 'pgask_' || pipeline || '_' || e.event
+            AND (g.tgenabled = 'A' OR (g.tgenabled <> 'O' AND NOT reenable))
+            AND g.tgfoid = capture)
+        ORDER BY t.target
+    ), 'SHARE ROW EXCLUSIVE', format('pipeline %s', pipeline));
     FOR target IN SELECT rag._capture_targets(pipeline) LOOP
         FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
             trigger_name := 'pgask_' || pipeline || '_' || event;
-            CONTINUE WHEN EXISTS (
+            IF EXISTS (SELECT FROM pg_trigger AS t WHERE t.tgrelid = target
+                    AND t.tgname = trigger_name AND t.tgfoid IS DISTINCT FROM capture) THEN
+                EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, target);
+            END IF;
+            IF NOT EXISTS (
                 SELECT FROM pg_trigger AS t WHERE t.tgrelid = target AND t.tgname = trigger_name
-            );
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT'
-                ' EXECUTE FUNCTION rag.%I()', trigger_name, upper(event), target,
-                CASE event
-                    WHEN 'insert' THEN 'REFERENCING NEW TABLE AS new_rows'
-                    WHEN 'update' THEN 'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
-                    WHEN 'delete' THEN 'REFERENCING OLD TABLE AS old_rows'
-                    ELSE ''
-                END,
-                'pgask_' || pipeline || '_capture');
+            ) THEN
+                EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT'
+                    ' EXECUTE FUNCTION rag.%I()', trigger_name, upper(event), target,
+                    CASE event
+                        WHEN 'insert' THEN 'REFERENCING NEW TABLE AS new_rows'
+                        WHEN 'update' THEN 'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
+                        WHEN 'delete' THEN 'REFERENCING OLD TABLE AS old_rows'
+                        ELSE ''
+                    END,
+                    'pgask_' || pipeline || '_capture');
+            END IF;
         END LOOP;
+        -- (One ALTER TABLE per table: each is a DDL command the event triggers follow.)
+        SELECT string_agg(format('ENABLE ALWAYS TRIGGER %I', t.tgname), ', ' ORDER BY t.tgname)
+        INTO enable
+        FROM pg_trigger AS t
+        WHERE t.tgrelid = target AND t.tgfoid = capture
+            AND (t.tgenabled = 'O' OR (t.tgenabled <> 'A' AND reenable));
+        IF enable IS NOT NULL THEN
+            EXECUTE format('ALTER TABLE %s %s', target, enable);
+        END IF;
     END LOOP;
 END;
 $$;
@@ -185,15 +267,26 @@ DECLARE
     p rag.pipelines := rag._pipeline(pipeline, 'rag._install_visibility');
     function_name text := 'pgask_' || p.name || '_visible';
     match text;
+    body text;
 BEGIN
     IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source) THEN
         match := rag._key_match_sql(p.source, p.key_attnums, '$1');
     END IF;
+    body := CASE
+        WHEN match IS NULL THEN 'SELECT false'
+        ELSE format('SELECT EXISTS (SELECT FROM %s AS s WHERE %s)', p.source, match)
+    END;
+    IF EXISTS (  -- unchanged: left alone (as rag._install_capture)
+        SELECT FROM pg_proc AS f
+        WHERE f.oid = to_regprocedure(format('rag.%I(text)', function_name))
+            AND f.prosrc = body AND f.prolang = (SELECT l.oid FROM pg_language AS l
+                WHERE l.lanname = 'sql')
+            AND f.proconfig IS NULL AND NOT f.prosecdef AND f.provolatile = 's'
+    ) THEN
+        RETURN;
+    END IF;
     EXECUTE format('CREATE OR REPLACE FUNCTION rag.%I(document_id text) RETURNS boolean'
-        ' LANGUAGE sql STABLE AS %L', function_name, CASE
-            WHEN match IS NULL THEN 'SELECT false'
-            ELSE format('SELECT EXISTS (SELECT FROM %s AS s WHERE %s)', p.source, match)
-        END);
+        ' LANGUAGE sql STABLE AS %L', function_name, body);
     EXECUTE format('REVOKE ALL ON FUNCTION rag.%I(text) FROM PUBLIC', function_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION rag.%I(text) TO PUBLIC', function_name);
 END;
@@ -228,7 +321,8 @@ $$;
 -- pipelines when pipeline is NULL) from rag.inbox into rag.queue, one job per key and
 -- embedding set; a job already queued gets a new generation, so an older in-flight result
 -- is not taken as final. Keys whose job is leased now go back to the inbox until the lease
--- ends: the drain never waits on a worker's locks. A request to check every row runs
+-- ends: the drain never waits on a worker's locks. Each pipeline's keys are queued in one
+-- statement, in key order, so two drains never deadlock. A request to check every row runs
 -- rag._reconcile. Captured writes of a dropped pipeline are discarded. Returns the keys taken.
 CREATE OR REPLACE FUNCTION rag._drain_inbox(pipeline text, max_rows integer)
 RETURNS bigint
@@ -236,13 +330,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    drained rag.inbox[];
     taken record;
     sets integer[];
     keys text[];
     waiting text[];
     total bigint := 0;
 BEGIN
-    FOR taken IN
+    WITH moved AS (
         DELETE FROM rag.inbox AS i
         WHERE i.ctid = ANY(ARRAY(
             SELECT x.ctid FROM rag.inbox AS x
@@ -250,30 +345,42 @@ BEGIN
             ORDER BY x.enqueued_at
             LIMIT max_rows
             FOR UPDATE SKIP LOCKED))
-        RETURNING i.pipeline, i.document_ids, i.scope, i.enqueued_at
+        RETURNING i.*
+    )
+    SELECT coalesce(array_agg(m), '{}') INTO drained FROM moved AS m;
+    FOR taken IN
+        SELECT d.pipeline, min(d.enqueued_at) AS enqueued_at,
+            array_agg(DISTINCT d.scope) FILTER (WHERE d.scope IS NOT NULL) AS scopes,
+            ARRAY(SELECT DISTINCT u.id FROM unnest(drained) AS e
+                CROSS JOIN unnest(e.document_ids) AS u (id)
+                WHERE e.pipeline = d.pipeline ORDER BY u.id) AS ids
+        FROM unnest(drained) AS d
+        GROUP BY d.pipeline
+        ORDER BY d.pipeline
     LOOP
         SELECT array_remove(ARRAY[p.active_set, p.building_set], NULL) INTO sets
         FROM rag.pipelines AS p WHERE p.name = taken.pipeline;
         IF sets IS NULL THEN  -- a dropped pipeline: discarded
-            total := total + coalesce(cardinality(taken.document_ids), 1);
+            total := total + greatest(cardinality(taken.ids), 1);
             CONTINUE;
         END IF;
-        IF taken.scope IS NOT NULL THEN
-            PERFORM rag._reconcile(taken.pipeline, taken.scope);
+        IF taken.scopes IS NOT NULL THEN
+            -- 'all' covers 'missing'
+            PERFORM rag._reconcile(taken.pipeline,
+                CASE WHEN 'all' = ANY(taken.scopes) THEN 'all' ELSE 'missing' END);
             total := total + 1;
-            CONTINUE;
         END IF;
         SELECT
-            coalesce(array_agg(k.id) FILTER (WHERE NOT k.leased), '{}'),
-            coalesce(array_agg(k.id) FILTER (WHERE k.leased), '{}')
+            coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE NOT k.leased), '{}'),
+            coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE k.leased), '{}')
         INTO keys, waiting
         FROM (
-            SELECT DISTINCT u.id, EXISTS (
+            SELECT u.id, EXISTS (
                 SELECT FROM rag.queue AS q
                 WHERE q.pipeline = taken.pipeline AND q.document_id = u.id
                     AND q.leased_until >= now()
             ) AS leased
-            FROM unnest(taken.document_ids) AS u (id)
+            FROM unnest(taken.ids) AS u (id)
         ) AS k;
         PERFORM rag._queue_jobs(taken.pipeline, sets, keys, taken.enqueued_at);
         IF cardinality(waiting) > 0 THEN

@@ -54,9 +54,12 @@ for fragment in fragments or[]:
 return json.dumps({str(attnums[name]): name for name in sorted(used)})
 $$;
 
--- rag._source_shape(source): what the pipeline's rows depend on besides their values: the
--- partitions, and the primary key's columns and types.
-CREATE OR REPLACE FUNCTION rag._source_shape(source oid)
+-- rag._source_shape(source, columns): what the pipeline's rows depend on besides their
+-- values: the partitions, the primary key's columns and types, and the types of the columns
+-- the pipeline uses (`columns`: rag.pipelines.source_columns), whose text may change without
+-- a rewrite (timestamp to timestamptz, say).
+DROP FUNCTION IF EXISTS rag._source_shape(oid);
+CREATE OR REPLACE FUNCTION rag._source_shape(source oid, columns jsonb)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -69,7 +72,12 @@ AS $$
             FROM pg_index AS i
             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
             INNER JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-            WHERE i.indrelid = source AND i.indisprimary)))
+            WHERE i.indrelid = source AND i.indisprimary),
+        (SELECT string_agg(a.attnum || ':' || a.atttypid || ':' || a.atttypmod, ','
+                ORDER BY a.attnum)
+            FROM pg_attribute AS a
+            WHERE a.attrelid = source AND NOT a.attisdropped
+                AND a.attnum::text IN (SELECT jsonb_object_keys(columns)))))
 $$;
 
 -- rag._shape_problem(source): why pgask cannot follow this table, or NULL: it must be a
@@ -116,7 +124,9 @@ DECLARE
     fragments text;
     key_attnums smallint[];
 BEGIN
-    SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline FOR UPDATE;
+    -- No row lock: a DDL on the source must not wait for a transaction that changes the
+    -- pipeline (the UPDATE below locks the row only when something changed).
+    SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline;
     IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = p.source) THEN
         RETURN format('source table %s was dropped', coalesce(p.source_name, 'OID ' || p.source::oid));
     END IF;
@@ -176,6 +186,29 @@ BEGIN
         reason := concat_ws('; ', reason, 'its chunk table has no embedding column (was the '
             'vector extension dropped?): run `pgask install`');
     END IF;
+    -- Every table whose writes the pipeline captures has its four triggers, enabled
+    -- (pgask doctor says when one does not fire ALWAYS: under session_replication_role =
+    -- replica, as logical replication applies changes, it would not fire).
+    IF reason IS NULL AND p.reader IS NOT NULL THEN
+        SELECT concat_ws('; ', reason, format('the capture trigger%s %s %s missing or '
+            'disabled, so writes go unrecorded: a member of the owner of %s runs SELECT '
+            'rag.alter_pipeline(%L) to put them back', CASE WHEN count(*) > 1 THEN 's' END,
+            string_agg(m.what, ', ' ORDER BY m.what), CASE WHEN count(*) > 1 THEN 'are'
+            ELSE 'is' END, p.source, p.name))
+        INTO reason
+        FROM (
+            SELECT format('%I on %s', 'pgask_' || p.name || '_' || e.event, t.target) AS what
+            FROM rag._capture_targets(p.name) AS t (target)
+            CROSS JOIN unnest(ARRAY['insert', 'update', 'delete', 'truncate']) AS e (event)
+            WHERE NOT EXISTS (
+                SELECT FROM pg_trigger AS g
+                WHERE g.tgrelid = t.target AND g.tgname = 'pgask_' || p.name || '_' || e.event
+                    AND g.tgenabled IN ('A', 'O')  -- (ORIGIN: rag._attach_capture makes it A)
+                    AND g.tgfoid = to_regprocedure(format('rag.%I()',
+                        'pgask_' || p.name || '_capture')))
+        ) AS m
+        HAVING count(*) > 0;
+    END IF;
     IF p.reader IS NOT NULL AND rag._reader_problem(p.name) IS NOT NULL THEN
         reason := concat_ws('; ', reason, format('%s: a member of the owner of %s runs SELECT '
             'rag.alter_pipeline(%L) to bind it again', rag._reader_problem(p.name), p.source,
@@ -191,7 +224,16 @@ BEGIN
         source_columns = CASE WHEN reason IS NULL THEN rag._referenced_columns(p.source,
             ARRAY[p.content_sql, p.title_sql, p.metadata_sql])
             ELSE x.source_columns END
-    WHERE x.name = p.name;
+    WHERE x.name = p.name AND (x.content_sql, x.title_sql, x.metadata_sql, x.key_attnums,
+            x.key_sql, x.key_join_sql, x.source_name, x.source_columns)
+        IS DISTINCT FROM (p.content_sql, p.title_sql, p.metadata_sql, p.key_attnums,
+            coalesce(rag._key_text_sql(p.source, p.key_attnums), x.key_sql),
+            coalesce(rag._key_match_sql(p.source, p.key_attnums, 'k.document_id'),
+                x.key_join_sql),
+            p.source::text,
+            CASE WHEN reason IS NULL THEN rag._referenced_columns(p.source,
+                ARRAY[p.content_sql, p.title_sql, p.metadata_sql])
+                ELSE x.source_columns END);
     RETURN reason;
 END;
 $$;
@@ -237,18 +279,21 @@ BEGIN
         END IF;
         RETURN reason;
     END IF;
-    UPDATE rag.pipelines AS x SET broken = NULL WHERE x.name = pipeline
-    RETURNING * INTO p;
+    UPDATE rag.pipelines AS x SET broken = NULL WHERE x.name = pipeline AND x.broken IS NOT NULL;
+    SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline;
     PERFORM rag._install_capture(pipeline);
     PERFORM rag._install_visibility(pipeline);
     PERFORM rag._sync_security(pipeline);
-    IF was_broken THEN
+    -- Whole again, or rows that may read differently now (partitions attached or detached,
+    -- another key, a used column retyped without a rewrite): every row is checked again
+    -- (rows whose chunks would not change cost chunking, not embedding).
+    IF was_broken OR p.shape_digest IS DISTINCT FROM rag._source_shape(p.source, p.source_columns)
+    THEN
         PERFORM rag._request_check(pipeline, 'all');
-    ELSIF p.shape_digest IS DISTINCT FROM rag._source_shape(p.source) THEN
-        PERFORM rag._request_check(pipeline, 'missing');
     END IF;
-    UPDATE rag.pipelines AS x SET shape_digest = rag._source_shape(p.source)
-    WHERE x.name = pipeline AND x.shape_digest IS DISTINCT FROM rag._source_shape(p.source);
+    UPDATE rag.pipelines AS x SET shape_digest = rag._source_shape(p.source, p.source_columns)
+    WHERE x.name = pipeline
+        AND x.shape_digest IS DISTINCT FROM rag._source_shape(p.source, p.source_columns);
     RETURN NULL;
 END;
 $$;
@@ -276,7 +321,7 @@ END;
 $$;
 
 -- rag._pipelines_touched(objects): the pipelines whose source is, contains (a partition of
--- it) or uses (a column type, or a domain over one) one of the objects.
+-- it), is a child of, or uses (a column type, or a domain over one) one of the objects.
 CREATE OR REPLACE FUNCTION rag._pipelines_touched(objects oid[])
 RETURNS SETOF text
 LANGUAGE sql
@@ -290,6 +335,9 @@ AS $$
             WHERE pg_partition_root(o.oid) = p.source
                 OR EXISTS (SELECT FROM pg_inherits AS i WHERE i.inhrelid = o.oid
                     AND i.inhparent = p.source)
+                -- the source attached as a partition of another table, or given a parent
+                OR EXISTS (SELECT FROM pg_inherits AS i WHERE i.inhrelid = p.source
+                    AND i.inhparent = o.oid)
         )
         OR EXISTS (
             SELECT FROM pg_attribute AS a
@@ -321,8 +369,18 @@ BEGIN
             WHERE c.relnamespace IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() AS d
                 WHERE d.object_type = 'schema')
         )) AS t (name)
+        -- A broken pipeline may be repaired by a command that does not name its source
+        -- (DETACH PARTITION names the parent): each DDL looks at every broken one again.
+        UNION
+        SELECT p.name FROM rag.pipelines AS p
+        WHERE p.broken IS NOT NULL AND EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source)
     LOOP
         PERFORM rag._follow(pipeline_name);
+        -- A type's values may read differently now (ALTER TYPE ... RENAME VALUE), with no
+        -- rewrite and no write: every row again.
+        IF tg_tag IN ('ALTER TYPE', 'ALTER DOMAIN') THEN
+            PERFORM rag._request_check(pipeline_name, 'all');
+        END IF;
     END LOOP;
 EXCEPTION WHEN others THEN
     RAISE WARNING 'pgask: pipelines could not follow this command: %', sqlerrm;
@@ -354,11 +412,11 @@ BEGIN
         )
     LOOP
         BEGIN
-            PERFORM rag._attach_capture(pipeline_name);
+            PERFORM rag._attach_capture(pipeline_name, reenable => false);
         EXCEPTION WHEN others THEN
             RAISE WARNING 'pgask: pipeline %: the new partition''s writes are not captured (%);'
                 ' a member of the owner of the partitioned table runs SELECT'
-                ' rag.alter_pipeline(%L)', pipeline_name, sqlerrm, pipeline_name;
+                ' rag.alter_pipeline(%)', pipeline_name, sqlerrm, quote_literal(pipeline_name);
         END;
     END LOOP;
 EXCEPTION WHEN others THEN
@@ -384,9 +442,15 @@ BEGIN
         SELECT DISTINCT p.name, d.object_type, d.object_identity,
             d.objid = p.source AND d.object_type = 'table' AS source_gone
         FROM pg_event_trigger_dropped_objects() AS d
-        INNER JOIN rag.pipelines AS p ON d.objid = p.source AND d.classid = 'pg_class'::regclass
-            AND d.object_type IN ('table', 'table column')
-        WHERE p.broken IS NULL
+        INNER JOIN rag.pipelines AS p ON (d.objid = p.source
+                AND d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column'))
+            -- a capture trigger: DROP TRIGGER, or a dropped partition, which takes its
+            -- triggers along
+            OR (d.object_type = 'trigger' AND d.address_names[cardinality(d.address_names)]
+                IN (SELECT 'pgask_' || p.name || '_' || e
+                    FROM unnest(ARRAY['insert', 'update', 'delete', 'truncate']) AS e))
+        WHERE EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source)
+            OR p.broken IS NULL
     LOOP
         BEGIN
             IF dropped.source_gone THEN
@@ -395,6 +459,8 @@ BEGIN
                     source_name = dropped.object_identity
                 WHERE x.name = dropped.name;
             ELSE
+                -- Also a broken pipeline: the drop may be its repair. A partition dropped
+                -- from a partitioned source changes its shape: every row is checked again.
                 PERFORM rag._follow(dropped.name);
             END IF;
         EXCEPTION WHEN others THEN
@@ -402,14 +468,6 @@ BEGIN
                 sqlerrm;
         END;
     END LOOP;
-    -- A partition dropped from a partitioned source: its rows are gone.
-    PERFORM rag._request_check(p.name, 'missing')
-    FROM rag.pipelines AS p
-    WHERE p.broken IS NULL AND EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source)
-        AND p.shape_digest IS DISTINCT FROM rag._source_shape(p.source);
-    UPDATE rag.pipelines AS p SET shape_digest = rag._source_shape(p.source)
-    WHERE p.broken IS NULL AND EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source)
-        AND p.shape_digest IS DISTINCT FROM rag._source_shape(p.source);
     -- Pieces of pipelines.
     FOR dropped IN
         SELECT p.name, d.object_identity
@@ -480,8 +538,8 @@ BEGIN
             PERFORM rag._refresh_pipeline(p.name);
         EXCEPTION WHEN others THEN
             RAISE WARNING 'pgask: pipeline % keeps its old owner''s reader (%): a member of % '
-                'runs SELECT rag.alter_pipeline(%L)', p.name, sqlerrm, p.relowner::regrole,
-                p.name;
+                'runs SELECT rag.alter_pipeline(%)', p.name, sqlerrm, p.relowner::regrole,
+                quote_literal(p.name);
         END;
     END LOOP;
 EXCEPTION WHEN others THEN
@@ -497,8 +555,11 @@ BEGIN
     EXECUTE 'CREATE EVENT TRIGGER pgask_ddl ON ddl_command_end'
         ' WHEN TAG IN (''ALTER TABLE'', ''CREATE TABLE'', ''ALTER TYPE'', ''ALTER DOMAIN'','
         ' ''ALTER SCHEMA'') EXECUTE FUNCTION rag._on_ddl()';
+    -- Event triggers fire in the order of their names: a new partition gets its capture
+    -- triggers (pgask_capture_partitions) before the pipeline is checked (pgask_ddl).
     DROP EVENT TRIGGER IF EXISTS pgask_ddl_runner;
-    EXECUTE 'CREATE EVENT TRIGGER pgask_ddl_runner ON ddl_command_end'
+    DROP EVENT TRIGGER IF EXISTS pgask_capture_partitions;
+    EXECUTE 'CREATE EVENT TRIGGER pgask_capture_partitions ON ddl_command_end'
         ' WHEN TAG IN (''ALTER TABLE'', ''CREATE TABLE'') EXECUTE FUNCTION rag._on_ddl_as_runner()';
     DROP EVENT TRIGGER IF EXISTS pgask_owner_change;
     EXECUTE 'CREATE EVENT TRIGGER pgask_owner_change ON ddl_command_end'

@@ -2,8 +2,10 @@
 -- switched to atomically.
 
 -- rag._switch_set(pipeline): makes a finished rag.reembed set the active one and drops the
--- old chunk table, in one transaction; a no-op if rows of the new set are still queued, or
--- if searches hold the old table for more than 2 seconds (the next call tries again).
+-- old chunk table, in one transaction; a no-op if rows of the new set are still queued, if
+-- another transaction holds the pipeline's row, or if searches hold the old table for more
+-- than about 2 seconds (the next call tries again). It never waits in a lock queue, where
+-- searches and a sync pipeline's writers would wait behind it.
 CREATE OR REPLACE FUNCTION rag._switch_set(pipeline text)
 RETURNS void
 LANGUAGE plpgsql
@@ -13,12 +15,13 @@ AS $$
 DECLARE
     p rag.pipelines;
     e rag.embedders;
-    previous_timeout text;
+    locked boolean := false;
 BEGIN
-    -- NO KEY: a writer's queue insert checks its foreign key to this row (FOR KEY SHARE),
-    -- and must not wait while the switch waits for searches below.
-    SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline FOR NO KEY UPDATE;
-    IF p.building_set IS NULL OR EXISTS (
+    -- NO KEY: a writer's queue insert checks its foreign key to this row (FOR KEY SHARE).
+    -- SKIP LOCKED: a transaction changing the pipeline means later.
+    SELECT * INTO p FROM rag.pipelines AS x WHERE x.name = pipeline
+    FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT found OR p.building_set IS NULL OR EXISTS (
         SELECT 1 FROM rag.queue AS q
         WHERE q.pipeline = p.name AND q.embedding_set = p.building_set
     ) OR EXISTS (
@@ -26,19 +29,22 @@ BEGIN
     ) THEN
         RETURN;
     END IF;
-    -- Searches hold the old table until their transaction ends (rag.search opens it first):
-    -- wait for them here, before anything locks the source table, so that writers never wait
-    -- behind a search. Not for long: searches that come later queue behind this lock, so a
-    -- long transaction that searched would stall them; the next rag.process_queue retries.
-    previous_timeout := current_setting('lock_timeout');
-    BEGIN
-        PERFORM set_config('lock_timeout', '2s', true);
-        EXECUTE format('LOCK TABLE rag.%I IN ACCESS EXCLUSIVE MODE',
-            rag._store(p.name, p.active_set));
-    EXCEPTION WHEN lock_not_available THEN
+    -- Searches hold the old table (and the view over it) until their transaction ends
+    -- (rag.search opens it first): the switch takes them only when free, NOWAIT, trying
+    -- again every 50 ms.
+    FOR attempt IN 1..40 LOOP
+        BEGIN
+            EXECUTE format('LOCK TABLE rag.%I, rag.%I IN ACCESS EXCLUSIVE MODE NOWAIT',
+                p.name || '_chunks', rag._store(p.name, p.active_set));
+            locked := true;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pg_sleep(0.05);
+        END;
+    END LOOP;
+    IF NOT locked THEN
         RETURN;
-    END;
-    PERFORM set_config('lock_timeout', previous_timeout, true);
+    END IF;
     SELECT * INTO e FROM rag.embedders AS x WHERE x.name = p.building_embedder;
     UPDATE rag.pipelines AS x SET
         active_set = p.building_set, embedder = e.name, embedding_model = e.model,

@@ -106,10 +106,26 @@ from pgask.answering import pipeline
 return pipeline.answer_options_error(options)
 $$;
 
+-- rag._answer_token_ok(token): whether `token` is one that rag.answer's code issued in
+-- this backend for the answer it is logging, and uses it up (pgask/answering/log_tokens.py):
+-- the answer log's insert policy asks it, so a row comes only from pgask's answer path.
+CREATE OR REPLACE FUNCTION rag._answer_token_ok(token text)
+RETURNS boolean
+LANGUAGE plpython3u
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#PGASK_PREAMBLE
+from pgask.answering import log_tokens
+return log_tokens.consume(token)
+$$;
+
 -- rag._log_answer(entry): records one answer (rag.answer_log) as the asking role and prunes
--- rows older than the retention setting; returns the answer's id. Runs as the caller: the
--- log's row-level security admits only a row of the caller's own (asked_by is always
--- current_user) that cites chunks the caller can read, within the sizes migration 0007 caps.
+-- rows older than the retention setting; returns the answer's id, or NULL when the role
+-- logged answer_log_max_per_minute answers in the last minute already (rag.answer says the
+-- log was skipped). Runs as the caller: the log's row-level security admits only a row of
+-- the caller's own (asked_by is always current_user) that cites chunks the caller can read,
+-- carries the one-time token of rag.answer's code, within the sizes migration 0007 caps.
 CREATE OR REPLACE FUNCTION rag._log_answer(entry jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -118,12 +134,19 @@ AS $$
 DECLARE
     new_id bigint;
     price rag.llm_prices;
+    per_minute integer := coalesce((SELECT s.value::integer FROM rag.settings AS s
+        WHERE s.key = 'answer_log_max_per_minute'), 600);
 BEGIN
+    IF (SELECT count(*) FROM rag.answer_log AS l WHERE l.asked_by = current_user
+            AND l.asked_at > now() - interval '1 minute') >= per_minute THEN
+        RETURN NULL;
+    END IF;
     SELECT * INTO price FROM rag.llm_prices AS p WHERE p.model = entry ->> 'model';
     INSERT INTO rag.answer_log (
         pipeline, question, answer, mode, model, llm, grounded, problems,
         retrieved_chunk_ids, retrieved_scores, cited_chunk_ids, cited_document_ids,
-        cited_sources, prompt_tokens, completion_tokens, cost, currency, timings_ms, total_ms, error
+        cited_sources, prompt_tokens, completion_tokens, cost, currency, timings_ms, total_ms,
+        error, answer_token
     )
     VALUES (
         entry ->> 'pipeline', entry ->> 'question', entry ->> 'answer',
@@ -138,7 +161,7 @@ BEGIN
         (entry ->> 'prompt_tokens')::numeric * price.prompt_per_million / 1e6
         + (entry ->> 'completion_tokens')::numeric * price.completion_per_million / 1e6,
         price.currency, coalesce(entry -> 'timings_ms', '{}'),
-        (entry -> 'timings_ms' ->> 'total')::float8, entry ->> 'error'
+        (entry -> 'timings_ms' ->> 'total')::float8, entry ->> 'error', entry ->> 'token'
     )
     RETURNING id INTO new_id;
     PERFORM rag._prune_answer_log();

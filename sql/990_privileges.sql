@@ -139,13 +139,14 @@ CREATE POLICY own_answers ON rag.answer_log FOR INSERT
 WITH CHECK (
     asked_by = current_user
     AND rag._chunks_readable(pipeline, retrieved_chunk_ids || cited_chunk_ids)
+    AND rag._answer_token_ok(answer_token)
 );
 REVOKE ALL ON rag.answer_log, rag.answer_feedback FROM public;
 GRANT SELECT ON rag.answer_log TO public;
 GRANT INSERT (
     pipeline, question, answer, mode, model, llm, grounded, problems, retrieved_chunk_ids,
     retrieved_scores, cited_chunk_ids, cited_document_ids, cited_sources, prompt_tokens,
-    completion_tokens, cost, currency, timings_ms, total_ms, error
+    completion_tokens, cost, currency, timings_ms, total_ms, error, answer_token
 ) ON rag.answer_log TO public;
 
 ALTER TABLE rag.answer_feedback ENABLE ROW LEVEL SECURITY;
@@ -223,6 +224,7 @@ rag._answer_options_error(jsonb),
 rag._llm_options_error(jsonb),
 rag._log_answer(jsonb),
 rag._chunks_readable(text, bigint[]),
+rag._answer_token_ok(text),
 rag._prune_answer_log(),
 rag._chunk(text, integer, integer),
 rag._chunk_by(text, text, integer, integer, text),
@@ -237,7 +239,8 @@ rag._raise_clean(text, text, text, text),
 rag._check_document(text, text),
 rag._check_reader(text, text),
 rag._store(text, integer),
-rag._attach_capture(text),
+rag._attach_capture(text, boolean),
+rag._lock_nowait(regclass[], text, text),
 rag._capture_targets(text),
 rag._on_ddl_as_runner(),
 rag._on_owner_change()

@@ -29,18 +29,18 @@ def vector_text(v) -> str:
 
 def fill_store(db, rows, seed=7):
     """rows: (content, metadata dict); returns their chunk ids in order. Each chunk gets a
-    source row in rag.documents (written with the capture triggers off, so nothing is queued
-    or embedded): rag.search returns only chunks whose source row exists."""
+    source row in rag.documents (written under REPEATABLE READ, where the sync pipeline only
+    records the keys, and their record is then deleted: nothing is embedded): rag.search
+    returns only chunks whose source row exists."""
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(len(rows), 384)).astype(np.float32)
-    db.execute("SET session_replication_role = replica")
-    try:
+    with db.transaction():
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         with db.cursor() as cur, cur.copy(
                 "COPY rag.documents (id, source, content) FROM STDIN") as copy:
             for i, (content, _) in enumerate(rows):
                 copy.write_row((1_000_000 + i, f"filled/{1_000_000 + i}", content))
-    finally:
-        db.execute("RESET session_replication_role")
+        db.execute("DELETE FROM rag.inbox WHERE pipeline = 'documents'")
     with db.cursor() as cur, cur.copy(
         f"COPY {STORE} (document_id, ordinal, content, token_count, embed_hash, char_start,"
         " char_end, embedding, metadata) FROM STDIN"

@@ -132,6 +132,92 @@ def test_writers_cannot_empty_or_delete_other_chunks(db, memos, roles):
     assert db.execute("SELECT count(*) FROM rag.queue").fetchone()[0] == 0
 
 
+
+def test_schema_usage_must_cover_the_source(db, roles):
+    owner, reader = roles.make("owner"), roles.make("reader")
+    db.execute(f"CREATE SCHEMA private_notes AUTHORIZATION {owner}")
+    db.execute("CREATE TABLE private_notes.memos (id int PRIMARY KEY, body text)")
+    db.execute(f"ALTER TABLE private_notes.memos OWNER TO {owner}")
+    db.execute("INSERT INTO private_notes.memos VALUES (1, 'Project Falcon launch notes.')")
+    db.execute("SELECT rag.create_pipeline('memos', 'private_notes.memos', 'body')")
+    db.execute("CALL rag.process_queue('memos')")
+    db.execute(f"GRANT SELECT ON private_notes.memos TO {reader}")
+    assert _chunk_ids(db, roles, reader) is None  # the table, but not its schema
+    db.execute(f"GRANT USAGE ON SCHEMA private_notes TO {reader}")
+    assert _chunk_ids(db, roles, reader) == ["1"]
+    assert _search(db, roles, reader) == ["1"]
+    db.execute(f"REVOKE USAGE ON SCHEMA private_notes FROM {reader}")
+    assert _chunk_ids(db, roles, reader) is None
+    assert _search(db, roles, reader) is None
+
+
+def test_a_connect_only_role_cannot_delay_search_or_the_worker(db, memos, roles, db_url):
+    """A role with nothing but CONNECT leaves GRANT and REVOKE open in its transaction (no-op
+    ones, and ones on its own objects): searches and the worker never wait for it
+    (lock_timeout), because pgask's event triggers touch only pipelines whose source's
+    privileges changed, and GRANT and REVOKE lock no chunk table."""
+    nobody = roles.make("nobody")
+    db.execute(f"GRANT CREATE ON SCHEMA public TO {nobody}")
+    db.execute("INSERT INTO memos VALUES (3, 'c', 'z', 'Falcon needs a new launch window.')")
+    with psycopg.connect(db_url) as other:
+        other.execute(f"SET ROLE {nobody}")
+        other.execute("CREATE TABLE public.mine (x int)")
+        other.execute(f"REVOKE SELECT ON pg_catalog.pg_class FROM {nobody}")
+        other.execute("GRANT SELECT ON public.mine TO PUBLIC")
+        other.execute("REVOKE ALL ON public.mine FROM PUBLIC")
+        other.execute("COMMENT ON TABLE public.mine IS 'held open'")
+        # Its transaction stays open while others search and process.
+        db.execute("SET lock_timeout = '300ms'")
+        try:
+            assert db.execute("SELECT count(*) FROM rag.search('Falcon launch', 5,"
+                              " pipeline => 'memos')").fetchone()[0] > 0
+            db.execute("CALL rag.process_queue('memos')")
+            db.execute("UPDATE memos SET body = 'Falcon launch moved.' WHERE id = 1")
+            db.execute("CALL rag.process_queue('memos')")
+        finally:
+            db.execute("RESET lock_timeout")
+        other.rollback()
+    db.execute("DROP TABLE IF EXISTS public.mine")
+
+
+def test_ddl_of_others_is_never_failed_by_pgask(db, roles):
+    """A source owner renames her key's domain and her columns (to names with % in them) on
+    a source with row-level security, and others GRANT and REVOKE: every command succeeds,
+    every write succeeds, `pgask install` succeeds, and the pipeline follows."""
+    from pgask.install import install
+
+    owner, reader = roles.make("owner"), roles.make("reader")
+    db.execute(f"CREATE SCHEMA owned AUTHORIZATION {owner}")
+    with roles.as_role(owner):
+        db.execute("CREATE DOMAIN owned.dkey AS integer CHECK (VALUE > 0)")
+        db.execute("CREATE TABLE owned.memos (id owned.dkey PRIMARY KEY, body text)")
+        db.execute("INSERT INTO owned.memos VALUES (1, 'Falcon launch notes.')")
+        db.execute("ALTER TABLE owned.memos ENABLE ROW LEVEL SECURITY")
+        db.execute("CREATE POLICY everyone ON owned.memos USING (true)")
+        db.execute(f"GRANT USAGE ON SCHEMA owned TO {reader}")
+        db.execute(f"GRANT SELECT ON owned.memos TO {reader}")
+    db.execute("SELECT rag.create_pipeline('memos', 'owned.memos', 'body')")
+    db.execute("CALL rag.process_queue('memos')")
+    with roles.as_role(owner):
+        db.execute("ALTER DOMAIN owned.dkey RENAME TO renamed_key")
+        db.execute('ALTER TABLE owned.memos RENAME COLUMN body TO "b%sdy"')
+        db.execute('ALTER TABLE owned.memos RENAME COLUMN id TO "i%d"')
+        db.execute(f"REVOKE SELECT ON owned.memos FROM {reader}")
+        db.execute(f"GRANT SELECT ON owned.memos TO {reader}")
+        db.execute('INSERT INTO owned.memos VALUES (2, \'Falcon moved.\')')
+        db.execute('UPDATE owned.memos SET "b%sdy" = \'Falcon launch notes, edited.\'')
+        db.execute('DELETE FROM owned.memos WHERE "i%d" = 1')
+    db.execute(f"GRANT SELECT ON pg_catalog.pg_class TO {reader}")
+    db.execute(f"REVOKE SELECT ON pg_catalog.pg_class FROM {reader}")
+    install(db)
+    db.execute("CALL rag.process_queue('memos')")
+    assert db.execute("SELECT broken FROM rag.pipeline_status WHERE pipeline = 'memos'"
+                      ).fetchone() == (None,)
+    assert db.execute("SELECT document_id, content FROM rag.memos_chunks").fetchall() == [
+        ("2", "Falcon launch notes, edited.")]
+    assert _search(db, roles, reader, "Falcon launch") == ["2"]
+
+
 # --- term statistics ------------------------------------------------------------------------
 
 def test_term_statistics_answer_only_for_readable_chunk_tables(db, memos, roles):
@@ -217,6 +303,34 @@ def test_log_rows_cannot_be_forged(db, asked, roles):
         db.execute("SELECT rag._log_answer(%s::jsonb)", (entry,))
     assert db.execute("SELECT count(*) FROM rag.answer_log WHERE answer <> 'forged'"
                       ).fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM rag.answer_log WHERE answer = 'forged'"
+                      ).fetchone()[0] == 0
+
+
+def test_the_log_takes_rows_only_from_the_answer_path(db, asked, roles):
+    """A role that may read the chunks still cannot write log rows of its own making: a row
+    needs a one-time token only rag.answer's code holds; and each role logs at most
+    answer_log_max_per_minute answers a minute (the answer is returned, its logging
+    skipped, and the answer says so)."""
+    alice, _, _, _ = asked
+    chunk = db.execute("SELECT min(id) FROM rag.memos_chunks").fetchone()[0]
+    entry = ('{"pipeline": "memos", "question": "q", "answer": "forged", "mode": "extractive",'
+             f' "grounded": true, "cited_chunk_ids": [{chunk}], "token": "guess"}}')
+    with roles.as_role(alice):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            db.execute("INSERT INTO rag.answer_log (pipeline, question, answer, mode,"
+                       " grounded) VALUES ('memos', 'q', 'forged', 'extractive', true)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            db.execute("SELECT rag._log_answer(%s::jsonb)", (entry,))
+    db.execute("UPDATE rag.settings SET value = '2' WHERE key = 'answer_log_max_per_minute'")
+    notes = []
+    with roles.as_role(alice):
+        for _ in range(2):
+            (answer,) = db.execute("SELECT rag.answer('Where is the launch code?',"
+                                   " pipeline => 'memos')").fetchone()
+            notes.append(answer["log"])
+    assert notes == ["logged", "skipped: at most 2 answers a minute are logged per role"
+                     " (rag.settings answer_log_max_per_minute)"]
     assert db.execute("SELECT count(*) FROM rag.answer_log WHERE answer = 'forged'"
                       ).fetchone()[0] == 0
 

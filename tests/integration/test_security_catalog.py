@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import psycopg
 import pytest
 
 PINNED = "search_path=pg_catalog, pg_temp"
@@ -79,6 +80,8 @@ PUBLIC_EXECUTE = {
         "invoker; row-level security on rag.answer_log admits only the caller's own rows, "
         "citing chunks the caller can read",
     "rag._chunks_readable(text,bigint[])": "invoker; in answer_log's policy, as the caller",
+    "rag._answer_token_ok(text)":
+        "uses up a one-time token that only rag.answer's Python code issues; no data",
     "rag._prune_answer_log()":
         "SECURITY DEFINER; deletes only rows past the owner's retention, as any answer does",
     "rag._chunk(text,integer,integer)": "pure; rag.chunk's body",
@@ -96,7 +99,9 @@ PUBLIC_EXECUTE = {
     "rag._store(text,integer)": "pure: a chunk table's name (rag.search opens it first)",
     # Capture triggers on partitions are created by whoever creates or attaches them: these
     # run as that role, and only create triggers on tables it owns.
-    "rag._attach_capture(text)": "invoker; creates capture triggers on tables the caller owns",
+    "rag._attach_capture(text,boolean)":
+        "invoker; creates capture triggers on tables the caller owns",
+    "rag._lock_nowait(regclass[],text,text)": "invoker; locks only what the caller may lock",
     "rag._capture_targets(text)": "reads rag.pipelines and the partition tree (PUBLIC)",
     "rag._on_ddl_as_runner()": "event trigger function (cannot be called); invoker on purpose",
     "rag._on_owner_change()": "event trigger function (cannot be called); invoker on purpose",
@@ -386,3 +391,48 @@ def test_shadow_functions_in_public_never_run(db, roles, chat_server):
     db.execute("SELECT rag.drop_pipeline('live')")
     ran = db.execute("SELECT fn, by_user, by_session FROM public.hijacked").fetchall()
     assert ran == []
+
+
+def test_pgask_runs_as_a_role_without_superuser_or_members(db, with_pipelines, roles):
+    """pgask_owner owns every function of schema rag and runs the SECURITY DEFINER ones: it
+    is no superuser and has no members, so no role but a superuser can change code that
+    other roles run with their own rights. A pipeline admin cannot either."""
+    assert db.execute(
+        "SELECT DISTINCT r.rolname, r.rolsuper FROM pg_proc AS p JOIN pg_roles AS r"
+        " ON r.oid = p.proowner WHERE p.pronamespace = 'rag'::regnamespace").fetchall() == [
+        ("pgask_owner", False)]
+    assert db.execute(
+        "SELECT rolsuper, rolcreaterole, rolbypassrls, rolcreatedb, rolreplication,"
+        " (SELECT count(*) FROM pg_auth_members WHERE roleid = r.oid)"
+        " FROM pg_roles AS r WHERE rolname = 'pgask_owner'").fetchone() == (
+        False, False, False, False, False, 0)
+    admin = roles.make("admin", "GRANT pgask_admin, pgask_worker TO {role}")
+    for attempt in ("CREATE OR REPLACE FUNCTION rag._on_ddl_as_runner() RETURNS event_trigger"
+                    " LANGUAGE plpgsql AS $$ BEGIN END $$",
+                    "ALTER FUNCTION rag._require_admin(text) SECURITY DEFINER",
+                    "ALTER FUNCTION rag.search(text, integer, jsonb, text, text, jsonb)"
+                    " SET search_path = rag, pg_catalog",
+                    "CREATE POLICY open ON rag.notes_chunks_1 USING (true)",
+                    "SET ROLE pgask_owner"):
+        with roles.as_role(admin), pytest.raises(psycopg.errors.InsufficientPrivilege):
+            db.execute(attempt)
+
+
+def test_no_stored_expression_uses_what_others_can_plant(db, with_pipelines):
+    """No constraint, default, policy, view, index or trigger of schema rag uses a function,
+    operator or type of a schema that a role other than a superuser may create in
+    (pgvector's own objects aside): planted code would run whenever the expression does.
+    The check is pgask doctor's; it sees what it must (a planted operator in a constraint)."""
+    from pgask.doctor import unsafe_references
+
+    assert unsafe_references(db) == []
+    db.execute("CREATE SCHEMA open_schema; GRANT CREATE ON SCHEMA open_schema TO PUBLIC")
+    db.execute("CREATE FUNCTION open_schema.ok(integer) RETURNS boolean LANGUAGE sql"
+               " AS 'SELECT true'")
+    db.execute("ALTER TABLE rag.pipelines ADD CONSTRAINT planted CHECK (open_schema.ok(1))")
+    try:
+        found = unsafe_references(db)
+        assert [used for _, used in found] == ["function open_schema.ok(integer)"], found
+    finally:
+        db.execute("ALTER TABLE rag.pipelines DROP CONSTRAINT planted")
+        db.execute("DROP SCHEMA open_schema CASCADE")

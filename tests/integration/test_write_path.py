@@ -440,3 +440,226 @@ def test_writes_in_parallel_with_ddl_and_workers(srv, db_url):
     assert errors == []
     process(db, "t")
     assert problems(db, "t", "t") == []
+
+
+# --- what the first attack round found (issue 28): each a class, with its variants --------
+
+def test_a_source_attached_under_another_table_breaks_and_detaching_repairs(srv):
+    """The source becomes a partition of another table (writes through that parent would
+    bypass its statement triggers): broken at once, and whole again when detached."""
+    db = srv
+    db.execute("CREATE TABLE outer_t (id int, region text, body text, PRIMARY KEY (id, region))"
+               " PARTITION BY LIST (region)")
+    db.execute("CREATE TABLE inner_t (id int, region text, body text, PRIMARY KEY (id, region))")
+    db.execute("INSERT INTO inner_t VALUES (1, 'x', 'ticket inside')")
+    db.execute("SELECT rag.create_pipeline('inner_t', 'inner_t', 'body', embedder => 'srv')")
+    process(db, "inner_t")
+    db.execute("ALTER TABLE outer_t ATTACH PARTITION inner_t FOR VALUES IN ('x')")
+    assert "is a partition of" in status(db, "inner_t")["broken"]
+    db.execute("INSERT INTO outer_t VALUES (2, 'x', 'ticket through the parent')")
+    db.execute("ALTER TABLE outer_t DETACH PARTITION inner_t")
+    assert status(db, "inner_t")["broken"] is None
+    process(db, "inner_t")  # repaired: every row checked again, the missed write included
+    assert problems(db, "inner_t", "inner_t",
+                    key="jsonb_build_array(id::text, region)::text") == []
+
+
+NO_REWRITE_CHANGES = {
+    # what the content reads, the table, the change that alters the text without a rewrite
+    "enum value renamed": (
+        "body || ' ' || mood::text",
+        "CREATE TYPE feeling AS ENUM ('sad', 'ok');"
+        " CREATE TABLE t (id int PRIMARY KEY, body text, mood feeling)",
+        "INSERT INTO t VALUES (1, 'ticket', 'sad')",
+        "ALTER TYPE feeling RENAME VALUE 'sad' TO 'glad'"),
+    "timestamp to timestamptz": (
+        "body || ' ' || at::text",
+        "CREATE TABLE t (id int PRIMARY KEY, body text, at timestamp)",
+        "INSERT INTO t VALUES (1, 'ticket', '2026-01-02 03:04:05')",
+        "SET TimeZone = 'UTC'; ALTER TABLE t ALTER COLUMN at TYPE timestamptz"),
+    "varchar to a domain over text": (
+        "body || ' ' || (pg_typeof(code)::regtype::oid = 'varchar'::regtype::oid)::text",
+        "CREATE DOMAIN code_text AS text; CREATE TABLE t (id int PRIMARY KEY, body text,"
+        " code varchar(8))",
+        "INSERT INTO t VALUES (1, 'ticket', 'A1')",
+        "ALTER TABLE t ALTER COLUMN code TYPE code_text"),
+}
+
+
+@pytest.mark.parametrize("change", NO_REWRITE_CHANGES, ids=list(NO_REWRITE_CHANGES))
+def test_changes_that_alter_the_text_without_a_rewrite_are_followed(srv, change):
+    content, create, insert, alter = NO_REWRITE_CHANGES[change]
+    db = srv
+    db.execute(create)
+    db.execute(insert)
+    db.execute("SELECT rag.create_pipeline('t', 't', %s, embedder => 'srv')", (content,))
+    process(db, "t")
+    before = db.execute("SELECT content FROM rag.t_chunks").fetchall()
+    db.execute(alter)
+    process(db, "t")
+    assert db.execute("SELECT content FROM rag.t_chunks").fetchall() != before
+    assert problems(db, "t", "t", content=content) == []
+
+
+def test_a_new_primary_key_is_followed_by_capture_and_reader(srv):
+    db = srv
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, code text NOT NULL UNIQUE, body text)")
+    db.execute("INSERT INTO t VALUES (1, 'a', 'ticket one'), (2, 'b', 'ticket two')")
+    db.execute("SELECT rag.create_pipeline('t', 't', 'body', embedder => 'srv')")
+    process(db, "t")
+    db.execute("ALTER TABLE t DROP CONSTRAINT t_pkey, ADD PRIMARY KEY (code)")
+    db.execute("INSERT INTO t VALUES (3, 'c', 'ticket three')")
+    db.execute("UPDATE t SET body = 'ticket one, edited' WHERE code = 'a'")
+    process(db, "t")
+    assert status(db, "t")["broken"] is None
+    assert problems(db, "t", "t", key="code") == []
+
+
+def test_writes_under_the_replica_role_are_captured(srv):
+    """Logical replication applies changes with session_replication_role = replica: the
+    capture triggers fire ALWAYS."""
+    db = srv
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+    db.execute("SELECT rag.create_pipeline('t', 't', 'body', embedder => 'srv')")
+    db.execute("SET session_replication_role = replica")
+    try:
+        db.execute("INSERT INTO t VALUES (1, 'ticket applied by a subscriber')")
+    finally:
+        db.execute("RESET session_replication_role")
+    process(db, "t")
+    assert problems(db, "t", "t") == []
+
+
+@pytest.mark.parametrize("removal", [
+    "ALTER TABLE t DISABLE TRIGGER pgask_t_update",
+    "ALTER TABLE t ENABLE REPLICA TRIGGER pgask_t_insert",
+    "DROP TRIGGER pgask_t_delete ON t",
+    "ALTER TABLE t DISABLE TRIGGER ALL",
+])
+def test_capture_triggers_switched_off_break_the_pipeline_until_repaired(srv, removal):
+    db = srv
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+    db.execute("INSERT INTO t VALUES (1, 'ticket one')")
+    db.execute("SELECT rag.create_pipeline('t', 't', 'body', embedder => 'srv')")
+    process(db, "t")
+    db.execute(removal)
+    assert "missing or disabled" in status(db, "t")["broken"]
+    db.execute("INSERT INTO t VALUES (2, 'ticket written while not captured')")
+    db.execute("SELECT rag.alter_pipeline('t')")  # as the owner (a superuser here)
+    assert status(db, "t")["broken"] is None
+    process(db, "t")  # repaired: every row checked again
+    assert problems(db, "t", "t") == []
+
+
+@pytest.mark.parametrize("call", [
+    "SELECT rag.create_pipeline('t', 't', 'body', embedder => 'srv')",
+    "SELECT rag.drop_pipeline('t')",
+])
+def test_pipeline_ddl_never_makes_the_source_writers_queue(srv, db_url, call):
+    """A transaction holds the source; creating or dropping a pipeline on it either waits
+    without making later writers queue behind it, or gives up with 55P03."""
+    db = srv
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+    if "drop" in call:
+        db.execute("SELECT rag.create_pipeline('t', 't', 'body', embedder => 'srv')")
+    outcome: list = []
+    with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as admin, \
+            psycopg.connect(db_url, autocommit=True) as writer:
+        holder.execute("INSERT INTO t VALUES (1, 'ticket in an open transaction')")
+
+        def run():
+            try:
+                admin.execute(call)
+                outcome.append("done")
+            except psycopg.Error as exc:
+                outcome.append(exc.sqlstate)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(0.5)  # the call is trying now
+        # Would wait behind a queued lock request for as long as the holder lives.
+        writer.execute("SET lock_timeout = '2s'")
+        for i in range(2, 6):
+            writer.execute("INSERT INTO t VALUES (%s, 'ticket from another writer')", (i,))
+        thread.join()
+        holder.rollback()
+    assert outcome == ["55P03"], outcome
+
+
+def test_sync_processing_is_bounded_and_cancellable(srv, db_url, embedding_server):
+    db = srv
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+    db.execute("SELECT rag.create_pipeline('t', 't', 'body', embedder => 'srv', mode => 'sync')")
+    db.execute("INSERT INTO rag.settings (key, value) VALUES ('sync_max_rows', '10')"
+               " ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+    db.execute("INSERT INTO t SELECT g, 'ticket ' || g FROM generate_series(1, 25) g")
+    assert db.execute("SELECT count(DISTINCT document_id) FROM rag.t_chunks").fetchone() == (10,)
+    assert db.execute("SELECT sum(cardinality(document_ids)) FROM rag.inbox"
+                      " WHERE pipeline = 't'").fetchone() == (15,)
+    process(db, "t")
+    assert problems(db, "t", "t") == []
+    # A cancel of a write whose sync embedding hangs cancels the write (it is the user's).
+    embedding_server.fail_next({"delay": 5, "times": 3})
+    with psycopg.connect(db_url, autocommit=True) as writer:
+        pid = writer.info.backend_pid
+        timer = threading.Timer(1.0, lambda: db.execute("SELECT pg_cancel_backend(%s)", (pid,)))
+        timer.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            writer.execute("INSERT INTO t VALUES (100, 'ticket whose write is cancelled')")
+        timer.join()
+    assert db.execute("SELECT count(*) FROM t WHERE id = 100").fetchone() == (0,)
+
+
+def test_a_worker_defers_a_document_a_sync_writer_holds(srv, db_url):
+    """A sync writer's open transaction is writing row 1's chunks; a worker with row 1
+    queued neither waits for it nor counts an attempt: the job waits for later."""
+    db = srv
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+    db.execute("INSERT INTO t VALUES (1, 'ticket one')")
+    db.execute("SELECT rag.create_pipeline('t', 't', 'body', embedder => 'srv', mode => 'sync')")
+    process(db, "t")
+    with psycopg.connect(db_url) as queued_writer:  # not processed at once: queued
+        queued_writer.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        queued_writer.execute("UPDATE t SET body = 'ticket one, queued' WHERE id = 1")
+    with psycopg.connect(db_url) as writer:
+        writer.execute("UPDATE t SET body = 'ticket one, being written' WHERE id = 1")
+        db.execute("SET lock_timeout = '500ms'")  # the worker must not need to wait
+        db.execute("CALL rag.process_queue('t')")
+        db.execute("RESET lock_timeout")
+        attempts, later = db.execute(
+            "SELECT attempts, not_before > now() FROM rag.queue WHERE pipeline = 't'"
+            " AND document_id = '1'").fetchone()
+        assert (attempts, later) == (0, True)
+        writer.commit()
+    db.execute("UPDATE rag.queue SET not_before = now() WHERE pipeline = 't'")
+    process(db, "t")
+    assert problems(db, "t", "t") == []
+
+
+def test_source_columns_named_like_pgask_internals_are_read(srv):
+    db = srv
+    db.execute('CREATE TABLE t (document_id int PRIMARY KEY, _pgask_key text, k text,'
+               ' "s" text, body text)')
+    db.execute("INSERT INTO t VALUES (1, 'a', 'b', 'c', 'ticket one')")
+    db.execute("SELECT rag.create_pipeline('t', 't',"
+               " $$body || ' ' || _pgask_key || k || s || document_id$$, embedder => 'srv',"
+               " metadata => ARRAY['k', '_pgask_key'])")
+    process(db, "t")
+    assert status(db, "t")["broken"] is None
+    assert problems(db, "t", "t", key="document_id",
+                    content="body || ' ' || _pgask_key || k || s || document_id") == []
+
+
+def test_an_embeddings_reply_without_data_is_a_clear_dead_letter(srv, embedding_server):
+    db = srv
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+    db.execute("SELECT rag.create_pipeline('t', 't', 'body', embedder => 'srv')")
+    for body in ('{"object": "list"}', '{"error": {"message": "quota"}}', '{"data": {}}',
+                 '[]'):
+        embedding_server.fail_next({"body": body})
+        db.execute("INSERT INTO t VALUES (1, 'ticket one')")
+        db.execute("CALL rag.process_queue('t')")
+        (error,) = db.execute("SELECT last_error FROM rag.dead_letters").fetchone()
+        assert "srv" in error and "data" in error and "Traceback" not in error, error
+        db.execute("DELETE FROM t")
+        db.execute("DELETE FROM rag.queue")

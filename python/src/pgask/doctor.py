@@ -236,6 +236,11 @@ SELECT p.name, p.broken, rag._reader_problem(p.name) AS reader_problem,
                WHERE g.tgrelid = t.target AND g.tgname LIKE 'pgask\_' || p.name || '\_%'
                  AND g.tgfoid = to_regprocedure(format('rag.%I()',
                      'pgask_' || p.name || '_capture'))) < 4) AS uncaptured,
+       (SELECT string_agg(DISTINCT g.tgrelid::regclass::text, ', ')
+        FROM pg_trigger AS g
+        WHERE g.tgrelid IN (SELECT rag._capture_targets(p.name))
+          AND g.tgfoid = to_regprocedure(format('rag.%I()', 'pgask_' || p.name || '_capture'))
+          AND g.tgenabled <> 'A') AS not_always,
        (SELECT string_agg(s.store, ', ') FROM unnest(array_remove(ARRAY[
             rag._store(p.name, p.active_set), rag._store(p.name, p.building_set)], NULL))
             AS s (store)
@@ -250,7 +255,8 @@ def _pipelines(conn) -> list[Check]:
     if not _installed(conn):
         return []
     checks = []
-    for name, broken, reader, source_exists, uncaptured, without in conn.execute(_PIPELINES):
+    for (name, broken, reader, source_exists, uncaptured, not_always,
+         without) in conn.execute(_PIPELINES):
         what = f"pipeline {name}"
         if not source_exists:
             checks.append(Check(what, False, broken or "its source table was dropped",
@@ -268,6 +274,12 @@ def _pipelines(conn) -> list[Check]:
                                 f" and of pgask_admin: SELECT rag.alter_pipeline('{name}')"))
         elif uncaptured:
             checks.append(Check(what, False, f"writes to {uncaptured} are not captured",
+                                "as a member of the source table's owner and of pgask_admin:"
+                                f" SELECT rag.alter_pipeline('{name}')"))
+        elif not_always:
+            checks.append(Check(what, False, f"the capture triggers on {not_always} do not "
+                                "fire ALWAYS: writes under session_replication_role = replica "
+                                "(logical replication applying changes) go unrecorded",
                                 "as a member of the source table's owner and of pgask_admin:"
                                 f" SELECT rag.alter_pipeline('{name}')"))
         else:

@@ -31,6 +31,9 @@ class Limits:
     max_filter_depth: int = 32
     # Texts per embedding request sent between two lease renewals by rag.process_queue.
     embed_batch_texts: int = 64
+    # Rows a sync pipeline processes inside one writer's statement; the rest go to the
+    # workers, so a bulk write through a sync pipeline is not held up by embedding.
+    sync_max_rows: int = 100
 
 
 DEFAULTS = Limits()

@@ -118,6 +118,21 @@ def fetch_sources(plpy, p: Pipeline, ids: list[str]) -> SourceRows:
     return found
 
 
+def claim_documents(plpy, store: str, ids: list[str]) -> set[str]:
+    """The documents of `ids` whose chunks in `store` this transaction may now write: a
+    transaction-level advisory lock per (chunk table, document), taken without waiting. A
+    sync pipeline's writer and the workers both take it before they touch a document's
+    chunks, so neither ever waits for the other (nor for a writer whose transaction was
+    PREPAREd and forgotten): the one that finds it taken leaves the document for later."""
+    if not ids:
+        return set()
+    rows = plpy.execute(prepared(plpy,
+        "SELECT u.id FROM unnest($2::text[]) AS u (id)"
+        " WHERE pg_try_advisory_xact_lock(hashtext('pgask.chunks ' || $1), hashtext(u.id))",
+        ["text", "text[]"]), [store, sorted(set(ids))])
+    return {r["id"] for r in rows}
+
+
 def mark_broken(plpy, p: Pipeline, reason: str) -> None:
     plpy.execute(prepared(plpy, "SELECT rag._mark_broken($1, $2)", ["text", "text"]),
                  [p.name, reason[:2000]])
@@ -518,16 +533,20 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
         plpy.commit()
         return 0
 
+    # Documents whose chunks another transaction is writing (a sync pipeline's writer, even
+    # one whose transaction was PREPAREd and forgotten) are left for later, not waited for;
+    # the rows are read after that, so what is written is what they hold now.
+    free = claim_documents(plpy, store, ids)
     try:
-        current = fetch_sources(plpy, p, ids)  # first: a TRUNCATE waits for us here
+        current = fetch_sources(plpy, p, ids)  # a TRUNCATE waits for us here
     except SourceUnreadable as exc:
         return _set_aside(plpy, p, jobs, str(exc))
     owned = _owned(plpy, jobs)
     by_id = {doc.document_id: doc for doc in planned}
     stored = stored_chunks(plpy, store, ids)
     fresh = {d for d, v in vectors.items() if known.get(d) is not v}
-    # A row whose chunks another transaction holds (a sync pipeline's writer, even one whose
-    # transaction was PREPAREd and forgotten) is left for later, not waited for.
+    # (A lock pgask's claim does not cover, such as a chunk row of a DDL in flight, is not
+    # waited for long either.)
     plpy.execute(prepared(plpy, "SELECT set_config('lock_timeout', '2s', true)", []))
     done = stale = 0
     for job in jobs:
@@ -535,6 +554,8 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
         problem = current.problems.get(job.document_id)
         if job.id not in owned:
             stale += 1  # our lease expired and another worker took the job over
+        elif job.document_id not in free:
+            _defer(plpy, job)  # its chunks are being written elsewhere: later
         elif problem is not None:
             # This row's own values fail the pipeline's SQL: it alone is a dead letter, with
             # its own error (it is queued again when it changes).
@@ -543,7 +564,7 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
         elif job.document_id not in current.rows:
             if _locked_out(plpy, lambda job=job: remove_chunks(plpy, store, job.document_id,
                                                                distributed)):
-                _release(plpy, job, count_attempt=False)
+                _defer(plpy, job)
                 continue
             _finish(plpy, job)  # the row is gone, and now its chunks
         elif job.document_id in refused and current.rows[job.document_id] == sources.rows.get(
@@ -556,7 +577,7 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
         else:
             if not unchanged(doc, stored.get(job.document_id), fresh) and _locked_out(
                     plpy, lambda doc=doc: write_chunks(plpy, store, doc, vectors, distributed)):
-                _release(plpy, job, count_attempt=False)
+                _defer(plpy, job)
                 continue
             _finish(plpy, job)
             done += 1
@@ -569,15 +590,29 @@ def process_group(plpy, pipeline_name: str, embedding_set: int, jobs: list[Job],
 
 def _locked_out(plpy, write) -> bool:
     """Runs `write` in a subtransaction; True (and nothing written) when it waited longer
-    than lock_timeout for rows another transaction holds."""
+    than lock_timeout for rows another transaction holds, or met chunks another one wrote
+    meanwhile (a unique violation): the document is left for later."""
     try:
         with plpy.subtransaction():
             write()
     except plpy.SPIError as exc:
-        if getattr(exc, "sqlstate", None) == "55P03":  # lock_not_available
+        if getattr(exc, "sqlstate", None) in ("55P03", "23505"):
             return True
         raise
     return False
+
+
+# How long a job whose document is busy elsewhere waits before a worker takes it again.
+BUSY_RETRY_SECONDS = 10
+
+
+def _defer(plpy, job: Job) -> None:
+    """The job goes back to the queue for later, its attempt not counted."""
+    plpy.execute(prepared(plpy,
+        "UPDATE rag.queue SET not_before = now() + make_interval(secs => $3)"
+        " WHERE id = $1 AND generation = $2", ["bigint", "bigint", "float8"]),
+        [job.id, job.generation, BUSY_RETRY_SECONDS])
+    _release(plpy, job, count_attempt=False)
 
 
 def switch_finished_reembeds(plpy, pipeline: str | None) -> None:
@@ -678,21 +713,32 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> list[str]:
     """Sync mode: embed inside the writer's transaction, and return the keys left for
     rag.process_queue: rows that are gone (the worker removes their chunks), rows whose own
     values fail the pipeline's SQL or exceed a bound of rag.settings (the worker records
-    why). Any failure raises: the capture function catches it, so the write goes through
-    with every key still queued. Statistics are the workers' to fold, and rag.pipeline_stats
-    theirs to count: no row that two writers would both update."""
+    why), rows past sync_max_rows, documents whose chunks another transaction is writing
+    (claim_documents), and everything once half of statement_timeout is spent. Any failure
+    raises: the capture function catches it, so the write goes through with every key still
+    queued. Statistics are the workers' to fold, and rag.pipeline_stats theirs to count: no
+    row that two writers would both update."""
     p = pipelines.load(plpy, pipeline_name)
     bounds = limits.read(plpy)
+    ids = sorted(set(ids))
+    left = set(ids[bounds.sync_max_rows:])
+    ids = ids[:bounds.sync_max_rows]
+    if _past_half_of_statement_timeout(plpy):
+        return sorted(left | set(ids))
     sources = fetch_sources(plpy, p, ids)
-    left = {i for i in ids if i not in sources.rows}
+    left |= {i for i in ids if i not in sources.rows}
     for embedding_set in (p.active_set, p.building_set):
         if embedding_set is None:
             continue
+        if _past_half_of_statement_timeout(plpy):
+            return sorted(left | set(sources.rows))
         store = p.table(embedding_set)
+        free = claim_documents(plpy, store, list(sources.rows))
+        left |= set(sources.rows) - free
+        rows = {i: r for i, r in sources.rows.items() if i in free}
         refused: dict[str, str] = {}
         provider = load_embedder(plpy, p.embedder_for(embedding_set))
-        planned = plan_documents(p, provider, sources.rows, bounds, limits.Ticker(plpy),
-                                 refused)
+        planned = plan_documents(p, provider, rows, bounds, limits.Ticker(plpy), refused)
         known = reusable_vectors(plpy, store, [h for d in planned for h in d.hashes])
         vectors, _ = compute_vectors(provider, planned, known)
         distributed = distributed_store(plpy, p, embedding_set)
@@ -703,3 +749,13 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> list[str]:
                 write_chunks(plpy, store, doc, vectors, distributed)
         left |= set(refused)
     return sorted(left)
+
+
+def _past_half_of_statement_timeout(plpy) -> bool:
+    """Whether the writer's statement has used half its statement_timeout (none: never):
+    sync processing then leaves the rest to the workers rather than fail the write."""
+    row = plpy.execute(prepared(plpy,
+        "SELECT setting::float8 AS limit_ms,"
+        " (1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()))::float8 AS used_ms"
+        " FROM pg_settings WHERE name = 'statement_timeout'", []))[0]
+    return row["limit_ms"] > 0 and row["used_ms"] * 2 >= row["limit_ms"]

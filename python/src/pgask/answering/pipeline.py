@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 
 from pgask import __version__, pipelines
-from pgask.answering import rewriting, sentence_vectors
+from pgask.answering import log_tokens, rewriting, sentence_vectors
 from pgask.answering.extractive import NO_ANSWER, extractive_answer
 from pgask.answering.grounding import check_grounding, is_no_answer
 from pgask.llm.chat import ChatClient, LLMError, LLMOptions, LLMSpec
@@ -269,7 +269,9 @@ def _answer(plpy, question, k, filter_json, p, llm_name, options, result, starte
             result["log"] = f"skipped: {read_only}"
         else:
             result["answer_id"] = _log(plpy, p.name, result)
-            result["log"] = "logged"
+            result["log"] = "logged" if result["answer_id"] is not None else (
+                f"skipped: at most {_logs_per_minute(plpy)} answers a minute are logged per"
+                " role (rag.settings answer_log_max_per_minute)")
     return json.dumps(result)
 
 
@@ -378,8 +380,16 @@ def _rewritten_retrieve(plpy, llm_name, question, k, filter_json, p, options, re
     return rows, timings
 
 
-def _log(plpy, pipeline: str, result: dict) -> int:
+def _logs_per_minute(plpy) -> int:
+    rows = plpy.execute(prepared(plpy, "SELECT value FROM rag.settings"
+                                 " WHERE key = 'answer_log_max_per_minute'", []))
+    return int(rows[0]["value"]) if rows else 600
+
+
+def _log(plpy, pipeline: str, result: dict) -> int | None:
+    """The answer's row in rag.answer_log (its id), or None when the role's rate is spent."""
     entry = {
+        "token": log_tokens.issue(),
         "pipeline": pipeline, "question": result["question"], "answer": result["answer"],
         "mode": result["mode"], "model": result["model"], "llm": result["llm"],
         "grounded": result["grounded"], "problems": result["problems"],

@@ -129,7 +129,15 @@ class OpenAICompatibleEmbedder:
             raise EmbedderError(
                 f"embedder {self.name}: unreadable answer from {self.base_url} "
                 f"({type(exc).__name__}: {redact(str(exc), self._api_key)[:200]})") from None
-        data = sorted(response.data, key=lambda d: d.index)
+        data = getattr(response, "data", None)
+        if not isinstance(data, list) or not all(
+                isinstance(getattr(d, "index", None), int) for d in data):
+            # JSON, but not the embeddings API's: {"error": ...} with status 200, {}, a list.
+            raise EmbedderError(
+                f"embedder {self.name}: the answer from {self.base_url} has no list \"data\" "
+                "of indexed embeddings (is base_url an OpenAI-compatible embeddings API?)",
+                retryable=False)
+        data = sorted(data, key=lambda d: d.index)
         if len(data) != len(inputs):
             raise EmbedderError(f"embedder {self.name}: asked for {len(inputs)} embeddings, "
                                 f"got {len(data)}", retryable=False)
