@@ -55,6 +55,20 @@ class Standby:
                 time.sleep(0.05)
 
 
+# A hot standby refuses to start with a lower value than its primary's for these (the
+# primary's tests turn on two-phase commit, for one).
+_MATCHED_SETTINGS = ("max_connections", "max_prepared_transactions", "max_worker_processes",
+                     "max_wal_senders", "max_locks_per_transaction")
+
+
+def _settings_a_standby_must_match(proc) -> list[tuple[str, str]]:
+    url = f"postgresql://{proc.user}@{proc.host}:{proc.port}/postgres"
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT name, setting FROM pg_catalog.pg_settings"
+                            " WHERE name = ANY(%s) ORDER BY name",
+                            (list(_MATCHED_SETTINGS),)).fetchall()
+
+
 @pytest.fixture(scope="module")
 def standby(postgresql_proc) -> Standby:
     if os.environ.get("PGASK_TEST_DSN"):
@@ -68,10 +82,16 @@ def standby(postgresql_proc) -> Standby:
          "-U", postgresql_proc.user, "-D", str(datadir), "-R", "-X", "stream", "-c", "fast"],
         check=True, capture_output=True, timeout=300)
     options = (f"-p {port} -c listen_addresses={postgresql_proc.host}"
-               f" -c unix_socket_directories={work} -c hot_standby=on")
-    subprocess.run(
+               f" -c unix_socket_directories={work} -c hot_standby=on"
+               + "".join(f" -c {name}={value}"
+                         for name, value in _settings_a_standby_must_match(postgresql_proc)))
+    started = subprocess.run(
         [BIN / "pg_ctl", "-D", str(datadir), "-o", options, "-l", str(work / "log"), "-w",
-         "start"], check=True, capture_output=True, timeout=120)
+         "start"], capture_output=True, timeout=120)
+    if started.returncode != 0:
+        log = (work / "log").read_text(errors="replace")[-2000:]
+        shutil.rmtree(work, ignore_errors=True)
+        raise AssertionError(f"the standby did not start:\n{log}")
     try:
         yield Standby(postgresql_proc.host, port, postgresql_proc.user)
     finally:
