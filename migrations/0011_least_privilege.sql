@@ -53,8 +53,9 @@ ADD COLUMN reader oid,
 ADD COLUMN reader_digest text,
 ADD COLUMN acl_digest text;
 
--- shape_digest: the source's partitions and key when last followed (rag._source_shape): a
--- change (ATTACH or DETACH PARTITION, a new key) makes the workers check every row.
+-- shape_digest: the source's partitions, key and used columns' types when last followed
+-- (rag._source_shape): a change (ATTACH or DETACH PARTITION, a new key, a column retyped
+-- without a rewrite) makes the workers check every row.
 ALTER TABLE rag.pipelines ADD COLUMN shape_digest text;
 
 -- source_schema_loans: source owners lent CREATE on schema rag_source while their reader is
@@ -73,3 +74,24 @@ ON CONFLICT (key) DO NOTHING;
 -- go to the workers (pgask/limits.py has the same default).
 INSERT INTO rag.settings (key, value) VALUES ('sync_max_rows', '100')
 ON CONFLICT (key) DO NOTHING;
+
+-- A stored key goes only to the servers it was stored for (rag.set_secret's base_urls; NULL:
+-- the providers' own public endpoints), so no role that may register a provider can have it
+-- sent to a server of its choosing.
+ALTER TABLE rag.secrets ADD COLUMN base_urls text[];
+
+-- Pipelines defined before this version have never been bound to their source: the next
+-- `pgask install` binds them once, as their definition then was (admins were members of the
+-- installer's role). Every later bind is made by a member of the source owner's role.
+ALTER TABLE rag.pipelines ADD COLUMN bind_at_install boolean NOT NULL DEFAULT false;
+UPDATE rag.pipelines SET bind_at_install = true;
+
+-- What only pgask_owner reads: the salt of pgask's advisory lock keys, so that no other role
+-- can compute, take and hold them (stalling a document, or the statistics' folding).
+CREATE TABLE rag.private (key text PRIMARY KEY, value text NOT NULL);
+REVOKE ALL ON rag.private FROM public;
+INSERT INTO rag.private (key, value)
+VALUES (
+    'lock_salt',
+    pg_catalog.md5(pg_catalog.random()::text || pg_catalog.clock_timestamp()::text)
+);

@@ -59,6 +59,10 @@ BEGIN
     IF has_rls IS NULL THEN
         RETURN;  -- a broken pipeline whose source table was dropped (085_source_ddl.sql)
     END IF;
+    -- Recorded first: the GRANTs below fire rag._on_grant again, which must find this
+    -- pipeline in step (an error here rolls it back with the rest).
+    UPDATE rag.pipelines AS x SET acl_digest = rag._source_acl_digest(p.source)
+    WHERE x.name = p.name AND x.acl_digest IS DISTINCT FROM rag._source_acl_digest(p.source);
     -- The columns the chunks are built from: the key and every column the fragments use.
     needed := ARRAY(
         SELECT DISTINCT x.attnum::smallint FROM (
@@ -148,8 +152,6 @@ BEGIN
                 ' pgask_worker', target);
         END IF;
     END LOOP;
-    UPDATE rag.pipelines AS x SET acl_digest = rag._source_acl_digest(p.source)
-    WHERE x.name = p.name AND x.acl_digest IS DISTINCT FROM rag._source_acl_digest(p.source);
 END;
 $$;
 COMMENT ON FUNCTION rag._sync_security(text) IS

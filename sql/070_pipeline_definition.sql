@@ -1,5 +1,7 @@
 -- Defining pipelines: rag.create_pipeline, rag.alter_pipeline, rag.drop_pipeline and the
 -- checks they share.
+-- (Over 400 lines: the three entry points share their checks, which would otherwise be
+-- split from what they check.)
 
 -- rag._pipeline(name): the pipeline's row, or a clear error naming the known pipelines.
 CREATE OR REPLACE FUNCTION rag._pipeline(pipeline_name text, caller text)
@@ -178,6 +180,10 @@ AS $$
 DECLARE
     e rag.embedders := (SELECT x FROM rag.embedders AS x WHERE x.name = embedder);
 BEGIN
+    -- (Executable by admins directly too: the checks of rag.create_pipeline that matter for
+    -- privileges are made again here.)
+    PERFORM rag._require_admin('rag.create_pipeline');
+    PERFORM rag._require_member('rag.create_pipeline', source);
     INSERT INTO rag.pipelines (
         name, source, mode, key_attnums, key_sql, key_join_sql, content_sql, title_sql,
         metadata_sql, chunker, embedder, embedding_model, dimensions, language, source_name,
@@ -229,6 +235,7 @@ DECLARE
     title_sql text := '''''::text';
     metadata_sql text := '''{}''::jsonb';
     chunker_error text;
+    problem text;
 BEGIN
     IF NOT EXISTS (SELECT FROM rag.embedders AS x WHERE x.name = embedder) THEN
         RAISE EXCEPTION 'rag.create_pipeline: embedder % is not registered '
@@ -270,9 +277,18 @@ BEGIN
         metadata_sql, chunker, embedder, language);
     PERFORM rag._bind_source(name, 'rag.create_pipeline',
         rag._fragment_checks(name, metadata, 'rag.create_pipeline'));
-    -- Backfill: a job for every existing row (its key read as the source's owner).
-    PERFORM rag._refresh_pipeline(name);
-    PERFORM rag._reconcile(name, 'all');
+    -- Backfill: a request to check every row, for the workers (one append: reading every
+    -- key here would hold the table's writers, locked out by the new triggers until
+    -- commit, for as long as that takes).
+    problem := rag._refresh_pipeline(name);
+    IF problem IS NOT NULL THEN  -- (forced row-level security, say)
+        RAISE EXCEPTION 'rag.create_pipeline: %', problem USING errcode = 'feature_not_supported';
+    END IF;
+    -- (An empty table, no pages at all, needs none.)
+    PERFORM rag._request_check(name, 'all')
+    WHERE NOT EXISTS (SELECT FROM rag.inbox AS i WHERE i.pipeline = name AND i.scope = 'all')
+        AND (SELECT sum(pg_relation_size(t.relid)) FROM rag._partition_tree(source) AS t (relid))
+            > 0;
 END;
 $$;
 
@@ -473,6 +489,47 @@ BEGIN
 END;
 $$;
 
+-- rag._update_pipeline(name, changes): writes rag.alter_pipeline's checked changes (a JSON
+-- object of the columns that change) to the pipeline's row, for an admin; new metadata SQL
+-- only for a member of the source owner's role (it runs as that owner). SECURITY DEFINER:
+-- rag.pipelines belongs to pgask_owner, and no other role may write it directly.
+CREATE OR REPLACE FUNCTION rag._update_pipeline(name text, changes jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p rag.pipelines := rag._pipeline(name, 'rag.alter_pipeline');
+BEGIN
+    PERFORM rag._require_admin('rag.alter_pipeline');
+    IF changes ? 'metadata_sql' THEN
+        PERFORM rag._require_member('rag.alter_pipeline', p.source);
+    END IF;
+    IF EXISTS (SELECT FROM jsonb_object_keys(changes) AS k (key) WHERE k.key NOT IN ('chunker',
+            'metadata_sql', 'mode', 'max_attempts', 'retry_base_seconds', 'retry_max_seconds',
+            'language', 'search_options', 'answer_options')) THEN
+        RAISE EXCEPTION 'rag._update_pipeline: unknown change in %', changes
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    UPDATE rag.pipelines AS x SET
+        chunker = coalesce(changes -> 'chunker', x.chunker),
+        metadata_sql = coalesce(changes ->> 'metadata_sql', x.metadata_sql),
+        mode = coalesce(changes ->> 'mode', x.mode),
+        max_attempts = coalesce((changes ->> 'max_attempts')::integer, x.max_attempts),
+        retry_base_seconds = coalesce((changes ->> 'retry_base_seconds')::double precision,
+            x.retry_base_seconds),
+        retry_max_seconds = coalesce((changes ->> 'retry_max_seconds')::double precision,
+            x.retry_max_seconds),
+        language = coalesce((changes ->> 'language')::regconfig, x.language),
+        search_options = coalesce(changes -> 'search_options', x.search_options),
+        answer_options = coalesce(changes -> 'answer_options', x.answer_options)
+    WHERE x.name = p.name;
+END;
+$$;
+COMMENT ON FUNCTION rag._update_pipeline(text, jsonb) IS
+'SECURITY DEFINER: rag.pipelines belongs to pgask_owner; admins change it only through this';
+
 -- rag.alter_pipeline(name, chunker, metadata, mode, max_attempts, retry_base_seconds,
 -- retry_max_seconds, language, search_options): changes a pipeline without dropping it (NULL
 -- keeps a setting). A new chunker or metadata re-queues every row: chunks are rebuilt in the
@@ -548,17 +605,11 @@ BEGIN
         END IF;
         new_metadata_sql := rag._metadata_sql(p.source, metadata, 'rag.alter_pipeline');
     END IF;
-    UPDATE rag.pipelines AS x SET
-        chunker = coalesce(alter_pipeline.chunker, x.chunker),
-        metadata_sql = coalesce(new_metadata_sql, x.metadata_sql),
-        mode = coalesce(alter_pipeline.mode, x.mode),
-        max_attempts = coalesce(alter_pipeline.max_attempts, x.max_attempts),
-        retry_base_seconds = coalesce(alter_pipeline.retry_base_seconds, x.retry_base_seconds),
-        retry_max_seconds = coalesce(alter_pipeline.retry_max_seconds, x.retry_max_seconds),
-        language = coalesce(alter_pipeline.language, x.language),
-        search_options = coalesce(alter_pipeline.search_options, x.search_options),
-        answer_options = coalesce(alter_pipeline.answer_options, x.answer_options)
-    WHERE x.name = p.name;
+    PERFORM rag._update_pipeline(p.name, jsonb_strip_nulls(jsonb_build_object(
+        'chunker', chunker, 'metadata_sql', new_metadata_sql, 'mode', mode,
+        'max_attempts', max_attempts, 'retry_base_seconds', retry_base_seconds,
+        'retry_max_seconds', retry_max_seconds, 'language', language::text,
+        'search_options', search_options, 'answer_options', answer_options)));
     IF language IS NOT NULL AND language <> p.language THEN
         PERFORM rag._sync_keyword_index(p.name, s.embedding_set)
         FROM unnest(array_remove(ARRAY[p.active_set, p.building_set], NULL)) AS s (embedding_set);

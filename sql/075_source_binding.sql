@@ -1,6 +1,8 @@
 -- Source binding: a pipeline's SQL (content, title, metadata, the key) is evaluated over its
 -- source's rows only as the source table's owner, inside a SECURITY DEFINER function that
 -- owner owns and cannot change: the reader (docs/security.md, "Who runs what").
+-- (Over 400 lines: the reader, its template and every check around it form one boundary,
+-- read best in one place.)
 --
 -- Why it holds. Whatever a table owner controls (her types, casts, domains, operators,
 -- policies, functions) can run when her rows are read, converted, or even parsed (a literal
@@ -37,6 +39,25 @@ AS $$
     SELECT ' SET TimeZone = ''UTC'' SET DateStyle = ''ISO, YMD'''
         ' SET IntervalStyle = ''postgres'' SET extra_float_digits = ''1'''
         ' SET bytea_output = ''hex'' SET lc_monetary = ''C'''
+$$;
+
+-- rag._partition_tree(source): the table and its partitions at every level, from the
+-- catalog alone (pg_partition_tree locks every partition until the transaction ends, which
+-- in an event trigger would make other sessions' DDL on those partitions wait).
+CREATE OR REPLACE FUNCTION rag._partition_tree(source oid)
+RETURNS SETOF oid
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE tree (relid) AS (
+        SELECT c.oid FROM pg_class AS c WHERE c.oid = source
+        UNION
+        SELECT i.inhrelid FROM tree AS t
+        INNER JOIN pg_inherits AS i ON i.inhparent = t.relid
+        INNER JOIN pg_class AS c ON c.oid = i.inhrelid AND c.relispartition
+    )
+    SELECT t.relid FROM tree AS t
 $$;
 
 -- rag._key_columns(source, attnums): the key columns as they are now, in key order: name,
@@ -125,11 +146,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN bool_or(k.name IS NULL OR NOT k.trusted) THEN NULL
+        -- (The aggregates run before CASE picks: untrusted rows must format too.)
         WHEN count(*) = 1 THEN format('s.%I OPERATOR(%I.=) %s::%s', min(k.name),
             min(k.eq_schema), param, min(k.base_type))
         ELSE string_agg(format(
             's.%I OPERATOR(%I.=) ((%s::pg_catalog.jsonb OPERATOR(pg_catalog.->>) %s))::%s',
-            k.name, k.eq_schema, param, k.ord - 1, k.base_type),
+            k.name, coalesce(k.eq_schema, 'pg_catalog'), param, k.ord - 1, k.base_type),
             ' AND ' ORDER BY k.ord)
     END
     FROM rag._key_columns(source, attnums) AS k
@@ -179,6 +201,7 @@ BEGIN
     RETURN format($fmt$CREATE FUNCTION rag_source.%I(mode text, keys text[])
 RETURNS TABLE (document_id text, content text, title text, metadata text, problem text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp%s
+SET row_security = off
 AS $pgask_reader$
 DECLARE
     source constant oid := %s;
@@ -212,7 +235,10 @@ BEGIN
         END IF;
         fragments := ARRAY(SELECT replace(f.fragment, placeholder, quote_ident(column_name))
             FROM unnest(fragments) WITH ORDINALITY AS f (fragment, n) ORDER BY f.n);
-        checks := replace(checks::text, placeholder, quote_ident(column_name))::jsonb;
+        checks := (SELECT coalesce(jsonb_agg(jsonb_build_array(
+                replace(e.c ->> 0, placeholder, quote_ident(column_name)), e.c -> 1, e.c -> 2)
+                ORDER BY e.n), '[]')
+            FROM jsonb_array_elements(checks) WITH ORDINALITY AS e (c, n));
     END LOOP;
     IF mode = 'check' THEN
         FOR one_check IN SELECT c FROM jsonb_array_elements(checks) AS c LOOP
@@ -372,10 +398,19 @@ $$;
 COMMENT ON FUNCTION rag._source_schema_lent() IS
 'SECURITY DEFINER: revokes, at commit, the CREATE on rag_source (pgask_owner''s) that was lent';
 
-DROP TRIGGER IF EXISTS revoke_at_commit ON rag.source_schema_loans;
-CREATE CONSTRAINT TRIGGER revoke_at_commit AFTER INSERT ON rag.source_schema_loans
-DEFERRABLE INITIALLY DEFERRED
-FOR EACH ROW EXECUTE FUNCTION rag._source_schema_lent();
+-- Made once: re-creating it at every install would lock the table against the readers
+-- running meanwhile, to the end of the install.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger AS t
+            WHERE t.tgrelid = 'rag.source_schema_loans'::pg_catalog.regclass
+                AND t.tgname = 'revoke_at_commit') THEN
+        CREATE CONSTRAINT TRIGGER revoke_at_commit AFTER INSERT ON rag.source_schema_loans
+        DEFERRABLE INITIALLY DEFERRED
+        FOR EACH ROW EXECUTE FUNCTION rag._source_schema_lent();
+    END IF;
+END;
+$$;
 
 -- rag._record_reader(pipeline, reader): the pipeline's new reader, what it must stay, and
 -- the old one dropped (pgask_owner owns schema rag_source, so may drop what is in it).
@@ -389,7 +424,17 @@ SET "citus.enable_ddl_propagation" = off
 AS $$
 DECLARE
     old oid := (SELECT p.reader FROM rag.pipelines AS p WHERE p.name = pipeline);
+    source oid := (SELECT p.source FROM rag.pipelines AS p WHERE p.name = pipeline);
 BEGIN
+    -- (Executable by admins directly: only a member of the source's owner records a reader,
+    -- and only one that owner owns, in rag_source.)
+    PERFORM rag._require_member('rag._bind_source', source);
+    IF NOT EXISTS (SELECT FROM pg_proc AS f INNER JOIN pg_class AS c ON c.oid = source
+            WHERE f.oid = reader AND f.proowner = c.relowner AND f.prosecdef
+                AND f.pronamespace = 'rag_source'::regnamespace) THEN
+        RAISE EXCEPTION 'rag._record_reader: % is not a reader of %', reader::regprocedure,
+            source::regclass USING errcode = 'invalid_parameter_value';
+    END IF;
     UPDATE rag.pipelines AS p SET reader = _record_reader.reader,
         reader_digest = rag._reader_digest(_record_reader.reader)
     WHERE p.name = pipeline;
@@ -433,8 +478,9 @@ BEGIN
         RAISE EXCEPTION '%: the source table of pipeline % was dropped', caller, p.name
             USING errcode = 'undefined_table';
     END IF;
-    IF NOT pg_has_role(current_user, owner_role, 'USAGE') THEN
-        RAISE EXCEPTION '%: role % is not a member of %, the owner of %', caller, current_user,
+    IF NOT (pg_has_role(current_user, owner_role, 'USAGE')
+            AND pg_has_role(rag._caller(), owner_role, 'USAGE')) THEN
+        RAISE EXCEPTION '%: role % is not a member of %, the owner of %', caller, rag._caller(),
             owner_role::regrole, p.source
             USING errcode = 'insufficient_privilege',
             hint = 'A pipeline''s SQL runs with the rights of its source table''s owner, so '
@@ -509,17 +555,33 @@ AS $$
         'statements', (SELECT coalesce(jsonb_object_agg(s.name,
             s.statement || ' @ ' || s.prepare_time), '{}') FROM pg_prepared_statements AS s),
         'locks', (SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_array(l.classid, l.objid,
-            l.objsubid)), '[]') FROM pg_locks AS l
+            l.objsubid, l.mode)), '[]') FROM pg_locks AS l
             WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted))
+$$;
+
+-- rag._end_session(reason): ends this session (FATAL): what the client prepared on it was
+-- replaced or removed by a source owner's code, and the client would run hers next.
+CREATE OR REPLACE FUNCTION rag._end_session(reason text)
+RETURNS void
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+#PGASK_PREAMBLE
+plpy.fatal(reason)
 $$;
 
 -- rag._source_rows(pipeline, mode, keys): the pipeline's reader, called after checking that
 -- it is still what rag._bind_source made (rag._reader_problem; otherwise SQLSTATE 55000
 -- saying what to do), inside a subtransaction that is rolled back once its rows are copied
--- out: whatever the owner's code changed in the session (settings such as search_path,
--- temporary objects) is undone. Prepared statements and advisory locks, which a rollback
--- keeps, are removed, and the pipeline is refused with 55000. SECURITY DEFINER: only
--- pgask_owner may execute readers. Executable by pgask's admins and workers.
+-- out, or when it fails: whatever the owner's code changed in the session (settings such as
+-- search_path, temporary objects) is undone. Then, however the reader ended, what a
+-- rollback keeps is checked: prepared statements it added are removed and advisory locks it
+-- took released, and the pipeline is refused (55000); a prepared statement of the caller's
+-- that it replaced or removed ends the session (the client would run her SQL next). A
+-- query_canceled the reader raised itself (RAISE, no cancel) is its error (38000), so it
+-- cannot stop the worker or an install for other pipelines; a real cancel stays one.
+-- SECURITY DEFINER: only pgask_owner may execute readers. Executable by pgask's admins and
+-- workers.
 CREATE OR REPLACE FUNCTION rag._source_rows(pipeline text, mode text, keys text[])
 RETURNS TABLE (document_id text, content text, title text, metadata text, problem text)
 LANGUAGE plpgsql
@@ -534,6 +596,9 @@ DECLARE
     result jsonb;
     leftover text;
     lock jsonb;
+    failed_state text;
+    failed_message text;
+    failed_context text;
 BEGIN
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'pipeline %: %', p.name, problem
@@ -548,12 +613,21 @@ BEGIN
         RAISE EXCEPTION USING errcode = 'PGK01';  -- roll back what the reader left
     EXCEPTION WHEN SQLSTATE 'PGK01' THEN
         NULL;
+    WHEN others OR query_canceled THEN
+        GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_message = MESSAGE_TEXT,
+            failed_context = PG_EXCEPTION_CONTEXT;
     END;
     after := rag._session_state();
     IF after IS DISTINCT FROM before THEN
+        IF EXISTS (SELECT FROM jsonb_each_text(before -> 'statements') AS b
+                WHERE (after -> 'statements' ->> b.key) IS DISTINCT FROM b.value) THEN
+            PERFORM rag._end_session(format('pgask: pipeline %s: its source''s code replaced or '
+                'removed prepared statements of this session; the session ends, so that its '
+                'client runs none of that code (reconnect)', p.name));
+        END IF;
         FOR leftover IN
             SELECT a.key FROM jsonb_each_text(after -> 'statements') AS a
-            WHERE (before -> 'statements' ->> a.key) IS DISTINCT FROM a.value
+            WHERE NOT (before -> 'statements') ? a.key
         LOOP
             EXECUTE format('DEALLOCATE %I', leftover);
         END LOOP;
@@ -561,12 +635,20 @@ BEGIN
             SELECT l FROM jsonb_array_elements(after -> 'locks') AS l
             WHERE NOT (before -> 'locks') @> jsonb_build_array(l)
         LOOP
-            IF (lock ->> 2)::integer = 1 THEN
-                PERFORM pg_advisory_unlock(((lock ->> 0)::bigint << 32) | (lock ->> 1)::bigint);
-            ELSE
-                PERFORM pg_advisory_unlock((lock ->> 0)::bigint::integer,
-                    (lock ->> 1)::bigint::integer);
-            END IF;
+            -- (Taken any number of times: released until it is gone.)
+            FOR attempt IN 1..10000 LOOP
+                EXIT WHEN NOT CASE
+                    WHEN (lock ->> 2)::integer = 1 AND lock ->> 3 = 'ShareLock' THEN
+                        pg_advisory_unlock_shared(((lock ->> 0)::bigint << 32) | (lock ->> 1)::bigint)
+                    WHEN (lock ->> 2)::integer = 1 THEN
+                        pg_advisory_unlock(((lock ->> 0)::bigint << 32) | (lock ->> 1)::bigint)
+                    WHEN lock ->> 3 = 'ShareLock' THEN
+                        pg_advisory_unlock_shared((lock ->> 0)::bigint::integer,
+                            (lock ->> 1)::bigint::integer)
+                    ELSE pg_advisory_unlock((lock ->> 0)::bigint::integer,
+                        (lock ->> 1)::bigint::integer)
+                END;
+            END LOOP;
         END LOOP;
         IF (after -> 'statements') IS DISTINCT FROM (before -> 'statements')
                 OR NOT (before -> 'locks') @> (after -> 'locks') THEN
@@ -574,6 +656,14 @@ BEGIN
                 'locks in the session (they were removed)', p.name
                 USING errcode = 'object_not_in_prerequisite_state';
         END IF;
+    END IF;
+    IF failed_state IS NOT NULL THEN
+        IF failed_state = '57014' AND split_part(failed_context, E'\n', 1) LIKE '% at RAISE' THEN
+            -- Raised by her code, not a cancel: her pipeline's error, no one else's.
+            RAISE EXCEPTION 'pipeline %: its source''s code raised query_canceled: %', p.name,
+                failed_message USING errcode = 'external_routine_exception';
+        END IF;
+        RAISE EXCEPTION '%', failed_message USING errcode = failed_state;
     END IF;
     RETURN QUERY SELECT e ->> 0, e ->> 1, e ->> 2, e ->> 3, e ->> 4
         FROM jsonb_array_elements(result) AS e;

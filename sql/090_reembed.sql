@@ -59,6 +59,30 @@ $$;
 COMMENT ON FUNCTION rag._switch_set IS
 'SECURITY DEFINER: the switch drops and re-points objects of pgask_owner';
 
+-- rag._begin_reembed(pipeline, new_set, embedder): records the set a rag.reembed builds.
+-- SECURITY DEFINER: rag.pipelines belongs to pgask_owner; for admins.
+CREATE OR REPLACE FUNCTION rag._begin_reembed(pipeline text, new_set integer, embedder text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._require_admin('rag.reembed');
+    IF to_regclass(format('rag.%I', rag._store(pipeline, new_set))) IS NULL
+            OR NOT EXISTS (SELECT FROM rag.embedders AS e WHERE e.name = _begin_reembed.embedder)
+    THEN
+        RAISE EXCEPTION 'rag.reembed: no chunk table % or embedder %', new_set, embedder
+            USING errcode = 'invalid_parameter_value';
+    END IF;
+    UPDATE rag.pipelines AS x SET building_set = _begin_reembed.new_set,
+        building_embedder = _begin_reembed.embedder
+    WHERE x.name = _begin_reembed.pipeline AND x.building_set IS NULL;
+END;
+$$;
+COMMENT ON FUNCTION rag._begin_reembed(text, integer, text) IS
+'SECURITY DEFINER: rag.pipelines belongs to pgask_owner; admins change it only through it';
+
 -- rag.reembed(pipeline, embedder): switches a pipeline to another embedder without downtime.
 -- A new chunk table is filled in the background (rag.process_queue) while queries keep using
 -- the current one; when the last row is embedded, the pipeline switches atomically and the
@@ -99,11 +123,15 @@ BEGIN
     PERFORM rag._create_store(p.name, new_set, e.dimensions);
     -- A Citus-distributed pipeline builds the new set distributed too (150_distribution.sql).
     PERFORM rag._distribute_new_set(p.name, new_set);
-    UPDATE rag.pipelines AS x SET building_set = new_set, building_embedder = e.name
-    WHERE x.name = p.name;
+    PERFORM rag._begin_reembed(p.name, new_set, e.name);
+    -- The new chunk table gets the source's access rules, and pgask's workers their grants.
+    PERFORM rag._sync_security(p.name);
     -- Every row, for the new set (the workers read them as the source's owner); writes
     -- captured from now on are queued for both sets. A table with no rows switches on the
     -- next rag.process_queue.
-    PERFORM rag._reconcile(p.name, 'all');
+    PERFORM rag._reconcile(p.name, 'all', new_set);
+    -- Rows written while this transaction is open are drained for the sets others see (not
+    -- this one yet): once it commits, the workers check the new set again.
+    PERFORM rag._request_check(p.name, 'building');
 END;
 $$;

@@ -10,9 +10,19 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE TRIGGER documents_touch
-BEFORE UPDATE ON rag.documents
-FOR EACH ROW EXECUTE FUNCTION rag._documents_touch();
+-- Made once: re-creating it at every install would hold writes to rag.documents until the
+-- install commits.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger AS t
+            WHERE t.tgrelid = 'rag.documents'::pg_catalog.regclass
+                AND t.tgname = 'documents_touch') THEN
+        CREATE TRIGGER documents_touch
+        BEFORE UPDATE ON rag.documents
+        FOR EACH ROW EXECUTE FUNCTION rag._documents_touch();
+    END IF;
+END;
+$$;
 
 -- rag.documents is one pipeline like any other: "documents", in sync mode, so a document is
 -- searchable as soon as its INSERT commits (the local model needs no network; if embedding

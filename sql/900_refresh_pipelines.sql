@@ -1,12 +1,15 @@
 -- Every install brings existing pipelines to this version: capture triggers and functions of
 -- earlier versions go (with them, anything that evaluated a pipeline's SQL in a writer's
--- transaction), and each pipeline is bound again to its source (its reader is written by
--- this version, as the source's owner: `pgask install` runs as a superuser), gets this
--- version's capture and visibility functions and access rules, and follows any DDL on its
--- source that happened while no event trigger was watching (rag._refresh_pipeline). A
--- pipeline that cannot be bound is marked broken with the reason; the install goes on.
--- Pipelines that had no reader yet (an upgrade) have every row checked once: their keys'
--- text may differ from what this version writes (rag._key_text_sql).
+-- transaction), each pipeline gets this version's capture and visibility functions, access
+-- rules and capture triggers, and follows any DDL on its source that happened while no
+-- event trigger was watching (rag._refresh_pipeline). A pipeline defined before readers
+-- existed (an upgrade: rag.pipelines.bind_at_install, set by migration 0011 only) is bound
+-- to its source once, here, and has every row checked once (its keys' text may differ from
+-- what this version writes). No other pipeline is bound by `pgask install`: a superuser
+-- would run SQL that someone else wrote as the table's owner; a reader that no longer fits
+-- leaves its pipeline broken until a member of the source owner's role binds it again
+-- (rag.alter_pipeline). A pipeline that cannot be refreshed is marked broken with the
+-- reason; the install goes on.
 DROP FUNCTION IF EXISTS rag._capture_truncate() CASCADE;
 DROP FUNCTION IF EXISTS rag._enqueue(text, text[]);
 DROP FUNCTION IF EXISTS rag._forget(text, text[]);
@@ -22,7 +25,7 @@ BEGIN
             EXECUTE format('DROP FUNCTION IF EXISTS rag.%I() CASCADE',
                 'pgask_' || p.name || '_' || suffix);
         END LOOP;
-        upgraded := p.reader IS NULL;
+        upgraded := p.bind_at_install;
         IF p.key_attnums IS NULL THEN
             UPDATE rag.pipelines AS x SET key_attnums = (
                 SELECT array_agg(k.attnum::smallint ORDER BY k.n)
@@ -58,7 +61,14 @@ BEGIN
         BEGIN
             PERFORM rag._install_capture(p.name);
             PERFORM rag._install_visibility(p.name);
-            PERFORM rag._bind_source(p.name, 'pgask install');
+            IF p.bind_at_install THEN
+                PERFORM rag._bind_source(p.name, 'pgask install');
+                UPDATE rag.pipelines AS x SET bind_at_install = false WHERE x.name = p.name;
+            ELSE
+                -- Capture triggers only (a superuser may create them on any table; nothing
+                -- of the pipeline's SQL runs).
+                PERFORM rag._attach_capture(p.name, reenable => false);
+            END IF;
             PERFORM rag._refresh_pipeline(p.name);
             IF upgraded THEN
                 PERFORM rag._request_check(p.name, 'missing');

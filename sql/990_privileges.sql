@@ -23,6 +23,33 @@ $$;
 
 DROP FUNCTION IF EXISTS rag._secret(text);
 
+-- rag._put_policy(tbl, policy, definition): row-level security on tbl with the policy
+-- `policy` defined as `definition` (what follows CREATE POLICY name ON table), changed only
+-- when it differs from what the last install made (a marker in its comment). Re-creating a
+-- policy takes an ACCESS EXCLUSIVE lock on its table, held to the end of the install: that
+-- would queue behind, and deadlock with, sessions that read the table while the install
+-- replaces the views they read next.
+CREATE OR REPLACE FUNCTION rag._put_policy(tbl regclass, policy name, definition text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    marker text := 'pgask ' || md5(definition);
+BEGIN
+    IF NOT (SELECT c.relrowsecurity FROM pg_class AS c WHERE c.oid = tbl) THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    END IF;
+    IF (SELECT obj_description(pol.oid, 'pg_policy') FROM pg_policy AS pol
+            WHERE pol.polrelid = tbl AND pol.polname = policy) IS NOT DISTINCT FROM marker THEN
+        RETURN;
+    END IF;
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', policy, tbl);
+    EXECUTE format('CREATE POLICY %I ON %s %s', policy, tbl, definition);
+    EXECUTE format('COMMENT ON POLICY %I ON %s IS %L', policy, tbl, marker);
+END;
+$$;
+
 -- rag._use_secret(name): loads a stored key into pgask's Python code in this backend (see
 -- pgask/providers/keys.py) and returns whether it exists, never the key. SECURITY DEFINER: it
 -- reads rag.secrets, which only the owner may. Executable by pgask_reader and the owner.
@@ -130,16 +157,15 @@ COMMENT ON FUNCTION rag._prune_answer_log() IS
 -- given_by default to current_user, and no role but the owner may set them); members of
 -- pgask_auditor read all. A row may cite only chunks its writer can read. The owner is exempt
 -- from the policies, as owners are.
-ALTER TABLE rag.answer_log ENABLE ROW LEVEL SECURITY;
-DROP POLICY IF EXISTS own_rows ON rag.answer_log;
-CREATE POLICY own_rows ON rag.answer_log FOR SELECT
-USING (asked_by = current_user OR pg_has_role('pgask_auditor', 'USAGE'));
-DROP POLICY IF EXISTS own_answers ON rag.answer_log;
-CREATE POLICY own_answers ON rag.answer_log FOR INSERT
-WITH CHECK (
-    asked_by = current_user
-    AND rag._chunks_readable(pipeline, retrieved_chunk_ids || cited_chunk_ids)
-    AND rag._answer_token_ok(answer_token)
+SELECT rag._put_policy(
+    'rag.answer_log', 'own_rows', 'FOR SELECT'
+    ' USING (asked_by = current_user OR pg_has_role(''pgask_auditor'', ''USAGE''))'
+);
+SELECT rag._put_policy(
+    'rag.answer_log', 'own_answers', 'FOR INSERT WITH CHECK ('
+    ' asked_by = current_user'
+    ' AND rag._chunks_readable(pipeline, retrieved_chunk_ids || cited_chunk_ids)'
+    ' AND rag._answer_token_ok(answer_token))'
 );
 REVOKE ALL ON rag.answer_log, rag.answer_feedback FROM public;
 GRANT SELECT ON rag.answer_log TO public;
@@ -149,19 +175,15 @@ GRANT INSERT (
     completion_tokens, cost, currency, timings_ms, total_ms, error, answer_token
 ) ON rag.answer_log TO public;
 
-ALTER TABLE rag.answer_feedback ENABLE ROW LEVEL SECURITY;
-DROP POLICY IF EXISTS own_feedback ON rag.answer_feedback;
-CREATE POLICY own_feedback ON rag.answer_feedback FOR SELECT
-USING (given_by = current_user OR pg_has_role('pgask_auditor', 'USAGE'));
+SELECT rag._put_policy(
+    'rag.answer_feedback', 'own_feedback', 'FOR SELECT'
+    ' USING (given_by = current_user OR pg_has_role(''pgask_auditor'', ''USAGE''))'
+);
 -- The answer must be visible to the writer: its own, or any for an auditor.
-DROP POLICY IF EXISTS on_visible_answers ON rag.answer_feedback;
-CREATE POLICY on_visible_answers ON rag.answer_feedback FOR INSERT
-WITH CHECK (
-    given_by = current_user
-    AND EXISTS (
-        SELECT 1 FROM rag.answer_log AS l
-        WHERE l.id = answer_feedback.answer_id
-    )
+SELECT rag._put_policy(
+    'rag.answer_feedback', 'on_visible_answers', 'FOR INSERT WITH CHECK ('
+    ' given_by = current_user'
+    ' AND EXISTS (SELECT 1 FROM rag.answer_log AS l WHERE l.id = answer_feedback.answer_id))'
 );
 GRANT SELECT ON rag.answer_feedback TO public;
 GRANT INSERT (answer_id, helpful, comment) ON rag.answer_feedback TO public;
@@ -207,7 +229,7 @@ rag.create_embedder(text, text, text, integer, text, text, jsonb),
 rag.create_reranker(text, text, text, text, text, jsonb),
 rag.create_llm(text, text, text, text, text, jsonb, boolean),
 rag.drop_llm(text),
-rag.set_secret(text, text),
+rag.set_secret(text, text, text[]),
 rag.grant_usage(regrole, text),
 rag.revoke_usage(regrole, text),
 rag.retry_failed(text),
@@ -231,6 +253,7 @@ rag._chunk_by(text, text, integer, integer, text),
 rag._check_chunk_size(integer, integer),
 rag._text_from_pdf(bytea),
 rag._require_admin(text),
+rag._caller(),
 rag._check_registration(text, text, text, text, jsonb),
 rag._chunker_error(jsonb),
 rag.distribute_pipeline(text, integer),
@@ -242,8 +265,8 @@ rag._store(text, integer),
 rag._attach_capture(text, boolean),
 rag._lock_nowait(regclass[], text, text),
 rag._capture_targets(text),
-rag._on_ddl_as_runner(),
-rag._on_owner_change()
+rag._partition_tree(oid),
+rag._on_ddl_as_runner()
 TO public;
 -- Each pipeline's capture function (trigger functions cannot be called; EXECUTE is for
 -- whoever creates a capture trigger: a source's owner, or whoever adds a partition) and
@@ -268,16 +291,37 @@ TO public;
 GRANT EXECUTE ON FUNCTION rag._use_secret(text) TO pgask_reader;
 
 -- pgask_admin (defines pipelines, registries, keys) and pgask_worker (processes the queue):
--- every routine (the internal ones check what they must: a pipeline's author must have the
--- source owner's privileges), and the rows of pgask's tables, chunk tables included
--- (rag._sync_security keeps their grants on new ones). Not the keys (rag.set_secret stores
--- them through a definer function), not the loans of rag_source, and the answer log as
--- every role has it. Neither role is a member of pgask_owner, which has no members: no
--- role but a superuser can change pgask's code.
+-- every routine (the internal ones check what they must: the caller's role, and a
+-- pipeline's author must have the source owner's privileges), and what processing the
+-- queue writes: the queue, the inbox, statistics, evaluation runs, the chunk tables
+-- (rag._sync_security keeps their grants on new ones). Pipelines and the record of
+-- migrations change only through pgask's definer functions, which check the caller: who
+-- could write a pipeline's SQL or its source directly would have a superuser's `pgask
+-- install`, or another owner's change, run it. Admins register providers and change
+-- settings, but not the Python site directory (row-level security, below); workers only
+-- read them. Not the keys (rag.set_secret stores them through a definer function), not the
+-- loans of rag_source or pgask's private rows, and the answer log as every role has it.
+-- Neither role is a member of pgask_owner, which has no members: no role but a superuser
+-- can change pgask's code.
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA rag TO pgask_admin, pgask_worker;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA rag TO pgask_admin, pgask_worker;
-REVOKE ALL ON rag.secrets, rag.source_schema_loans, rag.answer_log, rag.answer_feedback
+-- (Chunk tables keep the grants rag._sync_security gives them.)
+GRANT SELECT ON ALL TABLES IN SCHEMA rag TO pgask_admin, pgask_worker;
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON rag.pipelines, rag.migrations,
+rag.embedders, rag.llms, rag.rerankers, rag.llm_prices, rag.settings, rag.documents
 FROM pgask_admin, pgask_worker;
+REVOKE ALL ON rag.secrets, rag.source_schema_loans, rag.private, rag.answer_log,
+rag.answer_feedback FROM pgask_admin, pgask_worker;
+GRANT INSERT, UPDATE, DELETE ON rag.queue, rag.inbox, rag.pipeline_stats, rag.bm25_terms,
+rag.bm25_stats, rag.bm25_term_deltas, rag.bm25_stat_deltas, rag.eval_runs, rag.eval_results
+TO pgask_admin, pgask_worker;
+GRANT INSERT, UPDATE, DELETE ON rag.embedders, rag.llms, rag.rerankers, rag.llm_prices,
+rag.settings, rag.documents TO pgask_admin;
+SELECT rag._put_policy('rag.settings', 'everyone_reads', 'FOR SELECT USING (true)');
+SELECT rag._put_policy(
+    'rag.settings', 'admins_write', 'FOR ALL TO pgask_admin'
+    ' USING (key NOT IN (''python_site'', ''version''))'
+    ' WITH CHECK (key NOT IN (''python_site'', ''version''))'
+);
 -- Admins grant the reader and auditor roles (rag.grant_usage), which needs their ADMIN OPTION.
 DO $$
 BEGIN

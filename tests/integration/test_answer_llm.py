@@ -210,7 +210,8 @@ def test_slow_llm_times_out_into_the_fallback(db, docs, echo_llm):
 
 
 def test_api_keys_never_show(db, docs, echo_llm):
-    db.execute("SELECT rag.set_secret('llm', 'sk-very-secret-key-123')")
+    db.execute("SELECT rag.set_secret('llm', 'sk-very-secret-key-123', ARRAY[%s])",
+               (echo_llm.url,))
     db.execute("SELECT rag.create_llm('echo', 'openai', 'echo-1', %s, 'secret:llm',"
                " '{\"max_retries\": 0}')", (echo_llm.url,))
     echo_llm.fail_next({"status": 401, "message": "bad key sk-very-secret-key-123"})
@@ -225,7 +226,8 @@ def test_api_keys_never_show(db, docs, echo_llm):
 
 def test_a_role_that_may_not_read_secrets_gets_the_fallback_not_a_traceback(db, docs,
                                                                          echo_llm):
-    db.execute("SELECT rag.set_secret('llm', 'sk-very-secret-key-123')")
+    db.execute("SELECT rag.set_secret('llm', 'sk-very-secret-key-123', ARRAY[%s])",
+               (echo_llm.url,))
     db.execute("SELECT rag.create_llm('echo', 'openai', 'echo-1', %s, 'secret:llm')",
                (echo_llm.url,))
     role = f"pgask_reader_{os.getpid()}"

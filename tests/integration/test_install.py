@@ -83,6 +83,31 @@ def test_failing_sql_file_rolls_back_everything(empty_db_url, monkeypatch, tmp_p
         assert conn.execute("SELECT to_regnamespace('rag')").fetchone() == (None,)
 
 
+def test_a_reinstall_takes_no_table_lock_that_stops_reads_or_writes(db):
+    """Sessions read and write pgask's tables and the sources while an upgrade runs. A lock
+    that conflicts with theirs, held to the end of the install, queues them behind it, and
+    deadlocked a search that held a table the install wanted while it waited for a view the
+    install had replaced (re-created policies and triggers did that)."""
+    from fix_db import add_document
+
+    add_document(db, "vacuum.md", "VACUUM reclaims storage occupied by dead tuples.")
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+    db.execute("ALTER TABLE notes ENABLE ROW LEVEL SECURITY")
+    db.execute("INSERT INTO notes VALUES (1, 'Autovacuum is behind.')")
+    db.execute("SELECT rag.create_pipeline('notes', 'notes', 'body')")
+    install(db)  # whatever a first install of this version changes
+    with db.transaction():
+        install(db)
+        held = db.execute(
+            "SELECT l.relation::regclass::text, l.mode FROM pg_locks AS l"
+            " JOIN pg_class AS c ON c.oid = l.relation"
+            " WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'"
+            " AND c.relkind IN ('r', 'p') AND c.relnamespace <> 'pg_catalog'::regnamespace"
+            " AND l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock',"
+            " 'ShareUpdateExclusiveLock') ORDER BY 1, 2").fetchall()
+    assert held == []
+
+
 def test_reinstall_while_sessions_search_and_answer(db, db_url):
     """An upgrade re-creates every function while applications keep querying. (A PL/Python
     set-returning function replaced under a running session crashed its backend, and with it

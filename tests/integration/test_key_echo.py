@@ -42,7 +42,7 @@ def test_an_llm_reply_echoing_its_stored_key_is_redacted_in_the_answer_and_the_l
     secret = secrets.token_hex(20)
     key = "sk-proj-" + secret
     add_document(db, "autovacuum.md", AUTOVACUUM, "Autovacuum")
-    db.execute("SELECT rag.set_secret('llm', %s)", (key,))
+    db.execute("SELECT rag.set_secret('llm', %s, ARRAY[%s])", (key, chat_server.url))
     db.execute("SELECT rag.create_llm('echo', 'openai', 'echo-1', %s, 'secret:llm',"
                " '{\"max_retries\": 0}')", (chat_server.url,))
     echoes = (key, " ".join(key[::-1]), key.upper(),

@@ -386,8 +386,8 @@ def test_readers_use_stored_keys_without_ever_seeing_them(
 
     def secret_set(value: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "pgask.cli", "--database-url", dsn,
-                               "secret", "set", "remote"], input=value, text=True,
-                              capture_output=True)
+                               "secret", "set", "remote", "--base-url", embedding_server.url],
+                              input=value, text=True, capture_output=True)
 
     done = secret_set(key + "\n")
     assert done.returncode == 0, done.stderr

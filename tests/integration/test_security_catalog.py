@@ -56,7 +56,7 @@ PUBLIC_EXECUTE = {
     "rag.create_reranker(text,text,text,text,text,jsonb)": "admin",
     "rag.create_llm(text,text,text,text,text,jsonb,boolean)": "admin",
     "rag.drop_llm(text)": "admin",
-    "rag.set_secret(text,text)": "admin",
+    "rag.set_secret(text,text,text[])": "admin",
     "rag.grant_usage(regrole,text)": "admin; GRANT of a role needs its ADMIN option anyway",
     "rag.revoke_usage(regrole,text)": "admin; REVOKE of a role needs its ADMIN option anyway",
     "rag.retry_failed(text)": "invoker; needs UPDATE on rag.queue (owner only)",
@@ -89,6 +89,7 @@ PUBLIC_EXECUTE = {
     "rag._check_chunk_size(integer,integer)": "pure validation",
     "rag._text_from_pdf(bytea)": "pure; rag.text_from_pdf's body",
     "rag._require_admin(text)": "raises unless the caller is an admin",
+    "rag._caller()": "the role the session acts as (SET ROLE or the login role): no data",
     "rag._check_registration(text,text,text,text,jsonb)": "pure validation",
     "rag._chunker_error(jsonb)": "pure validation",
     "rag.distribute_pipeline(text,integer)": "admin",
@@ -102,9 +103,9 @@ PUBLIC_EXECUTE = {
     "rag._attach_capture(text,boolean)":
         "invoker; creates capture triggers on tables the caller owns",
     "rag._lock_nowait(regclass[],text,text)": "invoker; locks only what the caller may lock",
+    "rag._partition_tree(oid)": "a table's partitions, from the catalog (readable by all)",
     "rag._capture_targets(text)": "reads rag.pipelines and the partition tree (PUBLIC)",
     "rag._on_ddl_as_runner()": "event trigger function (cannot be called); invoker on purpose",
-    "rag._on_owner_change()": "event trigger function (cannot be called); invoker on purpose",
 }
 
 # Functions generated for each pipeline, by the pattern of their names.
@@ -114,9 +115,9 @@ GENERATED_PUBLIC = {
     "_visible(text)": "invoker; whether the caller may see a source row (rag.search, the "
                       "chunk tables' policy)",
 }
-# The generated visibility functions have no SET clause: the planner inlines them into
-# rag.search's queries and the chunk tables' policy. Every name in them is qualified
-# (rag._install_visibility; checked below), so no search_path can change what they call.
+# The generated visibility functions pin search_path and also name everything they use with
+# its schema (rag._install_visibility; checked below). (Not inlined: a worker's queries of
+# the chunk tables never parse them, so workers need no USAGE on the source's schema.)
 INLINED = "_visible(text)"
 
 
@@ -172,8 +173,8 @@ def test_every_function_pins_a_safe_search_path(with_pipelines):
             continue
         if signature.startswith("rag.pgask_") and signature.endswith(INLINED):
             (body,) = db.execute("SELECT prosrc FROM pg_proc WHERE oid = %s", (oid,)).fetchone()
-            # Every relation, operator and type named with its schema.
-            assert not definer and not config, signature
+            # Every relation, operator and type named with its schema (and the path pinned).
+            assert not definer and config == [PINNED], signature
             assert re.fullmatch(r"SELECT EXISTS \(SELECT FROM \S+\.\S+ AS s WHERE"
                                 r"( s\.\S+ OPERATOR\(\S+\.=\) \S+::\S+\.\S+( AND)?)+\)",
                                 body), body
@@ -236,7 +237,7 @@ def test_an_ordinary_role_cannot_call_internal_functions(db, with_pipelines, rol
              "SELECT rag._sync_security('notes')", "SELECT rag._use_secret('x')",
              "SELECT rag._install_capture('notes')",
              "SELECT * FROM rag._source_rows('notes', 'keys', NULL)",
-             f"SELECT rag._open_source_schema('{role}'::regrole, true)",
+             f"SELECT rag._open_source_schema('{role}'::regrole::oid)",
              "SELECT rag._mark_broken('notes', 'x')", "SELECT rag._lock_out('notes')"]
     for call in calls:
         with roles.as_role(role), pytest.raises(Exception) as caught:
@@ -412,10 +413,12 @@ def test_pgask_runs_as_a_role_without_superuser_or_members(db, with_pipelines, r
                     "ALTER FUNCTION rag._require_admin(text) SECURITY DEFINER",
                     "ALTER FUNCTION rag.search(text, integer, jsonb, text, text, jsonb)"
                     " SET search_path = rag, pg_catalog",
-                    "CREATE POLICY open ON rag.notes_chunks_1 USING (true)",
-                    "SET ROLE pgask_owner"):
+                    "CREATE POLICY open ON rag.notes_chunks_1 USING (true)"):
         with roles.as_role(admin), pytest.raises(psycopg.errors.InsufficientPrivilege):
             db.execute(attempt)
+    # (SET ROLE is checked against the session's user, a superuser here: ask the catalog.)
+    assert db.execute("SELECT pg_has_role(%s, 'pgask_owner', 'MEMBER')",
+                      (admin,)).fetchone() == (False,)
 
 
 def test_no_stored_expression_uses_what_others_can_plant(db, with_pipelines):

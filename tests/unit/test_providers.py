@@ -94,3 +94,56 @@ def test_embedder_errors_are_retryable_unless_said_otherwise():
     assert not EmbedderError("401", retryable=False).retryable
     assert not LLMError("401").retryable
     assert LLMError("429", True, 429, 2.0).retry_after == 2.0
+
+
+@dataclass
+class Endpoint:
+    name: str
+    api_key_env: str | None
+    base_url: str | None
+
+
+class _Plpy:
+    """The two calls keys.load makes, for a rag.secrets row (value, base_urls)."""
+
+    def __init__(self, value, base_urls):
+        self.row = {"value": value, "base_urls": base_urls}
+
+    def prepare(self, query, types):
+        return query
+
+    def execute(self, plan, args):
+        return [self.row]
+
+
+@pytest.mark.parametrize(("stored_for", "url", "allowed"), [
+    (None, None, True),  # the OpenAI SDK's default endpoint
+    (None, "https://api.openai.com/v1", True),
+    (None, "https://API.OpenAI.com:443/v1/", True),
+    (None, "http://127.0.0.1:8088/v1", False),
+    (None, "https://api.openai.com.evil.example/v1", False),
+    (["http://127.0.0.1:8088/v1"], "http://127.0.0.1:8088/other", True),
+    (["http://127.0.0.1:8088/v1"], "http://127.0.0.1:8089/v1", False),
+    (["http://127.0.0.1:8088/v1"], "https://127.0.0.1:8088/v1", False),
+    (["https://gw.example"], "https://user@gw.example.attacker.example/v1", False),
+    (["https://gw.example"], "https://api.openai.com/v1", False),
+])
+def test_a_stored_key_goes_only_to_the_servers_it_was_stored_for(stored_for, url, allowed):
+    from pgask.providers import keys
+
+    keys.load(_Plpy("sk-stored", stored_for), "k")
+    values = {"k": "sk-stored"}
+    endpoint = Endpoint("e", "secret:k", url)
+    if allowed:
+        assert resolve_api_key(endpoint, values.get) == "sk-stored"
+    else:
+        with pytest.raises(EmbedderError, match="may not be sent to") as caught:
+            resolve_api_key(endpoint, values.get)
+        assert "sk-stored" not in str(caught.value) and not caught.value.retryable
+
+
+@pytest.mark.parametrize("variable", ["PGDATA", "HOME", "PGPASSWORD", "PATH", "openai_api_key"])
+def test_api_key_env_names_only_a_keys_variable(monkeypatch, variable):
+    monkeypatch.setenv(variable, "server-side value")
+    with pytest.raises(LLMError, match="api_key_env must name a variable of a key"):
+        resolve_api_key(Row("x", variable), {}.get, what="LLM")

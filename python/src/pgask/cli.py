@@ -25,7 +25,10 @@ def _connect(args):
 
     url = args.database_url or database_url()
     try:
-        return psycopg.connect(url, autocommit=True)
+        # No server-side prepared statements: a source owner's code that runs in this
+        # session (a pipeline's reader) could replace one, and the client would run it next
+        # (rag._source_rows ends such a session; this leaves it nothing to replace).
+        return psycopg.connect(url, autocommit=True, prepare_threshold=None)
     except psycopg.OperationalError as exc:
         raise CliError(
             f"cannot connect to {_redact(url)}: {str(exc).strip().splitlines()[0]}\n"
@@ -167,7 +170,8 @@ def cmd_secret(args) -> int:
                             "log_min_duration_statement = -1",
                             "log_min_error_statement = 'panic'"):
                 conn.execute(f"SET LOCAL {setting}")
-        conn.execute("SELECT rag.set_secret(%s, %s)", (args.name, value))
+        conn.execute("SELECT rag.set_secret(%s, %s, %s)",
+                     (args.name, value, args.base_url or None))
     print(f"secret {args.name} stored; reference it as api_key_env => 'secret:{args.name}'")
     return EXIT_OK
 
@@ -310,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "a statement's text.")
     secret.add_argument("action", choices=["set"], help="set: store (or replace) the key NAME")
     secret.add_argument("name", help="the secret's name (1-64 letters, digits or _.:-)")
+    secret.add_argument("--base-url", action="append", metavar="URL",
+                        help="a server the key may be sent to, such as "
+                        "https://api.example.com/v1 (repeat for several; default: the hosted "
+                        "providers' public endpoints only)")
     secret.set_defaults(func=cmd_secret)
 
     work = sub.add_parser("worker", help="process pipeline queues until stopped",

@@ -56,6 +56,47 @@ PINNED_SEARCH_PATH = "pg_catalog, pg_temp"
 DEFAULT_SITE_DIR = f"/usr/local/lib/pgask/{__version__}"
 # Serialises concurrent installs on one database ("pgask" in ASCII).
 INSTALL_LOCK_KEY = 0x7067_6173_6B
+# How long an install waits for that lock. Any role may take an advisory lock, so one that
+# holds this key is named (its pid) rather than waited for without end.
+INSTALL_LOCK_WAIT = "30s"
+
+
+def _install_lock_key(cur) -> int:
+    """INSTALL_LOCK_KEY, salted with rag.private's salt where pgask is installed (only
+    pgask_owner and superusers read it): no other role can compute the key to hold it."""
+    cur.execute("SELECT pg_catalog.to_regclass('rag.private') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return INSTALL_LOCK_KEY
+    cur.execute("SELECT pg_catalog.hashtextextended('install', pg_catalog.hashtextextended("
+                "p.value, 0)) FROM rag.private AS p WHERE p.key = 'lock_salt'")
+    row = cur.fetchone()
+    return INSTALL_LOCK_KEY if row is None else row[0]
+
+
+def take_install_lock(cur) -> None:
+    """The install lock of this database, in this transaction; InstallError naming the
+    session that holds it when it is not free within INSTALL_LOCK_WAIT."""
+    key = _install_lock_key(cur)
+    cur.execute("SELECT pg_catalog.current_setting('lock_timeout')")
+    (previous,) = cur.fetchone()
+    cur.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (INSTALL_LOCK_WAIT,))
+    try:
+        cur.execute("SAVEPOINT pgask_install_lock")
+        cur.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (key,))
+    except psycopg.errors.LockNotAvailable:
+        cur.execute("ROLLBACK TO SAVEPOINT pgask_install_lock")
+        cur.execute(
+            "SELECT a.pid, a.usename, a.state FROM pg_catalog.pg_locks AS l"
+            " JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted"
+            " AND ((l.classid::bigint << 32) | l.objid::bigint) = %s", (key,))
+        holders = ", ".join(f"pid {pid} ({user}, {state})" for pid, user, state in cur)
+        raise InstallError(
+            f"another session holds pgask's install lock of this database ({holders or 'gone'}"
+            f"), for more than {INSTALL_LOCK_WAIT}: wait for it, or end it with SELECT "
+            "pg_terminate_backend(pid)") from None
+    cur.execute("RELEASE SAVEPOINT pgask_install_lock")
+    cur.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (previous,))
 
 
 class InstallError(Exception):
@@ -253,7 +294,7 @@ def install(conn: psycopg.Connection, site_dir: str = DEFAULT_SITE_DIR) -> Insta
         # (a role with CREATE on public could plant closer-matching operators and functions).
         cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
                     (PINNED_SEARCH_PATH,))
-        cur.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
+        take_install_lock(cur)
         _refuse_downgrade(cur)
         _ensure_extensions(cur)
         vector_schema = _vector_schema(cur)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from pgask.install import INSTALL_LOCK_KEY, InstallError, installed_version
+from pgask.install import InstallError, installed_version, take_install_lock
 
 # Roles pgask's install creates (sql/990_privileges.sql; pgask_owner owns schema rag and
 # rag_source). Roles are cluster-wide: they are kept while another database uses them.
@@ -212,7 +212,7 @@ def uninstall(conn: psycopg.Connection,
               roles: tuple[str, ...] = CREATED_ROLES) -> UninstallPlan | None:
     """Drops pgask from the connected database, atomically; None if it was not installed."""
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
+        take_install_lock(cur)
         found = plan(cur, roles)
         if found is None:
             return None

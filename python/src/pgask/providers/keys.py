@@ -6,7 +6,9 @@ may use (never read)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from pgask.plans import prepared
 from pgask.providers.errors import (
@@ -23,8 +25,34 @@ _ERRORS: dict[str, type[ProviderError]] = {
 }
 
 
-# Keys handed over by rag._use_secret (``load``), taken by ``read`` in the same backend.
+# Keys handed over by rag._use_secret (``load``), taken by ``read`` in the same backend, and
+# the origins each may be sent to (None: DEFAULT_ORIGINS).
 _loaded: dict[str, str] = {}
+_origins: dict[str, frozenset[str] | None] = {}
+
+# Where a stored key may go when rag.set_secret named no base_urls: the public endpoints of
+# hosted providers (a provider registered without base_url uses OpenAI's).
+DEFAULT_ORIGINS = frozenset({
+    "https://api.openai.com", "https://api.cohere.com", "https://api.cohere.ai",
+    "https://api.voyageai.com", "https://api.jina.ai", "https://api.mistral.ai",
+    "https://api.together.xyz", "https://api.groq.com", "https://api.deepseek.com",
+    "https://openrouter.ai", "https://generativelanguage.googleapis.com",
+})
+_UNSET_BASE_URL = "https://api.openai.com"
+# Environment variables a provider may send as its key: names of keys, not any variable of
+# the server's environment (PGDATA, a password...).
+_KEY_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*(KEY|TOKEN|SECRET)")
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL, lowercased, without a default port."""
+    parts = urlsplit(url.strip())
+    scheme = (parts.scheme or "").lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 def load(plpy, name: str) -> bool:
@@ -33,11 +61,13 @@ def load(plpy, name: str) -> bool:
     exists. Only superusers can create PL/Python functions that could look in here
     (plpython3u is untrusted), so no role can read a key through SQL (docs/security.md)."""
     rows = plpy.execute(plpy.prepare(
-        "SELECT value FROM rag.secrets WHERE name = $1", ["text"]), [name])
+        "SELECT value, base_urls FROM rag.secrets WHERE name = $1", ["text"]), [name])
     if not rows:
         _loaded.pop(name, None)
         return False
     _loaded[name] = rows[0]["value"]
+    urls = rows[0]["base_urls"]
+    _origins[name] = None if urls is None else frozenset(origin(u) for u in urls)
     return True
 
 
@@ -68,15 +98,27 @@ def resolve_api_key(spec, read_secret: Callable[[str], str | None],
     reference = spec.api_key_env
     if not reference:
         return None
+    base_url = getattr(spec, "base_url", None)
+    destination = origin(base_url) if base_url else _UNSET_BASE_URL
     if reference.startswith("secret:"):
+        name = reference[len("secret:"):]
         try:
-            value = read_secret(reference[len("secret:"):])
+            value = read_secret(name)
         except KeyAccessError:
             raise
         except ProviderError as exc:
             raise error(str(exc), retryable=False) from None
-        where = f"rag.secrets entry {reference[len('secret:'):]!r} (rag.set_secret)"
+        where = f"rag.secrets entry {name!r} (rag.set_secret)"
+        allowed = _origins.get(name)
+        if value and destination not in (DEFAULT_ORIGINS if allowed is None else allowed):
+            raise error(f"{what} {spec.name}: the key {where} may not be sent to "
+                        f"{destination}: rag.set_secret({name!r}, ..., base_urls => "
+                        "ARRAY[...]) names the servers it may go to", retryable=False)
     else:
+        if not _KEY_VARIABLE.fullmatch(reference):
+            raise error(f"{what} {spec.name}: api_key_env must name a variable of a key "
+                        f"(ending in KEY, TOKEN or SECRET, such as OPENAI_API_KEY), got "
+                        f"{reference!r}", retryable=False)
         value = os.environ.get(reference)
         where = f"environment variable {reference} of the database server"
     if not value:
