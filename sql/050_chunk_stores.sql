@@ -136,6 +136,23 @@ BEGIN
 END;
 $$;
 
+-- rag._lock_key(what): the advisory lock key of one of pgask's locks (a chunk table's
+-- statistics fold, a document's chunks), salted with a value only pgask_owner reads
+-- (rag.private): a role that could compute a key could take it first and hold it, stalling
+-- that work. SECURITY DEFINER: reads rag.private. For pgask's admins and workers.
+CREATE OR REPLACE FUNCTION rag._lock_key(what text)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT hashtextextended(what, hashtextextended(p.value, 0))
+    FROM rag.private AS p WHERE p.key = 'lock_salt'
+$$;
+COMMENT ON FUNCTION rag._lock_key(text) IS
+'SECURITY DEFINER: reads the salt in rag.private, which only pgask_owner may';
+
 -- rag._bm25_fold(store): folds the committed deltas of a chunk table into its statistics, in
 -- the caller's transaction; a no-op when another fold of the same table is under way (the
 -- lock is taken by folds only, never by writers). Workers call it after each batch.
@@ -145,7 +162,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtext('pgask.bm25_fold'), hashtext(store_name)) THEN
+    IF NOT pg_try_advisory_xact_lock(rag._lock_key('bm25_fold ' || store_name)) THEN
         RETURN;
     END IF;
     WITH taken AS (

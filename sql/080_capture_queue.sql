@@ -3,11 +3,15 @@
 -- the rows through the pipeline's reader (sql/075_source_binding.sql), chunks and embeds
 -- them outside the writer's transaction, and deletes the chunks of rows that are gone.
 -- Logic of the processing: pgask/queue.py.
+-- (Over 400 lines: capture, draining, reconciling and the queue's entry points share one
+-- inbox and one queue; split, each would need the others' details.)
 
 -- rag._request_check(pipeline, scope): asks the workers to check every row of the source
--- again: 'missing' (rows without chunks, chunks without rows: after a TRUNCATE, ATTACH or
--- DETACH PARTITION), or 'all' (every row: a new pipeline, new chunker or metadata, a rewrite
--- of the table). One append; the work happens in rag.process_queue (rag._reconcile).
+-- again: 'missing' (rows without chunks, chunks without rows: after a TRUNCATE), 'all'
+-- (every row: a new pipeline, new chunker or metadata, a rewrite or a change of the table's
+-- shape), or 'building' ('missing' for a re-embed's new set, once its transaction has
+-- committed: rows written meanwhile). One append; the work happens in rag.process_queue
+-- (rag._reconcile).
 CREATE OR REPLACE FUNCTION rag._request_check(pipeline text, scope text)
 RETURNS void
 LANGUAGE sql
@@ -66,7 +70,11 @@ BEGIN
             -- A cancel is the user's: it ends the statement. A statement timeout that struck
             -- while pgask worked is pgask's: the write goes on (rag._process_now stops well
             -- before statement_timeout, so this is rare).
-            ' IF SQLSTATE = ''57014'' AND SQLERRM NOT LIKE ''%%statement timeout%%'' THEN RAISE; END IF;'
+            -- (Told apart by the time spent, not by the message, which lc_messages translates.)
+            ' IF SQLSTATE = ''57014'' AND NOT coalesce((SELECT s.setting::float8 > 0 AND'
+            ' 1000 * extract(epoch FROM clock_timestamp() - statement_timestamp())'
+            ' >= s.setting::float8 FROM pg_catalog.pg_settings AS s'
+            ' WHERE s.name = ''statement_timeout''), false) THEN RAISE; END IF;'
             ' RAISE WARNING ''pgask: pipeline %%: %% (the rows stay queued for rag.process_queue)'','
             ' %1$L, regexp_replace(SQLERRM, ''^([a-z_]+\.)*[A-Z][A-Za-z]+: '', '''');'
             ' END;'
@@ -143,7 +151,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT p.source FROM rag.pipelines AS p WHERE p.name = pipeline
     UNION
-    SELECT t.relid FROM rag.pipelines AS p CROSS JOIN LATERAL pg_partition_tree(p.source) AS t
+    SELECT t.relid::regclass FROM rag.pipelines AS p
+    CROSS JOIN LATERAL rag._partition_tree(p.source) AS t (relid)
     WHERE p.name = pipeline
 $$;
 
@@ -249,10 +258,12 @@ $$;
 -- whether the source row with that key exists and the calling role may see it (the
 -- source's row-level security applies, as the caller). rag.search keeps only chunks whose
 -- row is visible (so a deleted row disappears from search when its DELETE commits), and
--- the chunk tables' policy uses it for sources with row-level security. An SQL function with
--- every name qualified and no SET clause, so the planner can inline it; for a key whose
--- type is not trusted (rag._key_columns) it returns false. Its body is not checked when it
--- is created (pgask_owner need not be able to name the source's schema), but when it runs.
+-- the chunk tables' policy uses it for sources with row-level security. Every name in it is
+-- qualified, and it pins search_path, which also keeps the planner from inlining it: a
+-- role the policy does not restrict (pgask's workers, by a policy of their own) never
+-- parses it, so needs no USAGE on the source's schema. For a key whose type is not trusted
+-- (rag._key_columns) it returns false. Its body is not checked when it is created
+-- (pgask_owner need not be able to name the source's schema), but when it runs.
 -- SECURITY DEFINER: pgask_owner owns the function it creates.
 CREATE OR REPLACE FUNCTION rag._install_visibility(pipeline text)
 RETURNS void
@@ -281,12 +292,13 @@ BEGIN
         WHERE f.oid = to_regprocedure(format('rag.%I(text)', function_name))
             AND f.prosrc = body AND f.prolang = (SELECT l.oid FROM pg_language AS l
                 WHERE l.lanname = 'sql')
-            AND f.proconfig IS NULL AND NOT f.prosecdef AND f.provolatile = 's'
+            AND f.proconfig = '{"search_path=pg_catalog, pg_temp"}' AND NOT f.prosecdef
+            AND f.provolatile = 's'
     ) THEN
         RETURN;
     END IF;
     EXECUTE format('CREATE OR REPLACE FUNCTION rag.%I(document_id text) RETURNS boolean'
-        ' LANGUAGE sql STABLE AS %L', function_name, body);
+        ' LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS %L', function_name, body);
     EXECUTE format('REVOKE ALL ON FUNCTION rag.%I(text) FROM PUBLIC', function_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION rag.%I(text) TO PUBLIC', function_name);
 END;
@@ -364,12 +376,15 @@ BEGIN
             total := total + greatest(cardinality(taken.ids), 1);
             CONTINUE;
         END IF;
-        IF taken.scopes IS NOT NULL THEN
-            -- 'all' covers 'missing'
-            PERFORM rag._reconcile(taken.pipeline,
-                CASE WHEN 'all' = ANY(taken.scopes) THEN 'all' ELSE 'missing' END);
-            total := total + 1;
+        IF 'all' = ANY(taken.scopes) THEN  -- (covers the others)
+            PERFORM rag._reconcile(taken.pipeline, 'all');
+        ELSIF 'missing' = ANY(taken.scopes) THEN  -- (covers 'building')
+            PERFORM rag._reconcile(taken.pipeline, 'missing');
+        ELSIF 'building' = ANY(taken.scopes) THEN
+            PERFORM rag._reconcile(taken.pipeline, 'missing', p.building_set)
+            FROM rag.pipelines AS p WHERE p.name = taken.pipeline AND p.building_set IS NOT NULL;
         END IF;
+        total := total + coalesce(cardinality(taken.scopes), 0);
         SELECT
             coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE NOT k.leased), '{}'),
             coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE k.leased), '{}')
@@ -413,14 +428,16 @@ AS $$
         not_before = now(), enqueued_at = excluded.enqueued_at, last_error = NULL
 $$;
 
--- rag._reconcile(pipeline, scope): the check of every row that a TRUNCATE, a new pipeline,
--- a rewrite of the table (scope 'all': every row) or an ATTACH or DETACH PARTITION (scope
--- 'missing': rows without chunks and chunks without rows) asked for: queues those keys for
--- every embedding set. The keys come from the reader (as the table's owner). A pipeline
--- whose reader cannot run is marked broken instead. SECURITY DEFINER: it reads the chunk
--- tables as pgask_owner, who may have just created them in the same transaction (Citus
--- refuses a distributed table's shards to a second role there).
-CREATE OR REPLACE FUNCTION rag._reconcile(pipeline text, scope text)
+-- rag._reconcile(pipeline, scope, only_set): the check of every row that a new pipeline, a
+-- new chunker or metadata, a rewrite or a change of the table's shape (scope 'all': every
+-- row) or a TRUNCATE (scope 'missing': rows without chunks and chunks without rows) asked
+-- for: queues those keys for every embedding set (only `only_set` when given: a re-embed's
+-- new set). The keys come from the reader (as the table's owner). A pipeline whose reader
+-- cannot run is marked broken instead. SECURITY DEFINER: it reads the chunk tables as
+-- pgask_owner, who may have just created them in the same transaction (Citus refuses a
+-- distributed table's shards to a second role there).
+DROP FUNCTION IF EXISTS rag._reconcile(text, text);
+CREATE OR REPLACE FUNCTION rag._reconcile(pipeline text, scope text, only_set integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -428,7 +445,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(pipeline, 'rag._reconcile');
-    embedding_set integer;
+    one_set integer;
     live text[];
     stored text[];
     keys text[];
@@ -442,11 +459,12 @@ BEGIN
         PERFORM rag._mark_broken(p.name, format('its rows cannot be read: %s', sqlerrm));
         RETURN;
     END;
-    FOREACH embedding_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL)
+    FOREACH one_set IN ARRAY array_remove(ARRAY[p.active_set, p.building_set], NULL)
     LOOP
+        CONTINUE WHEN only_set IS NOT NULL AND one_set <> only_set;
         -- (One statement per table: Citus plans a distributed chunk table's query alone.)
         EXECUTE format('SELECT ARRAY(SELECT DISTINCT c.document_id FROM rag.%I AS c)',
-            rag._store(p.name, embedding_set))
+            rag._store(p.name, one_set))
         INTO stored;
         keys := ARRAY(
             SELECT k.id FROM unnest(live) AS k (id) WHERE scope = 'all'
@@ -456,11 +474,19 @@ BEGIN
             UNION
             (SELECT c.id FROM unnest(stored) AS c (id)
                 EXCEPT SELECT k.id FROM unnest(live) AS k (id)));
-        PERFORM rag._queue_jobs(p.name, ARRAY[embedding_set], keys, now());
+        IF scope <> 'all' THEN
+            -- (A job already waiting for a key will read its row anyway: left alone, so a
+            -- result in flight is not discarded.)
+            keys := ARRAY(SELECT k.id FROM unnest(keys) AS k (id)
+                WHERE NOT EXISTS (SELECT FROM rag.queue AS q WHERE q.pipeline = p.name
+                    AND q.embedding_set = one_set AND q.document_id = k.id
+                    AND q.status = 'pending'));
+        END IF;
+        PERFORM rag._queue_jobs(p.name, ARRAY[one_set], keys, now());
     END LOOP;
 END;
 $$;
-COMMENT ON FUNCTION rag._reconcile(text, text) IS
+COMMENT ON FUNCTION rag._reconcile(text, text, integer) IS
 'SECURITY DEFINER: reads chunk tables pgask_owner may have created in this transaction';
 
 -- rag._process_queue(...): the PL/Python implementation behind rag.process_queue. A failure

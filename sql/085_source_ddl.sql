@@ -1,4 +1,5 @@
 -- Source DDL: pipelines follow what happens to their source tables, and never fail it.
+-- (Over 400 lines: one event trigger per kind of DDL, and the check they all share.)
 --   Followed: a renamed column (the pipeline's SQL is rewritten; columns are remembered by
 --   number in rag.pipelines.source_columns, and the reader finds their names when it runs),
 --   a renamed or moved table or schema (sources are OIDs), a retyped key column (the capture
@@ -55,9 +56,9 @@ return json.dumps({str(attnums[name]): name for name in sorted(used)})
 $$;
 
 -- rag._source_shape(source, columns): what the pipeline's rows depend on besides their
--- values: the partitions, the primary key's columns and types, and the types of the columns
--- the pipeline uses (`columns`: rag.pipelines.source_columns), whose text may change without
--- a rewrite (timestamp to timestamptz, say).
+-- values, as JSON: the partitions and the primary key's columns and types ("tree"), and the
+-- type of each column the pipeline uses (`columns`: rag.pipelines.source_columns), whose
+-- text may change without a rewrite (timestamp to timestamptz, say).
 DROP FUNCTION IF EXISTS rag._source_shape(oid);
 CREATE OR REPLACE FUNCTION rag._source_shape(source oid, columns jsonb)
 RETURNS text
@@ -65,25 +66,52 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT md5(concat_ws(E'\x1f',
-        (SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)
-            FROM pg_partition_tree(source) AS t),
-        (SELECT string_agg(a.attnum || ':' || a.atttypid, ',' ORDER BY k.n)
-            FROM pg_index AS i
-            CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
-            INNER JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-            WHERE i.indrelid = source AND i.indisprimary),
-        (SELECT string_agg(a.attnum || ':' || a.atttypid || ':' || a.atttypmod, ','
-                ORDER BY a.attnum)
+    SELECT jsonb_build_object(
+        'tree', md5(concat_ws(E'\x1f',
+            (SELECT string_agg(t.relid::text, ',' ORDER BY t.relid)
+                FROM rag._partition_tree(source) AS t (relid)),
+            (SELECT string_agg(a.attnum || ':' || a.atttypid, ',' ORDER BY k.n)
+                FROM pg_index AS i
+                CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+                INNER JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                WHERE i.indrelid = source AND i.indisprimary))),
+        'columns', (SELECT coalesce(jsonb_object_agg(a.attnum, a.atttypid || ':' || a.atttypmod),
+                '{}')
             FROM pg_attribute AS a
             WHERE a.attrelid = source AND NOT a.attisdropped
-                AND a.attnum::text IN (SELECT jsonb_object_keys(columns)))))
+                AND a.attnum::text IN (SELECT jsonb_object_keys(columns))))::text
+$$;
+
+-- rag._shape_changed(old, new): whether rows may read differently from a shape recorded by
+-- rag._source_shape to another: partitions or key changed, or a column used in both was
+-- retyped (a column the pipeline starts or stops using is rag.alter_pipeline's to handle).
+CREATE OR REPLACE FUNCTION rag._shape_changed(old_shape text, new_shape text)
+RETURNS boolean
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old jsonb;
+    new jsonb := new_shape::jsonb;
+BEGIN
+    BEGIN
+        old := old_shape::jsonb;
+    EXCEPTION WHEN others THEN
+        RETURN true;  -- recorded by an older pgask, or never
+    END;
+    RETURN old IS NULL OR jsonb_typeof(old) <> 'object'
+        OR (old ->> 'tree') IS DISTINCT FROM (new ->> 'tree')
+        OR EXISTS (SELECT FROM jsonb_each_text(old -> 'columns') AS o
+            WHERE (new -> 'columns') ? o.key AND (new -> 'columns' ->> o.key) <> o.value);
+END;
 $$;
 
 -- rag._shape_problem(source): why pgask cannot follow this table, or NULL: it must be a
 -- table or a partitioned table, not a partition itself (writes through its parent would
 -- not fire its triggers), without inheritance (a parent's key does not cover its
--- children's rows), with a primary key.
+-- children's rows), with a primary key, logged (crash recovery empties an unlogged table
+-- without firing anything).
 CREATE OR REPLACE FUNCTION rag._shape_problem(source oid)
 RETURNS text
 LANGUAGE sql
@@ -104,6 +132,10 @@ AS $$
         WHEN NOT EXISTS (SELECT FROM pg_index AS i WHERE i.indrelid = source AND i.indisprimary)
             THEN format('table %s has no primary key; chunks are tied to their row by it',
             source::regclass)
+        WHEN EXISTS (SELECT FROM rag._partition_tree(source) AS t (relid)
+                INNER JOIN pg_class AS u ON u.oid = t.relid AND u.relpersistence = 'u')
+            THEN format('%s is unlogged (or has an unlogged partition): crash recovery empties '
+            'it without a write pgask could see; ALTER TABLE ... SET LOGGED', source::regclass)
     END
     FROM (SELECT source AS oid) AS s
     LEFT JOIN pg_class AS c ON c.oid = s.oid
@@ -152,6 +184,14 @@ BEGIN
             p.metadata_sql := rag._rename_in_sql(p.metadata_sql, col.old_name, col.new_name);
         END IF;
     END LOOP;
+    -- Row-level security forced on the table applies to its owner, as whom the reader
+    -- reads: rows its policies hide would look deleted.
+    IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source AND c.relforcerowsecurity) THEN
+        reason := concat_ws('; ', reason, format('row-level security is forced on %s, so its '
+            'owner, as whom pgask reads the rows, may not see all of them: ALTER TABLE %s NO '
+            'FORCE ROW LEVEL SECURITY (its readers stay subject to the policies)', p.source,
+            p.source));
+    END IF;
     -- Content that is one column must still be text (an expression is checked where it
     -- runs, by the reader).
     IF reason IS NULL AND p.content_sql ~ '^s\.("([^"]|"")+"|[a-z_][a-z0-9_$]*)$' THEN
@@ -287,7 +327,7 @@ BEGIN
     -- Whole again, or rows that may read differently now (partitions attached or detached,
     -- another key, a used column retyped without a rewrite): every row is checked again
     -- (rows whose chunks would not change cost chunking, not embedding).
-    IF was_broken OR p.shape_digest IS DISTINCT FROM rag._source_shape(p.source, p.source_columns)
+    IF was_broken OR rag._shape_changed(p.shape_digest, rag._source_shape(p.source, p.source_columns))
     THEN
         PERFORM rag._request_check(pipeline, 'all');
     END IF;
@@ -511,39 +551,14 @@ $$;
 COMMENT ON FUNCTION rag._on_rewrite() IS
 'SECURITY DEFINER: the table''s owner rewrites it; rag.inbox belongs to pgask_owner';
 
--- rag._on_owner_change(): ddl_command_end of ALTER TABLE: a source's new owner is followed
--- when the role that changed it may bind pipelines to it (a member of pgask_owner and of the
--- new owner, a superuser for one): the reader is made again as the new owner, and the
--- pipeline repaired. Otherwise the pipeline stays broken (rag._check_source says so) until
--- such a role runs rag.alter_pipeline. SECURITY INVOKER on purpose: binding needs the
--- runner's own memberships. Never fails the command.
-CREATE OR REPLACE FUNCTION rag._on_owner_change()
-RETURNS event_trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p record;
+-- (A source's new owner is not followed by binding again on anyone's behalf: the pipeline
+-- is broken, rag._check_source saying why, until a member of the new owner's role runs
+-- rag.alter_pipeline. A superuser changing the owner would otherwise run, as the new owner,
+-- SQL that someone else wrote.)
+DO $$
 BEGIN
-    FOR p IN
-        SELECT x.name, c.relowner FROM rag.pipelines AS x
-        INNER JOIN pg_class AS c ON c.oid = x.source
-        INNER JOIN pg_proc AS f ON f.oid = x.reader AND f.proowner <> c.relowner
-        WHERE x.source IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() AS d)
-    LOOP
-        CONTINUE WHEN NOT (pg_has_role(current_user, 'pgask_owner', 'MEMBER')
-            AND pg_has_role(current_user, p.relowner, 'MEMBER'));
-        BEGIN
-            PERFORM rag._bind_source(p.name, 'ALTER TABLE');
-            PERFORM rag._refresh_pipeline(p.name);
-        EXCEPTION WHEN others THEN
-            RAISE WARNING 'pgask: pipeline % keeps its old owner''s reader (%): a member of % '
-                'runs SELECT rag.alter_pipeline(%)', p.name, sqlerrm, p.relowner::regrole,
-                quote_literal(p.name);
-        END;
-    END LOOP;
-EXCEPTION WHEN others THEN
-    RAISE WARNING 'pgask: pipelines could not follow this change of owner: %', sqlerrm;
+    DROP EVENT TRIGGER IF EXISTS pgask_owner_change;
+    DROP FUNCTION IF EXISTS rag._on_owner_change();
 END;
 $$;
 
@@ -561,9 +576,6 @@ BEGIN
     DROP EVENT TRIGGER IF EXISTS pgask_capture_partitions;
     EXECUTE 'CREATE EVENT TRIGGER pgask_capture_partitions ON ddl_command_end'
         ' WHEN TAG IN (''ALTER TABLE'', ''CREATE TABLE'') EXECUTE FUNCTION rag._on_ddl_as_runner()';
-    DROP EVENT TRIGGER IF EXISTS pgask_owner_change;
-    EXECUTE 'CREATE EVENT TRIGGER pgask_owner_change ON ddl_command_end'
-        ' WHEN TAG IN (''ALTER TABLE'') EXECUTE FUNCTION rag._on_owner_change()';
     DROP EVENT TRIGGER IF EXISTS pgask_source_drop;
     EXECUTE 'CREATE EVENT TRIGGER pgask_source_drop ON sql_drop'
         ' EXECUTE FUNCTION rag._on_drop()';

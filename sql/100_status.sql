@@ -2,7 +2,8 @@
 
 -- rag.pipeline_status: one row per pipeline. pending: waiting (or backing off), including
 -- keys of writes captured in rag.inbox and not yet moved into the queue (a request to
--- check every row counts as one); leased: being
+-- check every row, such as a new pipeline's backfill, counts as one until a worker expands
+-- it; a re-embed's check of its new set, as none); leased: being
 -- processed now; failed: dead letters; done: rows finished since creation; lag_seconds: age
 -- of the oldest pending row; reembed_remaining: rows left before a rag.reembed switches;
 -- broken: why the pipeline cannot run (its source table or a column it uses was dropped),
@@ -44,7 +45,7 @@ SELECT
                 unnest(
                     array_remove(ARRAY[p.active_set, p.building_set], NULL)
                 ) AS s (embedding_set)
-            WHERE i.pipeline = p.name
+            WHERE i.pipeline = p.name AND i.scope IS DISTINCT FROM 'building'
         ) AS waiting
     ) AS pending,
     (
@@ -78,7 +79,9 @@ SELECT
             FROM rag.inbox AS i
             CROSS JOIN
                 LATERAL unnest(coalesce(i.document_ids, ARRAY[NULL::text])) AS k (document_id)
-            WHERE i.pipeline = p.name AND p.building_set IS NOT NULL
+            WHERE
+                i.pipeline = p.name AND p.building_set IS NOT NULL
+                AND i.scope IS DISTINCT FROM 'building'
         ) AS remaining
     ) AS reembed_remaining,
     p.broken

@@ -1,5 +1,6 @@
 -- Answers: rag.answer / rag_answer / rag.answer_sources, LLMs as data, the answer log, its BI
 -- views and feedback. Logic: pgask/answering/.
+-- (Over 400 lines: the answer log's rules sit next to the code that writes it.)
 
 -- How long answer_log rows are kept (days); rag._log_answer prunes older ones as it goes.
 INSERT INTO rag.settings (key, value) VALUES ('answer_log_retention_days', '90')

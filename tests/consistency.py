@@ -14,6 +14,8 @@ these tests use (integers, text).
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 
 
@@ -86,3 +88,18 @@ def queued(conn: psycopg.Connection, pipeline: str, status: str | None = None) -
         " FROM rag.inbox WHERE pipeline = %(p)s)",
         {"p": pipeline, "s": status}).fetchone()
     return count
+
+
+def process_all(conn: psycopg.Connection, pipeline: str | None = None,
+                seconds: float = 120) -> None:
+    """Calls rag.process_queue until nothing is pending for the pipeline (all when None),
+    backoffs included; fails with the queue's rows when that takes over `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        conn.execute("CALL rag.process_queue(%s)", (pipeline,))
+        if not (queued(conn, pipeline, "pending") if pipeline else conn.execute(
+                "SELECT (SELECT count(*) FROM rag.queue WHERE status = 'pending')"
+                " + (SELECT count(*) FROM rag.inbox)").fetchone()[0]):
+            return
+        assert time.monotonic() < deadline, conn.execute("SELECT * FROM rag.queue").fetchall()
+        time.sleep(0.2)

@@ -430,7 +430,8 @@ def test_tei_shape_reranker_reorders_the_candidates(db, rerank_server):
 
 def test_cohere_shape_with_a_secret_key(db, rerank_server):
     ids = fill_store(db, [("alpha note", {}), ("alpha boost", {})])
-    db.execute("SELECT rag.set_secret('rerank', 'sk-rerank-secret-123')")
+    db.execute("SELECT rag.set_secret('rerank', 'sk-rerank-secret-123', ARRAY[%s])",
+               (rerank_server.url,))
     db.execute("SELECT rag.create_reranker('cohere-like', 'cohere', 'rerank-v3', %s,"
                " 'secret:rerank')", (rerank_server.url + "/v1",))
     rows = search(db, "alpha", k=2, mode="keyword", options={"rerank": "cohere-like"})
@@ -442,7 +443,8 @@ def test_cohere_shape_with_a_secret_key(db, rerank_server):
 
 def test_a_failing_reranker_warns_and_keeps_first_stage_order(db, rerank_server):
     fill_store(db, [("alpha note", {}), ("alpha boost", {})])
-    db.execute("SELECT rag.set_secret('rerank', 'sk-rerank-secret-123')")
+    db.execute("SELECT rag.set_secret('rerank', 'sk-rerank-secret-123', ARRAY[%s])",
+               (rerank_server.url,))
     db.execute("SELECT rag.create_reranker('cohere-like', 'cohere', 'm', %s, 'secret:rerank')",
                (rerank_server.url + "/v1",))
     first_stage = search(db, "alpha", k=2, mode="keyword")

@@ -12,20 +12,12 @@ import time
 
 import psycopg
 import pytest
-from consistency import problems, queued
+from consistency import problems, process_all
 
 
 def process(db, pipeline=None):
     """Processes the queue until nothing is left (backoffs included)."""
-    deadline = time.monotonic() + 120
-    while True:
-        db.execute("CALL rag.process_queue(%s)", (pipeline,))
-        if not (queued(db, pipeline, "pending") if pipeline else db.execute(
-                "SELECT (SELECT count(*) FROM rag.queue WHERE status = 'pending')"
-                " + (SELECT count(*) FROM rag.inbox)").fetchone()[0]):
-            return
-        assert time.monotonic() < deadline, db.execute("SELECT * FROM rag.queue").fetchall()
-        time.sleep(0.2)
+    process_all(db, pipeline)
 
 
 def status(db, pipeline):

@@ -10,7 +10,8 @@ gone loses its chunks; a row whose own evaluation failed fails alone; a result i
 only if the source row still holds the text that was embedded, and not at all when the
 chunks it would write are already there. Chunks whose embedded text is unchanged reuse
 their vectors. Runs inside PostgreSQL: `plpy` is PL/Python's module, passed in by the SQL
-functions.
+functions. (Over 400 lines: the worker's round and the sync path share every step, and each
+step's guarantee depends on the order of the others.)
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def claim_documents(plpy, store: str, ids: list[str]) -> set[str]:
         return set()
     rows = plpy.execute(prepared(plpy,
         "SELECT u.id FROM unnest($2::text[]) AS u (id)"
-        " WHERE pg_try_advisory_xact_lock(hashtext('pgask.chunks ' || $1), hashtext(u.id))",
+        " WHERE pg_try_advisory_xact_lock(rag._lock_key('chunks ' || $1 || ' ' || u.id))",
         ["text", "text[]"]), [store, sorted(set(ids))])
     return {r["id"] for r in rows}
 
@@ -701,12 +702,24 @@ def process_queue_call(plpy, pipeline, batch_size: int, max_seconds: float,
         plpy.commit()  # refused at once inside a transaction block, before any work
     except plpy.SPIError:
         return None, "25001", NOT_TOP_LEVEL
+    # The worker's transactions are READ COMMITTED whatever the session's default: in
+    # SERIALIZABLE they would join the users' conflict tracking, and a user's commit could
+    # fail because of them. The session's default comes back at the end.
+    previous = plpy.execute("SELECT pg_catalog.current_setting('default_transaction_isolation')"
+                            " AS v")[0]["v"]
+    plpy.execute("SELECT pg_catalog.set_config('default_transaction_isolation',"
+                 " 'read committed', false)")
+    plpy.commit()
     try:
         return process_queue(plpy, pipeline, batch_size, max_seconds, lease_seconds), None, None
     except plpy.SPIError as exc:
         return None, getattr(exc, "sqlstate", None) or "XX000", f"rag.process_queue: {exc}"
     except Exception as exc:  # noqa: BLE001 - a bug still gets the one error shape
         return None, "XX000", f"rag.process_queue: {type(exc).__name__}: {exc}"
+    finally:
+        plpy.execute(plpy.prepare("SELECT pg_catalog.set_config("
+                                  "'default_transaction_isolation', $1, false)", ["text"]),
+                     [previous])
 
 
 def process_now(plpy, pipeline_name: str, ids: list[str]) -> list[str]:
@@ -721,9 +734,13 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> list[str]:
     p = pipelines.load(plpy, pipeline_name)
     bounds = limits.read(plpy)
     ids = sorted(set(ids))
-    left = set(ids[bounds.sync_max_rows:])
-    ids = ids[:bounds.sync_max_rows]
-    if _past_half_of_statement_timeout(plpy):
+    # sync_max_rows bounds the transaction, not only the statement: each row processed
+    # holds a claim (an advisory lock) until the writer commits.
+    budget = max(bounds.sync_max_rows - _sync_rows_so_far(plpy), 0)
+    left = set(ids[budget:])
+    ids = ids[:budget]
+    _SYNC_ROWS["count"] += len(ids)
+    if not ids or _past_half_of_statement_timeout(plpy):
         return sorted(left | set(ids))
     sources = fetch_sources(plpy, p, ids)
     left |= {i for i in ids if i not in sources.rows}
@@ -749,6 +766,17 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> list[str]:
                 write_chunks(plpy, store, doc, vectors, distributed)
         left |= set(refused)
     return sorted(left)
+
+
+# Rows processed in the writer's current transaction by sync pipelines (process_now).
+_SYNC_ROWS: dict = {"xact": None, "count": 0}
+
+
+def _sync_rows_so_far(plpy) -> int:
+    xact = plpy.execute(prepared(plpy, "SELECT pg_current_xact_id()::text AS x", []))[0]["x"]
+    if _SYNC_ROWS["xact"] != xact:
+        _SYNC_ROWS.update(xact=xact, count=0)
+    return _SYNC_ROWS["count"]
 
 
 def _past_half_of_statement_timeout(plpy) -> bool:

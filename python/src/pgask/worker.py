@@ -234,6 +234,10 @@ def backfill(conn: psycopg.Connection, pipeline: str, batch_size: int, lease_sec
     def remaining():
         return conn.execute(_REMAINING, {"pipeline": pipeline}).fetchone()
 
+    # Captured writes and requests to check every row become jobs first, so the bar's total
+    # counts rows (a request counts as one until then).
+    with conn.transaction():
+        conn.execute("SELECT rag._drain_inbox(%s, 100000)", (pipeline,))
     pending, failed = remaining()
     bar = progress_bar(pending, f"backfill {pipeline}", "row", progress)
     done = 0

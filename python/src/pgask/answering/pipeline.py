@@ -116,7 +116,7 @@ def load_llm(plpy, name: str) -> ChatClient:
     client = _clients.get(key)
     if (row["api_key_env"] or "").startswith("secret:") or client is None:
         # A stored key is checked on every call: may this role use it (pgask_reader)?
-        api_key = resolve_api_key(_Named(row["name"], row["api_key_env"]),
+        api_key = resolve_api_key(_Named(row["name"], row["api_key_env"], row["base_url"]),
                                   lambda secret: read_secret(plpy, secret), what="LLM")
         if client is None or client.spec.api_key != api_key:  # new row or rotated key
             client = ChatClient(LLMSpec(row["name"], row["provider"], row["model"],
@@ -129,6 +129,7 @@ def load_llm(plpy, name: str) -> ChatClient:
 class _Named:
     name: str
     api_key_env: str | None
+    base_url: str | None = None
 
 
 def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_options,
