@@ -6,14 +6,12 @@ the difference goes: each variant below changes the previous one in a scratch da
 (pgask_bench, recreated), and is timed INSERT by INSERT alternately with the plain table, as
 `make bench` does:
 
-- as installed: the statement trigger appends one row to rag.queue_inbox and notifies the
-  workers;
-- no notify: without pg_notify;
-- trigger, no queue: the trigger only collects the written keys, as the real one does first;
+- as installed: the statement trigger appends one row (the statement's keys) to rag.inbox;
+- trigger, no inbox: the trigger only collects the written keys, as the real one does first;
 - empty trigger: a trigger that does nothing (what any statement trigger with a transition
   table costs).
 
-Before rag.queue_inbox (migration 0009) the trigger upserted into rag.queue; this script then
+Before the inbox (migration 0009) the trigger upserted into rag.queue; this script then
 showed that ON CONFLICT's speculative insertion was most of the gap (docs/measured.md). The
 variants after the first are not something pgask could ship; they show what is left.
 
@@ -35,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python" / "src"))
 
 from pgask_measure.bench.common import scratch_database  # noqa: E402
 
-FUNCTION = "rag.pgask_piped_insert"
+FUNCTION = "rag.pgask_piped_capture"
 
 
 def _insert_ms(conn: psycopg.Connection, table: str, i: int) -> float:
@@ -43,15 +41,6 @@ def _insert_ms(conn: psycopg.Connection, table: str, i: int) -> float:
     conn.execute(f"INSERT INTO {table} (id, body) VALUES (%s, %s)",
                  (i, f"Ticket {i}: the disk on host {i} is full"))
     return (time.perf_counter() - began) * 1000
-
-
-def _trigger_body(conn: psycopg.Connection) -> str:
-    (source,) = conn.execute(f"SELECT pg_get_functiondef('{FUNCTION}'::regproc)").fetchone()
-    return source
-
-
-def _without_notify(conn: psycopg.Connection) -> None:
-    conn.execute(_trigger_body(conn).replace("PERFORM pg_notify('rag_queue', 'piped');", ""))
 
 
 def _replace_trigger(body: str):
@@ -62,8 +51,7 @@ def _replace_trigger(body: str):
 
 VARIANTS = (
     ("as installed", lambda conn: None),
-    ("no notify", _without_notify),
-    ("trigger, no queue", _replace_trigger(
+    ("trigger, no inbox", _replace_trigger(
         "changed := ARRAY(SELECT s.id::text FROM new_rows AS s);")),
     ("empty trigger", _replace_trigger("")),
 )

@@ -74,6 +74,6 @@ def bench_write_latency(conn: psycopg.Connection, rounds: int) -> list[Figure]:
         plain.append(_insert_ms(conn, "plain_writes", i))
         piped.append(_insert_ms(conn, "piped_writes", i))
     note = (f"{len(piped)} autocommit single-row INSERTs each; the trigger only appends the "
-            "key to rag.queue_inbox (async mode)")
+            "key to rag.inbox (async mode)")
     return latency_figures("INSERT (async pipeline)", piped, "same INSERT, no pipeline", plain,
                            note)

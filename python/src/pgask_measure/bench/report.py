@@ -83,7 +83,7 @@ FIGURE_MEANINGS = """What the figures mean:
   the ratio.
 - COPY 100k rows (async pipeline): milliseconds for one autocommit `COPY t (id, body) FROM
   STDIN` of 100,000 short rows (about 60-character bodies) into an empty table with an async
-  pipeline (its statement trigger appends every key to rag.queue_inbox, commit included) vs
+  pipeline (its statement trigger appends every key to rag.inbox, commit included) vs
   the same COPY, from the same pre-built buffer, into an identical table without one. The
   pipeline and both tables are recreated before each round (not timed) and the queue is never
   processed: the worker's cost is not the writer's. Median of 5 rounds each, alternating, the
