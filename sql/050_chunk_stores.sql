@@ -25,6 +25,7 @@ AS $$
 DECLARE
     store text := rag._store(pipeline, embedding_set);
 BEGIN
+    PERFORM rag._require_admin('rag.create_pipeline');
     EXECUTE format(
         'CREATE TABLE rag.%I ('
         ' id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,'

@@ -436,6 +436,7 @@ DECLARE
     embedding_set integer;
     previous_timeout text := current_setting('lock_timeout');
 BEGIN
+    PERFORM rag._require_admin('rag.drop_pipeline');
     FOR attempt IN 1..100 LOOP
         BEGIN
             PERFORM set_config('lock_timeout', '50ms', true);

@@ -342,11 +342,34 @@ AS $$
     FROM pg_proc AS f WHERE f.oid = reader
 $$;
 
+-- rag._require_lender(what, owner): the caller may lend `owner` CREATE on rag_source (and
+-- take it back): a pipeline admin (or a superuser) who has that owner's rights, as
+-- rag._bind_source's caller must.
+CREATE OR REPLACE FUNCTION rag._require_lender(what text, owner_role oid)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM rag._require_admin(what);
+    IF NOT pg_has_role(rag._caller(), owner_role, 'USAGE') THEN
+        RAISE EXCEPTION '%: role % is not a member of %', what, rag._caller(),
+            owner_role::regrole
+            USING errcode = 'insufficient_privilege';
+    END IF;
+END;
+$$;
+
 -- rag._open_source_schema(owner): lends the source's owner USAGE and CREATE on rag_source,
 -- so that its reader can be handed to it (ALTER FUNCTION ... OWNER TO needs the new owner to
 -- be allowed to create it there); rag._close_source_schema takes them back, and so, at the
 -- latest when the transaction commits, does a deferred trigger (rag._source_schema_lent):
--- no source owner keeps them. SECURITY DEFINER: rag_source belongs to pgask_owner.
+-- no source owner keeps them. The loan is recorded after the GRANT: a trigger made
+-- immediate (SET CONSTRAINTS ALL IMMEDIATE) takes it back at once rather than before it was
+-- given. What a source owner may do with a loan is limited anyway: no reader of a pipeline
+-- can be changed (rag._on_reader_change). SECURITY DEFINER: rag_source belongs to
+-- pgask_owner.
 CREATE OR REPLACE FUNCTION rag._open_source_schema(owner_role oid)
 RETURNS void
 LANGUAGE plpgsql
@@ -357,8 +380,9 @@ BEGIN
     IF owner_role = (SELECT n.nspowner FROM pg_namespace AS n WHERE n.nspname = 'rag_source') THEN
         RETURN;  -- pgask_owner's own tables (rag.documents): it owns the schema
     END IF;
-    INSERT INTO rag.source_schema_loans (owner_role) VALUES (owner_role);
+    PERFORM rag._require_lender('rag._bind_source', owner_role);
     EXECUTE format('GRANT USAGE, CREATE ON SCHEMA rag_source TO %I', owner_role::regrole);
+    INSERT INTO rag.source_schema_loans (owner_role) VALUES (owner_role);
 END;
 $$;
 COMMENT ON FUNCTION rag._open_source_schema(oid) IS
@@ -374,6 +398,7 @@ AS $$
 BEGIN
     IF owner_role <> (SELECT n.nspowner FROM pg_namespace AS n WHERE n.nspname = 'rag_source')
             AND EXISTS (SELECT FROM pg_roles AS r WHERE r.oid = owner_role) THEN
+        PERFORM rag._require_lender('rag._bind_source', owner_role);
         EXECUTE format('REVOKE ALL ON SCHEMA rag_source FROM %I', owner_role::regrole);
     END IF;
 END;
@@ -390,7 +415,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM rag._close_source_schema(new.owner_role);
+    -- (Not through rag._close_source_schema: whoever the session is by now, the loan ends.)
+    IF EXISTS (SELECT FROM pg_roles AS r WHERE r.oid = new.owner_role) THEN
+        EXECUTE format('REVOKE ALL ON SCHEMA rag_source FROM %I', new.owner_role::regrole);
+    END IF;
     DELETE FROM rag.source_schema_loans AS l WHERE l.owner_role = new.owner_role;
     RETURN NULL;
 END;
@@ -478,6 +506,13 @@ BEGIN
         RAISE EXCEPTION '%: the source table of pipeline % was dropped', caller, p.name
             USING errcode = 'undefined_table';
     END IF;
+    -- The reader's body is dollar-quoted with this tag: SQL containing it would end the body
+    -- and run the rest as whoever binds the pipeline next.
+    IF position('$pgask_reader$' IN concat_ws(' ', p.content_sql, p.title_sql, p.metadata_sql,
+            checks::text)) > 0 THEN
+        RAISE EXCEPTION '%: pipeline %''s SQL must not contain $pgask_reader$', caller, p.name
+            USING errcode = 'invalid_parameter_value';
+    END IF;
     IF NOT (pg_has_role(current_user, owner_role, 'USAGE')
             AND pg_has_role(rag._caller(), owner_role, 'USAGE')) THEN
         RAISE EXCEPTION '%: role % is not a member of %, the owner of %', caller, rag._caller(),
@@ -541,6 +576,47 @@ AS $$
     LEFT JOIN pg_proc AS f ON f.oid = p.reader
     LEFT JOIN pg_class AS c ON c.oid = p.source
     WHERE p.name = pipeline
+$$;
+
+-- rag._on_reader_change(): ddl_command_end of CREATE FUNCTION, ALTER FUNCTION and ALTER
+-- ROUTINE: refuses any change to a pipeline's reader (SECURITY INVOKER, settings, owner,
+-- name, schema, body), by anyone. rag._source_rows checks a reader and then calls it; a
+-- change committed in between would run as pgask_owner, so a reader never changes once
+-- recorded: rag.alter_pipeline makes a new one. (Dropping it is allowed: the pipeline then
+-- says it is broken, and a call by its old OID fails.) SECURITY DEFINER: rag.pipelines is
+-- pgask_owner's.
+CREATE OR REPLACE FUNCTION rag._on_reader_change()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed text;
+BEGIN
+    SELECT string_agg(format('%s (pipeline %s)', c.object_identity, p.name), ', ')
+    INTO changed
+    FROM pg_event_trigger_ddl_commands() AS c
+    INNER JOIN rag.pipelines AS p ON p.reader = c.objid
+    WHERE c.classid = 'pg_proc'::regclass;
+    IF changed IS NOT NULL THEN
+        RAISE EXCEPTION 'pgask: % is a pipeline''s reader, which cannot be changed', changed
+            USING errcode = 'insufficient_privilege',
+            hint = 'rag.alter_pipeline(name) makes a new reader; rag.drop_pipeline removes it.';
+    END IF;
+END;
+$$;
+COMMENT ON FUNCTION rag._on_reader_change() IS
+'SECURITY DEFINER: rag.pipelines belongs to pgask_owner';
+
+-- (Through EXECUTE: there is no CREATE OR REPLACE EVENT TRIGGER.)
+DO $$
+BEGIN
+    DROP EVENT TRIGGER IF EXISTS pgask_readers;
+    EXECUTE 'CREATE EVENT TRIGGER pgask_readers ON ddl_command_end'
+        ' WHEN TAG IN (''CREATE FUNCTION'', ''ALTER FUNCTION'', ''ALTER ROUTINE'')'
+        ' EXECUTE FUNCTION rag._on_reader_change()';
+END;
 $$;
 
 -- rag._session_state(): what a rolled-back subtransaction leaves in the session: prepared
@@ -608,7 +684,8 @@ BEGIN
     END IF;
     BEGIN
         EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_array(r.document_id, r.content,'
-            ' r.title, r.metadata, r.problem)), ''[]'') FROM %s($1, $2) AS r', p.reader::regproc)
+            ' r.title, r.metadata, r.problem)), ''[]'') FROM %s($1::pg_catalog.text,'
+            ' $2::pg_catalog.text[]) AS r', p.reader::regproc)
         INTO result USING mode, keys;
         RAISE EXCEPTION USING errcode = 'PGK01';  -- roll back what the reader left
     EXCEPTION WHEN SQLSTATE 'PGK01' THEN

@@ -292,6 +292,39 @@ $$;
 COMMENT ON FUNCTION rag._mark_broken(text, text) IS
 'SECURITY DEFINER: rag.pipelines belongs to pgask_owner; whoever drops a source marks it';
 
+-- rag._mark_unreadable(pipeline): the worker found that the pipeline's reader cannot read
+-- its rows (rag._source_rows failed with an error that concerns every row): it is marked
+-- broken with that error, if a call of its reader fails so now; returns the reason, or NULL
+-- when the reader runs (the failure was one batch's). Workers may not mark a pipeline broken
+-- with a reason of their own (rag._mark_broken is pgask_owner's). SECURITY DEFINER:
+-- rag.pipelines belongs to pgask_owner.
+CREATE OR REPLACE FUNCTION rag._mark_unreadable(pipeline text)
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    state text;
+    message text;
+BEGIN
+    BEGIN
+        PERFORM FROM rag._source_rows(pipeline, 'rows', '{}'::text[]);
+        RETURN NULL;
+    EXCEPTION WHEN others THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+    END;
+    -- (As the worker tells a whole pipeline's failure from one row's: pgask.queue.)
+    IF left(state, 2) NOT IN ('42', '0A', '55') THEN
+        RETURN NULL;
+    END IF;
+    PERFORM rag._mark_broken(pipeline, 'its rows cannot be read: ' || message);
+    RETURN message;
+END;
+$$;
+COMMENT ON FUNCTION rag._mark_unreadable(text) IS
+'SECURITY DEFINER: rag.pipelines belongs to pgask_owner; marks only what its reader shows';
+
 -- rag._refresh_pipeline(pipeline): after DDL on its source or a change of its definition:
 -- follows renames and the key, rewrites the capture and visibility functions and the access
 -- rules, or marks it broken. A pipeline that was broken and is whole again, or whose

@@ -123,6 +123,7 @@ BEGIN
     IF rag._distributed(store_name) THEN
         RETURN;
     END IF;
+    PERFORM rag._require_admin('rag.distribute_pipeline');
     EXECUTE format('DROP TRIGGER IF EXISTS bm25_insert ON rag.%1$I;'
         ' DROP TRIGGER IF EXISTS bm25_update ON rag.%1$I;'
         ' DROP TRIGGER IF EXISTS bm25_delete ON rag.%1$I', store_name);

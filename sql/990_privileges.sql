@@ -304,6 +304,18 @@ GRANT EXECUTE ON FUNCTION rag._use_secret(text) TO pgask_reader;
 -- Neither role is a member of pgask_owner, which has no members: no role but a superuser
 -- can change pgask's code.
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA rag TO pgask_admin, pgask_worker;
+-- But not pgask's internal definer routines that change pipelines or their objects without
+-- checking the caller: only pgask's own definer code calls them (as pgask_owner). Those
+-- admins and workers do call check it (rag._require_admin, rag._require_lender) or change
+-- nothing that the pipeline's state does not dictate (idempotent syncs); a worker marks a
+-- pipeline broken only through rag._mark_unreadable, which sees for itself.
+REVOKE EXECUTE ON FUNCTION
+rag._mark_broken(text, text),
+rag._lock_out(text),
+rag._install_capture(text),
+rag._install_visibility(text),
+rag._sync_sentence_columns(text, integer)
+FROM pgask_admin, pgask_worker;
 -- (Chunk tables keep the grants rag._sync_security gives them.)
 GRANT SELECT ON ALL TABLES IN SCHEMA rag TO pgask_admin, pgask_worker;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON rag.pipelines, rag.migrations,

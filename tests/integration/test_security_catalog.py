@@ -229,6 +229,42 @@ def test_public_may_execute_only_the_allowlist(with_pipelines):
             "rag._open_source_schema", "rag._mark_broken", "rag._install_capture"} <= names
 
 
+# SECURITY DEFINER routines that pipeline admins and workers may execute although they check
+# no caller, and why that gives them nothing: each does only what the pipeline's own state
+# dictates, or what the worker's job is anyway. Every other definer routine they may execute
+# checks its caller (rag._require_admin, rag._require_member, rag._require_lender,
+# rag._caller()); the internal ones that change pipelines are pgask_owner's alone.
+UNCHECKED_FOR_STAFF = {
+    "rag._sync_keyword_index(text,integer)": "rebuilds the keyword index the pipeline defines",
+    "rag._point_view(text)": "points the pipeline's view at its active chunk table",
+    "rag._sync_security(text)": "brings chunk grants and policies in step with the source",
+    "rag._refresh_pipeline(text)": "re-derives capture and access from the source as it is",
+    "rag._reconcile(text,text,integer)": "queues rows to be checked: the worker's job",
+    "rag._source_rows(text,text,text[])": "reads rows as their owner through a checked "
+                                          "reader: the worker's job",
+    "rag._switch_set(text)": "switches only a re-embed whose rows are all done",
+    "rag._lock_key(text)": "the key of a lock that workers take",
+    "rag._use_secret(text)": "loads a key into pgask's code, never returns it",
+    "rag._prune_answer_log()": "deletes only log rows past the retention setting",
+    "rag._mark_unreadable(text)": "marks a pipeline broken only if its reader fails now",
+}
+
+
+def test_admins_and_workers_execute_no_unchecked_definer_routine(with_pipelines):
+    """A worker dropped another owner's pipeline and marked it broken through definer
+    routines meant for pgask's own code (third attack round): every definer routine that a
+    member of pgask_admin or pgask_worker may execute checks its caller, or is listed above
+    with the reason it cannot hurt."""
+    unchecked = {sig for (sig,) in with_pipelines.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc AS p"
+        " WHERE p.pronamespace = 'rag'::regnamespace AND p.prosecdef"
+        " AND p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)"
+        " AND (has_function_privilege('pgask_worker', p.oid, 'EXECUTE')"
+        "   OR has_function_privilege('pgask_admin', p.oid, 'EXECUTE'))"
+        " AND p.prosrc !~ 'rag\\._require_|rag\\._caller\\(\\)'").fetchall()}
+    assert unchecked - set(UNCHECKED_FOR_STAFF) == set()
+
+
 def test_an_ordinary_role_cannot_call_internal_functions(db, with_pipelines, roles):
     role = roles.make("nobody")
     calls = ["SELECT rag._reconcile('notes', 'all')", "SELECT rag._request_check('notes', 'all')",

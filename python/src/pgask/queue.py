@@ -134,9 +134,13 @@ def claim_documents(plpy, store: str, ids: list[str]) -> set[str]:
     return {r["id"] for r in rows}
 
 
-def mark_broken(plpy, p: Pipeline, reason: str) -> None:
-    plpy.execute(prepared(plpy, "SELECT rag._mark_broken($1, $2)", ["text", "text"]),
-                 [p.name, reason[:2000]])
+def mark_unreadable(plpy, p: Pipeline) -> bool:
+    """Marks the pipeline broken if its reader fails now for every row (rag._mark_unreadable
+    calls it and records its own error: a worker cannot mark a pipeline with a reason of its
+    own). Returns whether it did."""
+    rows = plpy.execute(prepared(plpy, "SELECT rag._mark_unreadable($1) AS reason", ["text"]),
+                        [p.name])
+    return rows[0]["reason"] is not None
 
 
 def plan_documents(p: Pipeline, provider, sources: dict[str, tuple],
@@ -489,9 +493,13 @@ def _as_embedder_error(exc: Exception) -> EmbedderError:
 
 def _set_aside(plpy, p: Pipeline, jobs: list[Job], reason: str) -> int:
     """The pipeline cannot read its source: it is marked broken (rag.pipeline_status says
-    why; a repair asks for every row again) and the jobs wait, their attempt not counted."""
+    why; a repair asks for every row again) and the jobs wait, their attempt not counted.
+    If its reader runs again by now, the failure was this batch's: the jobs fail with it."""
     plpy.rollback()
-    mark_broken(plpy, p, reason)
+    if not mark_unreadable(plpy, p):
+        _fail(plpy, p, jobs, EmbedderError(reason, retryable=True))
+        plpy.commit()
+        return 0
     for job in jobs:
         _release(plpy, job, count_attempt=False)
     plpy.commit()
