@@ -14,6 +14,7 @@ pgask's, none is a conflict between the writers themselves."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import threading
 import time
@@ -30,6 +31,20 @@ WORDS = ("disk wal index vacuum replica lag query plan lock checkpoint backup re
 ZONES = ("UTC", "Pacific/Chatham", "America/St_Johns", "Asia/Kathmandu", "Europe/Paris")
 STYLES = ("ISO, YMD", "SQL, DMY", "German", "Postgres, MDY")
 LEVELS = ("READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
+
+
+def seeds() -> list[int]:
+    """The seeds to run: two in `make test`; PGASK_PROPERTY_SEEDS=1-50 (or 4,8,15) for more."""
+    spec = os.environ.get("PGASK_PROPERTY_SEEDS", "").strip()
+    if not spec:
+        return [3, 17]
+    chosen: list[int] = []
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        chosen.extend(range(int(low), int(high or low) + 1))
+    return chosen
+
+
 # (pipeline, source, the key of row n as SQL, the key as the checker reads it, columns)
 SOURCES = {
     "pp": ("pp", "jsonb_build_array(id::text, region)::text"),
@@ -162,7 +177,7 @@ def settle(db) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [3, 17])
+@pytest.mark.parametrize("seed", seeds())
 def test_writes_from_any_session_shape_and_transaction_end_in_step(db, db_url,
                                                                     embedding_server, seed):
     if int(db.execute("SHOW max_prepared_transactions").fetchone()[0]) == 0:
