@@ -148,7 +148,9 @@ STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT hashtextextended(what, hashtextextended(p.value, 0))
+    -- Only the locks workers take: no other key of the salt (the install lock's) is given out.
+    SELECT CASE WHEN what ~ '^(chunks|bm25_fold) ' THEN
+        hashtextextended('lock ' || what, hashtextextended(p.value, 0)) END
     FROM rag.private AS p WHERE p.key = 'lock_salt'
 $$;
 COMMENT ON FUNCTION rag._lock_key(text) IS

@@ -329,6 +329,23 @@ $pgask_reader$$fmt$,
 END;
 $body$;
 
+-- rag._reader_shaped(reader): the function is what rag._source_rows calls by name: a plain
+-- function (mode text, keys text[]) returning a set, and the only function of its name in
+-- rag_source (so that the name resolves to it alone).
+CREATE OR REPLACE FUNCTION rag._reader_shaped(reader oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(bool_and(f.prokind = 'f' AND f.proretset
+        AND f.pronargs = 2 AND f.proargtypes[0] = 'pg_catalog.text'::regtype
+        AND f.proargtypes[1] = 'pg_catalog.text[]'::regtype
+        AND NOT EXISTS (SELECT FROM pg_proc AS o WHERE o.pronamespace = f.pronamespace
+            AND o.proname = f.proname AND o.oid <> f.oid)), false)
+    FROM pg_proc AS f WHERE f.oid = reader
+$$;
+
 -- rag._reader_digest(reader): what a reader must still be at every use: its owner, SECURITY
 -- DEFINER, schema, settings and body.
 CREATE OR REPLACE FUNCTION rag._reader_digest(reader oid)
@@ -361,31 +378,40 @@ BEGIN
 END;
 $$;
 
--- rag._open_source_schema(owner): lends the source's owner USAGE and CREATE on rag_source,
--- so that its reader can be handed to it (ALTER FUNCTION ... OWNER TO needs the new owner to
--- be allowed to create it there); rag._close_source_schema takes them back, and so, at the
--- latest when the transaction commits, does a deferred trigger (rag._source_schema_lent):
--- no source owner keeps them. The loan is recorded after the GRANT: a trigger made
--- immediate (SET CONSTRAINTS ALL IMMEDIATE) takes it back at once rather than before it was
--- given. What a source owner may do with a loan is limited anyway: no reader of a pipeline
--- can be changed (rag._on_reader_change). SECURITY DEFINER: rag_source belongs to
--- pgask_owner.
-CREATE OR REPLACE FUNCTION rag._open_source_schema(owner_role oid)
-RETURNS void
+-- rag._open_source_schema(owner, prefix): lends the source's owner USAGE and CREATE on
+-- rag_source, so that a reader can be handed to it (ALTER FUNCTION ... OWNER TO needs the
+-- new owner to be allowed to create it there), and returns the name of the one function the
+-- loan is for: prefix, an underscore and 12 random hex digits (gen_random_uuid: nothing in
+-- the session can steer it). No other function can be created or changed in rag_source
+-- (rag._on_reader_change), so a name once used never names anything else, and a recorded
+-- reader never changes. rag._close_source_schema takes the loan back, and so, at the latest
+-- when the transaction commits, does a deferred trigger (rag._source_schema_lent): no
+-- source owner keeps it. The loan is recorded after the GRANT: a trigger made immediate
+-- (SET CONSTRAINTS ALL IMMEDIATE) takes it back at once rather than before it was given.
+-- Only a pipeline admin with the owner's rights may ask (rag._require_lender). SECURITY
+-- DEFINER: rag_source belongs to pgask_owner.
+DROP FUNCTION IF EXISTS rag._open_source_schema(oid);
+CREATE OR REPLACE FUNCTION rag._open_source_schema(owner_role oid, prefix text)
+RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    function_name text := prefix || '_' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 12);
 BEGIN
-    IF owner_role = (SELECT n.nspowner FROM pg_namespace AS n WHERE n.nspname = 'rag_source') THEN
-        RETURN;  -- pgask_owner's own tables (rag.documents): it owns the schema
+    IF owner_role <> (SELECT n.nspowner FROM pg_namespace AS n WHERE n.nspname = 'rag_source') THEN
+        PERFORM rag._require_lender('rag._bind_source', owner_role);
+        EXECUTE format('GRANT USAGE, CREATE ON SCHEMA rag_source TO %I', owner_role::regrole);
     END IF;
-    PERFORM rag._require_lender('rag._bind_source', owner_role);
-    EXECUTE format('GRANT USAGE, CREATE ON SCHEMA rag_source TO %I', owner_role::regrole);
-    INSERT INTO rag.source_schema_loans (owner_role) VALUES (owner_role);
+    -- (pgask_owner's own tables, rag.documents: it owns the schema; the name is recorded all
+    -- the same, for rag._on_reader_change.)
+    INSERT INTO rag.source_schema_loans (owner_role, function_name)
+    VALUES (owner_role, function_name);
+    RETURN function_name;
 END;
 $$;
-COMMENT ON FUNCTION rag._open_source_schema(oid) IS
+COMMENT ON FUNCTION rag._open_source_schema(oid, text) IS
 'SECURITY DEFINER: rag_source belongs to pgask_owner; lends a source owner CREATE until commit';
 
 -- rag._close_source_schema(owner): takes back what rag._open_source_schema lent.
@@ -416,7 +442,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- (Not through rag._close_source_schema: whoever the session is by now, the loan ends.)
-    IF EXISTS (SELECT FROM pg_roles AS r WHERE r.oid = new.owner_role) THEN
+    IF new.owner_role <> (SELECT n.nspowner FROM pg_namespace AS n WHERE n.nspname = 'rag_source')
+            AND EXISTS (SELECT FROM pg_roles AS r WHERE r.oid = new.owner_role) THEN
         EXECUTE format('REVOKE ALL ON SCHEMA rag_source FROM %I', new.owner_role::regrole);
     END IF;
     DELETE FROM rag.source_schema_loans AS l WHERE l.owner_role = new.owner_role;
@@ -459,7 +486,7 @@ BEGIN
     PERFORM rag._require_member('rag._bind_source', source);
     IF NOT EXISTS (SELECT FROM pg_proc AS f INNER JOIN pg_class AS c ON c.oid = source
             WHERE f.oid = reader AND f.proowner = c.relowner AND f.prosecdef
-                AND f.pronamespace = 'rag_source'::regnamespace) THEN
+                AND f.pronamespace = 'rag_source'::regnamespace AND rag._reader_shaped(f.oid)) THEN
         RAISE EXCEPTION 'rag._record_reader: % is not a reader of %', reader::regprocedure,
             source::regclass USING errcode = 'invalid_parameter_value';
     END IF;
@@ -498,7 +525,7 @@ AS $$
 DECLARE
     p rag.pipelines := rag._pipeline(pipeline, caller);
     owner_role oid := (SELECT c.relowner FROM pg_class AS c WHERE c.oid = p.source);
-    function_name text := p.name || '_' || substr(md5(random()::text || clock_timestamp()::text), 1, 10);
+    function_name text;
     reader regprocedure;
     checked record;
 BEGIN
@@ -522,7 +549,7 @@ BEGIN
                 'only a role with them (a member that inherits them, or a superuser) may '
                 'define it.';
     END IF;
-    PERFORM rag._open_source_schema(owner_role);
+    function_name := rag._open_source_schema(owner_role, p.name);
     EXECUTE rag._reader_sql(p.name, function_name, coalesce(checks, jsonb_build_array(
         jsonb_build_array(p.content_sql, format('content expression %s', p.content_sql), 'text'),
         jsonb_build_array(p.title_sql, 'title', 'text'),
@@ -569,6 +596,7 @@ AS $$
         WHEN f.proowner <> c.relowner THEN format('%s has a new owner, %s', c.oid::regclass,
             c.relowner::regrole)
         WHEN NOT f.prosecdef OR f.pronamespace <> 'rag_source'::regnamespace
+            OR NOT rag._reader_shaped(f.oid)
             OR rag._reader_digest(f.oid) IS DISTINCT FROM p.reader_digest
             THEN 'its reader function was changed'
     END
@@ -603,6 +631,19 @@ BEGIN
         RAISE EXCEPTION 'pgask: % is a pipeline''s reader, which cannot be changed', changed
             USING errcode = 'insufficient_privilege',
             hint = 'rag.alter_pipeline(name) makes a new reader; rag.drop_pipeline removes it.';
+    END IF;
+    -- Nor can any other function in rag_source be made or changed but the one a loan of this
+    -- transaction names (rag._bind_source's new reader).
+    SELECT string_agg(c.object_identity, ', ') INTO changed
+    FROM pg_event_trigger_ddl_commands() AS c
+    INNER JOIN pg_proc AS f ON f.oid = c.objid
+    WHERE c.classid = 'pg_proc'::regclass AND f.pronamespace = 'rag_source'::regnamespace
+        AND NOT EXISTS (SELECT FROM rag.source_schema_loans AS l
+            WHERE l.function_name = f.proname);
+    IF changed IS NOT NULL THEN
+        RAISE EXCEPTION 'pgask: only rag.create_pipeline and rag.alter_pipeline may make '
+            'functions in schema rag_source, not %', changed
+            USING errcode = 'insufficient_privilege';
     END IF;
 END;
 $$;

@@ -90,7 +90,7 @@ def _lend(cast, who: str, to: str) -> None:
     conn = cast.conns[who]
     with conn.transaction():
         conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        conn.execute("SELECT rag._open_source_schema(%s::regrole)", (cast.names[to],))
+        conn.execute("SELECT rag._open_source_schema(%s::regrole, 'loan')", (cast.names[to],))
 
 
 @pytest.mark.parametrize("who", ["worker", "admin2"])
@@ -115,7 +115,8 @@ def test_a_worker_cannot_create_in_rag_source(cast):
     conn = cast.conns["worker"]
     try:
         with conn.transaction():
-            conn.execute("SELECT rag._open_source_schema(%s::regrole)", (cast.names["worker"],))
+            conn.execute("SELECT rag._open_source_schema(%s::regrole, 'loan')",
+                         (cast.names["worker"],))
             conn.execute("CREATE FUNCTION rag_source.planted() RETURNS int LANGUAGE sql"
                          " AS 'SELECT 1'")
     except psycopg.errors.InsufficientPrivilege:
@@ -237,7 +238,7 @@ def test_the_owner_cannot_change_her_reader(cast, change):
     admin = cast.conns["admin"]
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="cannot be changed"):
         with admin.transaction():
-            admin.execute("SELECT rag._open_source_schema(%s::regrole)", (cast.alice,))
+            admin.execute("SELECT rag._open_source_schema(%s::regrole, 'loan')", (cast.alice,))
             admin.execute(f"SET LOCAL ROLE {cast.alice}")
             admin.execute(statement)
     assert db.execute("SELECT rag._reader_problem('victim')").fetchone() == (None,)
@@ -254,7 +255,7 @@ def test_a_lent_schema_does_not_let_the_owner_replace_her_reader(cast):
     admin = cast.conns["admin"]
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="cannot be changed"):
         with admin.transaction():
-            admin.execute("SELECT rag._open_source_schema(%s::regrole)", (cast.alice,))
+            admin.execute("SELECT rag._open_source_schema(%s::regrole, 'loan')", (cast.alice,))
             admin.execute(f"SET LOCAL ROLE {cast.alice}")
             admin.execute(EVIL.format(reader=reader))
     assert db.execute("SELECT rag._reader_problem('victim')").fetchone() == (None,)

@@ -90,8 +90,10 @@ def test_unreachable_database_says_what_to_do():
 
 
 @pytest.mark.parametrize("command", [["ask", "anything"], ["ingest", str(REPO / "README.md")],
+                                     # (--corpus-root: any folder; the runbooks beside
+                                     # the checkout need not be there)
                                      ["eval", "--dataset", str(REPO / "tests/data/runbooks"),
-                                      "-q"]])
+                                      "--corpus-root", str(REPO / "tests/data"), "-q"]])
 def test_a_database_without_pgask_says_to_install_it(empty_db_url, command):
     result = pgask(*command, database_url=empty_db_url)
     assert result.returncode == 1

@@ -243,7 +243,7 @@ UNCHECKED_FOR_STAFF = {
     "rag._source_rows(text,text,text[])": "reads rows as their owner through a checked "
                                           "reader: the worker's job",
     "rag._switch_set(text)": "switches only a re-embed whose rows are all done",
-    "rag._lock_key(text)": "the key of a lock that workers take",
+    "rag._lock_key(text)": "the keys of the locks workers take, and of no other lock",
     "rag._use_secret(text)": "loads a key into pgask's code, never returns it",
     "rag._prune_answer_log()": "deletes only log rows past the retention setting",
     "rag._mark_unreadable(text)": "marks a pipeline broken only if its reader fails now",
@@ -273,7 +273,7 @@ def test_an_ordinary_role_cannot_call_internal_functions(db, with_pipelines, rol
              "SELECT rag._sync_security('notes')", "SELECT rag._use_secret('x')",
              "SELECT rag._install_capture('notes')",
              "SELECT * FROM rag._source_rows('notes', 'keys', NULL)",
-             f"SELECT rag._open_source_schema('{role}'::regrole::oid)",
+             f"SELECT rag._open_source_schema('{role}'::regrole::oid, 'x')",
              "SELECT rag._mark_broken('notes', 'x')", "SELECT rag._lock_out('notes')"]
     for call in calls:
         with roles.as_role(role), pytest.raises(Exception) as caught:
