@@ -54,6 +54,9 @@ def test_a_key_changed_to_an_equal_text_under_a_nondeterministic_collation_leave
     db.execute("SELECT rag.create_pipeline('c', 'c', 'body', embedder => 'srv')")
     process(db, "c")
     db.execute("UPDATE c SET id = 'APPLE', body = 'ticket apple edited' WHERE id = 'apple'")
+    # Before a worker ran: the old key's chunks are no longer visible, the new key's row is.
+    assert db.execute("SELECT rag.pgask_c_visible('Apple'), rag.pgask_c_visible('APPLE')"
+                      ).fetchone() == (False, True)
     process(db, "c")
     assert problems(db, "c", "c") == []
     assert searchable(db, "c") == ["APPLE", "Pear"]
