@@ -322,6 +322,17 @@ BEGIN
         result := '[]';
         FOREACH one_key IN ARRAY keys LOOP
             BEGIN
+                -- A key that no longer converts to the key's type (a text key retyped to
+                -- int, an enum value renamed) names no row: its chunks are removed.
+                EXECUTE format('SELECT %%s FROM pg_catalog.unnest($1) AS k (_pgask_key)',
+                    key_casts) USING ARRAY[one_key];
+            EXCEPTION WHEN others THEN
+                IF SQLSTATE LIKE '42%%' OR SQLSTATE LIKE '0A%%' THEN
+                    RAISE;
+                END IF;
+                CONTINUE;
+            END;
+            BEGIN
                 EXECUTE query INTO one_result USING ARRAY[one_key];
                 result := result || one_result;
             EXCEPTION WHEN others THEN

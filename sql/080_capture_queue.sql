@@ -262,8 +262,10 @@ $$;
 -- qualified, and it pins search_path, which also keeps the planner from inlining it: a
 -- role the policy does not restrict (pgask's workers, by a policy of their own) never
 -- parses it, so needs no USAGE on the source's schema. For a key whose type is not trusted
--- (rag._key_columns) it returns false. Its body is not checked when it is created
--- (pgask_owner need not be able to name the source's schema), but when it runs.
+-- (rag._key_columns) it returns false; so it does for a key that no longer converts to the
+-- key's type (a text key retyped to int, an enum value renamed: its row is gone, its chunks
+-- wait for a worker), rather than fail every search. Its body is not checked when it is
+-- created (pgask_owner need not be able to name the source's schema), but when it runs.
 -- SECURITY DEFINER: pgask_owner owns the function it creates.
 CREATE OR REPLACE FUNCTION rag._install_visibility(pipeline text)
 RETURNS void
@@ -283,22 +285,26 @@ BEGIN
     IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source) THEN
         match := rag._key_match_sql(p.source, p.key_attnums, '$1');
     END IF;
+    -- (A data exception is a key that does not convert: no such row. Anything else, a
+    -- privilege or a cancel, is raised.)
     body := CASE
-        WHEN match IS NULL THEN 'SELECT false'
-        ELSE format('SELECT EXISTS (SELECT FROM %s AS s WHERE %s)', p.source, match)
+        WHEN match IS NULL THEN ' BEGIN RETURN false; END '
+        ELSE format(' BEGIN RETURN EXISTS (SELECT FROM %s AS s WHERE %s);'
+            ' EXCEPTION WHEN data_exception THEN RETURN false; END ', p.source, match)
     END;
     IF EXISTS (  -- unchanged: left alone (as rag._install_capture)
         SELECT FROM pg_proc AS f
         WHERE f.oid = to_regprocedure(format('rag.%I(text)', function_name))
             AND f.prosrc = body AND f.prolang = (SELECT l.oid FROM pg_language AS l
-                WHERE l.lanname = 'sql')
+                WHERE l.lanname = 'plpgsql')
             AND f.proconfig = '{"search_path=pg_catalog, pg_temp"}' AND NOT f.prosecdef
             AND f.provolatile = 's'
     ) THEN
         RETURN;
     END IF;
     EXECUTE format('CREATE OR REPLACE FUNCTION rag.%I(document_id text) RETURNS boolean'
-        ' LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS %L', function_name, body);
+        ' LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS %L', function_name,
+        body);
     EXECUTE format('REVOKE ALL ON FUNCTION rag.%I(text) FROM PUBLIC', function_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION rag.%I(text) TO PUBLIC', function_name);
 END;
