@@ -335,87 +335,157 @@ from pgask import queue
 return queue.process_now(plpy, pipeline, ids)
 $$;
 
--- rag._drain_inbox(pipeline, max_rows): moves up to max_rows captured statements (all
--- pipelines when pipeline is NULL) from rag.inbox into rag.queue, one job per key and
--- embedding set; a job already queued gets a new generation, so an older in-flight result
--- is not taken as final. Keys whose job is leased now go back to the inbox until the lease
--- ends: the drain never waits on a worker's locks. Each pipeline's keys are queued in one
--- statement, in key order, so two drains never deadlock. A request to check every row runs
--- rag._reconcile. Captured writes of a dropped pipeline are discarded. Returns the keys taken.
+-- rag._max_key_bytes(): the longest key text, in bytes, that pgask queues (stated here
+-- only). A job's key is in rag.queue's unique index and a chunk's in its table's
+-- (document_id, ordinal) index, and a btree entry holds at most about 2700 bytes: a longer
+-- key would fail every move of the inbox. A key over it becomes a dead letter saying so
+-- (rag._queue_jobs).
+CREATE OR REPLACE FUNCTION rag._max_key_bytes()
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 2000
+$$;
+
+-- rag._drain_inbox(pipeline, max_rows): moves at most max_rows keys (a request to check
+-- every row counts as one) of captured statements, oldest first, from rag.inbox into
+-- rag.queue (all pipelines when pipeline is NULL), one job per key and embedding set: a
+-- statement with more keys than are left is split (the rest stays, with its time), so one
+-- move stays a short transaction whatever one statement wrote. A job already queued gets a
+-- new generation, so an older in-flight result is not taken as final. Keys whose job is
+-- leased now go back to the inbox until the lease ends: the drain never waits on a worker's
+-- locks. Each pipeline's keys are queued in one statement, in key order, so two drains
+-- never deadlock. A request to check every row runs rag._reconcile. Captured writes of a
+-- dropped pipeline are discarded. Each pipeline is moved in its own subtransaction: one
+-- that fails (a WARNING says why) leaves its rows in the inbox for the next move and its
+-- keys to the others. Returns the keys taken.
 CREATE OR REPLACE FUNCTION rag._drain_inbox(pipeline text, max_rows integer)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    drained rag.inbox[];
-    taken record;
+    budget bigint := greatest(coalesce(max_rows, 0), 0);
+    seen text[] := '{}';
+    any_failed boolean;
+    row_ids tid[];
+    row_pipelines text[];
+    row_takes integer[];
+    mine tid[];
+    one_pipeline text;
+    first_enqueued timestamptz;
+    scopes text[];
+    ids text[];
+    moved bigint;
     sets integer[];
     keys text[];
     waiting text[];
     total bigint := 0;
 BEGIN
-    WITH moved AS (
-        DELETE FROM rag.inbox AS i
-        WHERE i.ctid = ANY(ARRAY(
-            SELECT x.ctid FROM rag.inbox AS x
-            WHERE _drain_inbox.pipeline IS NULL OR x.pipeline = _drain_inbox.pipeline
-            ORDER BY x.enqueued_at
-            LIMIT max_rows
-            FOR UPDATE SKIP LOCKED))
-        RETURNING i.*
-    )
-    SELECT coalesce(array_agg(m), '{}') INTO drained FROM moved AS m;
-    FOR taken IN
-        SELECT d.pipeline, min(d.enqueued_at) AS enqueued_at,
-            array_agg(DISTINCT d.scope) FILTER (WHERE d.scope IS NOT NULL) AS scopes,
-            ARRAY(SELECT DISTINCT u.id FROM unnest(drained) AS e
-                CROSS JOIN unnest(e.document_ids) AS u (id)
-                WHERE e.pipeline = d.pipeline ORDER BY u.id) AS ids
-        FROM unnest(drained) AS d
-        GROUP BY d.pipeline
-        ORDER BY d.pipeline
     LOOP
-        SELECT array_remove(ARRAY[p.active_set, p.building_set], NULL) INTO sets
-        FROM rag.pipelines AS p WHERE p.name = taken.pipeline;
-        IF sets IS NULL THEN  -- a dropped pipeline: discarded
-            total := total + greatest(cardinality(taken.ids), 1);
-            CONTINUE;
-        END IF;
-        IF 'all' = ANY(taken.scopes) THEN  -- (covers the others)
-            PERFORM rag._reconcile(taken.pipeline, 'all');
-        ELSIF 'missing' = ANY(taken.scopes) THEN  -- (covers 'building')
-            PERFORM rag._reconcile(taken.pipeline, 'missing');
-        ELSIF 'building' = ANY(taken.scopes) THEN
-            PERFORM rag._reconcile(taken.pipeline, 'missing', p.building_set)
-            FROM rag.pipelines AS p WHERE p.name = taken.pipeline AND p.building_set IS NOT NULL;
-        END IF;
-        total := total + coalesce(cardinality(taken.scopes), 0);
-        SELECT
-            coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE NOT k.leased), '{}'),
-            coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE k.leased), '{}')
-        INTO keys, waiting
+        EXIT WHEN budget <= 0;
+        -- The oldest captured statements, up to `budget` keys; the last one taken may be
+        -- taken in part (row_takes: how many of its keys).
+        SELECT coalesce(array_agg(c.row_id), '{}'), coalesce(array_agg(c.pipeline), '{}'),
+            coalesce(array_agg(least(c.n, budget - c.before)::integer), '{}')
+        INTO row_ids, row_pipelines, row_takes
         FROM (
-            SELECT u.id, EXISTS (
-                SELECT FROM rag.queue AS q
-                WHERE q.pipeline = taken.pipeline AND q.document_id = u.id
-                    AND q.leased_until >= now()
-            ) AS leased
-            FROM unnest(taken.ids) AS u (id)
-        ) AS k;
-        PERFORM rag._queue_jobs(taken.pipeline, sets, keys, taken.enqueued_at);
-        IF cardinality(waiting) > 0 THEN
-            INSERT INTO rag.inbox (pipeline, document_ids, enqueued_at)
-            VALUES (taken.pipeline, waiting, taken.enqueued_at);
-        END IF;
-        total := total + cardinality(keys);
+            SELECT l.row_id, l.pipeline, l.n,
+                sum(l.n) OVER (ORDER BY l.enqueued_at, l.row_id ROWS UNBOUNDED PRECEDING)
+                - l.n AS before
+            FROM (
+                SELECT x.ctid AS row_id, x.pipeline, x.enqueued_at,
+                    greatest(coalesce(cardinality(x.document_ids), 0), 1) AS n
+                FROM rag.inbox AS x
+                WHERE (_drain_inbox.pipeline IS NULL OR x.pipeline = _drain_inbox.pipeline)
+                    AND x.pipeline <> ALL(seen)
+                ORDER BY x.enqueued_at
+                LIMIT budget
+                FOR UPDATE SKIP LOCKED
+            ) AS l
+        ) AS c
+        WHERE c.before < budget;
+        EXIT WHEN cardinality(row_ids) = 0;
+        any_failed := false;
+        FOR one_pipeline IN SELECT DISTINCT u.p FROM unnest(row_pipelines) AS u (p) ORDER BY 1 LOOP
+            seen := seen || one_pipeline;
+            mine := ARRAY(SELECT u.row_id FROM unnest(row_ids, row_pipelines) AS u (row_id, p)
+                WHERE u.p = one_pipeline);
+            BEGIN
+                SELECT min(i.enqueued_at),
+                    array_agg(DISTINCT i.scope) FILTER (WHERE i.scope IS NOT NULL),
+                    sum(t.take),
+                    ARRAY(SELECT DISTINCT k.id FROM rag.inbox AS j
+                        INNER JOIN unnest(row_ids, row_takes) AS v (row_id, take)
+                            ON v.row_id = j.ctid
+                        CROSS JOIN unnest(j.document_ids[1:v.take]) AS k (id)
+                        WHERE j.ctid = ANY(mine) ORDER BY k.id)
+                INTO first_enqueued, scopes, moved, ids
+                FROM rag.inbox AS i
+                INNER JOIN unnest(row_ids, row_takes) AS t (row_id, take) ON t.row_id = i.ctid
+                WHERE i.ctid = ANY(mine);
+                DELETE FROM rag.inbox AS i USING unnest(row_ids, row_takes) AS t (row_id, take)
+                WHERE i.ctid = ANY(mine) AND t.row_id = i.ctid
+                    AND t.take >= coalesce(cardinality(i.document_ids), 0);
+                UPDATE rag.inbox AS i SET document_ids = i.document_ids[t.take + 1:]
+                FROM unnest(row_ids, row_takes) AS t (row_id, take)
+                WHERE i.ctid = ANY(mine) AND t.row_id = i.ctid
+                    AND t.take < cardinality(i.document_ids);
+                SELECT array_remove(ARRAY[p.active_set, p.building_set], NULL) INTO sets
+                FROM rag.pipelines AS p WHERE p.name = one_pipeline;
+                IF sets IS NULL THEN  -- a dropped pipeline: discarded
+                    total := total + greatest(cardinality(ids), 1);
+                ELSE
+                    IF 'all' = ANY(scopes) THEN  -- (covers the others)
+                        PERFORM rag._reconcile(one_pipeline, 'all');
+                    ELSIF 'missing' = ANY(scopes) THEN  -- (covers 'building')
+                        PERFORM rag._reconcile(one_pipeline, 'missing');
+                    ELSIF 'building' = ANY(scopes) THEN
+                        PERFORM rag._reconcile(one_pipeline, 'missing', p.building_set)
+                        FROM rag.pipelines AS p
+                        WHERE p.name = one_pipeline AND p.building_set IS NOT NULL;
+                    END IF;
+                    SELECT
+                        coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE NOT k.leased), '{}'),
+                        coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE k.leased), '{}')
+                    INTO keys, waiting
+                    FROM (
+                        SELECT u.id, EXISTS (
+                            SELECT FROM rag.queue AS q
+                            WHERE q.pipeline = one_pipeline AND q.document_id = u.id
+                                AND q.leased_until >= now()
+                        ) AS leased
+                        FROM unnest(ids) AS u (id)
+                    ) AS k;
+                    PERFORM rag._queue_jobs(one_pipeline, sets, keys, first_enqueued);
+                    IF cardinality(waiting) > 0 THEN
+                        INSERT INTO rag.inbox (pipeline, document_ids, enqueued_at)
+                        VALUES (one_pipeline, waiting, first_enqueued);
+                    END IF;
+                    total := total + coalesce(cardinality(scopes), 0) + cardinality(keys);
+                END IF;
+                budget := budget - moved;
+            EXCEPTION WHEN others THEN
+                -- (Its rows are back in the inbox; its keys go to the other pipelines. A
+                -- cancel is not caught: it ends the move.)
+                any_failed := true;
+                RAISE WARNING 'pgask: pipeline %: its captured writes stay in rag.inbox: %',
+                    one_pipeline, sqlerrm;
+            END;
+        END LOOP;
+        -- Another round only for what a failed pipeline left of the budget.
+        EXIT WHEN NOT any_failed;
     END LOOP;
     RETURN total;
 END;
 $$;
 
 -- rag._queue_jobs(pipeline, sets, keys, enqueued_at): a job per key and embedding set; a job
--- already queued gets a new generation (and is pending again, its attempts reset).
+-- already queued gets a new generation (and is pending again, its attempts reset). A key
+-- over rag._max_key_bytes() is not queued: it becomes a dead letter (rag.dead_letters),
+-- named by its first 100 characters, its length and its md5, saying why.
 CREATE OR REPLACE FUNCTION rag._queue_jobs(
     pipeline text, sets integer[], keys text[], enqueued_at timestamptz
 )
@@ -426,12 +496,30 @@ AS $$
     -- Key order, as workers finish them: two drains cannot deadlock.
     INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id, enqueued_at)
     SELECT pipeline, s.embedding_set, k.id, enqueued_at
-    FROM (SELECT DISTINCT u.id FROM unnest(keys) AS u (id)) AS k
+    FROM (SELECT DISTINCT u.id FROM unnest(keys) AS u (id)
+        WHERE octet_length(u.id) <= rag._max_key_bytes()) AS k
     CROSS JOIN unnest(sets) AS s (embedding_set)
     ORDER BY s.embedding_set, k.id
     ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
         SET generation = q.generation + 1, status = 'pending', attempts = 0,
-        not_before = now(), enqueued_at = excluded.enqueued_at, last_error = NULL
+        not_before = now(), enqueued_at = excluded.enqueued_at, last_error = NULL;
+    INSERT INTO rag.queue AS q (
+        pipeline, embedding_set, document_id, enqueued_at, status, last_error, last_attempt_at
+    )
+    SELECT pipeline, s.embedding_set,
+        format('%s... (%s bytes, md5 %s)', left(k.id, 100), octet_length(k.id), md5(k.id)),
+        enqueued_at, 'failed',
+        format('key of %s bytes is over pgask''s limit of %s (rag._max_key_bytes)',
+            octet_length(k.id), rag._max_key_bytes()),
+        now()
+    FROM (SELECT DISTINCT u.id FROM unnest(keys) AS u (id)
+        WHERE octet_length(u.id) > rag._max_key_bytes()) AS k
+    CROSS JOIN unnest(sets) AS s (embedding_set)
+    ORDER BY 2, 3
+    ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
+        SET generation = q.generation + 1, status = 'failed', not_before = now(),
+        enqueued_at = excluded.enqueued_at, last_error = excluded.last_error,
+        last_attempt_at = excluded.last_attempt_at;
 $$;
 
 -- rag._reconcile(pipeline, scope, only_set): the check of every row that a new pipeline, a

@@ -79,12 +79,52 @@ def test_one_row_with_a_long_key_fails_only_itself(srv, key_type, value):
     db.execute("CREATE TABLE other (id int PRIMARY KEY, body text)")
     db.execute("SELECT rag.create_pipeline('lk', 'lk', 'body', embedder => 'srv')")
     db.execute("SELECT rag.create_pipeline('other', 'other', 'body', embedder => 'srv')")
+    db.execute("SELECT rag.create_pipeline('lks', 'lk', 'body', embedder => 'srv',"
+               " mode => 'sync')")
     process(db)
-    db.execute(f"INSERT INTO lk SELECT {value}, 'ticket with a long key' FROM generate_series(1, 1) g")
+    notices: list = []
+    db.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+    db.execute(f"INSERT INTO lk SELECT {value}, 'ticket with a long key'"
+               " FROM generate_series(1, 1) g")
+    assert notices == []  # the sync pipeline leaves the long key to the worker's move
     db.execute("INSERT INTO other VALUES (1, 'ticket of another pipeline')")
     for _ in range(3):
         db.execute("CALL rag.process_queue()")  # raises on current code
     assert problems(db, "other", "other") == []
+    # The long key is a dead letter that says why (named by its start, length and md5).
+    dead = db.execute("SELECT pipeline, document_id, last_error FROM rag.dead_letters"
+                      " ORDER BY pipeline").fetchall()
+    assert [d[0] for d in dead] == ["lk", "lks"], dead
+    for _, document_id, error in dead:
+        assert "md5" in document_id and len(document_id.encode()) < 1000, document_id
+        assert "over pgask's limit of 2000" in error, error
+    assert db.execute("SELECT count(*) FROM rag.inbox").fetchone() == (0,)
+
+
+def test_a_drain_that_fails_for_one_pipeline_moves_the_others(srv):
+    """One pipeline whose move into rag.queue fails (any error: here a trigger injects one)
+    keeps its captured writes in the inbox, with a WARNING, and every other pipeline's are
+    moved and processed; once the cause is gone, its writes are moved too."""
+    db = srv
+    db.execute("CREATE TABLE bad (id int PRIMARY KEY, body text)")
+    db.execute("CREATE TABLE good (id int PRIMARY KEY, body text)")
+    db.execute("SELECT rag.create_pipeline('bad', 'bad', 'body', embedder => 'srv')")
+    db.execute("SELECT rag.create_pipeline('good', 'good', 'body', embedder => 'srv')")
+    process(db)
+    db.execute("CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS"
+               " $$BEGIN IF new.pipeline = 'bad' THEN RAISE EXCEPTION 'injected'; END IF;"
+               " RETURN new; END$$")
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON rag.queue FOR EACH ROW"
+               " EXECUTE FUNCTION public.refuse()")
+    db.execute("INSERT INTO bad VALUES (1, 'ticket bad')")  # the older writes
+    db.execute("INSERT INTO good VALUES (1, 'ticket good')")
+    db.execute("CALL rag.process_queue()")
+    assert problems(db, "good", "good") == []
+    assert db.execute("SELECT pipeline, document_ids FROM rag.inbox").fetchall() == [
+        ("bad", ["1"])]
+    db.execute("DROP TRIGGER refuse ON rag.queue")
+    process(db)
+    assert problems(db, "bad", "bad") == []
 
 
 KEYS_THAT_NO_LONGER_PARSE = {
@@ -185,6 +225,13 @@ def test_one_statement_of_many_rows_is_drained_in_bounded_steps(srv):
     db.execute("INSERT INTO big SELECT g, 'ticket ' || g FROM generate_series(1, 100000) g")
     (moved,) = db.execute("SELECT rag._drain_inbox('big', 1)").fetchone()
     assert moved <= 10000
+    # The rest of the statement waits in the inbox, as old as it was, for the next moves.
+    assert db.execute("SELECT sum(cardinality(document_ids)) FROM rag.inbox").fetchone() == (
+        100000 - moved,)
+    (moved_next,) = db.execute("SELECT rag._drain_inbox('big', 5000)").fetchone()
+    assert moved_next == 5000
+    assert db.execute("SELECT count(*) FROM rag.queue WHERE pipeline = 'big'").fetchone() == (
+        moved + moved_next,)
 
 
 # --- attacks that held: regression tests ------------------------------------------------------
