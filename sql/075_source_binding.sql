@@ -630,7 +630,9 @@ DECLARE
     failed_context text;
 BEGIN
     IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'pipeline %: %', p.name, problem
+        -- (The repair in the message too: the worker marks the pipeline broken with it.)
+        RAISE EXCEPTION '%', format('pipeline %s: %s: a member of the owner of %s runs '
+            'SELECT rag.alter_pipeline(%L) to bind it again', p.name, problem, p.source, p.name)
             USING errcode = 'object_not_in_prerequisite_state',
             hint = format('A member of the owner of %s runs SELECT rag.alter_pipeline(%L) to '
                 'bind it again.', p.source, p.name);

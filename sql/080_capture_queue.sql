@@ -29,9 +29,12 @@ $$;
 -- table owner's (keys become text through their types' output functions), takes no lock but
 -- the append's, sends no NOTIFY (so the writer's transaction can always be PREPAREd), and
 -- never fails the write: a key that no longer fits (DDL pgask did not see) asks for a check
--- of every row instead. A sync pipeline then processes the rows at once, in the writer's
--- transaction (READ COMMITTED only; at most sync_max_rows rows, and only while less than
--- half of statement_timeout is spent), leaving in the inbox whatever it could not finish,
+-- of every row instead. After a restore (the source has another OID than the one written
+-- in) it still records the writes: it finds the source by the pipeline's name; the reader,
+-- bound to the old OID, then stops the pipeline as broken until rag.alter_pipeline. A sync
+-- pipeline then processes the rows at once, in the writer's transaction (READ COMMITTED
+-- only; at most sync_max_rows rows, and only while less than half of statement_timeout is
+-- spent), leaving in the inbox whatever it could not finish,
 -- and turning any failure into a WARNING; a cancel still cancels.
 CREATE OR REPLACE FUNCTION rag._capture_sql(pipeline text)
 RETURNS text
@@ -84,8 +87,13 @@ BEGIN
         'CREATE OR REPLACE FUNCTION rag.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
         ' SET search_path = pg_catalog, pg_temp%2$s AS $capture$'
         ' DECLARE ids text[]; appended tid; BEGIN'
-        ' IF tg_relid <> %3$s AND pg_partition_root(tg_relid) IS DISTINCT FROM %3$s::regclass'
-        ' THEN RETURN NULL; END IF;'
+        -- Another table than the source's OID written here: a restore (the table has a new
+        -- OID; rag.pipelines.source, a regclass, was restored by name) or a trigger put on
+        -- another table. Only then is rag.pipelines read (the fast path stays one compare).
+        ' IF tg_relid <> %3$s AND pg_partition_root(tg_relid) IS DISTINCT FROM %3$s::regclass THEN'
+        ' IF NOT EXISTS (SELECT FROM rag.pipelines AS p WHERE p.name = %4$L'
+        ' AND p.source IN (tg_relid, pg_partition_root(tg_relid))) THEN RETURN NULL; END IF;'
+        ' END IF;'
         ' IF tg_op = ''TRUNCATE'' THEN'
         ' INSERT INTO rag.inbox (pipeline, scope) VALUES (%4$L, ''missing''); RETURN NULL;'
         ' END IF;'

@@ -211,6 +211,18 @@ def test_writes_after_a_documented_restore_are_captured(srv, db_url, empty_db_ur
     with psycopg.connect(empty_db_url, autocommit=True) as restored:
         restored.execute("INSERT INTO t VALUES (2, 'ticket written after the restore')")
         assert restored.execute("SELECT count(*) FROM rag.inbox").fetchone() == (1,)
+        # The reader is bound to the old OID: the worker stops the pipeline, saying how to
+        # repair it; the write stays queued.
+        restored.execute("CALL rag.process_queue('t')")
+        (broken,) = restored.execute(
+            "SELECT broken FROM rag.pipeline_status WHERE pipeline = 't'").fetchone()
+        assert broken is not None and "rag.alter_pipeline('t')" in broken, broken
+        restored.execute("SELECT rag.alter_pipeline('t')")
+        process(restored, "t")
+        assert restored.execute(
+            "SELECT broken FROM rag.pipelines WHERE name = 't'").fetchone() == (None,)
+        assert problems(restored, "t", "t") == []
+        assert chunk_ids(restored, "t") == ["1", "2"]
 
 
 def test_one_statement_of_many_rows_is_drained_in_bounded_steps(srv):
