@@ -118,7 +118,9 @@ $$;
 -- rag._key_text_sql(source, attnums): the key of row "s" as text, through the types' output
 -- functions only (pg_catalog.concat: never a cast, so never a cast its owner wrote); a
 -- composite key as a JSON array of those texts. Under rag._pinned_settings, the same in
--- every session. NULL when a key column is gone.
+-- every session. Collated "C": keys are compared byte by byte wherever they go (a UNION of
+-- old and new keys under a case-insensitive collation would keep 'Apple' or 'APPLE', not
+-- both). NULL when a key column is gone.
 CREATE OR REPLACE FUNCTION rag._key_text_sql(source regclass, attnums smallint[])
 RETURNS text
 LANGUAGE sql
@@ -127,7 +129,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN bool_or(k.name IS NULL) THEN NULL
-        WHEN count(*) = 1 THEN format('pg_catalog.concat(s.%I)', min(k.name))
+        WHEN count(*) = 1 THEN format('pg_catalog.concat(s.%I) COLLATE pg_catalog."C"', min(k.name))
         ELSE format('pg_catalog.jsonb_build_array(%s)::pg_catalog.text',
             string_agg(format('pg_catalog.concat(s.%I)', k.name), ', ' ORDER BY k.ord))
     END
@@ -136,8 +138,10 @@ $$;
 
 -- rag._key_match_sql(source, attnums, param): "row s has the key in text parameter param",
 -- with every name qualified, so it means the same under any search_path; for the trusted
--- types rag._key_columns names (other roles run it). NULL when a column is gone or a type is
--- not trusted.
+-- types rag._key_columns names (other roles run it). A column under a nondeterministic
+-- collation (case-insensitive, say) is also compared under "C": 'Apple' does not name the
+-- row 'APPLE' (the index still finds the candidates). NULL when a column is gone or a type
+-- is not trusted.
 CREATE OR REPLACE FUNCTION rag._key_match_sql(source regclass, attnums smallint[], param text)
 RETURNS text
 LANGUAGE sql
@@ -147,14 +151,23 @@ AS $$
     SELECT CASE
         WHEN bool_or(k.name IS NULL OR NOT k.trusted) THEN NULL
         -- (The aggregates run before CASE picks: untrusted rows must format too.)
-        WHEN count(*) = 1 THEN format('s.%I OPERATOR(%I.=) %s::%s', min(k.name),
-            min(k.eq_schema), param, min(k.base_type))
-        ELSE string_agg(format(
-            's.%I OPERATOR(%I.=) ((%s::pg_catalog.jsonb OPERATOR(pg_catalog.->>) %s))::%s',
-            k.name, coalesce(k.eq_schema, 'pg_catalog'), param, k.ord - 1, k.base_type),
+        ELSE string_agg(format('s.%1$I OPERATOR(%2$I.=) %3$s%4$s', k.name,
+            coalesce(k.eq_schema, 'pg_catalog'), v.value,
+            CASE WHEN x.nondeterministic THEN format(
+                ' AND (s.%I COLLATE pg_catalog."C") OPERATOR(%I.=) %s', k.name,
+                coalesce(k.eq_schema, 'pg_catalog'), v.value) END),
             ' AND ' ORDER BY k.ord)
     END
     FROM rag._key_columns(source, attnums) AS k
+    CROSS JOIN LATERAL (SELECT CASE
+        WHEN cardinality(attnums) = 1 THEN format('%s::%s', param, k.base_type)
+        ELSE format('((%s::pg_catalog.jsonb OPERATOR(pg_catalog.->>) %s))::%s', param,
+            k.ord - 1, k.base_type)
+    END AS value) AS v
+    CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM pg_attribute AS a
+        INNER JOIN pg_collation AS c ON c.oid = a.attcollation
+        WHERE a.attrelid = source AND a.attnum = k.attnum AND NOT c.collisdeterministic)
+        AS nondeterministic) AS x
 $$;
 
 -- rag._placeholder_sql(fragment, placeholders): the fragment with each named source column
@@ -215,6 +228,7 @@ DECLARE
     key_text text;
     key_columns text;
     key_match text;
+    key_casts text;
     composite_match text;
     query text;
     result jsonb;
@@ -282,8 +296,12 @@ BEGIN
         key_text := format('pg_catalog.jsonb_build_array(%%s)::pg_catalog.text', key_text);
         key_match := composite_match;
     END IF;
-    key_match := format('(%%s) IN (SELECT %%s FROM pg_catalog.unnest($1) AS k (_pgask_key))',
-        key_columns, key_match);
+    -- (Keys compare as text byte by byte, as the capture wrote them: under a case-insensitive
+    -- collation the key 'Apple' does not read the row 'APPLE'.)
+    key_text := format('(%%s) COLLATE pg_catalog."C"', key_text);
+    key_casts := key_match;
+    key_match := format('(%%s) IN (SELECT %%s FROM pg_catalog.unnest($1) AS k (_pgask_key))'
+        ' AND %%s OPERATOR(pg_catalog.=) ANY ($1)', key_columns, key_match, key_text);
     IF mode = 'keys' THEN
         RETURN QUERY EXECUTE format('SELECT %%s, NULL::text, NULL::text, NULL::text, NULL::text'
             ' FROM %%s AS s', key_text, source::regclass);
@@ -303,6 +321,17 @@ BEGIN
         -- One row failed: each row alone, so only the bad one carries its error.
         result := '[]';
         FOREACH one_key IN ARRAY keys LOOP
+            BEGIN
+                -- A key that no longer converts to the key's type (a text key retyped to
+                -- int, an enum value renamed) names no row: its chunks are removed.
+                EXECUTE format('SELECT %%s FROM pg_catalog.unnest($1) AS k (_pgask_key)',
+                    key_casts) USING ARRAY[one_key];
+            EXCEPTION WHEN others THEN
+                IF SQLSTATE LIKE '42%%' OR SQLSTATE LIKE '0A%%' THEN
+                    RAISE;
+                END IF;
+                CONTINUE;
+            END;
             BEGIN
                 EXECUTE query INTO one_result USING ARRAY[one_key];
                 result := result || one_result;
@@ -718,7 +747,9 @@ DECLARE
     failed_context text;
 BEGIN
     IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'pipeline %: %', p.name, problem
+        -- (The repair in the message too: the worker marks the pipeline broken with it.)
+        RAISE EXCEPTION '%', format('pipeline %s: %s: a member of the owner of %s runs '
+            'SELECT rag.alter_pipeline(%L) to bind it again', p.name, problem, p.source, p.name)
             USING errcode = 'object_not_in_prerequisite_state',
             hint = format('A member of the owner of %s runs SELECT rag.alter_pipeline(%L) to '
                 'bind it again.', p.source, p.name);

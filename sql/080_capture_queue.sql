@@ -29,9 +29,12 @@ $$;
 -- table owner's (keys become text through their types' output functions), takes no lock but
 -- the append's, sends no NOTIFY (so the writer's transaction can always be PREPAREd), and
 -- never fails the write: a key that no longer fits (DDL pgask did not see) asks for a check
--- of every row instead. A sync pipeline then processes the rows at once, in the writer's
--- transaction (READ COMMITTED only; at most sync_max_rows rows, and only while less than
--- half of statement_timeout is spent), leaving in the inbox whatever it could not finish,
+-- of every row instead. After a restore (the source has another OID than the one written
+-- in) it still records the writes: it finds the source by the pipeline's name; the reader,
+-- bound to the old OID, then stops the pipeline as broken until rag.alter_pipeline. A sync
+-- pipeline then processes the rows at once, in the writer's transaction (READ COMMITTED
+-- only; at most sync_max_rows rows, and only while less than half of statement_timeout is
+-- spent), leaving in the inbox whatever it could not finish,
 -- and turning any failure into a WARNING; a cancel still cancels.
 CREATE OR REPLACE FUNCTION rag._capture_sql(pipeline text)
 RETURNS text
@@ -84,8 +87,13 @@ BEGIN
         'CREATE OR REPLACE FUNCTION rag.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
         ' SET search_path = pg_catalog, pg_temp%2$s AS $capture$'
         ' DECLARE ids text[]; appended tid; BEGIN'
-        ' IF tg_relid <> %3$s AND pg_partition_root(tg_relid) IS DISTINCT FROM %3$s::regclass'
-        ' THEN RETURN NULL; END IF;'
+        -- Another table than the source's OID written here: a restore (the table has a new
+        -- OID; rag.pipelines.source, a regclass, was restored by name) or a trigger put on
+        -- another table. Only then is rag.pipelines read (the fast path stays one compare).
+        ' IF tg_relid <> %3$s AND pg_partition_root(tg_relid) IS DISTINCT FROM %3$s::regclass THEN'
+        ' IF NOT EXISTS (SELECT FROM rag.pipelines AS p WHERE p.name = %4$L'
+        ' AND p.source IN (tg_relid, pg_partition_root(tg_relid))) THEN RETURN NULL; END IF;'
+        ' END IF;'
         ' IF tg_op = ''TRUNCATE'' THEN'
         ' INSERT INTO rag.inbox (pipeline, scope) VALUES (%4$L, ''missing''); RETURN NULL;'
         ' END IF;'
@@ -262,8 +270,10 @@ $$;
 -- qualified, and it pins search_path, which also keeps the planner from inlining it: a
 -- role the policy does not restrict (pgask's workers, by a policy of their own) never
 -- parses it, so needs no USAGE on the source's schema. For a key whose type is not trusted
--- (rag._key_columns) it returns false. Its body is not checked when it is created
--- (pgask_owner need not be able to name the source's schema), but when it runs.
+-- (rag._key_columns) it returns false; so it does for a key that no longer converts to the
+-- key's type (a text key retyped to int, an enum value renamed: its row is gone, its chunks
+-- wait for a worker), rather than fail every search. Its body is not checked when it is
+-- created (pgask_owner need not be able to name the source's schema), but when it runs.
 -- SECURITY DEFINER: pgask_owner owns the function it creates.
 CREATE OR REPLACE FUNCTION rag._install_visibility(pipeline text)
 RETURNS void
@@ -283,22 +293,26 @@ BEGIN
     IF EXISTS (SELECT FROM pg_class AS c WHERE c.oid = p.source) THEN
         match := rag._key_match_sql(p.source, p.key_attnums, '$1');
     END IF;
+    -- (A data exception is a key that does not convert: no such row. Anything else, a
+    -- privilege or a cancel, is raised.)
     body := CASE
-        WHEN match IS NULL THEN 'SELECT false'
-        ELSE format('SELECT EXISTS (SELECT FROM %s AS s WHERE %s)', p.source, match)
+        WHEN match IS NULL THEN ' BEGIN RETURN false; END '
+        ELSE format(' BEGIN RETURN EXISTS (SELECT FROM %s AS s WHERE %s);'
+            ' EXCEPTION WHEN data_exception THEN RETURN false; END ', p.source, match)
     END;
     IF EXISTS (  -- unchanged: left alone (as rag._install_capture)
         SELECT FROM pg_proc AS f
         WHERE f.oid = to_regprocedure(format('rag.%I(text)', function_name))
             AND f.prosrc = body AND f.prolang = (SELECT l.oid FROM pg_language AS l
-                WHERE l.lanname = 'sql')
+                WHERE l.lanname = 'plpgsql')
             AND f.proconfig = '{"search_path=pg_catalog, pg_temp"}' AND NOT f.prosecdef
             AND f.provolatile = 's'
     ) THEN
         RETURN;
     END IF;
     EXECUTE format('CREATE OR REPLACE FUNCTION rag.%I(document_id text) RETURNS boolean'
-        ' LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS %L', function_name, body);
+        ' LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS %L', function_name,
+        body);
     EXECUTE format('REVOKE ALL ON FUNCTION rag.%I(text) FROM PUBLIC', function_name);
     EXECUTE format('GRANT EXECUTE ON FUNCTION rag.%I(text) TO PUBLIC', function_name);
 END;
@@ -329,87 +343,157 @@ from pgask import queue
 return queue.process_now(plpy, pipeline, ids)
 $$;
 
--- rag._drain_inbox(pipeline, max_rows): moves up to max_rows captured statements (all
--- pipelines when pipeline is NULL) from rag.inbox into rag.queue, one job per key and
--- embedding set; a job already queued gets a new generation, so an older in-flight result
--- is not taken as final. Keys whose job is leased now go back to the inbox until the lease
--- ends: the drain never waits on a worker's locks. Each pipeline's keys are queued in one
--- statement, in key order, so two drains never deadlock. A request to check every row runs
--- rag._reconcile. Captured writes of a dropped pipeline are discarded. Returns the keys taken.
+-- rag._max_key_bytes(): the longest key text, in bytes, that pgask queues (stated here
+-- only). A job's key is in rag.queue's unique index and a chunk's in its table's
+-- (document_id, ordinal) index, and a btree entry holds at most about 2700 bytes: a longer
+-- key would fail every move of the inbox. A key over it becomes a dead letter saying so
+-- (rag._queue_jobs).
+CREATE OR REPLACE FUNCTION rag._max_key_bytes()
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 2000
+$$;
+
+-- rag._drain_inbox(pipeline, max_rows): moves at most max_rows keys (a request to check
+-- every row counts as one) of captured statements, oldest first, from rag.inbox into
+-- rag.queue (all pipelines when pipeline is NULL), one job per key and embedding set: a
+-- statement with more keys than are left is split (the rest stays, with its time), so one
+-- move stays a short transaction whatever one statement wrote. A job already queued gets a
+-- new generation, so an older in-flight result is not taken as final. Keys whose job is
+-- leased now go back to the inbox until the lease ends: the drain never waits on a worker's
+-- locks. Each pipeline's keys are queued in one statement, in key order, so two drains
+-- never deadlock. A request to check every row runs rag._reconcile. Captured writes of a
+-- dropped pipeline are discarded. Each pipeline is moved in its own subtransaction: one
+-- that fails (a WARNING says why) leaves its rows in the inbox for the next move and its
+-- keys to the others. Returns the keys taken.
 CREATE OR REPLACE FUNCTION rag._drain_inbox(pipeline text, max_rows integer)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    drained rag.inbox[];
-    taken record;
+    budget bigint := greatest(coalesce(max_rows, 0), 0);
+    seen text[] := '{}';
+    any_failed boolean;
+    row_ids tid[];
+    row_pipelines text[];
+    row_takes integer[];
+    mine tid[];
+    one_pipeline text;
+    first_enqueued timestamptz;
+    scopes text[];
+    ids text[];
+    moved bigint;
     sets integer[];
     keys text[];
     waiting text[];
     total bigint := 0;
 BEGIN
-    WITH moved AS (
-        DELETE FROM rag.inbox AS i
-        WHERE i.ctid = ANY(ARRAY(
-            SELECT x.ctid FROM rag.inbox AS x
-            WHERE _drain_inbox.pipeline IS NULL OR x.pipeline = _drain_inbox.pipeline
-            ORDER BY x.enqueued_at
-            LIMIT max_rows
-            FOR UPDATE SKIP LOCKED))
-        RETURNING i.*
-    )
-    SELECT coalesce(array_agg(m), '{}') INTO drained FROM moved AS m;
-    FOR taken IN
-        SELECT d.pipeline, min(d.enqueued_at) AS enqueued_at,
-            array_agg(DISTINCT d.scope) FILTER (WHERE d.scope IS NOT NULL) AS scopes,
-            ARRAY(SELECT DISTINCT u.id FROM unnest(drained) AS e
-                CROSS JOIN unnest(e.document_ids) AS u (id)
-                WHERE e.pipeline = d.pipeline ORDER BY u.id) AS ids
-        FROM unnest(drained) AS d
-        GROUP BY d.pipeline
-        ORDER BY d.pipeline
     LOOP
-        SELECT array_remove(ARRAY[p.active_set, p.building_set], NULL) INTO sets
-        FROM rag.pipelines AS p WHERE p.name = taken.pipeline;
-        IF sets IS NULL THEN  -- a dropped pipeline: discarded
-            total := total + greatest(cardinality(taken.ids), 1);
-            CONTINUE;
-        END IF;
-        IF 'all' = ANY(taken.scopes) THEN  -- (covers the others)
-            PERFORM rag._reconcile(taken.pipeline, 'all');
-        ELSIF 'missing' = ANY(taken.scopes) THEN  -- (covers 'building')
-            PERFORM rag._reconcile(taken.pipeline, 'missing');
-        ELSIF 'building' = ANY(taken.scopes) THEN
-            PERFORM rag._reconcile(taken.pipeline, 'missing', p.building_set)
-            FROM rag.pipelines AS p WHERE p.name = taken.pipeline AND p.building_set IS NOT NULL;
-        END IF;
-        total := total + coalesce(cardinality(taken.scopes), 0);
-        SELECT
-            coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE NOT k.leased), '{}'),
-            coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE k.leased), '{}')
-        INTO keys, waiting
+        EXIT WHEN budget <= 0;
+        -- The oldest captured statements, up to `budget` keys; the last one taken may be
+        -- taken in part (row_takes: how many of its keys).
+        SELECT coalesce(array_agg(c.row_id), '{}'), coalesce(array_agg(c.pipeline), '{}'),
+            coalesce(array_agg(least(c.n, budget - c.before)::integer), '{}')
+        INTO row_ids, row_pipelines, row_takes
         FROM (
-            SELECT u.id, EXISTS (
-                SELECT FROM rag.queue AS q
-                WHERE q.pipeline = taken.pipeline AND q.document_id = u.id
-                    AND q.leased_until >= now()
-            ) AS leased
-            FROM unnest(taken.ids) AS u (id)
-        ) AS k;
-        PERFORM rag._queue_jobs(taken.pipeline, sets, keys, taken.enqueued_at);
-        IF cardinality(waiting) > 0 THEN
-            INSERT INTO rag.inbox (pipeline, document_ids, enqueued_at)
-            VALUES (taken.pipeline, waiting, taken.enqueued_at);
-        END IF;
-        total := total + cardinality(keys);
+            SELECT l.row_id, l.pipeline, l.n,
+                sum(l.n) OVER (ORDER BY l.enqueued_at, l.row_id ROWS UNBOUNDED PRECEDING)
+                - l.n AS before
+            FROM (
+                SELECT x.ctid AS row_id, x.pipeline, x.enqueued_at,
+                    greatest(coalesce(cardinality(x.document_ids), 0), 1) AS n
+                FROM rag.inbox AS x
+                WHERE (_drain_inbox.pipeline IS NULL OR x.pipeline = _drain_inbox.pipeline)
+                    AND x.pipeline <> ALL(seen)
+                ORDER BY x.enqueued_at
+                LIMIT budget
+                FOR UPDATE SKIP LOCKED
+            ) AS l
+        ) AS c
+        WHERE c.before < budget;
+        EXIT WHEN cardinality(row_ids) = 0;
+        any_failed := false;
+        FOR one_pipeline IN SELECT DISTINCT u.p FROM unnest(row_pipelines) AS u (p) ORDER BY 1 LOOP
+            seen := seen || one_pipeline;
+            mine := ARRAY(SELECT u.row_id FROM unnest(row_ids, row_pipelines) AS u (row_id, p)
+                WHERE u.p = one_pipeline);
+            BEGIN
+                SELECT min(i.enqueued_at),
+                    array_agg(DISTINCT i.scope) FILTER (WHERE i.scope IS NOT NULL),
+                    sum(t.take),
+                    ARRAY(SELECT DISTINCT k.id FROM rag.inbox AS j
+                        INNER JOIN unnest(row_ids, row_takes) AS v (row_id, take)
+                            ON v.row_id = j.ctid
+                        CROSS JOIN unnest(j.document_ids[1:v.take]) AS k (id)
+                        WHERE j.ctid = ANY(mine) ORDER BY k.id)
+                INTO first_enqueued, scopes, moved, ids
+                FROM rag.inbox AS i
+                INNER JOIN unnest(row_ids, row_takes) AS t (row_id, take) ON t.row_id = i.ctid
+                WHERE i.ctid = ANY(mine);
+                DELETE FROM rag.inbox AS i USING unnest(row_ids, row_takes) AS t (row_id, take)
+                WHERE i.ctid = ANY(mine) AND t.row_id = i.ctid
+                    AND t.take >= coalesce(cardinality(i.document_ids), 0);
+                UPDATE rag.inbox AS i SET document_ids = i.document_ids[t.take + 1:]
+                FROM unnest(row_ids, row_takes) AS t (row_id, take)
+                WHERE i.ctid = ANY(mine) AND t.row_id = i.ctid
+                    AND t.take < cardinality(i.document_ids);
+                SELECT array_remove(ARRAY[p.active_set, p.building_set], NULL) INTO sets
+                FROM rag.pipelines AS p WHERE p.name = one_pipeline;
+                IF sets IS NULL THEN  -- a dropped pipeline: discarded
+                    total := total + greatest(cardinality(ids), 1);
+                ELSE
+                    IF 'all' = ANY(scopes) THEN  -- (covers the others)
+                        PERFORM rag._reconcile(one_pipeline, 'all');
+                    ELSIF 'missing' = ANY(scopes) THEN  -- (covers 'building')
+                        PERFORM rag._reconcile(one_pipeline, 'missing');
+                    ELSIF 'building' = ANY(scopes) THEN
+                        PERFORM rag._reconcile(one_pipeline, 'missing', p.building_set)
+                        FROM rag.pipelines AS p
+                        WHERE p.name = one_pipeline AND p.building_set IS NOT NULL;
+                    END IF;
+                    SELECT
+                        coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE NOT k.leased), '{}'),
+                        coalesce(array_agg(k.id ORDER BY k.id) FILTER (WHERE k.leased), '{}')
+                    INTO keys, waiting
+                    FROM (
+                        SELECT u.id, EXISTS (
+                            SELECT FROM rag.queue AS q
+                            WHERE q.pipeline = one_pipeline AND q.document_id = u.id
+                                AND q.leased_until >= now()
+                        ) AS leased
+                        FROM unnest(ids) AS u (id)
+                    ) AS k;
+                    PERFORM rag._queue_jobs(one_pipeline, sets, keys, first_enqueued);
+                    IF cardinality(waiting) > 0 THEN
+                        INSERT INTO rag.inbox (pipeline, document_ids, enqueued_at)
+                        VALUES (one_pipeline, waiting, first_enqueued);
+                    END IF;
+                    total := total + coalesce(cardinality(scopes), 0) + cardinality(keys);
+                END IF;
+                budget := budget - moved;
+            EXCEPTION WHEN others THEN
+                -- (Its rows are back in the inbox; its keys go to the other pipelines. A
+                -- cancel is not caught: it ends the move.)
+                any_failed := true;
+                RAISE WARNING 'pgask: pipeline %: its captured writes stay in rag.inbox: %',
+                    one_pipeline, sqlerrm;
+            END;
+        END LOOP;
+        -- Another round only for what a failed pipeline left of the budget.
+        EXIT WHEN NOT any_failed;
     END LOOP;
     RETURN total;
 END;
 $$;
 
 -- rag._queue_jobs(pipeline, sets, keys, enqueued_at): a job per key and embedding set; a job
--- already queued gets a new generation (and is pending again, its attempts reset).
+-- already queued gets a new generation (and is pending again, its attempts reset). A key
+-- over rag._max_key_bytes() is not queued: it becomes a dead letter (rag.dead_letters),
+-- named by its first 100 characters, its length and its md5, saying why.
 CREATE OR REPLACE FUNCTION rag._queue_jobs(
     pipeline text, sets integer[], keys text[], enqueued_at timestamptz
 )
@@ -420,12 +504,30 @@ AS $$
     -- Key order, as workers finish them: two drains cannot deadlock.
     INSERT INTO rag.queue AS q (pipeline, embedding_set, document_id, enqueued_at)
     SELECT pipeline, s.embedding_set, k.id, enqueued_at
-    FROM (SELECT DISTINCT u.id FROM unnest(keys) AS u (id)) AS k
+    FROM (SELECT DISTINCT u.id FROM unnest(keys) AS u (id)
+        WHERE octet_length(u.id) <= rag._max_key_bytes()) AS k
     CROSS JOIN unnest(sets) AS s (embedding_set)
     ORDER BY s.embedding_set, k.id
     ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
         SET generation = q.generation + 1, status = 'pending', attempts = 0,
-        not_before = now(), enqueued_at = excluded.enqueued_at, last_error = NULL
+        not_before = now(), enqueued_at = excluded.enqueued_at, last_error = NULL;
+    INSERT INTO rag.queue AS q (
+        pipeline, embedding_set, document_id, enqueued_at, status, last_error, last_attempt_at
+    )
+    SELECT pipeline, s.embedding_set,
+        format('%s... (%s bytes, md5 %s)', left(k.id, 100), octet_length(k.id), md5(k.id)),
+        enqueued_at, 'failed',
+        format('key of %s bytes is over pgask''s limit of %s (rag._max_key_bytes)',
+            octet_length(k.id), rag._max_key_bytes()),
+        now()
+    FROM (SELECT DISTINCT u.id FROM unnest(keys) AS u (id)
+        WHERE octet_length(u.id) > rag._max_key_bytes()) AS k
+    CROSS JOIN unnest(sets) AS s (embedding_set)
+    ORDER BY 2, 3
+    ON CONFLICT ON CONSTRAINT queue_job_key DO UPDATE
+        SET generation = q.generation + 1, status = 'failed', not_before = now(),
+        enqueued_at = excluded.enqueued_at, last_error = excluded.last_error,
+        last_attempt_at = excluded.last_attempt_at;
 $$;
 
 -- rag._reconcile(pipeline, scope, only_set): the check of every row that a new pipeline, a

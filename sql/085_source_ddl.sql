@@ -110,8 +110,10 @@ $$;
 -- rag._shape_problem(source): why pgask cannot follow this table, or NULL: it must be a
 -- table or a partitioned table, not a partition itself (writes through its parent would
 -- not fire its triggers), without inheritance (a parent's key does not cover its
--- children's rows), with a primary key, logged (crash recovery empties an unlogged table
--- without firing anything).
+-- children's rows), with a primary key of no reg* type (regclass, regtype, ...: their text
+-- follows the catalog, so a renamed table would change every key without a write, and a key
+-- of a dropped object would not even read), logged (crash recovery empties an unlogged
+-- table without firing anything).
 CREATE OR REPLACE FUNCTION rag._shape_problem(source oid)
 RETURNS text
 LANGUAGE sql
@@ -131,6 +133,18 @@ AS $$
             THEN format('%s inherits from another table', source::regclass)
         WHEN NOT EXISTS (SELECT FROM pg_index AS i WHERE i.indrelid = source AND i.indisprimary)
             THEN format('table %s has no primary key; chunks are tied to their row by it',
+            source::regclass)
+        WHEN EXISTS (SELECT FROM rag._key_columns(source, (SELECT array_agg(k.attnum::smallint
+                ORDER BY k.n) FROM pg_index AS i
+                CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+                WHERE i.indrelid = source AND i.indisprimary)) AS k
+                WHERE k.base_type IN (SELECT format('pg_catalog.%I', r.name) FROM unnest(ARRAY[
+                    'regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype',
+                    'regrole', 'regnamespace', 'regconfig', 'regdictionary', 'regcollation'])
+                    AS r (name)))
+            THEN format('the primary key of %s is of a reg* type (regclass, regtype, ...), '
+            'whose text follows the catalog: a renamed or dropped object would change or lose '
+            'its rows'' keys without a write; use the oid or the name as the key',
             source::regclass)
         WHEN EXISTS (SELECT FROM rag._partition_tree(source) AS t (relid)
                 INNER JOIN pg_class AS u ON u.oid = t.relid AND u.relpersistence = 'u')

@@ -427,7 +427,7 @@ def test_writes_append_to_the_inbox_and_become_one_job_per_row(table):
     table.execute("SELECT rag._drain_inbox('tickets', 100)")
     assert table.execute("SELECT document_id, generation FROM rag.queue"
                          " ORDER BY document_id").fetchall() == [("1", 2), ("2", 1)]
-    # max_rows bounds one move (in statements); the rest waits for the next one.
+    # max_rows bounds one move (in keys); the rest waits for the next one.
     for key in range(3, 6):
         table.execute("INSERT INTO tickets VALUES (%s, 'more')", (key,))
     assert table.execute("SELECT rag._drain_inbox('tickets', 2)").fetchone() == (2,)

@@ -389,16 +389,16 @@ def new_owner() -> str:
     return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-# Captured statements moved into rag.queue per claim: enough to stay ahead of any batch size,
-# bounded so that one move stays a short transaction however large the backlog (a statement
-# that wrote many rows is one inbox row).
-DRAIN_ROWS = 1_000
+# Captured keys moved into rag.queue per claim (rag._drain_inbox splits a statement that
+# wrote more): enough to stay ahead of any batch size (at most 10000), bounded so that one
+# move stays a short transaction however large the backlog or one statement.
+DRAIN_KEYS = 10_000
 
 
 def drain_inbox(plpy, pipeline) -> None:
     """Turns writes captured in rag.inbox into jobs (rag._drain_inbox), and commits."""
     plpy.execute(prepared(plpy, "SELECT rag._drain_inbox($1, $2)", ["text", "int"]),
-                 [pipeline, DRAIN_ROWS])
+                 [pipeline, DRAIN_KEYS])
     plpy.commit()
 
 
@@ -734,18 +734,22 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> list[str]:
     """Sync mode: embed inside the writer's transaction, and return the keys left for
     rag.process_queue: rows that are gone (the worker removes their chunks), rows whose own
     values fail the pipeline's SQL or exceed a bound of rag.settings (the worker records
-    why), rows past sync_max_rows, documents whose chunks another transaction is writing
-    (claim_documents), and everything once half of statement_timeout is spent. Any failure
-    raises: the capture function catches it, so the write goes through with every key still
-    queued. Statistics are the workers' to fold, and rag.pipeline_stats theirs to count: no
-    row that two writers would both update."""
+    why), keys over rag._max_key_bytes() (a dead letter too), rows past sync_max_rows,
+    documents whose chunks another transaction is writing (claim_documents), and everything
+    once half of statement_timeout is spent. Any failure raises: the capture function
+    catches it, so the write goes through with every key still queued. Statistics are the
+    workers' to fold, and rag.pipeline_stats theirs to count: no row that two writers would
+    both update."""
     p = pipelines.load(plpy, pipeline_name)
     bounds = limits.read(plpy)
-    ids = sorted(set(ids))
+    # A key over rag._max_key_bytes() would fail the chunk table's index: the worker's move
+    # makes it a dead letter that says so, and the other rows are processed here.
+    too_long = {i for i in ids if len(i.encode()) > _max_key_bytes(plpy)}
+    ids = sorted(set(ids) - too_long)
     # sync_max_rows bounds the transaction, not only the statement: each row processed
     # holds a claim (an advisory lock) until the writer commits.
     budget = max(bounds.sync_max_rows - _sync_rows_so_far(plpy), 0)
-    left = set(ids[budget:])
+    left = set(ids[budget:]) | too_long
     ids = ids[:budget]
     _SYNC_ROWS["count"] += len(ids)
     if not ids or _past_half_of_statement_timeout(plpy):
@@ -778,6 +782,14 @@ def process_now(plpy, pipeline_name: str, ids: list[str]) -> list[str]:
 
 # Rows processed in the writer's current transaction by sync pipelines (process_now).
 _SYNC_ROWS: dict = {"xact": None, "count": 0}
+# rag._max_key_bytes(), a constant: read once per backend.
+_KEY_BYTES: dict = {}
+
+
+def _max_key_bytes(plpy) -> int:
+    if "max" not in _KEY_BYTES:
+        _KEY_BYTES["max"] = plpy.execute("SELECT rag._max_key_bytes() AS m")[0]["m"]
+    return _KEY_BYTES["max"]
 
 
 def _sync_rows_so_far(plpy) -> int:
