@@ -635,13 +635,13 @@ AS $$
     WHERE p.name = pipeline
 $$;
 
--- rag._on_reader_change(): ddl_command_end of CREATE FUNCTION, ALTER FUNCTION and ALTER
--- ROUTINE: refuses any change to a pipeline's reader (SECURITY INVOKER, settings, owner,
--- name, schema, body), by anyone. rag._source_rows checks a reader and then calls it; a
--- change committed in between would run as pgask_owner, so a reader never changes once
--- recorded: rag.alter_pipeline makes a new one. (Dropping it is allowed: the pipeline then
--- says it is broken, and a call by its old OID fails.) SECURITY DEFINER: rag.pipelines is
--- pgask_owner's.
+-- rag._on_reader_change(): ddl_command_end of every command: refuses any change to a
+-- pipeline's reader (SECURITY INVOKER, settings, owner, name, schema, body), by anyone,
+-- and anything else made in or moved into rag_source but the function a loan names.
+-- rag._source_rows checks a reader and then calls it; a change committed in between would
+-- run as pgask_owner, so a reader never changes once recorded: rag.alter_pipeline makes a
+-- new one. (Dropping it is allowed: the pipeline then says it is broken, and a call by its
+-- old OID fails.) SECURITY DEFINER: rag.pipelines is pgask_owner's.
 CREATE OR REPLACE FUNCTION rag._on_reader_change()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -661,17 +661,19 @@ BEGIN
             USING errcode = 'insufficient_privilege',
             hint = 'rag.alter_pipeline(name) makes a new reader; rag.drop_pipeline removes it.';
     END IF;
-    -- Nor can any other function in rag_source be made or changed but the one a loan of this
-    -- transaction names (rag._bind_source's new reader).
+    -- Nor can anything else in rag_source be made or changed (a function, procedure,
+    -- aggregate, type, table, operator, ... created there or moved in) but the one function
+    -- a loan of this transaction names (rag._bind_source's new reader).
     SELECT string_agg(c.object_identity, ', ') INTO changed
     FROM pg_event_trigger_ddl_commands() AS c
-    INNER JOIN pg_proc AS f ON f.oid = c.objid
-    WHERE c.classid = 'pg_proc'::regclass AND f.pronamespace = 'rag_source'::regnamespace
-        AND NOT EXISTS (SELECT FROM rag.source_schema_loans AS l
-            WHERE l.function_name = f.proname);
+    LEFT JOIN pg_proc AS f ON c.classid = 'pg_proc'::regclass AND f.oid = c.objid
+    WHERE (c.schema_name = 'rag_source' OR f.pronamespace = 'rag_source'::regnamespace)
+        AND NOT (f.prokind = 'f' AND f.pronamespace = 'rag_source'::regnamespace
+            AND EXISTS (SELECT FROM rag.source_schema_loans AS l
+                WHERE l.function_name = f.proname));
     IF changed IS NOT NULL THEN
         RAISE EXCEPTION 'pgask: only rag.create_pipeline and rag.alter_pipeline may make '
-            'functions in schema rag_source, not %', changed
+            'objects in schema rag_source, not %', changed
             USING errcode = 'insufficient_privilege';
     END IF;
 END;
@@ -683,8 +685,8 @@ COMMENT ON FUNCTION rag._on_reader_change() IS
 DO $$
 BEGIN
     DROP EVENT TRIGGER IF EXISTS pgask_readers;
+    -- (Every command: objects of any kind can be made in, or moved into, rag_source.)
     EXECUTE 'CREATE EVENT TRIGGER pgask_readers ON ddl_command_end'
-        ' WHEN TAG IN (''CREATE FUNCTION'', ''ALTER FUNCTION'', ''ALTER ROUTINE'')'
         ' EXECUTE FUNCTION rag._on_reader_change()';
 END;
 $$;

@@ -107,6 +107,30 @@ BEGIN
 END;
 $$;
 
+-- rag._names_catalog_objects(type): whether values of the type name catalog objects: a
+-- reg* type (regclass, regtype, ...), or a domain or array over one, at any depth.
+CREATE OR REPLACE FUNCTION rag._names_catalog_objects(type_oid oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE chain (oid) AS (
+        SELECT type_oid
+        UNION
+        SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+        FROM chain AS c INNER JOIN pg_type AS t ON t.oid = c.oid
+        WHERE t.typtype = 'd'
+            OR (t.typelem <> 0 AND t.typsubscript = 'pg_catalog.array_subscript_handler'::regproc)
+    )
+    SELECT EXISTS (
+        SELECT FROM chain AS c INNER JOIN pg_type AS t ON t.oid = c.oid
+        WHERE t.typnamespace = 'pg_catalog'::regnamespace AND t.typname = ANY(ARRAY[
+            'regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype',
+            'regrole', 'regnamespace', 'regconfig', 'regdictionary', 'regcollation'])
+    )
+$$;
+
 -- rag._shape_problem(source): why pgask cannot follow this table, or NULL: it must be a
 -- table or a partitioned table, not a partition itself (writes through its parent would
 -- not fire its triggers), without inheritance (a parent's key does not cover its
@@ -138,10 +162,7 @@ AS $$
                 ORDER BY k.n) FROM pg_index AS i
                 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
                 WHERE i.indrelid = source AND i.indisprimary)) AS k
-                WHERE k.base_type IN (SELECT format('pg_catalog.%I', r.name) FROM unnest(ARRAY[
-                    'regclass', 'regproc', 'regprocedure', 'regoper', 'regoperator', 'regtype',
-                    'regrole', 'regnamespace', 'regconfig', 'regdictionary', 'regcollation'])
-                    AS r (name)))
+                WHERE rag._names_catalog_objects(k.type_oid))
             THEN format('the primary key of %s is of a reg* type (regclass, regtype, ...), '
             'whose text follows the catalog: a renamed or dropped object would change or lose '
             'its rows'' keys without a write; use the oid or the name as the key',
