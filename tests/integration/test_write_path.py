@@ -356,6 +356,40 @@ def test_concurrent_writers_of_different_rows_never_conflict_through_pgask(srv, 
         db.execute("INSERT INTO t VALUES (1, 'ticket 1'), (2, 'ticket 2')")
 
 
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_a_serializable_write_takes_no_predicate_lock_of_pgasks(srv, db_url, mode):
+    """Under SERIALIZABLE, anything pgask read in a writer's transaction would take predicate
+    locks, through which two writers of different rows could fail each other (40001): the
+    capture reads nothing of pgask's (no index on rag.inbox, no lookup, no processing
+    outside READ COMMITTED), on a plain and a partitioned source alike."""
+    db = srv
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+    db.execute("CREATE TABLE tp (id int, region text, body text, PRIMARY KEY (id, region))"
+               " PARTITION BY LIST (region)")
+    db.execute("CREATE TABLE tp_eu PARTITION OF tp FOR VALUES IN ('eu')")
+    db.execute("INSERT INTO t VALUES (1, 'ticket one'), (2, 'ticket two')")
+    db.execute("INSERT INTO tp VALUES (1, 'eu', 'ticket one')")
+    for source in ("t", "tp"):
+        db.execute(f"SELECT rag.create_pipeline('{source}', '{source}', 'body',"
+                   f" embedder => 'srv', mode => '{mode}')")
+        process(db, source)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        conn.execute("INSERT INTO t VALUES (3, 'ticket three')")
+        conn.execute("UPDATE t SET body = 'ticket one, edited' WHERE id = 1")
+        conn.execute("DELETE FROM t WHERE id = 2")
+        conn.execute("INSERT INTO tp_eu VALUES (2, 'eu', 'ticket two')")
+        conn.execute("UPDATE tp SET body = 'edited' WHERE id = 1")
+        held = conn.execute(
+            "SELECT DISTINCT c.oid::regclass::text FROM pg_locks AS l"
+            " JOIN pg_class AS c ON c.oid = l.relation"
+            " WHERE l.pid = pg_backend_pid() AND l.mode = 'SIReadLock'"
+            " AND c.relnamespace IN ('rag'::regnamespace, 'rag_source'::regnamespace)"
+            " ORDER BY 1").fetchall()
+        conn.commit()
+    assert held == []
+
+
 def test_a_sync_pipeline_whose_embedder_hangs_never_fails_the_write(srv, db_url,
                                                                       embedding_server):
     db = srv

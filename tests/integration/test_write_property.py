@@ -26,6 +26,7 @@ from consistency import problems
 WRITERS = 3
 WORKERS = 2
 TRANSACTIONS = 40  # per writer
+SERIALIZATION_RETRIES = 5
 WORDS = ("disk wal index vacuum replica lag query plan lock checkpoint backup restore "
          "partition tuple page buffer cache autovacuum bloat sequence trigger").split()
 ZONES = ("UTC", "Pacific/Chatham", "America/St_Johns", "Asia/Kathmandu", "Europe/Paris")
@@ -117,24 +118,39 @@ def writer(url: str, seed: int, number: int, regions: list[str], errors: list) -
         for t in range(TRANSACTIONS):
             ending = rng.choices(["commit", "rollback", "prepare commit", "prepare rollback"],
                                  [70, 10, 10, 10])[0]
-            try:
-                conn.execute(f"SET TRANSACTION ISOLATION LEVEL {rng.choice(LEVELS)}")
-                for _ in range(rng.randint(1, 3)):
-                    conn.execute(operation(rng, number, list(regions)))
-                if ending == "commit":
-                    conn.commit()
-                elif ending == "rollback":
+            level = rng.choice(LEVELS)
+            statements = [operation(rng, number, list(regions))
+                          for _ in range(rng.randint(1, 3))]
+            for attempt in range(SERIALIZATION_RETRIES + 1):
+                try:
+                    conn.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+                    for statement in statements:
+                        conn.execute(statement)
+                    if ending == "commit":
+                        conn.commit()
+                    elif ending == "rollback":
+                        conn.rollback()
+                    else:
+                        gid = f"pgask_property_{seed}_{number}_{t}_{attempt}"
+                        conn.execute(f"PREPARE TRANSACTION '{gid}'")
+                        conn.commit()  # (ends psycopg's idea of the transaction)
+                        conn.autocommit = True
+                        conn.execute(f"{ending.split()[1].upper()} PREPARED '{gid}'")
+                        conn.autocommit = False
+                    break
+                except psycopg.errors.SerializationFailure as exc:
+                    # Two SERIALIZABLE writers of disjoint keys still conflict through the
+                    # pages of the table's unique index (ON CONFLICT reads it; SSI locks
+                    # index pages), with or without pgask: an application retries. pgask's
+                    # capture takes no predicate lock at all (test_write_path::
+                    # test_a_serializable_write_takes_no_predicate_lock_of_pgasks).
                     conn.rollback()
-                else:
-                    gid = f"pgask_property_{seed}_{number}_{t}"
-                    conn.execute(f"PREPARE TRANSACTION '{gid}'")
-                    conn.commit()  # (ends psycopg's idea of the transaction)
-                    conn.autocommit = True
-                    conn.execute(f"{ending.split()[1].upper()} PREPARED '{gid}'")
-                    conn.autocommit = False
-            except psycopg.Error as exc:
-                errors.append(exc)
-                conn.rollback()
+                    if attempt == SERIALIZATION_RETRIES:
+                        errors.append(exc)
+                except psycopg.Error as exc:
+                    errors.append(exc)
+                    conn.rollback()
+                    break
 
 
 def worker(url: str, stop: threading.Event, errors: list) -> None:
