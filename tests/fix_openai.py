@@ -113,3 +113,13 @@ def embedding_server(_embedding_server_process) -> EmbeddingServer:
     _embedding_server_process.reset()
     yield _embedding_server_process
     _embedding_server_process.reset()
+
+
+@pytest.fixture
+def srv(db, embedding_server):
+    """The test database with the loopback embedder registered as 'srv' and 'srv2' (a
+    reembed needs a second name): fast, so the tests that use it are about pgask's own work."""
+    for name in ("srv", "srv2"):
+        db.execute("SELECT rag.create_embedder(%s, 'openai', 'all-MiniLM-L6-v2-int8', 384, %s)",
+                   (name, embedding_server.url))
+    return db

@@ -36,15 +36,6 @@ def blocked(db_url, sql, timeout="300ms") -> bool:
 
 
 @pytest.fixture
-def srv(db, embedding_server):
-    """The loopback embedder under two names (a reembed needs a second one)."""
-    for name in ("srv", "srv2"):
-        db.execute("SELECT rag.create_embedder(%s, 'openai', 'all-MiniLM-L6-v2-int8', 384, %s)",
-                   (name, embedding_server.url))
-    return db
-
-
-@pytest.fixture
 def parted(srv):
     db = srv
     db.execute("CREATE TABLE q (id int, region text, body text NOT NULL,"

@@ -12,7 +12,6 @@ itself (its own connection), as real clients do. Probes record what ran as whom 
 from __future__ import annotations
 
 import http.server
-import itertools
 import os
 import threading
 
@@ -20,71 +19,6 @@ import psycopg
 import pytest
 
 from pgask.install import INSTALL_LOCK_KEY, install
-
-_counter = itertools.count()
-
-
-class Cast:
-    """LOGIN roles, each with a connection of its own: alice owns schema alice and its table
-    alice.notes (rows 1 and 2, readable by reader); admin is a pipeline admin and a member of
-    alice; admin2 a pipeline admin who is not; worker a member of pgask_worker only; bob writes
-    alice's table; reader reads it; nobody has nothing but CONNECT. Schema atk (the
-    superuser's) holds the probes: sequences only the superuser may set, unless granted."""
-
-    ROLES = ("alice", "admin", "admin2", "worker", "bob", "reader", "nobody")
-
-    def __init__(self, db: psycopg.Connection) -> None:
-        self.db = db
-        n = f"{os.getpid()}_{next(_counter)}"
-        self.names = {r: f"pgask_a2_{r}_{n}" for r in self.ROLES}
-        for name in self.names.values():
-            db.execute(f"CREATE ROLE {name} LOGIN")
-        self.alice = self.names["alice"]
-        db.execute(f"GRANT pgask_admin, {self.alice} TO {self.names['admin']}")
-        db.execute(f"GRANT pgask_admin TO {self.names['admin2']}")
-        db.execute(f"GRANT pgask_worker TO {self.names['worker']}")
-        db.execute(f"CREATE SCHEMA alice_{n} AUTHORIZATION {self.alice}")
-        self.schema = f"alice_{n}"
-        self.table = f"{self.schema}.notes"
-        db.execute(f"GRANT USAGE ON SCHEMA {self.schema} TO PUBLIC")
-        db.execute("CREATE SCHEMA IF NOT EXISTS atk")
-        db.execute("GRANT USAGE ON SCHEMA atk TO PUBLIC")
-        for seq in ("as_superuser", "as_alice", "her_flag"):
-            db.execute(f"CREATE SEQUENCE IF NOT EXISTS atk.{seq}")
-        db.execute(f"GRANT UPDATE, SELECT ON SEQUENCE atk.as_alice TO {self.alice}")
-        db.execute(f"GRANT UPDATE, SELECT ON SEQUENCE atk.her_flag TO {self.alice}")
-        info = db.info
-        self.conns = {r: psycopg.connect(host=info.host, port=info.port, dbname=info.dbname,
-                                         user=name, autocommit=True)
-                      for r, name in self.names.items()}
-        self.as_("alice", "CREATE TABLE {t} (id int PRIMARY KEY, body text)")
-        self.as_("alice", "INSERT INTO {t} VALUES (1, 'Disk full on the primary.'),"
-                          " (2, 'Lock waits on the orders table.')")
-        self.as_("alice", f"GRANT SELECT, INSERT, UPDATE, DELETE ON {{t}} TO {self.names['bob']}")
-        self.as_("alice", f"GRANT SELECT ON {{t}} TO {self.names['reader']}")
-
-    def as_(self, role: str, sql: str, params=None):
-        return self.conns[role].execute(sql.format(s=self.schema, t=self.table), params)
-
-    def counter(self, name: str) -> int:
-        (value, called) = self.db.execute(
-            f"SELECT last_value, is_called FROM atk.{name}").fetchone()
-        return value if called else 0
-
-    def close(self) -> None:
-        for conn in self.conns.values():
-            conn.close()
-        self.db.execute("DROP SCHEMA IF EXISTS atk CASCADE")
-        for name in reversed(list(self.names.values())):
-            self.db.execute(f"DROP OWNED BY {name} CASCADE")
-            self.db.execute(f"DROP ROLE {name}")
-
-
-@pytest.fixture
-def cast(db):
-    made = Cast(db)
-    yield made
-    made.close()
 
 
 def process(conn: psycopg.Connection, pipeline: str) -> None:

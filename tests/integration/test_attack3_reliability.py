@@ -20,13 +20,6 @@ def process(db, pipeline=None):
     process_all(db, pipeline, seconds=60)
 
 
-@pytest.fixture
-def srv(db, embedding_server):
-    db.execute("SELECT rag.create_embedder('srv', 'openai', 'all-MiniLM-L6-v2-int8', 384, %s)",
-               (embedding_server.url,))
-    return db
-
-
 def chunk_ids(db, pipeline):
     return sorted(r[0] for r in db.execute(
         f"SELECT DISTINCT document_id FROM rag.{pipeline}_chunks"))

@@ -8,14 +8,6 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from test_attack3_security import Cast  # (the third round's cast: same roles and probes)
-
-
-@pytest.fixture
-def cast(db):
-    made = Cast(db)
-    yield made
-    made.close()
 
 
 def _define(cast, name: str) -> None:

@@ -7,14 +7,6 @@ from __future__ import annotations
 import psycopg
 import pytest
 from consistency import problems, process_all
-from test_attack3_security import Cast
-
-
-@pytest.fixture
-def cast(db):
-    made = Cast(db)
-    yield made
-    made.close()
 
 
 @pytest.mark.parametrize("ddl", [

@@ -31,14 +31,6 @@ def found(db, pipeline, query="ticket", k=50):
         "SELECT document_id FROM rag.search(%s, %s, pipeline => %s)", (query, k, pipeline)))
 
 
-@pytest.fixture
-def srv(db, embedding_server):
-    """The loopback embedder: fast, so these tests are about the write path."""
-    db.execute("SELECT rag.create_embedder('srv', 'openai', 'all-MiniLM-L6-v2-int8', 384, %s)",
-               (embedding_server.url,))
-    return db
-
-
 # --- table shapes ---------------------------------------------------------------------------
 
 @pytest.fixture
