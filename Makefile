@@ -15,7 +15,7 @@ EVAL_SQUAD ?= ../shared/data/squad2/dev-part-a.json
 # from the installed manual (the demo pages) and from the runbooks beside the checkout.
 EVAL_RUNBOOKS ?= ../shared/data/runbooks
 
-.PHONY: help setup db db-stop install demo test test-fast lint bench eval soak clean
+.PHONY: help setup db db-stop install demo test test-fast test-clean-clone test-shared lint bench eval soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,6 +46,12 @@ test:  ## the test suite against a real PostgreSQL (run as a non-root user)
 
 test-fast:  ## the tests not marked slow
 	bash scripts/test.sh -m "not slow"
+
+test-clean-clone:  ## the README's test command in a clone of HEAD with nothing beside it (no ../shared), as a user's clone is
+	bash scripts/test-clean-clone.sh
+
+test-shared:  ## only the tests that need ../shared beside the checkout (CI's data; they skip in a user's clone)
+	bash scripts/test.sh -m shared
 
 # Not in CI: minutes of mixed writes and answers from several clients against a flaky loopback
 # provider, bounded counts (at most SOAK_MINUTES); prints throughput, latency, errors and the

@@ -9,6 +9,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   exit 1
 fi
 export PYTHONDONTWRITEBYTECODE=1
+# The folder CI keeps beside the checkout (tests/fix_shared.py), named absolutely so that a
+# copied checkout still finds it; a user's clone has none and those tests skip.
+if [ -z "${PGASK_SHARED:-}" ] && [ -d "$ROOT/../shared" ]; then
+  PGASK_SHARED=$(cd "$ROOT/../shared" && pwd)
+fi
+export PGASK_SHARED=${PGASK_SHARED:-}
 if [ "$(id -u)" -ne 0 ]; then
   cd "$ROOT" && PYTHONPATH="$ROOT/python/src" exec "$VENV/bin/python" -m pytest "$@"
 fi
@@ -28,4 +34,5 @@ fi
 cd "$workdir"
 # pytest's temporary folders go where the test user may write.
 runuser -u "$TEST_USER" -- env HOME=/tmp PYTHONPATH="$workdir/python/src" \
-  PGASK_TEST_DSN="${PGASK_TEST_DSN:-}" "$python" -m pytest "$@"
+  PGASK_TEST_DSN="${PGASK_TEST_DSN:-}" \
+  PGASK_SHARED="$PGASK_SHARED" "$python" -m pytest "$@"

@@ -5,4 +5,4 @@ server. Helpers shared by tests (samples.py, the servers) live here, beside this
 pytest puts on sys.path."""
 
 pytest_plugins = ["fix_db", "fix_openai", "fix_llm", "fix_rerank", "fix_standby", "fix_citus",
-                  "fix_roles", "fix_cast"]
+                  "fix_roles", "fix_cast", "fix_shared"]

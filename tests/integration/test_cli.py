@@ -48,6 +48,18 @@ def test_ingest_reports_bad_files_and_loads_the_rest(db, db_url, docs):
     assert titles == ["GIN indexes", "VACUUM", "indexes"]
 
 
+def test_progress_in_a_log_is_whole_lines(db, db_url, docs):
+    # stderr is a pipe here, as in a log: no bar redraws, one line at the end of the run.
+    for name in ("nul.txt", "latin1.md"):
+        (docs / name).unlink()
+    result = pgask("ingest", str(docs), database_url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("ingest: ")]
+    assert len(progress) == 1 and progress[0].startswith("ingest: 3/3 files (100%)"), \
+        result.stderr
+
+
 def test_second_ingest_is_a_no_op_and_changes_are_picked_up(db, db_url, docs):
     for name in ("nul.txt", "latin1.md"):
         (docs / name).unlink()
