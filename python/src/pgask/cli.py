@@ -11,6 +11,7 @@ from pgask import __version__
 from pgask.ingest import add_ingest_parser
 from pgask.localdb import database_url
 from pgask_measure.bench import add_bench_parser
+from pgask_measure.demo import add_demo_parser
 from pgask_measure.eval_run import add_eval_parsers
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -135,14 +136,9 @@ def cmd_ask(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
-    print(result["answer"])
-    if result.get("note"):
-        print(f"\n({result['note']})")
-    if result["citations"]:
-        print("\nSources:")
-        for c in result["citations"]:
-            start, end = c["span"]
-            print(f"  [{c['n']}] {c['title']} ({c['source']}, characters {start}-{end})")
+    from pgask.answering.display import print_answer
+
+    print_answer(result)
     return EXIT_OK
 
 
@@ -382,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub, lambda args: args.database_url or database_url())
     add_eval_parsers(sub, _connect)
+    add_demo_parser(sub, _connect)
     return parser
 
 
