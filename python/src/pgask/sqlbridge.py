@@ -46,7 +46,7 @@ def embed_with(plpy, content, embedder):
     (questions asked again) come from a bounded per-backend cache."""
     from pgask.providers import EmbedderError
     from pgask.providers.errors import KeyAccessError
-    from pgask.queue import load_embedder
+    from pgask.embedders.registry import load_embedder
 
     try:
         provider = load_embedder(plpy, embedder)
