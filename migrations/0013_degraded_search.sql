@@ -15,5 +15,5 @@ INSERT INTO rag.settings (key, value) VALUES
 ('query_embed_timeout_ms', '1000'),
 ('query_embed_budget_ms', '2000'),
 ('query_breaker_failures', '3'),
-('query_breaker_cooldown_seconds', '30')
+('query_breaker_cooldown_seconds', '10')
 ON CONFLICT (key) DO NOTHING;

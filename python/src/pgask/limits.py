@@ -44,7 +44,7 @@ class Limits:
     # After this many failed requests in a row, a backend asks that embedder nothing for
     # query_breaker_cooldown_seconds: a query then costs no wait (pgask.providers.breaker).
     query_breaker_failures: int = 3
-    query_breaker_cooldown_seconds: int = 30
+    query_breaker_cooldown_seconds: int = 10
 
 
 DEFAULTS = Limits()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 @dataclass
 class CircuitBreaker:
     failures: int = 3  # failed requests in a row that open the breaker
-    cooldown: float = 30.0  # seconds it stays open before a probe
+    cooldown: float = 10.0  # seconds it stays open before a probe
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     failed_in_a_row: int = 0
     opened_at: float | None = None

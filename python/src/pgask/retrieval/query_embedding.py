@@ -7,7 +7,7 @@ wait like a worker does.
   (pgask.providers.retry) within that budget, a Retry-After beyond it ending them.
 - A circuit breaker per embedder and backend (pgask.providers.breaker): after
   query_breaker_failures (3) failed requests in a row, no request is sent for
-  query_breaker_cooldown_seconds (30) and the query learns at once that the embedder is
+  query_breaker_cooldown_seconds (10) and the query learns at once that the embedder is
   down; then one probe decides whether it is back.
 - Repeated texts (a question asked again) come from a bounded per-backend cache.
 
