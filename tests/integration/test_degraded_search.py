@@ -14,6 +14,7 @@ after the cool-down on the same connection, and a failing reranker in an answer.
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,6 +201,11 @@ def test_option_error_makes_hybrid_and_answers_fail_per_call_and_per_pipeline(
     assert db.execute("SELECT count(*) FROM rag.answer_log").fetchone()[0] == 0
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="on_embedder_error"):
         search(db, options={"on_embedder_error": "ignore"})
+    # In rag.answer it is a search option, as every rag.search option is.
+    with pytest.raises(psycopg.errors.InvalidParameterValue,
+                       match=re.escape('on_embedder_error is a rag.search option: give it'
+                                       ' as {"search": {"on_embedder_error": ...}}')):
+        answer(db, options={"on_embedder_error": "error"})
 
 
 def test_the_breaker_skips_the_failing_provider_then_probes_it_after_the_cool_down(

@@ -20,11 +20,13 @@ from pgask.llm.prompt import DEFAULT_CONTEXT_TOKENS, PromptTemplate, build_promp
 from pgask.plans import prepared
 from pgask.providers import read_secret, resolve_api_key
 from pgask.providers.errors import KeyAccessError
+from pgask.retrieval.options import SearchOptions
 from pgask.retrieval.passage import Passage
 from pgask.retrieval.query_embedding import SearchUnavailable
 from pgask.sqlvalues import parse_json as _parse
 
 GUARDS = ("replace", "flag")
+SEARCH_OPTIONS = {f.name for f in fields(SearchOptions)}
 ON_LLM_ERROR = ("fallback", "error")
 
 
@@ -56,6 +58,10 @@ class AnswerOptions:
             if not isinstance(layer, dict):
                 raise ValueError(f"options must be a JSON object, got {layer!r}")
             unknown = sorted(set(layer) - known)
+            searching = [key for key in unknown if key in SEARCH_OPTIONS]
+            if searching:  # one way to set each: rag.search's options live under "search"
+                raise ValueError(f"{', '.join(searching)} is a rag.search option: give it as "
+                                 f"{{\"search\": {{\"{searching[0]}\": ...}}}}")
             if unknown:
                 raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: "
                                  + ", ".join(sorted(known)))
