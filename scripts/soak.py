@@ -6,7 +6,8 @@ ANSWERERS clients ask rag.answer questions over it and WORKERS connections proce
 the loopback embeddings server (tests/openai_server.py) fails on a schedule (HTTP 503, 429
 with Retry-After, a delay past the timeout, a reset). At the end the queue is drained and the
 pipeline is checked from scratch (tests/consistency.py). Prints throughput, p50/p95 latency
-per kind of call, the errors, and the consistency check; exits 1 if anything is wrong.
+per kind of call, answers hybrid vs degraded to keyword search vs failed, the errors, and the
+consistency check; exits 1 if anything is wrong.
 
     DATABASE_URL=... .venv/bin/python scripts/soak.py --writes 400 --answers 100
 """
@@ -45,17 +46,20 @@ class Stats:
         self.lock = threading.Lock()
         self.latencies: dict[str, list[float]] = {}
         self.errors: Counter = Counter()
+        self.answers: Counter = Counter()  # hybrid, degraded (keyword only), failed
 
-    def timed(self, kind: str, call) -> None:
+    def timed(self, kind: str, call):
+        """The call's result, or None when it failed (counted by its SQLSTATE)."""
         started = time.perf_counter()
         try:
-            call()
+            result = call()
         except psycopg.Error as exc:
             with self.lock:
                 self.errors[f"{kind}: {exc.sqlstate} {str(exc).splitlines()[0][:90]}"] += 1
-            return
+            return None
         with self.lock:
             self.latencies.setdefault(kind, []).append(time.perf_counter() - started)
+        return result
 
 
 def text(rng: random.Random) -> str:
@@ -92,9 +96,14 @@ def answerer(url, seed, count, stats, stop):
             if stop.is_set():
                 return
             question = f"How do I fix {rng.choice(WORDS)} {rng.choice(WORDS)}?"
-            stats.timed("answer", lambda q=question: conn.execute(
+            row = stats.timed("answer", lambda q=question: conn.execute(
                 "SELECT rag.answer(%s, pipeline => 'soak_docs', options => %s)",
                 (q, json.dumps({"log": False}))).fetchone())
+            # Degraded: found by keyword search only, the embedder being down (issue 33).
+            outcome = ("failed" if row is None
+                       else "degraded" if row[0].get("degraded") else "hybrid")
+            with stats.lock:
+                stats.answers[outcome] += 1
 
 
 def worker(url, stats, stop):
@@ -195,6 +204,8 @@ def main() -> int:
         print(f"  {kind:8} {len(values):6} ok  {len(values) / elapsed:7.1f}/s  "
               f"p50 {statistics.median(values) * 1000:8.1f} ms  "
               f"p95 {percentile(values, 0.95) * 1000:8.1f} ms")
+    print(f"  answers: {stats.answers['hybrid']} hybrid, {stats.answers['degraded']} "
+          f"degraded to keyword search (the embedder down), {stats.answers['failed']} failed")
     print(f"  errors: {sum(stats.errors.values())}")
     for message, n in stats.errors.most_common(10):
         print(f"    {n:5} {message}")

@@ -7,7 +7,10 @@
 -- processed now; failed: dead letters; done: rows finished since creation; lag_seconds: age
 -- of the oldest pending row; reembed_remaining: rows left before a rag.reembed switches;
 -- broken: why the pipeline cannot run (its source table or a column it uses was dropped),
--- NULL when it is healthy (rag.alter_pipeline repairs what it can).
+-- NULL when it is healthy (rag.alter_pipeline repairs what it can); degraded_answers_1h:
+-- answers of the last hour (every role's) whose passages were found by keyword search only
+-- because the embedder could not embed the question, the latest one's time and reason in
+-- last_degraded_at and last_degraded (NULL when none in the last hour).
 CREATE OR REPLACE VIEW rag.pipeline_status AS
 SELECT
     p.name AS pipeline,
@@ -84,8 +87,26 @@ SELECT
                 AND i.scope IS DISTINCT FROM 'building'
         ) AS remaining
     ) AS reembed_remaining,
-    p.broken
+    p.broken,
+    (
+        SELECT count(*) FROM rag.answer_log AS l
+        WHERE
+            l.pipeline = p.name AND l.degraded IS NOT NULL
+            AND l.asked_at > now() - interval '1 hour'
+    ) AS degraded_answers_1h,
+    d.asked_at AS last_degraded_at,
+    d.degraded AS last_degraded
 FROM rag.pipelines AS p
+LEFT JOIN LATERAL (
+    SELECT
+        l.asked_at,
+        l.degraded
+    FROM rag.answer_log AS l
+    WHERE
+        l.pipeline = p.name AND l.degraded IS NOT NULL
+        AND l.asked_at > now() - interval '1 hour'
+    ORDER BY l.asked_at DESC LIMIT 1
+) AS d ON TRUE
 LEFT JOIN rag.pipeline_stats AS st ON p.name = st.pipeline;
 
 -- rag.dead_letters: rows that failed max_attempts times (or with an error that retrying

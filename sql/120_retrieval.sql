@@ -115,9 +115,9 @@ return search.search_error(plpy, filter, options, pipeline)
 $$;
 
 -- rag._search_rows(...): the PL/Python implementation behind rag.search (call rag.search); the
--- rows as a JSON array. Not a set-returning PL/Python function: a backend running one while
--- `pgask install` replaced it crashed (PostgreSQL 15.x, reproduced), which took every other
--- connection down with it.
+-- rows as a JSON array; query_vector NULL: it embeds the query itself. Not a set-returning
+-- PL/Python function: a backend running one while `pgask install` replaced it crashed
+-- (PostgreSQL 15.x, reproduced), which took every other connection down with it.
 CREATE OR REPLACE FUNCTION rag._search_rows(
     query text, query_vector text, k integer, filter jsonb, mode text, pipeline text,
     options jsonb
@@ -158,7 +158,13 @@ $$;
 --     applied inside both searches; iterative index scans keep filling k rows.
 --   options (over the pipeline's search_options): ef_search, max_scan_tuples, bm25_k1,
 --     bm25_b, fusion (rrf | zscore), rrf_k, vector_weight, keyword_weight, candidates_factor,
---     rerank (a rag.rerankers name), rerank_depth, mmr_lambda, dedupe_threshold.
+--     rerank (a rag.rerankers name), rerank_depth, mmr_lambda, dedupe_threshold,
+--     on_embedder_error (degrade | error).
+--   When the query's embedding cannot be had (the embedder down, slow, failing, no key),
+--     which costs at most rag.settings query_embed_budget_ms (2 s), and nothing while the
+--     session's circuit breaker for that embedder is open: hybrid returns the BM25 ranking
+--     with a NOTICE saying why (on_embedder_error 'degrade', the default) or fails with
+--     38000 ('error'); vector fails with 38000, its hint naming keyword mode.
 -- score: the final ordering's score (RRF or z-score sum in hybrid, cosine in vector, BM25 in
 -- keyword, the reranker's for reranked rows); rank 1..k; per-signal ranks and scores
 -- alongside (NULL where a list did not hold the chunk). Runs as the caller: chunks of source
@@ -193,7 +199,6 @@ AS $$
 DECLARE
     p rag.pipelines;
     problem text;
-    query_embedding _vector_schema_.vector;
     state text;
     message text;
     hint text;
@@ -237,11 +242,11 @@ BEGIN
         RAISE EXCEPTION 'rag.search: %', problem
             USING errcode = 'invalid_parameter_value';
     END IF;
-    IF mode <> 'keyword' THEN
-        query_embedding := rag.embed(query, p.embedder);
-    END IF;
+    -- The query is embedded inside (pgask.retrieval.query_embedding: a short timeout, a
+    -- retry budget and a circuit breaker); when that fails, hybrid goes on by keyword with a
+    -- NOTICE (option on_embedder_error 'degrade'), or it fails with 38000.
     RETURN QUERY SELECT * FROM jsonb_to_recordset(rag._search_rows(
-        query, query_embedding::text, k, filter, mode, p.name, options
+        query, NULL, k, filter, mode, p.name, options
     )) AS r (
         chunk_id bigint, document_id text, title text, source text, content text,
         metadata jsonb, score double precision, rank integer, vector_rank integer,

@@ -147,7 +147,7 @@ BEGIN
         pipeline, question, answer, mode, model, llm, grounded, problems,
         retrieved_chunk_ids, retrieved_scores, cited_chunk_ids, cited_document_ids,
         cited_sources, prompt_tokens, completion_tokens, cost, currency, timings_ms, total_ms,
-        error, answer_token
+        error, answer_token, degraded
     )
     VALUES (
         entry ->> 'pipeline', entry ->> 'question', entry ->> 'answer',
@@ -162,7 +162,8 @@ BEGIN
         (entry ->> 'prompt_tokens')::numeric * price.prompt_per_million / 1e6
         + (entry ->> 'completion_tokens')::numeric * price.completion_per_million / 1e6,
         price.currency, coalesce(entry -> 'timings_ms', '{}'),
-        (entry -> 'timings_ms' ->> 'total')::float8, entry ->> 'error', entry ->> 'token'
+        (entry -> 'timings_ms' ->> 'total')::float8, entry ->> 'error', entry ->> 'token',
+        entry ->> 'degraded'
     )
     RETURNING id INTO new_id;
     PERFORM rag._prune_answer_log();
@@ -189,7 +190,13 @@ $$;
 --   {answer, mode: generated|extractive|no_answer, citations: [{n, chunk_id, document_id,
 --    title, source, span}], model, usage: {prompt_tokens, completion_tokens},
 --    timings_ms: {embed, search, rerank, generate, total}, grounded, problems, claims,
---    generated_answer, answer_id, log: logged | skipped: why, note}.
+--    generated_answer, answer_id, log: logged | skipped: why, note, degraded}.
+-- degraded: why the passages were found by keyword search (BM25) only (the pipeline's
+-- embedder could not embed the question; see rag.search), else null; the note says so too,
+-- and so does rag.answer_log.degraded. With search option on_embedder_error 'error'
+-- (options => '{"search": {"on_embedder_error": "error"}}', or the pipeline's
+-- search_options) the answer fails with 38000 instead. A failing reranker leaves the
+-- passages in first-stage order, and the note says so.
 -- model: a rag.llms name, or 'extractive'; NULL: the pipeline's answer_options llm, else the
 -- default LLM (rag.create_llm), else extractive (offline: retrieved sentences, cited).
 -- A generated answer is checked claim by claim (claims: [{text, cited, sources, supported,
@@ -394,7 +401,8 @@ FROM rag.answer_feedback
 GROUP BY answer_id;
 
 -- rag.answers_daily: per day and pipeline: answers, how they were made, latency, tokens, cost,
--- ungrounded generations caught, and feedback.
+-- ungrounded generations caught, feedback, and answers found by keyword search only because
+-- the embedder was down (degraded).
 CREATE OR REPLACE VIEW rag.answers_daily AS
 SELECT
     date_trunc('day', l.asked_at)::date AS day,
@@ -411,7 +419,8 @@ SELECT
     coalesce(sum(l.completion_tokens), 0) AS completion_tokens,
     sum(l.cost) AS cost,
     sum(f.helpful) AS helpful,
-    sum(f.unhelpful) AS unhelpful
+    sum(f.unhelpful) AS unhelpful,
+    count(*) FILTER (WHERE l.degraded IS NOT NULL) AS degraded
 FROM rag.answer_log AS l
 LEFT JOIN rag.answer_feedback_totals AS f ON l.id = f.answer_id
 GROUP BY date_trunc('day', l.asked_at)::date, l.pipeline;

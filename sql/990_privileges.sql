@@ -172,7 +172,7 @@ GRANT SELECT ON rag.answer_log TO public;
 GRANT INSERT (
     pipeline, question, answer, mode, model, llm, grounded, problems, retrieved_chunk_ids,
     retrieved_scores, cited_chunk_ids, cited_document_ids, cited_sources, prompt_tokens,
-    completion_tokens, cost, currency, timings_ms, total_ms, error, answer_token
+    completion_tokens, cost, currency, timings_ms, total_ms, error, answer_token, degraded
 ) ON rag.answer_log TO public;
 
 SELECT rag._put_policy(

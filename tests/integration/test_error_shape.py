@@ -104,9 +104,12 @@ def test_embedder_failure_inside_answer_is_a_provider_error(tickets):
                (f"http://127.0.0.1:{free_port()}/v1",))
     db.execute("SELECT rag.drop_pipeline('tickets')")
     db.execute("SELECT rag.create_pipeline('tickets', 'tickets', 'body', embedder => 'down')")
-    search = raises(db, "SELECT * FROM rag.search('disk', 1, pipeline => 'tickets')",
-                    sqlstate="38000", match="cannot connect")
-    answer = raises(db, "SELECT rag.answer('disk', pipeline => 'tickets')", sqlstate="38000",
+    # Where it is not degraded to keyword search (test_degraded_search.py): vector search,
+    # and answers whose search options say on_embedder_error 'error'.
+    search = raises(db, "SELECT * FROM rag.search('disk', 1, mode => 'vector',"
+                    " pipeline => 'tickets')", sqlstate="38000", match="cannot connect")
+    answer = raises(db, "SELECT rag.answer('disk', pipeline => 'tickets', options =>"
+                    " '{\"search\": {\"on_embedder_error\": \"error\"}}')", sqlstate="38000",
                     match="cannot connect")
     assert search.diag.message_primary.split(": ", 1)[1] in answer.diag.message_primary
 

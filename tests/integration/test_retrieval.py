@@ -360,7 +360,7 @@ def test_injection_attempts_are_just_data(db, spec):
     ("'x', 5, options => '{\"ef_serch\": 10}'",
      "rag.search: options: unknown option 'ef_serch'; known: ef_search, max_scan_tuples, "
      "bm25_k1, bm25_b, fusion, rrf_k, vector_weight, keyword_weight, candidates_factor, "
-     "rerank, rerank_depth, mmr_lambda, dedupe_threshold"),
+     "rerank, rerank_depth, mmr_lambda, dedupe_threshold, on_embedder_error"),
     ("'x', 5, options => '{\"fusion\": \"max\"}'",
      "rag.search: options: option fusion must be 'rrf' or 'zscore', got 'max'"),
     ("'x', 5, options => '{\"ef_search\": 0}'",

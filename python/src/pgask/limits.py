@@ -34,6 +34,17 @@ class Limits:
     # Rows a sync pipeline processes inside one writer's statement; the rest go to the
     # workers, so a bulk write through a sync pipeline is not held up by embedding.
     sync_max_rows: int = 100
+    # A query's embedding (rag.search, rag.answer) has someone waiting on it, so it is not
+    # given the worker's timeout_seconds (30 s): each request may take this long (or the
+    # embedder's timeout_seconds, if shorter) ...
+    query_embed_timeout_ms: int = 1_000
+    # ... and all its requests, retries and their waits included, this long; then hybrid
+    # search goes on by keyword only (SearchOptions.on_embedder_error).
+    query_embed_budget_ms: int = 2_000
+    # After this many failed requests in a row, a backend asks that embedder nothing for
+    # query_breaker_cooldown_seconds: a query then costs no wait (pgask.providers.breaker).
+    query_breaker_failures: int = 3
+    query_breaker_cooldown_seconds: int = 10
 
 
 DEFAULTS = Limits()

@@ -1,4 +1,5 @@
 """rag.answer inside PostgreSQL: retrieve, answer (generated or extractive), guard, log.
+(Over 400 lines: each step's failure, its fallback and its note sit beside the step.)
 
 The plpgsql wrapper validates arguments first; provider failures that should stop the answer
 come back as {"error": ...} so the wrapper raises them without a Python traceback.
@@ -18,10 +19,14 @@ from pgask.llm.chat import ChatClient, LLMError, LLMOptions, LLMSpec
 from pgask.llm.prompt import DEFAULT_CONTEXT_TOKENS, PromptTemplate, build_prompt
 from pgask.plans import prepared
 from pgask.providers import read_secret, resolve_api_key
+from pgask.providers.errors import KeyAccessError
+from pgask.retrieval.options import SearchOptions
 from pgask.retrieval.passage import Passage
+from pgask.retrieval.query_embedding import SearchUnavailable
 from pgask.sqlvalues import parse_json as _parse
 
 GUARDS = ("replace", "flag")
+SEARCH_OPTIONS = {f.name for f in fields(SearchOptions)}
 ON_LLM_ERROR = ("fallback", "error")
 
 
@@ -53,6 +58,10 @@ class AnswerOptions:
             if not isinstance(layer, dict):
                 raise ValueError(f"options must be a JSON object, got {layer!r}")
             unknown = sorted(set(layer) - known)
+            searching = [key for key in unknown if key in SEARCH_OPTIONS]
+            if searching:  # one way to set each: rag.search's options live under "search"
+                raise ValueError(f"{', '.join(searching)} is a rag.search option: give it as "
+                                 f"{{\"search\": {{\"{searching[0]}\": ...}}}}")
             if unknown:
                 raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: "
                                  + ", ".join(sorted(known)))
@@ -133,28 +142,35 @@ class _Named:
 
 
 def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_options,
-              embed_text: str | None = None):
+              result: dict, embed_text: str | None = None):
     """The passages for the question (rag.search's rows, hybrid, with each chunk's place in
     its document), and the embed/search/rerank timings. rag.answer has validated the
     arguments as rag.search would, so the search runs here without a second round trip.
-    `embed_text` (hyde's hypothetical answer) replaces the question in the vector search."""
+    `embed_text` (hyde's hypothetical answer) replaces the question in the vector search.
+    A search that went on by keyword only (the embedder down) or was not reranked says so in
+    result["degraded"] and result["not_reranked"]; one that could not run raises
+    SearchUnavailable (on_embedder_error 'error')."""
     from pgask.retrieval import search as retrieval
 
     started = time.perf_counter()
-    (embedded_row,) = plpy.execute(prepared(plpy, "SELECT rag.embed($1, $2)::text AS v",
-                                            ["text", "text"]), [embed_text or question,
-                                                                p.embedder])
-    embedded = time.perf_counter()
-    found, search_timings = retrieval.run(
-        plpy, question, embedded_row["v"], k, filter_json, "hybrid", p.name,
-        None if search_options is None else json.dumps(search_options), places=True)
+    found, report = retrieval.run(
+        plpy, question, None, k, filter_json, "hybrid", p.name,
+        None if search_options is None else json.dumps(search_options), places=True,
+        embed_text=embed_text)
+    degraded = report.get("degraded")
+    # Similarity to the question, which the extractive answerer's "on topic" gate reads:
+    # none without the query's vector (None: _extractive measures it with the local model).
     rows = [{key: r[key] for key in ("chunk_id", "document_id", "title", "source", "content",
                                      "score", *retrieval.PLACE_COLUMNS)}
-            | {"similarity": r["vector_score"] or 0.0} for r in found]
-    searched = time.perf_counter()
-    rerank_ms = search_timings.get("rerank_ms", 0.0)
-    timings = {"embed": (embedded - started) * 1000,
-               "search": (searched - embedded) * 1000 - rerank_ms, "rerank": rerank_ms}
+            | {"similarity": None if degraded else (r["vector_score"] or 0.0)} for r in found]
+    for key in ("degraded", "not_reranked"):
+        if report.get(key) and not result.get(key):
+            result[key] = report[key]
+    embed_ms = report.get("embed_ms", 0.0)
+    rerank_ms = report.get("rerank_ms", 0.0)
+    timings = {"embed": embed_ms,
+               "search": (time.perf_counter() - started) * 1000 - embed_ms - rerank_ms,
+               "rerank": rerank_ms}
     return rows, timings
 
 
@@ -163,14 +179,20 @@ def _extractive(question: str, rows: list[dict]):
 
     # The answerer's "is anything on topic" gate is calibrated on cosine similarity, which
     # hybrid search reports per chunk (a chunk found by keyword alone counts as 0 there).
+    # A search by keyword only (the pipeline's embedder down) has none: the local model,
+    # on which the gate was calibrated, measures it here.
     # The sentences' vectors come with the chunk where the worker stored them.
+    embedder = get_local_embedder()
+    similarity = [r["similarity"] for r in rows]
+    if rows and None in similarity:
+        similarity = (embedder.embed([r["content"] for r in rows])
+                      @ embedder.embed_query(question)).tolist()
     passages = [Passage(r["content"], r["title"], chunk_id=r["chunk_id"],
                         document_id=r["document_id"], source=r["source"],
-                        char_start=r["char_start"], ordinal=r["ordinal"], score=r["similarity"],
+                        char_start=r["char_start"], ordinal=r["ordinal"], score=score,
                         sentences=sentence_vectors.decode(r["sentence_spans"],
                                                           r["sentence_vectors"], DIMENSIONS))
-                for r in rows]
-    embedder = get_local_embedder()
+                for r, score in zip(rows, similarity, strict=True)]
     return (extractive_answer(embedder.embed_query(question), passages, embedder.embed,
                               question=question), embedder.name)
 
@@ -210,9 +232,14 @@ def answer(plpy, question, k, filter_json, pipeline, model, options_json) -> str
     result = {"question": question, "mode": None, "answer": None, "citations": [],
               "model": None, "llm": llm_name, "usage": {"prompt_tokens": 0,
                                                         "completion_tokens": 0},
-              "grounded": True, "problems": [], "note": None, "llm_error": None}
+              "grounded": True, "problems": [], "note": None, "llm_error": None,
+              "degraded": None}
     try:
         return _answer(plpy, question, k, filter_json, p, llm_name, options, result, started)
+    except SearchUnavailable as exc:  # the embedder down, and on_embedder_error 'error'
+        return json.dumps({"error": str(exc), "hint": exc.hint, "sqlstate": "38000"})
+    except KeyAccessError as exc:  # the role may not use the embedder's stored key
+        return json.dumps({"error": str(exc), "sqlstate": "42501"})
     except plpy.SPIError as exc:
         # rag.embed's or rag.search's own clean error (a provider down: 38000; a reader
         # without rights: 42501): raised again by the wrapper, without a traceback.
@@ -237,7 +264,7 @@ def _answer(plpy, question, k, filter_json, p, llm_name, options, result, starte
                                        "to search with the question itself when the LLM "
                                        "fails."})
     else:
-        rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search)
+        rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search, result)
     generate_started = time.perf_counter()
     if llm_name is not None and rows:  # nothing retrieved: "I don't know" costs no tokens
         outcome = _generate(plpy, llm_name, question, rows, options, result)
@@ -253,8 +280,9 @@ def _answer(plpy, question, k, filter_json, p, llm_name, options, result, starte
         result["model"] = scorer  # the model that chose the sentences
     timings["generate"] = (time.perf_counter() - generate_started) * 1000
     rewrite_note = result.get("rewrites", {}).pop("note", None)
-    if rewrite_note:  # said first: it explains what the answer was retrieved with
-        result["note"] = " ".join(filter(None, [rewrite_note, result["note"]]))
+    # Said first: they explain what the answer was retrieved with.
+    retrieval_notes = [rewrite_note, _degraded_note(result)]
+    result["note"] = " ".join(filter(None, [*retrieval_notes, result["note"]])) or None
     timings["total"] = (time.perf_counter() - started) * 1000
     result["timings_ms"] = {key: round(value, 1) for key, value in timings.items()}
     result["retrieved"] = [{"chunk_id": r["chunk_id"], "score": r["score"]} for r in rows]
@@ -274,6 +302,19 @@ def _answer(plpy, question, k, filter_json, p, llm_name, options, result, starte
                 f"skipped: at most {_logs_per_minute(plpy)} answers a minute are logged per"
                 " role (rag.settings answer_log_max_per_minute)")
     return json.dumps(result)
+
+
+def _degraded_note(result: dict) -> str | None:
+    """What the reader should know about the passages: found by keyword only (the embedder
+    was down), or not reranked (the reranker failed)."""
+    notes = []
+    if result.get("degraded"):
+        notes.append("This answer comes from keyword search (BM25) only: the embedder could "
+                     f"not embed the question ({result['degraded']}).")
+    if result.get("not_reranked"):
+        notes.append("The passages are in first-stage order: the reranker failed "
+                     f"({result.pop('not_reranked')}).")
+    return " ".join(notes) or None
 
 
 def read_only_reason(plpy) -> str | None:
@@ -368,11 +409,13 @@ def _rewritten_retrieve(plpy, llm_name, question, k, filter_json, p, options, re
         rewrites["note"] = ("The LLM failed to rewrite the question, so it was searched as "
                             f"is: {exc}")
     rewrite_ms = (time.perf_counter() - started) * 1000
-    rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search, hypothetical)
+    rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search, result,
+                              hypothetical)
     if parts:
         found = [rows]
         for part in parts:
-            part_rows, part_timings = _retrieve(plpy, part, k, filter_json, p, options.search)
+            part_rows, part_timings = _retrieve(plpy, part, k, filter_json, p, options.search,
+                                                result)
             found.append(part_rows)
             for key, value in part_timings.items():
                 timings[key] += value
@@ -402,6 +445,7 @@ def _log(plpy, pipeline: str, result: dict) -> int | None:
         "prompt_tokens": result["usage"]["prompt_tokens"],
         "completion_tokens": result["usage"]["completion_tokens"],
         "timings_ms": result["timings_ms"], "error": result["llm_error"],
+        "degraded": result["degraded"],
     }
     rows = plpy.execute(prepared(plpy, "SELECT rag._log_answer($1::jsonb) AS id", ["text"]),
                         [json.dumps(entry)])

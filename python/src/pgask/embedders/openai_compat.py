@@ -106,10 +106,19 @@ class OpenAICompatibleEmbedder:
             out[group] = vectors
         return out
 
-    def _request(self, inputs: list[str]) -> np.ndarray:
+    def embed_query(self, text: str, timeout: float, setting: str) -> np.ndarray:
+        """One text's vector in one request that may take `timeout` seconds (a query's
+        embedding: someone is waiting); a timeout's message names `setting`."""
+        return self._request([text], (timeout, setting))[0]
+
+    def _request(self, inputs: list[str],
+                 timeout: tuple[float, str] | None = None) -> np.ndarray:
         import openai
 
         extra = {"dimensions": self.dimensions} if self.send_dimensions else {}
+        if timeout is not None:
+            extra["timeout"] = timeout[0]
+        seconds, setting = timeout or (self.timeout, "options.timeout_seconds")
         try:
             response = self._client.embeddings.create(
                 model=self.model, input=inputs, encoding_format="float", **extra)
@@ -117,7 +126,7 @@ class OpenAICompatibleEmbedder:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
             raise EmbedderError(f"embedder {self.name}: no answer from {self.base_url} within "
-                                f"{self.timeout:g} s (options.timeout_seconds)") from None
+                                f"{seconds:g} s ({setting})") from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             raise EmbedderError(

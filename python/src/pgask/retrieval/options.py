@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 MODES = ("hybrid", "vector", "keyword")
+ON_EMBEDDER_ERROR = ("degrade", "error")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class SearchOptions:
     mmr_lambda: float | None = None
     # Drop a chunk whose embedding has at least this cosine similarity with a better one.
     dedupe_threshold: float | None = None
+    # A query embedding that cannot be had (the embedder down, slow, failing, no key; see
+    # pgask.retrieval.query_embedding): hybrid search goes on by keyword alone and says so
+    # ("degrade"), or fails with SQLSTATE 38000 ("error"). Vector search always fails.
+    on_embedder_error: str = "degrade"
 
     @classmethod
     def resolve(cls, *layers: dict | None) -> SearchOptions:
@@ -74,6 +79,11 @@ def _checked(key: str, value):
     if key == "fusion":
         if value not in ("rrf", "zscore"):
             raise ValueError(f"option fusion must be 'rrf' or 'zscore', got {value!r}")
+        return value
+    if key == "on_embedder_error":
+        if value not in ON_EMBEDDER_ERROR:
+            raise ValueError(f"option on_embedder_error must be one of "
+                             f"{', '.join(ON_EMBEDDER_ERROR)}, got {value!r}")
         return value
     if key in ("rerank",):
         if value is not None and (not isinstance(value, str) or not value):

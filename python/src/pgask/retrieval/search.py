@@ -18,7 +18,8 @@ import numpy as np
 from pgask import limits, pipelines
 from pgask.pipelines import Pipeline as PipelineView  # the one handle (pgask.pipelines)
 from pgask.plans import prepared, vector_schema
-from pgask.retrieval import bm25
+from pgask.providers.errors import KeyAccessError
+from pgask.retrieval import bm25, query_embedding
 from pgask.retrieval.filters import MAX_DEPTH, FilterError, compile_filter
 from pgask.retrieval.fusion import (
     drop_near_duplicates,
@@ -253,7 +254,10 @@ def _restore_scan_settings(plpy, old: dict) -> None:
         ["text", "text", "text"]), [old["ef"], old["it"], old["mst"]])
 
 
-def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None:
+def _rerank(plpy, name: str, query: str, rows: list[dict]) -> tuple[list[float] | None,
+                                                                    str | None]:
+    """The reranker's scores, or (None, why) when it failed: a search still answers when the
+    second stage is down, in first-stage order."""
     from pgask.providers import read_secret
 
     spec_row = plpy.execute(prepared(plpy, (
@@ -263,28 +267,57 @@ def _rerank(plpy, name: str, query: str, rows: list[dict]) -> list[float] | None
     try:
         reranker = reranker_for(spec, json.loads(spec.options_json),
                                 lambda secret: read_secret(plpy, secret))
-        return reranker.scores(query, [r["content"] for r in rows])
+        return reranker.scores(query, [r["content"] for r in rows]), None
     except RerankError as exc:
-        # A search still answers when the second stage is down: in first-stage order.
-        plpy.warning(f"rag.search: {exc}; results are not reranked")
-        return None
+        return None, str(exc)
 
 
 def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
            pipeline: str, options_json) -> list[dict]:
-    """rag.search's rows (the body of rag._search_rows)."""
-    return run(plpy, query, query_vector, k, filter_json, mode, pipeline, options_json)[0]
+    """rag.search's rows (the body of rag._search_rows); what degraded is said as a NOTICE
+    (keyword only) or a WARNING (not reranked)."""
+    try:
+        rows, report = run(plpy, query, query_vector, k, filter_json, mode, pipeline,
+                           options_json)
+    except query_embedding.SearchUnavailable as exc:
+        plpy.error(f"rag.search: {exc}", hint=exc.hint, sqlstate="38000")
+    except KeyAccessError as exc:
+        plpy.error(f"rag.search: {exc}", sqlstate="42501")
+    if report.get("degraded"):
+        plpy.notice(f"rag.search: {report['degraded']}; searched by keyword only (BM25)",
+                    hint="Set option on_embedder_error to 'error' to fail instead "
+                         "(rag.search options, or the pipeline's search_options).")
+    if report.get("not_reranked"):
+        plpy.warning(f"rag.search: {report['not_reranked']}; results are not reranked")
+    return rows
 
 
 def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
-        pipeline: str, options_json, places: bool = False
-        ) -> tuple[list[dict], dict[str, float]]:
-    """rag.search's rows, and the milliseconds of the phases worth reporting apart
-    ({"rerank_ms": ...} when a reranker ran). rag.answer calls this directly, having validated
-    the arguments as rag.search does, with `places`: each row also has PLACE_COLUMNS."""
-    timings: dict[str, float] = {}
+        pipeline: str, options_json, places: bool = False, embed_text: str | None = None
+        ) -> tuple[list[dict], dict]:
+    """rag.search's rows, and a report: the milliseconds of the phases worth reporting apart
+    (embed_ms when the query was embedded here, rerank_ms when a reranker ran), "degraded"
+    (why the search went on by keyword only) and "not_reranked" (why the reranker's order
+    is missing). rag.answer calls this directly, having validated the arguments as
+    rag.search does, with `places`: each row also has PLACE_COLUMNS; `embed_text` (hyde's
+    hypothetical answer) replaces the query in the vector search. Without `query_vector`,
+    the query is embedded with the pipeline's embedder (pgask.retrieval.query_embedding);
+    when that fails, hybrid goes on by keyword (option on_embedder_error 'degrade'), or
+    SearchUnavailable is raised."""
+    report: dict = {}
     p = pinned(plpy, pipeline)
     options = SearchOptions.resolve(p.search_options, _parse(options_json))
+    if mode in ("vector", "hybrid") and query_vector is None:
+        started = time.perf_counter()
+        try:
+            query_vector = query_embedding.embed_query(
+                plpy, p.embedder_for(p.active_set), embed_text or query)
+        except query_embedding.EmbedderUnavailable as exc:
+            if mode == "vector" or options.on_embedder_error == "error":
+                raise query_embedding.SearchUnavailable(str(exc), mode) from None
+            report["degraded"] = str(exc)
+            mode = "keyword"
+        report["embed_ms"] = (time.perf_counter() - started) * 1000
     compiled = _compile(plpy, filter_json, 3)
     # Candidate lists are deeper than k whenever something re-orders them afterwards.
     reorders = (mode == "hybrid" or options.rerank or options.mmr_lambda is not None
@@ -317,7 +350,7 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
     else:
         fused = vector_hits if mode == "vector" else keyword_hits
     if not fused:
-        return [], timings
+        return [], report
 
     needs_vectors = options.mmr_lambda is not None or options.dedupe_threshold is not None
     ranked = _fetch_ranked(plpy, p, fused, needs_vectors,
@@ -327,8 +360,9 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
     if options.rerank is not None and ranked:
         head = ranked[:options.rerank_depth]
         started = time.perf_counter()
-        scores = _rerank(plpy, options.rerank, query, [row for row, _ in head])
-        timings["rerank_ms"] = (time.perf_counter() - started) * 1000
+        scores, report["not_reranked"] = _rerank(plpy, options.rerank, query,
+                                                  [row for row, _ in head])
+        report["rerank_ms"] = (time.perf_counter() - started) * 1000
         if scores is not None:
             rerank_scores = {row["chunk_id"]: s for (row, _), s in zip(head, scores,
                                                                         strict=True)}
@@ -362,4 +396,4 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
             "keyword_score": keyword_rank.get(cid, (None, None))[1],
             "rerank_score": rerank_scores.get(cid),
         } | ({column: row[column] for column in PLACE_COLUMNS} if places else {}))
-    return results, timings
+    return results, report
