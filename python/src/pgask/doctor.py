@@ -120,6 +120,21 @@ def _model(conn) -> Check:
     return Check("model", True, f"the local model embeds ({dims} dimensions)")
 
 
+def _embedding_path(conn) -> Check:
+    """Which way this database's backends run the local model: the server's shared model
+    process (one copy for all connections) or a copy in each backend, and why."""
+    if _one(conn, "SELECT to_regprocedure('rag.embedding_path()') IS NOT NULL") is not True:
+        return Check("embedding path", False, "not checked: pgask is not installed",
+                     "run `pgask install`", optional=True)
+    path = _one(conn, "SELECT rag.embedding_path()")
+    shared = path.startswith("shared model process")
+    switched_off = "embedding_service" in path
+    return Check("embedding path", shared or switched_off, path,
+                 "see service.log in the data directory's pgask_embedder folder; searches and "
+                 "writes still work, each backend holding its own copy of the model",
+                 optional=True)
+
+
 def _installed(conn) -> bool:
     return _one(conn, "SELECT to_regclass('rag.pipelines') IS NOT NULL") is True
 
@@ -304,6 +319,7 @@ CHECKS: tuple[Callable[[psycopg.Connection], Check], ...] = (
     _site_directory,
     _python_package,
     _model,
+    _embedding_path,
     _pg_cron,
     _vector_installed,
     _owner_role,

@@ -159,7 +159,8 @@ def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_opti
 
 
 def _extractive(question: str, rows: list[dict]):
-    from pgask.embedders.local import DIMENSIONS, get_local_embedder
+    from pgask.embedders.local import DIMENSIONS
+    from pgask.embedders.service import backend_embedder
 
     # The answerer's "is anything on topic" gate is calibrated on cosine similarity, which
     # hybrid search reports per chunk (a chunk found by keyword alone counts as 0 there).
@@ -170,7 +171,7 @@ def _extractive(question: str, rows: list[dict]):
                         sentences=sentence_vectors.decode(r["sentence_spans"],
                                                           r["sentence_vectors"], DIMENSIONS))
                 for r in rows]
-    embedder = get_local_embedder()
+    embedder = backend_embedder()
     return (extractive_answer(embedder.embed_query(question), passages, embedder.embed,
                               question=question), embedder.name)
 
@@ -180,9 +181,9 @@ def _local_embed():
     backend (the extractive answerer uses the same one); None when it cannot be loaded, and
     the guard then judges on words and facts alone."""
     try:
-        from pgask.embedders.local import get_local_embedder
+        from pgask.embedders.service import backend_embedder
 
-        return get_local_embedder().embed
+        return backend_embedder().embed
     except (ImportError, OSError, RuntimeError):
         return None
 

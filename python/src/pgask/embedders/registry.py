@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgask.embedders.local import MAX_INPUT_TOKENS, count_tokens, get_local_embedder
+from pgask.embedders.local import MAX_INPUT_TOKENS, count_tokens
+from pgask.embedders.service import backend_embedder
 from pgask.providers import resolve_api_key
 
 
@@ -41,13 +42,13 @@ class LocalProvider:
         return count_tokens, MAX_INPUT_TOKENS
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        return get_local_embedder().embed(texts)
+        return backend_embedder().embed(texts)
 
     def embed_with_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
                          ) -> tuple[np.ndarray, list[np.ndarray]]:
         """With the vectors of character spans (sentences) read in context: the queue
         stores them for the extractive answerer, which uses this same model."""
-        return get_local_embedder().embed_with_spans(texts, spans)
+        return backend_embedder().embed_with_spans(texts, spans)
 
 
 _providers: dict[EmbedderSpec, object] = {}
