@@ -126,12 +126,9 @@ def _embedding_path(conn) -> Check:
     if _one(conn, "SELECT to_regprocedure('rag.embedding_path()') IS NOT NULL") is not True:
         return Check("embedding path", False, "not checked: pgask is not installed",
                      "run `pgask install`", optional=True)
-    path = _one(conn, "SELECT rag.embedding_path()")
-    shared = path.startswith("shared model process")
-    switched_off = "embedding_service" in path
-    return Check("embedding path", shared or switched_off, path,
-                 "see service.log in the data directory's pgask_embedder folder; searches and "
-                 "writes still work, each backend holding its own copy of the model",
+    # Informational: either way searches and writes work; in-backend costs ~160 MB more
+    # per connection that embeds (docs/operations.md#memory-per-connection).
+    return Check("embedding path", True, _one(conn, "SELECT rag.embedding_path()"),
                  optional=True)
 
 

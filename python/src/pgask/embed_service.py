@@ -215,8 +215,15 @@ def _watch(server: _Server, postmaster: int, sock_path: str, inode: int) -> None
             os._exit(0)
 
 
-def serve(postmaster: int) -> int:
-    """Serves from the current directory (the data directory) until told to stop."""
+def serve(postmaster: int, ready_fd: int | None = None) -> int:
+    """Serves from the current directory (the data directory) until told to stop; writes
+    b"ready" (or b"other": another process serves) to `ready_fd` once clients can connect."""
+
+    def tell(word: bytes) -> None:
+        if ready_fd is not None:
+            os.write(ready_fd, word)
+            os.close(ready_fd)
+
     directory = DIR_NAME
     problem = check_directory(directory)
     if problem:
@@ -227,7 +234,8 @@ def serve(postmaster: int) -> int:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return 0  # another one serves (or is starting): nothing to do
+        tell(b"other")  # another one serves (or is starting): nothing to do
+        return 0
     began = time.perf_counter()
     service = Service()
     sock_path = os.path.join(directory, SOCKET_NAME)
@@ -247,6 +255,7 @@ def serve(postmaster: int) -> int:
                      daemon=True).start()
     _log(f"started: model {service.model.name} loaded in "
          f"{time.perf_counter() - began:.2f} s, serving {os.path.abspath(sock_path)}")
+    tell(b"ready")
     server.serve_forever()
     return 0
 
@@ -258,11 +267,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detach", action="store_true",
                         help="fork and return at once (the spawning backend waits for this)")
     args = parser.parse_args(argv)
-    if args.detach:
-        if os.fork():
-            os._exit(0)
-        os.setsid()
-    return serve(args.postmaster)
+    if not args.detach:
+        return serve(args.postmaster)
+    # The spawning backend waits for this first process, which exits once the detached
+    # server can be connected to (0), or is gone (1: it failed, its traceback is in
+    # service.log), so a backend never waits out its whole deadline for a dead process.
+    read_end, write_end = os.pipe()
+    if os.fork():
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            word = pipe.read()
+        os._exit(0 if word in (b"ready", b"other") else 1)
+    os.close(read_end)
+    os.setsid()
+    return serve(args.postmaster, write_end)
 
 
 if __name__ == "__main__":

@@ -255,12 +255,22 @@ class SharedEmbedder:
                  "--postmaster", str(os.getppid())],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 close_fds=True, start_new_session=True, cwd=os.getcwd())
-            launcher.wait(timeout=START_SECONDS)  # it forks the server and exits at once
+            # It forks the server and exits once that answers (0) or died (1).
+            code = launcher.wait(timeout=START_SECONDS)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
+            raise ServiceUnavailable("the shared model process did not start within "
+                                     f"{START_SECONDS:g} s") from None
         except (OSError, subprocess.SubprocessError) as exc:
             raise ServiceUnavailable(f"cannot start the shared model process: {exc}") from None
         finally:
             os.close(log)
         self.spawned += 1
+        if code != 0:
+            raise ServiceUnavailable(
+                "the shared model process failed to start (see "
+                f"{os.path.abspath(self.directory)}/{proto.LOG_NAME})")
 
 
 def get_local_embedder_empty(texts, spans):
