@@ -28,9 +28,9 @@ except ImportError as exc:
         hint="Run `make setup` on the database server, then `pgask install`.",
     )
 # Whether this database's backends embed through the shared model process (default on).
-from pgask import embed_service
+from pgask.embedders import shared_process
 setting = plpy.execute("SELECT value FROM rag.settings WHERE key = 'embedding_service'")
-embed_service.configure(setting[0]["value"] if setting else None)
+shared_process.configure(setting[0]["value"] if setting else None)
 GD["pgask_version"] = pgask.__version__
 return pgask.__version__
 $$;

@@ -85,7 +85,7 @@ def _servers(directory: Path) -> list[int]:
             cwd = os.readlink(proc / "cwd")
         except OSError:
             continue
-        if b"pgask.embed_service" in cmdline and Path(cwd) == directory.parent:
+        if b"pgask.embedders.shared_process" in cmdline and Path(cwd) == directory.parent:
             found.append(int(proc.name))
     return found
 

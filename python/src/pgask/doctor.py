@@ -128,8 +128,12 @@ def _embedding_path(conn) -> Check:
                      "run `pgask install`", optional=True)
     # Informational: either way searches and writes work; in-backend costs ~160 MB more
     # per connection that embeds (docs/operations.md#memory-per-connection).
-    return Check("embedding path", True, _one(conn, "SELECT rag.embedding_path()"),
-                 optional=True)
+    try:
+        path = _one(conn, "SELECT rag.embedding_path()")
+    except psycopg.Error as exc:  # the model check above reports the cause (packages)
+        conn.rollback()
+        path = "not checked: " + (exc.diag.message_primary or str(exc)).strip()
+    return Check("embedding path", True, path, optional=True)
 
 
 def _installed(conn) -> bool:

@@ -3,18 +3,18 @@ answers, in the backend itself when it does not.
 
 `backend_embedder()` is what code running inside PostgreSQL calls instead of
 get_local_embedder(). It returns a SharedEmbedder, which sends each call's texts to the
-shared process (pgask.embed_service; started on first need, detached, by whichever backend
-finds the socket silent, one at a time) and gets back the vectors that process computed with
-the same LocalEmbedder, so they are the same bits the backend would have computed. When the
-process cannot be reached, is restarting, or answers too slowly or wrongly, the call is
-retried once (which starts a new process) and then computed in the backend with its own copy
-of the model: a search or a write never fails because of the shared process. After such a
-fallback the backend tries the process again RETRY_SECONDS later.
+shared process (pgask.embedders.shared_process; started on first need, detached, by
+whichever backend finds the socket silent, one at a time) and gets back the vectors that
+process computed with the same LocalEmbedder: the same bits the backend would have computed.
+When the process cannot be reached, is restarting, or answers too slowly or wrongly, the
+call is retried once (which starts a new process) and then computed in the backend with its
+own copy of the model: a search or a write never fails because of the shared process. After
+such a fallback the backend tries the process again RETRY_SECONDS later.
 
-Turned off (read once per backend by rag._python_init, see pgask.embed_service.configure),
-every backend loads its own copy as before, by either
-``UPDATE rag.settings SET value = 'off' WHERE key = 'embedding_service'`` (per database,
-from the next connection) or PGASK_EMBEDDING_SERVICE=off in the server's environment.
+Turned off (read once per backend by rag._python_init: shared_process.configure), every
+backend loads its own copy as before: an embedding_service row 'off' in rag.settings (per
+database, from the next connection) or PGASK_EMBEDDING_SERVICE=off in the server's
+environment.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from pgask import embed_service as proto
+from pgask.embedders import shared_process as proto
 from pgask.embedders.local import (
     DIMENSIONS,
     MAX_INPUT_TOKENS,
@@ -251,7 +251,7 @@ class SharedEmbedder:
                       os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         try:
             launcher = subprocess.Popen(
-                [_python(), "-m", "pgask.embed_service", "--detach",
+                [_python(), "-m", "pgask.embedders.shared_process", "--detach",
                  "--postmaster", str(os.getppid())],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 close_fds=True, start_new_session=True, cwd=os.getcwd())

@@ -261,7 +261,7 @@ def serve(postmaster: int, ready_fd: int | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pgask.embed_service")
+    parser = argparse.ArgumentParser(prog="python -m pgask.embedders.shared_process")
     parser.add_argument("--postmaster", type=int, required=True,
                         help="exit when this process (the postmaster) is gone")
     parser.add_argument("--detach", action="store_true",
