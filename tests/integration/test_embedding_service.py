@@ -18,6 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pgask import __version__
+
 TEXTS = [
     "How do I create a B-tree index on two columns?",
     "ünïcödé: 日本語のテキスト, emoji ✓ and Ελληνικά",
@@ -169,13 +171,14 @@ def test_a_killed_process_never_fails_a_search_or_a_write_and_comes_back(db, db_
 def test_a_stale_socket_file_is_replaced(db):
     pid = _shared_pid(db)
     directory = _service_dir(db)
-    _kill(pid)  # SIGKILL leaves embed.sock behind, with nobody listening
-    assert (directory / "embed.sock").exists()
+    sock = directory / f"embed-{__version__}.sock"
+    _kill(pid)  # SIGKILL leaves the socket file behind, with nobody listening
+    assert sock.exists()
     with psycopg.connect(db.info.dsn, autocommit=True) as conn:
         conn.execute("SELECT rag.embed('after a crash')")
         new = _shared_pid(conn)
     assert new and new != pid
-    assert stat.S_ISSOCK((directory / "embed.sock").stat().st_mode)
+    assert stat.S_ISSOCK(sock.stat().st_mode)
 
 
 def test_racing_backends_start_one_process(db, db_url):

@@ -6,8 +6,11 @@ starts it by hand: the first backend that finds no answer on the socket spawns i
 (pgask.embedders.service), detached, as the server's own OS user, in the data directory.
 
 Where: ``<data directory>/pgask_embedder/`` (0700, owned by the server's OS user): the
-socket ``embed.sock`` (0600), ``service.lock`` (held for the process's life: at most one
-serves), ``spawn.lock`` (backends take turns to start it) and ``service.log``. Only that OS
+socket ``embed-<version>.sock`` (0600), ``service-<version>.lock`` (held for the process's
+life: at most one serves), ``spawn-<version>.lock`` (backends take turns to start it) and
+``service.log``. The names carry pgask's version: during an upgrade, backends still on the old
+code and those on the new one each get the process of their own code, so each gets the
+vectors its own model code computes. Only that OS
 user (and root) can connect to the socket or plant a file there; a database role cannot.
 
 What it computes: exactly what a backend would, so the vectors are the same bit for bit:
@@ -16,8 +19,9 @@ same order (the client sends each call's texts as it got them; batching by lengt
 inside LocalEmbedder.embed_with_spans, as in the backend). Concurrent calls share the
 session; only the forward passes take turns (tokenising and pooling run in parallel).
 
-It exits when the postmaster that started it is gone, or when its socket file is removed or
-replaced.
+It exits when the postmaster that started it is gone, when its socket file is removed or
+replaced, or after IDLE_SECONDS without a call (an old version's process, after an upgrade;
+the next call that needs it starts it again).
 
 Protocol: each message is a 8-byte header (two big-endian uint32: JSON length, payload
 length), the JSON, then the payload. Requests carry no payload:
@@ -39,15 +43,18 @@ import sys
 import threading
 import time
 
+from pgask import __version__
+
 DIR_NAME = "pgask_embedder"
-SOCKET_NAME = "embed.sock"
-LOCK_NAME = "service.lock"
-SPAWN_LOCK_NAME = "spawn.lock"
+SOCKET_NAME = f"embed-{__version__}.sock"
+LOCK_NAME = f"service-{__version__}.lock"
+SPAWN_LOCK_NAME = f"spawn-{__version__}.lock"
 LOG_NAME = "service.log"
 PROTOCOL = 1
 HEADER = struct.Struct("!II")
 MAX_JSON = 256 * 2**20
 WATCH_SECONDS = 1.0
+IDLE_SECONDS = 3600.0
 
 
 _enabled: bool | None = None  # None: not configured (outside a backend): in-process
@@ -171,11 +178,14 @@ class Service:
         self.started = time.time()
         self.requests = 0
         self.texts = 0
+        self.last_used = time.monotonic()
 
     def answer(self, request: dict) -> tuple[dict, bytes]:
+        self.last_used = time.monotonic()
         op = request.get("op")
         if op == "status":
-            return {"ok": True, "protocol": PROTOCOL, "pid": os.getpid(),
+            return {"ok": True, "protocol": PROTOCOL, "version": __version__,
+                    "pid": os.getpid(),
                     "model": self.model.name, "started": self.started,
                     "requests": self.requests, "texts": self.texts}, b""
         if op != "embed":
@@ -189,13 +199,15 @@ class Service:
         out, pooled = self.model.embed_with_spans(texts, spans)
         self.requests += 1
         self.texts += len(texts)
+        self.last_used = time.monotonic()
         payload = out.astype("<f4").tobytes() + b"".join(
             p.astype("<f4").tobytes() for p in pooled)
         return {"ok": True, "rows": len(texts), "span_rows": [len(p) for p in pooled]}, payload
 
 
-def _watch(server: _Server, postmaster: int, sock_path: str, inode: int) -> None:
-    """Ends the process when its postmaster is gone or its socket file is not its own."""
+def _watch(service: Service, postmaster: int, sock_path: str, inode: int) -> None:
+    """Ends the process when its postmaster is gone, its socket file is not its own, or it
+    has been idle for IDLE_SECONDS."""
     while True:
         time.sleep(WATCH_SECONDS)
         reason = None
@@ -210,6 +222,9 @@ def _watch(server: _Server, postmaster: int, sock_path: str, inode: int) -> None
                 reason = "the socket file was replaced"
         except FileNotFoundError:
             reason = "the socket file was removed"
+        if not reason and time.monotonic() - service.last_used > IDLE_SECONDS:
+            reason = f"idle for {IDLE_SECONDS:g} s"
+            os.unlink(sock_path)  # new callers start a new one rather than reach this one
         if reason:
             _log(f"exiting: {reason}")
             os._exit(0)
@@ -251,7 +266,7 @@ def serve(postmaster: int, ready_fd: int | None = None) -> int:
     os.chmod(sock_path, 0o600)
     server.service = service
     inode = os.lstat(sock_path).st_ino
-    threading.Thread(target=_watch, args=(server, postmaster, sock_path, inode),
+    threading.Thread(target=_watch, args=(service, postmaster, sock_path, inode),
                      daemon=True).start()
     _log(f"started: model {service.model.name} loaded in "
          f"{time.perf_counter() - began:.2f} s, serving {os.path.abspath(sock_path)}")
