@@ -168,6 +168,29 @@ def test_a_killed_process_never_fails_a_search_or_a_write_and_comes_back(db, db_
     assert count >= 2
 
 
+def test_a_stuck_process_costs_one_deadline_then_the_backend_embeds_itself(db):
+    from pgask.embedders.service import ANSWER_SECONDS, ANSWER_SECONDS_PER_TEXT
+
+    pid = _shared_pid(db)
+    os.kill(pid, signal.SIGSTOP)  # accepts connections (the kernel does), answers nothing
+    try:
+        with psycopg.connect(db.info.dsn, autocommit=True) as conn:
+            began = time.monotonic()
+            (stuck,) = conn.execute("SELECT rag.embed('while it hangs')::real[]").fetchone()
+            waited = time.monotonic() - began
+            (again,) = conn.execute("SELECT rag.embed('right after')::real[]").fetchone()
+            again_s = time.monotonic() - began - waited
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    deadline = ANSWER_SECONDS + ANSWER_SECONDS_PER_TEXT
+    assert deadline <= waited < deadline + 5  # one deadline, not one per retry
+    assert again_s < 5  # the next call goes straight to the backend's own model
+    _set_service(db, on=False)
+    with psycopg.connect(db.info.dsn, autocommit=True) as conn:
+        (own,) = conn.execute("SELECT rag.embed('while it hangs')::real[]").fetchone()
+    assert stuck == own and len(again) == 384
+
+
 def test_a_stale_socket_file_is_replaced(db):
     pid = _shared_pid(db)
     directory = _service_dir(db)

@@ -52,7 +52,9 @@ ANSWER_SECONDS_PER_TEXT = 0.5
 RETRY_SECONDS = 10.0
 
 class ServiceUnavailable(Exception):
-    pass
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class SharedEmbedder:
@@ -136,7 +138,9 @@ class SharedEmbedder:
         timeout = ANSWER_SECONDS + ANSWER_SECONDS_PER_TEXT * len(texts)
         try:
             header, payload = self._call(request, timeout, start=True)
-        except ServiceUnavailable:
+        except ServiceUnavailable as exc:
+            if exc.timed_out:
+                raise  # a stuck or overloaded process would only make the caller wait again
             # Once more: the process may have been restarted; this starts one if none runs.
             header, payload = self._call(request, timeout, start=True)
         n = len(texts)
@@ -161,6 +165,9 @@ class SharedEmbedder:
             sock.settimeout(timeout)
             proto.write_message(sock, request)
             header, payload = proto.read_message(sock)
+        except TimeoutError:
+            self._close()
+            raise ServiceUnavailable(f"no answer within {timeout:g} s", timed_out=True) from None
         except (OSError, proto.ProtocolError, ValueError) as exc:
             self._close()
             raise ServiceUnavailable(f"{type(exc).__name__}: {exc}") from None
