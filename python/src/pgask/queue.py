@@ -28,10 +28,10 @@ from pgask.answering import sentence_vectors
 from pgask.answering.extractive import sentence_spans
 from pgask.chunking import ChunkerConfig, chunk_document
 from pgask.embedders import vector_literal
-from pgask.embedders.registry import EmbedderSpec, provider_for
+from pgask.embedders.registry import load_embedder
 from pgask.pipelines import Pipeline
 from pgask.plans import prepared, vector_schema
-from pgask.providers import EmbedderError, backoff_seconds, read_secret
+from pgask.providers import EmbedderError, backoff_seconds
 from pgask.text import truncate_to_tokens
 
 # The title prefixed to each chunk's embedded text is cut to this many tokens.
@@ -60,20 +60,6 @@ class Planned:
     chunks: list
     inputs: list[str]
     hashes: list[bytes]
-
-
-def load_embedder(plpy, name: str):
-    rows = plpy.execute(prepared(plpy,
-        "SELECT name, provider, model, dimensions, base_url, api_key_env,"
-        " options::text AS options_json FROM rag.embedders WHERE name = $1", ["text"]), [name])
-    if not rows:
-        raise EmbedderError(f"embedder {name!r} is not registered", retryable=False)
-    spec = EmbedderSpec(**dict(rows[0]))
-    if (spec.api_key_env or "").startswith("secret:"):
-        # Checked on every call, also when the provider is cached: may this role use it?
-        key = read_secret(plpy, spec.api_key_env[len("secret:"):])
-        return provider_for(spec, lambda _: key)
-    return provider_for(spec, lambda s: read_secret(plpy, s))
 
 
 class SourceUnreadable(Exception):

@@ -44,9 +44,9 @@ QUERY_CACHE_SIZE = 256
 def embed_with(plpy, content, embedder):
     """(vector, None) or (None, error) for rag.embed(content, embedder); repeated texts
     (questions asked again) come from a bounded per-backend cache."""
+    from pgask.embedders.registry import load_embedder
     from pgask.providers import EmbedderError
     from pgask.providers.errors import KeyAccessError
-    from pgask.queue import load_embedder
 
     try:
         provider = load_embedder(plpy, embedder)

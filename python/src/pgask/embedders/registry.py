@@ -10,7 +10,7 @@ import numpy as np
 
 from pgask.embedders.local import MAX_INPUT_TOKENS, count_tokens
 from pgask.embedders.service import backend_embedder
-from pgask.providers import resolve_api_key
+from pgask.providers import EmbedderError, read_secret, resolve_api_key
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,21 @@ def provider_for(spec: EmbedderSpec, read_secret: Callable[[str], str | None]):
         provider.spec = spec  # identifies what the vectors came from, e.g. for caches
         _providers[spec] = provider
     return provider
+
+
+def load_embedder(plpy, name: str):
+    """The provider for the registered embedder `name` (here rather than in pgask.queue,
+    whose imports a search does not need: rag.search's first call in a connection)."""
+    from pgask.plans import prepared
+
+    rows = plpy.execute(prepared(plpy,
+        "SELECT name, provider, model, dimensions, base_url, api_key_env,"
+        " options::text AS options_json FROM rag.embedders WHERE name = $1", ["text"]), [name])
+    if not rows:
+        raise EmbedderError(f"embedder {name!r} is not registered", retryable=False)
+    spec = EmbedderSpec(**dict(rows[0]))
+    if (spec.api_key_env or "").startswith("secret:"):
+        # Checked on every call, also when the provider is cached: may this role use it?
+        key = read_secret(plpy, spec.api_key_env[len("secret:"):])
+        return provider_for(spec, lambda _: key)
+    return provider_for(spec, lambda s: read_secret(plpy, s))
