@@ -27,6 +27,10 @@ except ImportError as exc:
         detail="searched: %s" % (", ".join(paths) or "no site directory recorded"),
         hint="Run `make setup` on the database server, then `pgask install`.",
     )
+# Whether this database's backends embed through the shared model process (default on).
+from pgask.embedders import shared_process
+setting = plpy.execute("SELECT value FROM rag.settings WHERE key = 'embedding_service'")
+shared_process.configure(setting[0]["value"] if setting else None)
 GD["pgask_version"] = pgask.__version__
 return pgask.__version__
 $$;

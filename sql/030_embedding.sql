@@ -78,3 +78,17 @@ BEGIN
     RETURN result.embedding;
 END;
 $$;
+
+-- rag.embedding_path(): which way this database's backends run the local model, for
+-- `pgask doctor`: the shared model process (starting it if none runs) or each backend's own
+-- copy, and why. Logic: pgask/embedders/service.py.
+CREATE OR REPLACE FUNCTION rag.embedding_path()
+RETURNS text
+LANGUAGE plpython3u
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#PGASK_PREAMBLE
+from pgask.embedders import service
+return service.describe()
+$$;

@@ -156,3 +156,20 @@ def test_copy_text_is_copy_text_format():
     assert copy_text([(3, "x\ty\nz\\w\r")]) == b"3\tx\\ty\\nz\\\\w\\r\n"
     data = copy_text(copy_rows(100))
     assert data.count(b"\n") == 100 and data.count(b"\t") == 100
+
+
+def test_uss_counts_only_private_pages_and_grows_with_what_this_process_writes():
+    import os
+
+    from pgask_measure.bench.memory import uss_mb
+    from pgask_measure.bench.run import GROUPS
+
+    assert "memory" in GROUPS
+    before = uss_mb(os.getpid())
+    block = bytearray(64 * 2**20)  # 64 MB, zero-filled: touched, so private
+    after = uss_mb(os.getpid())
+    assert 0 < before and after - before > 50
+    rss_mb = int(next(line.split()[1] for line in open(f"/proc/{os.getpid()}/smaps_rollup")
+                      if line.startswith("Rss:"))) / 1024
+    assert after <= rss_mb  # shared library pages are in Rss, not in USS
+    del block

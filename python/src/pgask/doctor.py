@@ -120,6 +120,22 @@ def _model(conn) -> Check:
     return Check("model", True, f"the local model embeds ({dims} dimensions)")
 
 
+def _embedding_path(conn) -> Check:
+    """Which way this database's backends run the local model: the server's shared model
+    process (one copy for all connections) or a copy in each backend, and why."""
+    if _one(conn, "SELECT to_regprocedure('rag.embedding_path()') IS NOT NULL") is not True:
+        return Check("embedding path", False, "not checked: pgask is not installed",
+                     "run `pgask install`", optional=True)
+    # Informational: either way searches and writes work; in-backend costs ~160 MB more
+    # per connection that embeds (docs/operations.md#memory-per-connection).
+    try:
+        path = _one(conn, "SELECT rag.embedding_path()")
+    except psycopg.Error as exc:  # the model check above reports the cause (packages)
+        conn.rollback()
+        path = "not checked: " + (exc.diag.message_primary or str(exc)).strip()
+    return Check("embedding path", True, path, optional=True)
+
+
 def _installed(conn) -> bool:
     return _one(conn, "SELECT to_regclass('rag.pipelines') IS NOT NULL") is True
 
@@ -304,6 +320,7 @@ CHECKS: tuple[Callable[[psycopg.Connection], Check], ...] = (
     _site_directory,
     _python_package,
     _model,
+    _embedding_path,
     _pg_cron,
     _vector_installed,
     _owner_role,

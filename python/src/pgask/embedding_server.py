@@ -1,7 +1,8 @@
 """`pgask serve-embeddings`: the local model behind the OpenAI embeddings API, on loopback.
 
-One model process serves every database connection (instead of ~200 MB per backend), and it
-is a real OpenAI-compatible endpoint for testing the `openai` provider without the internet.
+The model on another machine, or a real OpenAI-compatible endpoint for testing the `openai`
+provider without the internet. (On the database server, backends already share one model
+process without it: pgask.embedders.shared_process.)
 Register it with rag.create_embedder('shared', 'openai', 'all-MiniLM-L6-v2-int8', 384,
 'http://127.0.0.1:PORT/v1').
 """

@@ -13,16 +13,16 @@ import json
 from collections import OrderedDict
 
 from pgask.embedders import vector_literal
-from pgask.embedders.local import get_local_embedder
+from pgask.embedders.service import backend_embedder
 
 
 def embed(content):
-    return vector_literal(get_local_embedder().embed_query(content))
+    return vector_literal(backend_embedder().embed_query(content))
 
 
 def embed_many(contents):
     present = [c for c in contents if c is not None]
-    vectors = iter(get_local_embedder().embed(present))
+    vectors = iter(backend_embedder().embed(present))
     return [None if c is None else vector_literal(next(vectors)) for c in contents]
 
 
@@ -56,7 +56,7 @@ def embed_with(plpy, content, embedder):
             return _query_vectors[key], None
         if provider.spec.provider == "local":
             # The model's own query cache: the extractive answerer asks it for the same text.
-            vector = vector_literal(get_local_embedder().embed_query(content))
+            vector = vector_literal(backend_embedder().embed_query(content))
         else:
             vector = vector_literal(provider.embed([content])[0])
     except KeyAccessError as exc:

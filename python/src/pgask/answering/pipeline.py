@@ -175,14 +175,15 @@ def _retrieve(plpy, question, k, filter_json, p: pipelines.Pipeline, search_opti
 
 
 def _extractive(question: str, rows: list[dict]):
-    from pgask.embedders.local import DIMENSIONS, get_local_embedder
+    from pgask.embedders.local import DIMENSIONS
+    from pgask.embedders.service import backend_embedder
 
     # The answerer's "is anything on topic" gate is calibrated on cosine similarity, which
     # hybrid search reports per chunk (a chunk found by keyword alone counts as 0 there).
     # A search by keyword only (the pipeline's embedder down) has none: the local model,
     # on which the gate was calibrated, measures it here.
     # The sentences' vectors come with the chunk where the worker stored them.
-    embedder = get_local_embedder()
+    embedder = backend_embedder()
     similarity = [r["similarity"] for r in rows]
     if rows and None in similarity:
         similarity = (embedder.embed([r["content"] for r in rows])
@@ -202,9 +203,9 @@ def _local_embed():
     backend (the extractive answerer uses the same one); None when it cannot be loaded, and
     the guard then judges on words and facts alone."""
     try:
-        from pgask.embedders.local import get_local_embedder
+        from pgask.embedders.service import backend_embedder
 
-        return get_local_embedder().embed
+        return backend_embedder().embed
     except (ImportError, OSError, RuntimeError):
         return None
 

@@ -1,13 +1,22 @@
-"""Embedding providers: the offline local model and OpenAI-compatible endpoints."""
+"""Embedding providers: the offline local model and OpenAI-compatible endpoints.
 
-import numpy as np
+Nothing heavy is imported here: rag._python_init() imports pgask.embedders.shared_process in
+every backend, and a connection that never embeds must not load numpy or the model."""
 
-from pgask.embedders.local import LocalEmbedder, get_local_embedder
+from __future__ import annotations
 
 
-def vector_literal(vector: np.ndarray) -> str:
+def vector_literal(vector) -> str:
     """pgvector's text form of a vector (what PL/Python hands to vector_in)."""
     return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
 
 
-__all__ = ["LocalEmbedder", "get_local_embedder", "vector_literal"]
+def __getattr__(name: str):
+    if name in ("LocalEmbedder", "get_local_embedder"):
+        from pgask.embedders import local
+
+        return getattr(local, name)
+    raise AttributeError(f"module 'pgask.embedders' has no attribute {name!r}")
+
+
+__all__ = ["LocalEmbedder", "get_local_embedder", "vector_literal"]  # noqa: F822 - lazy

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgask.embedders.local import MAX_INPUT_TOKENS, count_tokens, get_local_embedder
-from pgask.plans import prepared
+from pgask.embedders.local import MAX_INPUT_TOKENS, count_tokens
+from pgask.embedders.service import backend_embedder
 from pgask.providers import EmbedderError, read_secret, resolve_api_key
 
 
@@ -42,13 +42,13 @@ class LocalProvider:
         return count_tokens, MAX_INPUT_TOKENS
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        return get_local_embedder().embed(texts)
+        return backend_embedder().embed(texts)
 
     def embed_with_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
                          ) -> tuple[np.ndarray, list[np.ndarray]]:
         """With the vectors of character spans (sentences) read in context: the queue
         stores them for the extractive answerer, which uses this same model."""
-        return get_local_embedder().embed_with_spans(texts, spans)
+        return backend_embedder().embed_with_spans(texts, spans)
 
 
 _providers: dict[EmbedderSpec, object] = {}
@@ -73,7 +73,10 @@ def provider_for(spec: EmbedderSpec, read_secret: Callable[[str], str | None]):
 
 
 def load_embedder(plpy, name: str):
-    """The provider of a rag.embedders row, by name (the queue's and a query's)."""
+    """The provider of a rag.embedders row, by name (the queue's and a query's; here rather
+    than in pgask.queue, whose imports a search does not need)."""
+    from pgask.plans import prepared
+
     rows = plpy.execute(prepared(plpy,
         "SELECT name, provider, model, dimensions, base_url, api_key_env,"
         " options::text AS options_json FROM rag.embedders WHERE name = $1", ["text"]), [name])

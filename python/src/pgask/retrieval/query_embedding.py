@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 
 from pgask import limits
-from pgask.embedders import get_local_embedder, vector_literal
+from pgask.embedders import vector_literal
 from pgask.embedders.registry import load_embedder
 from pgask.providers import EmbedderError, backoff_seconds
 from pgask.providers.breaker import CircuitBreaker
@@ -68,8 +68,11 @@ def embed_query(plpy, embedder: str, text: str) -> str:
         _vectors.move_to_end(key)
         return _vectors[key]
     if provider.spec.provider == "local":
-        # The model's own query cache: the extractive answerer asks it for the same text.
-        vector = vector_literal(get_local_embedder().embed_query(text))
+        # The shared model process, or this backend's model when it is off or down
+        # (pgask.embedders.service): never a model copy per backend by default.
+        from pgask.embedders.service import backend_embedder
+
+        vector = vector_literal(backend_embedder().embed_query(text))
     else:
         vector = vector_literal(_ask(provider, text, limits.read(plpy)))
     _vectors[key] = vector

@@ -105,10 +105,10 @@ class LocalReranker:
     def __init__(self, spec: RerankerSpec,
                  embed: Callable[[list[str]], np.ndarray] | None = None,
                  embed_query: Callable[[str], np.ndarray] | None = None) -> None:
-        from pgask.embedders.local import get_local_embedder
+        from pgask.embedders.service import backend_embedder
 
         self.spec = spec
-        model = get_local_embedder() if embed is None or embed_query is None else None
+        model = backend_embedder() if embed is None or embed_query is None else None
         self._embed = embed or model.embed
         self._embed_query = embed_query or model.embed_query
 

@@ -123,6 +123,16 @@ FIGURE_MEANINGS = """What the figures mean:
   embedding is cached; extractive step = `rag.answer(q, 5)` with the embedding cached, minus
   search: answers are extractive (no LLM), so this is where "generate" would be. Phase ratios
   are shares of the whole rag_answer p50.
+- memory per connection (USS MB): N connections open together (50 by default), each runs a
+  first rag.search, a second one, then rag_answer; each backend's USS (Private_Clean +
+  Private_Dirty of /proc/PID/smaps_rollup) idle, and what it added after the searches and
+  after the answer, with the shared model process (the default) vs a model in each backend
+  (`embedding_service = off`, measured on fewer connections). The total adds the shared
+  process's own USS. First search: p50 of each new connection's first rag.search vs its
+  second (both texts new to it). Search and ingest rates: rag.search on new texts in one warm
+  connection, `rag.process_queue` on a fresh pipeline, on both paths. Backend layers: what
+  each import or load adds to one in-backend connection, in order (targets: <= 50 MB per
+  connection, <= 1.5 GB in all, first search <= warm + 50 ms, rates >= 1/1.1x).
 - vs LangChain: the same chunk texts and the same model (pgask's local embedder wrapped as a
   LangChain `Embeddings`) through langchain-postgres' `PGVector` store in the same database, as
   its documentation sets it up (no index on its table: exact search). Ingest = pgask's

@@ -28,16 +28,20 @@ from pgask_measure.bench.langchain import (
     langchain_missing,
     langchain_versions,
 )
+from pgask_measure.bench.memory import BASELINE_CONNECTIONS, CONNECTIONS, bench_memory
 from pgask_measure.bench.report import Report, questions, size_label
 from pgask_measure.bench.scale import bench_scale
 from pgask_measure.bench.stores import bench_sentences
 
-GROUPS = ("ingest", "writes", "copy", "fleet", "scale", "sentences", "answer", "langchain")
+GROUPS = ("ingest", "writes", "copy", "fleet", "scale", "sentences", "answer", "memory",
+          "langchain")
 
 
 def run(url: str, pages: int, write_rounds: int, queries: int = 200, answers: int = 40,
         scale: str = "default", sizes: Sequence[int] | None = None,
-        sentences: Sequence[int] | None = None, only: Sequence[str] = GROUPS) -> Report:
+        sentences: Sequence[int] | None = None, only: Sequence[str] = GROUPS,
+        memory_connections: int = CONNECTIONS,
+        memory_baseline_connections: int = BASELINE_CONNECTIONS) -> Report:
     sizes = tuple(sizes or SCALES[scale])
     sentences = tuple(sentences or SENTENCE_SCALES[scale])
     started = time.perf_counter()
@@ -45,6 +49,8 @@ def run(url: str, pages: int, write_rounds: int, queries: int = 200, answers: in
         "pages": pages, "write_rounds": write_rounds, "queries": queries, "answers": answers,
         "scale": scale, "sizes": list(sizes), "sentences": list(sentences), "k": K,
         "copy_rows": COPY_ROWS, "copy_rounds": COPY_ROUNDS,
+        "memory_connections": memory_connections,
+        "memory_baseline_connections": memory_baseline_connections,
         "only": list(only), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(), "load_start": os.getloadavg()[0]})
     missing = langchain_missing() if {"langchain", "ingest"} <= set(only) else None
@@ -90,6 +96,17 @@ def run(url: str, pages: int, write_rounds: int, queries: int = 200, answers: in
         if "answer" in only:
             rest += step("answers",
                          lambda: bench_answer(bench_url, conn, docs, asked[:answers]))
+        if "memory" in only:
+            from pgask_measure.bench.memory import readable
+
+            unreadable = readable(conn)
+            if unreadable:
+                print(unreadable, flush=True)
+                report.skipped.append(unreadable)
+            else:
+                rest += step("memory per connection", lambda: bench_memory(
+                    bench_url, conn, docs, asked, memory_connections,
+                    memory_baseline_connections))
         if not missing and {"langchain", "ingest"} <= set(only):
             report.settings["langchain"] = langchain_versions()
             rest += step("LangChain search", lambda: bench_langchain(
@@ -135,13 +152,21 @@ def add_bench_parser(sub, connect_url) -> None:
     bench.add_argument("--sentences", type=lambda s: [int(x) for x in s.split(",")],
                        help="manual sentences for the real-embedding recall instead of "
                        "--scale's, e.g. 2000")
+    bench.add_argument("--memory-connections", type=int, default=CONNECTIONS,
+                       help=f"connections that search and answer together, on the shared "
+                       f"model process (default {CONNECTIONS})")
+    bench.add_argument("--memory-baseline-connections", type=int,
+                       default=BASELINE_CONNECTIONS,
+                       help="the same with a model in each backend (~200 MB each; default "
+                       f"{BASELINE_CONNECTIONS})")
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     bench.add_argument("--markdown", metavar="FILE",
                        help="also write the table, command, machine and date (BENCHMARKS.md)")
 
     def command(args) -> int:
         report = run(connect_url(args), args.pages, args.write_rounds, args.queries,
-                     args.answers, args.scale, args.sizes, args.sentences, args.only)
+                     args.answers, args.scale, args.sizes, args.sentences, args.only,
+                     args.memory_connections, args.memory_baseline_connections)
         print(report.table())
         if args.json:
             Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n")

@@ -1,0 +1,327 @@
+"""The local model as a backend uses it: through the server's shared model process when it
+answers, in the backend itself when it does not.
+
+`backend_embedder()` is what code running inside PostgreSQL calls instead of
+get_local_embedder(). It returns a SharedEmbedder, which sends each call's texts to the
+shared process (pgask.embedders.shared_process; started on first need, detached, by
+whichever backend finds the socket silent, one at a time) and gets back the vectors that
+process computed with the same LocalEmbedder: the same bits the backend would have computed.
+When the process cannot be reached, is restarting, or answers too slowly or wrongly, the
+call is retried once (which starts a new process) and then computed in the backend with its
+own copy of the model: a search or a write never fails because of the shared process. After
+such a fallback the backend tries the process again RETRY_SECONDS later.
+
+Turned off (read once per backend by rag._python_init: shared_process.configure), every
+backend loads its own copy as before: an embedding_service row 'off' in rag.settings (per
+database, from the next connection) or PGASK_EMBEDDING_SERVICE=off in the server's
+environment.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from pgask.embedders import shared_process as proto
+from pgask.embedders.local import (
+    DIMENSIONS,
+    MAX_INPUT_TOKENS,
+    MODEL_NAME,
+    QUERY_CACHE_SIZE,
+    count_tokens,
+    get_local_embedder,
+)
+
+# How long a backend waits for a process that is starting (loading the model takes ~0.5-1 s
+# here, more on a busy machine) before it computes in-process instead.
+START_SECONDS = 8.0
+CONNECT_SECONDS = 1.0
+# An answer's deadline: a base, plus time per text (an ingest batch of 32 chunks of 256 word
+# pieces takes ~3 s on 2 busy cores).
+ANSWER_SECONDS = 10.0
+ANSWER_SECONDS_PER_TEXT = 0.5
+RETRY_SECONDS = 10.0
+
+class ServiceUnavailable(Exception):
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class SharedEmbedder:
+    """LocalEmbedder's interface, computed by the shared process (or in-process as fallback)."""
+
+    name = MODEL_NAME
+    dimensions = DIMENSIONS
+    max_input_tokens = MAX_INPUT_TOKENS
+
+    def __init__(self, directory: str | None = None) -> None:
+        # A backend's working directory is its data directory; the path stays relative so it
+        # never meets the 107-byte limit of a socket path.
+        self.directory = directory or proto.DIR_NAME
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._down_until = 0.0
+        self.last_fallback: str | None = None
+        self.fallbacks = 0
+        self.served = 0
+        self.spawned = 0
+
+    # -- the interface -----------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return count_tokens(text)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.embed_with_spans(texts, [[] for _ in texts])[0]
+
+    def embed_with_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
+                         ) -> tuple[np.ndarray, list[np.ndarray]]:
+        if not texts:
+            return get_local_embedder_empty(texts, spans)
+        if time.monotonic() >= self._down_until:
+            try:
+                with self._lock:
+                    return self._remote(texts, spans)
+            except ServiceUnavailable as exc:
+                self._fell_back(str(exc))
+        return get_local_embedder().embed_with_spans(texts, spans)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        cached = self._query_cache.get(text)
+        if cached is not None:
+            self._query_cache.move_to_end(text)
+            return cached
+        vector = self.embed([text])[0]
+        self._query_cache[text] = vector
+        if len(self._query_cache) > QUERY_CACHE_SIZE:
+            self._query_cache.popitem(last=False)
+        return vector
+
+    # -- the process ---------------------------------------------------------------------
+    def status(self, start: bool = False) -> dict:
+        """The process's own figures ({"ok": True, "pid": ...}), or why it cannot be used."""
+        try:
+            with self._lock:
+                if start and self._sock is None:
+                    self._connect(start=True)
+                header, _ = self._call({"op": "status"}, ANSWER_SECONDS, start=False)
+                return header
+        except ServiceUnavailable as exc:
+            return {"ok": False, "error": str(exc)}
+
+    def _fell_back(self, reason: str) -> None:
+        self.fallbacks += 1
+        self.last_fallback = reason
+        self._down_until = time.monotonic() + RETRY_SECONDS
+        try:
+            import plpy  # the server log says why this backend loaded its own copy
+
+            plpy.log(f"pgask: the shared model process did not answer ({reason}); "
+                     "embedding in this backend")
+        except ImportError:
+            pass
+
+    def _remote(self, texts, spans):
+        request = {"op": "embed", "texts": list(texts),
+                   "spans": [[list(s) for s in row] for row in spans]
+                   if any(spans) else None}
+        timeout = ANSWER_SECONDS + ANSWER_SECONDS_PER_TEXT * len(texts)
+        try:
+            header, payload = self._call(request, timeout, start=True)
+        except ServiceUnavailable as exc:
+            if exc.timed_out:
+                raise  # a stuck or overloaded process would only make the caller wait again
+            # Once more: the process may have been restarted; this starts one if none runs.
+            header, payload = self._call(request, timeout, start=True)
+        n = len(texts)
+        span_rows = header.get("span_rows")
+        if header.get("rows") != n or not isinstance(span_rows, list) or len(span_rows) != n:
+            raise ServiceUnavailable(f"unexpected answer shape {header!r:.200}")
+        values = np.frombuffer(payload, dtype="<f4")
+        if values.size != (n + sum(span_rows)) * DIMENSIONS:
+            raise ServiceUnavailable("the answer's size does not match its header")
+        values = values.astype(np.float32).reshape(-1, DIMENSIONS)
+        out = values[:n].copy()
+        pooled, at = [], n
+        for k in span_rows:
+            pooled.append(values[at:at + k].copy())
+            at += k
+        self.served += 1
+        return out, pooled
+
+    def _call(self, request: dict, timeout: float, start: bool) -> tuple[dict, bytes]:
+        sock = self._sock or self._connect(start=start)
+        try:
+            sock.settimeout(timeout)
+            proto.write_message(sock, request)
+            header, payload = proto.read_message(sock)
+        except TimeoutError:
+            self._close()
+            raise ServiceUnavailable(f"no answer within {timeout:g} s", timed_out=True) from None
+        except (OSError, proto.ProtocolError, ValueError) as exc:
+            self._close()
+            raise ServiceUnavailable(f"{type(exc).__name__}: {exc}") from None
+        if not header.get("ok"):
+            raise ServiceUnavailable(str(header.get("error", "refused")))
+        return header, payload
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _try_connect(self) -> socket.socket | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_SECONDS)
+        try:
+            sock.connect(os.path.join(self.directory, proto.SOCKET_NAME))
+            # Only a process of this OS user can have bound it (the folder is 0700), but say
+            # so plainly rather than trust the folder alone.
+            uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                      struct.calcsize("3i")))[1]
+            if uid != os.geteuid():
+                sock.close()
+                raise ServiceUnavailable(f"the socket's process runs as uid {uid}")
+            return sock
+        except (TimeoutError, FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            return None
+        except OSError as exc:
+            sock.close()
+            raise ServiceUnavailable(f"cannot connect: {exc}") from None
+
+    def _connect(self, start: bool) -> socket.socket:
+        sock = self._try_connect()
+        if sock is None and start:
+            sock = self._start_and_connect()
+        if sock is None:
+            raise ServiceUnavailable("no shared model process answers on "
+                                     f"{os.path.abspath(self.directory)}/{proto.SOCKET_NAME}")
+        self._sock = sock
+        return sock
+
+    def _prepare_directory(self) -> None:
+        try:
+            os.mkdir(self.directory, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ServiceUnavailable(f"cannot create {self.directory}: {exc}") from None
+        problem = proto.check_directory(self.directory)
+        if problem:
+            raise ServiceUnavailable(problem)
+
+    def _start_and_connect(self) -> socket.socket | None:
+        """Starts the process unless another backend is doing so, and waits for it. The
+        spawn lock makes backends take turns: the first starts it, the others find it up."""
+        self._prepare_directory()
+        deadline = time.monotonic() + START_SECONDS
+        fd = os.open(os.path.join(self.directory, proto.SPAWN_LOCK_NAME),
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        return None
+                    time.sleep(0.02)
+            sock = self._try_connect()  # started by the one that held the lock?
+            if sock is not None:
+                return sock
+            self._spawn()
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                sock = self._try_connect()
+                if sock is not None:
+                    return sock
+            return None
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _spawn(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        # Python's own default threads, as in a backend: the same session options.
+        log = os.open(os.path.join(self.directory, proto.LOG_NAME),
+                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        try:
+            launcher = subprocess.Popen(
+                [_python(), "-m", "pgask.embedders.shared_process", "--detach",
+                 "--postmaster", str(os.getppid())],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                close_fds=True, start_new_session=True, cwd=os.getcwd())
+            # It forks the server and exits once that answers (0) or died (1).
+            code = launcher.wait(timeout=START_SECONDS)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
+            raise ServiceUnavailable("the shared model process did not start within "
+                                     f"{START_SECONDS:g} s") from None
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ServiceUnavailable(f"cannot start the shared model process: {exc}") from None
+        finally:
+            os.close(log)
+        self.spawned += 1
+        if code != 0:
+            raise ServiceUnavailable(
+                "the shared model process failed to start (see "
+                f"{os.path.abspath(self.directory)}/{proto.LOG_NAME})")
+
+
+def get_local_embedder_empty(texts, spans):
+    return (np.zeros((0, DIMENSIONS), dtype=np.float32),
+            [np.full((len(s), DIMENSIONS), np.nan, dtype=np.float32) for s in spans])
+
+
+def _python() -> str:
+    """The interpreter PL/Python embeds (sys.executable is /usr/bin/python3 in a backend)."""
+    candidate = os.path.join(sys.base_exec_prefix, "bin",
+                             f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    return candidate if os.access(candidate, os.X_OK) else (sys.executable or "python3")
+
+
+_shared: SharedEmbedder | None = None
+
+
+def in_backend() -> bool:
+    """Whether this process is a PostgreSQL backend (its working directory is a data
+    directory) that was configured by rag._python_init()."""
+    return proto.enabled() is not None and os.path.exists("PG_VERSION")
+
+
+def backend_embedder():
+    """The local model for code running in a backend: shared when it can be, else own."""
+    global _shared
+    if not proto.enabled() or not in_backend():
+        return get_local_embedder()
+    if _shared is None:
+        _shared = SharedEmbedder()
+    return _shared
+
+
+def describe() -> str:
+    """One line for `pgask doctor`: which path this database's backends embed through."""
+    if not proto.enabled():
+        return f"in each backend ({proto.disabled_reason()})"
+    if not os.path.exists("PG_VERSION"):
+        return "in each backend (not running in a PostgreSQL backend)"
+    embedder = backend_embedder()
+    status = embedder.status(start=True)
+    if not status.get("ok"):
+        return f"in each backend: the shared model process is unavailable ({status['error']})"
+    up = time.time() - status["started"]
+    return (f"shared model process, pid {status['pid']}, up {up:.0f} s, "
+            f"{status['texts']} texts in {status['requests']} calls "
+            f"(socket {os.path.abspath(embedder.directory)}/{proto.SOCKET_NAME})")
