@@ -275,3 +275,34 @@ def test_turned_off_nothing_is_started(db, db_url, value):
         conn.execute("SELECT * FROM rag.search('anything', 3)").fetchall()
         conn.execute("SELECT rag.embed('anything')")
     assert not _servers(directory)
+
+
+# Every SQL entry point that embeds, each in a new connection: none may load the model into
+# the backend while the shared process serves (a merge once routed a query's local embedding
+# past it; this catches any path that does so).
+EMBEDDING_CALLS = {
+    "hybrid search": "SELECT count(*) FROM rag.search('vacuum dead tuples', 5)",
+    "vector search": "SELECT count(*) FROM rag.search('vacuum dead tuples', 5, mode => 'vector')",
+    "extractive answer": "SELECT rag.answer('How do I reclaim dead tuples?', "
+                         "model => 'extractive')",
+    "rag_answer": "SELECT rag_answer('How do I reclaim dead tuples?')",
+    "local rerank": "SELECT count(*) FROM rag.search('vacuum', 3, options => "
+                    "'{\"rerank\": \"svc_local_rerank\"}')",
+    "rag.embed": "SELECT rag.embed('vacuum')",
+}
+
+
+@pytest.mark.parametrize("call", sorted(EMBEDDING_CALLS))
+def test_no_embedding_path_loads_the_model_into_a_backend(db, db_url, call):
+    db.execute("INSERT INTO rag.documents (source, title, content) VALUES ('svc/vacuum.md', "
+               "'VACUUM', 'VACUUM reclaims the storage of dead tuples after large deletes.')"
+               " ON CONFLICT DO NOTHING")
+    db.execute("SELECT rag.create_reranker('svc_local_rerank', 'local')")
+    db.execute("CREATE OR REPLACE FUNCTION public.svc_loaded(module text) RETURNS bool "
+               "LANGUAGE plpython3u AS $$\nimport sys\nreturn module in sys.modules\n$$")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(EMBEDDING_CALLS[call]).fetchall()
+        (path,) = conn.execute("SELECT rag.embedding_path()").fetchone()
+        assert path.startswith("shared model process"), path
+        (loaded,) = conn.execute("SELECT public.svc_loaded('onnxruntime')").fetchone()
+    assert not loaded, f"{call} loaded onnxruntime into its backend"
