@@ -301,3 +301,55 @@ def test_the_worker_keeps_its_own_timeout_while_queries_are_short(db, embedding_
     db.execute("CALL rag.process_queue('tickets')")
     assert db.execute("SELECT count(*) FROM rag.tickets_chunks").fetchone()[0] == 5
     assert db.execute("SELECT count(*) FROM rag.dead_letters").fetchone()[0] == 0
+
+
+# -- the reranker: a total deadline, and a breaker --------------------------------------------
+
+
+def test_a_dripping_reranker_costs_a_search_about_its_timeout(db, embedding_server,
+                                                              rerank_server):
+    build(db, embedding_server.url)
+    db.execute("SELECT rag.create_reranker('rr', 'tei', NULL, %s,"
+               " options => '{\"timeout_seconds\": 1}')", (rerank_server.url,))
+    embedding_server.fail_next(EMBEDDINGS_DOWN)
+    rerank_server.drip(0.2)  # ~45 bytes: ~9 s, each within the 1 s timeout
+    started = time.monotonic()
+    with notices(db) as seen:
+        rows = search(db, options={"rerank": "rr"})
+    elapsed = time.monotonic() - started
+    rerank_server.drip(None)
+    assert rows == search(db, mode="keyword")
+    assert any("not reranked" in n.message_primary for n in seen)
+    assert elapsed < 6, f"a search waited {elapsed:.1f} s on a reranker with a 1 s timeout"
+
+
+def test_a_hung_reranker_is_asked_a_few_times_not_once_per_question(db, embedding_server,
+                                                                    rerank_server):
+    build(db, embedding_server.url)
+    set_settings(db, query_breaker_failures=2, query_breaker_cooldown_seconds=60)
+    db.execute("SELECT rag.create_reranker('rr', 'tei', NULL, %s,"
+               " options => '{\"timeout_seconds\": 0.3}')", (rerank_server.url,))
+    rerank_server.drip(1)  # nothing within 0.3 s
+    with notices(db) as seen:
+        rows = db.execute(
+            "SELECT q.n, s.chunk_id, s.rerank_score FROM generate_series(1, 12) AS q (n),"
+            " LATERAL rag.search('disk of db1 ' || q.n, 1, pipeline => 'tickets',"
+            " options => '{\"rerank\": \"rr\"}') AS s").fetchall()
+    calls = len(rerank_server.calls())
+    rerank_server.drip(None)
+    assert len(rows) == 12 and all(r[2] is None for r in rows)
+    assert sum("not reranked" in n.message_primary for n in seen) == 12
+    assert calls <= 3, f"a hung reranker was asked {calls} times in one statement"
+
+
+def test_a_reranker_that_scores_none_of_the_passages_does_not_fail_the_search(
+        db, embedding_server, rerank_server):
+    build(db, embedding_server.url)
+    db.execute("SELECT rag.create_reranker('rr', 'tei', NULL, %s)", (rerank_server.url,))
+    rerank_server.drip(0.001)  # a 200 with an empty list, quickly
+    with notices(db) as seen:
+        rows = search(db, options={"rerank": "rr"})
+    rerank_server.drip(None)
+    assert [r[0] for r in rows] == [r[0] for r in search(db)]
+    assert all(r[1] is not None and r[1] == r[1] for r in rows)  # no NaN, no infinity
+    assert len(rows) == 3, seen
