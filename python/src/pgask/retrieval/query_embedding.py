@@ -88,13 +88,13 @@ def embed_query(plpy, embedder: str, text: str) -> str:
 
 
 def breaker_for(spec, bounds: limits.Limits) -> CircuitBreaker:
-    """This backend's breaker for an embedder's configuration (its rag.embedders row: a
-    changed base_url, key, model or options starts afresh, so a fix is used at once), with
-    the settings now in force."""
+    """This backend's breaker for an embedder's or a reranker's configuration (its row in
+    rag.embedders or rag.rerankers: a changed base_url, key, model or options starts afresh,
+    so a fix is used at once), with the settings now in force."""
     breaker = _breakers.get(spec)
     if breaker is None:
         # One per configuration in use: the breakers of rows since changed are dropped.
-        for old in [s for s in _breakers if getattr(s, "name", None) == spec.name]:
+        for old in [s for s in _breakers if type(s) is type(spec) and s.name == spec.name]:
             del _breakers[old]
         breaker = _breakers[spec] = CircuitBreaker()
     breaker.failures = bounds.query_breaker_failures
