@@ -353,3 +353,75 @@ def test_a_reranker_that_scores_none_of_the_passages_does_not_fail_the_search(
     assert [r[0] for r in rows] == [r[0] for r in search(db)]
     assert all(r[1] is not None and r[1] == r[1] for r in rows)  # no NaN, no infinity
     assert len(rows) == 3, seen
+
+
+# -- one configuration's breaker is its own; the LLM down too ----------------------------------
+
+
+def test_one_broken_embedder_never_degrades_another_at_the_same_provider(
+        db, embedding_server):
+    build(db, embedding_server.url)
+    set_settings(db, query_breaker_failures=2, query_breaker_cooldown_seconds=60)
+    # Another role's embedder at the same server, misconfigured (a path the server lacks).
+    db.execute("CREATE ROLE mallory LOGIN")
+    db.execute("GRANT pgask_admin TO mallory")
+    db.execute("GRANT CREATE ON SCHEMA public TO mallory")
+    db.execute("SET ROLE mallory")
+    try:
+        db.execute("SELECT rag.create_embedder('broken', 'openai', 'all-MiniLM-L6-v2-int8',"
+                   " 384, %s)", (embedding_server.url + "/nope",))
+        db.execute("CREATE TABLE mallory_notes (id integer PRIMARY KEY, body text NOT NULL)")
+        db.execute("INSERT INTO mallory_notes VALUES (1, 'the disk of db1 is full again')")
+        db.execute("SELECT rag.create_pipeline('mnotes', 'mallory_notes', 'body',"
+                   " embedder => 'broken')")
+        for n in range(3):
+            rows = db.execute("SELECT vector_rank FROM rag.search(%s, 3,"
+                              " pipeline => 'mnotes')", (f"disk {n}",)).fetchall()
+            assert all(r[0] is None for r in rows)
+    finally:
+        db.execute("RESET ROLE")
+    with notices(db) as seen:
+        assert is_hybrid(search(db))
+    assert not keyword_only(seen)
+
+
+def test_an_answer_with_both_the_embedder_and_the_llm_down_is_still_an_answer(
+        db, embedding_server):
+    build(db, embedding_server.url)
+    db.execute("SELECT rag.create_llm('echo', 'openai', 'echo-1', %s)", (embedding_server.url,))
+    embedding_server.fail_next({"status": 503, "times": 10000})  # embeddings and chat
+    started = time.monotonic()
+    result = answer(db, model=None)
+    elapsed = time.monotonic() - started
+    assert result["degraded"] and result["answer"], result
+    assert result["citations"], result
+    assert elapsed < 30, elapsed
+
+
+def test_a_dripping_llm_costs_an_answer_about_its_timeout(db, embedding_server):
+    build(db, embedding_server.url)
+    db.execute("SELECT rag.create_llm('echo', 'openai', 'echo-1', %s,"
+               " options => '{\"timeout_seconds\": 1, \"max_retries\": 0}')",
+               (embedding_server.url,))
+    embedding_server.fail_next({"drip": 0.2, "times": 1000})  # embeddings and chat
+    started = time.monotonic()
+    result = answer(db, model="echo")
+    elapsed = time.monotonic() - started
+    assert result["degraded"] and result["answer"], result
+    assert "within 1 s" in (result["llm_error"] or ""), result
+    assert elapsed < 10, f"an answer waited {elapsed:.1f} s on an LLM with a 1 s timeout"
+
+
+def test_a_sync_write_during_an_outage_succeeds(db, embedding_server):
+    build(db, embedding_server.url)
+    db.execute("CREATE TABLE synced (id integer PRIMARY KEY, body text NOT NULL)")
+    db.execute("SELECT rag.create_pipeline('synced', 'synced', 'body', embedder => 'qsrv',"
+               " mode => 'sync')")
+    embedding_server.fail_next({"status": 503, "times": 10000})
+    with notices(db) as seen:
+        db.execute("INSERT INTO synced VALUES (1, 'written while the embedder is down')")
+    assert db.execute("SELECT count(*) FROM synced").fetchone()[0] == 1
+    assert not [n for n in seen if "Traceback" in n.message_primary]
+    embedding_server.fail_next()
+    db.execute("CALL rag.process_queue('synced')")
+    assert db.execute("SELECT count(*) FROM rag.synced_chunks").fetchone()[0] == 1
