@@ -425,3 +425,18 @@ def test_a_sync_write_during_an_outage_succeeds(db, embedding_server):
     embedding_server.fail_next()
     db.execute("CALL rag.process_queue('synced')")
     assert db.execute("SELECT count(*) FROM rag.synced_chunks").fetchone()[0] == 1
+
+
+def test_a_statement_timeout_during_a_query_embedding_cancels_not_degrades(
+        db, embedding_server):
+    build(db, embedding_server.url)
+    set_settings(db, query_embed_timeout_ms=1000, query_embed_budget_ms=2000)
+    embedding_server.fail_next({"delay": 5, "times": 1000})
+    db.execute("SET statement_timeout = '300ms'")
+    try:
+        for call in (lambda: search(db), lambda: answer(db)):
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                call()
+    finally:
+        db.execute("RESET statement_timeout")
+    assert db.execute("SELECT count(*) FROM rag.answer_log").fetchone()[0] == 0
