@@ -21,6 +21,11 @@ class RerankServer:
         also clears the call log."""
         call_json(self.port, "POST", "/_fail", {"status": status})
 
+    def drip(self, seconds: float | None) -> None:
+        """Every rerank call answers one byte every `seconds` (None: at once again); also
+        clears the call log."""
+        call_json(self.port, "POST", "/_fail", {"status": None, "drip": seconds})
+
     def calls(self) -> list[dict]:
         return call_json(self.port, "GET", "/_log")["calls"]
 

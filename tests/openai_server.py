@@ -49,23 +49,46 @@ class FaultyHandler(EmbeddingHandler):
             return self.respond_chat()
         return super().do_POST()
 
-    def _next_fault(self) -> dict | None:
+    def _next_fault(self, inputs: list[str] | None = None) -> dict | None:
         with self.state_lock:
             FaultyHandler.requests += 1
             if not self.faults:
                 return None
             fault = self.faults[0]
+            if "match" in fault and not any(fault["match"] in text for text in inputs or []):
+                return None  # a fault for some inputs only: this request is not one
             fault["times"] = fault.get("times", 1) - 1
             if fault["times"] <= 0:
                 self.faults.pop(0)
             return fault
 
-    def _apply_fault(self) -> bool | dict:
+    def _apply_fault(self, inputs: list[str] | None = None) -> bool | dict:
         """Applies the next scheduled fault; True when it answered the request itself, the
         fault when it changes the answer (dimensions, drop), else False."""
-        fault = self._next_fault()
+        fault = self._next_fault(inputs)
         if fault and fault.get("delay"):
             time.sleep(fault["delay"])
+        if fault and fault.get("drip"):
+            # A 200 that arrives one byte every `drip` seconds, status line included: every
+            # read gets a byte in time, so only a total deadline ends the wait.
+            body = b'{"object": "list", "data": []}'
+            data = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            try:
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(fault["drip"])
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return True
+        if fault and fault.get("redirect"):
+            self.send_response(307)
+            self.send_header("Location", fault["redirect"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
         if fault and fault.get("reset"):
             # Headers and half a body, then the connection closes: a reset mid-response.
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -95,7 +118,7 @@ class FaultyHandler(EmbeddingHandler):
         return False
 
     def respond_embeddings(self, request, inputs):
-        fault = self._apply_fault()
+        fault = self._apply_fault(inputs)
         if fault is True:
             return
         with self.state_lock:

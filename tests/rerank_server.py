@@ -10,11 +10,13 @@ import argparse
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class RerankHandler(BaseHTTPRequestHandler):
     fail_status: int | None = None
+    drip: float | None = None  # seconds between the bytes of every answer (a slow server)
     calls: list[dict] = []
     lock = threading.Lock()
 
@@ -38,12 +40,27 @@ class RerankHandler(BaseHTTPRequestHandler):
         if self.path == "/_fail":
             with self.lock:
                 RerankHandler.fail_status = body.get("status")
+                RerankHandler.drip = body.get("drip")
                 RerankHandler.calls = []
             return self._send(200, {"ok": True})
         with self.lock:
             self.calls.append({"path": self.path, "body": body,
                                "authorization": self.headers.get("Authorization")})
             failing = self.fail_status
+            drip = self.drip
+        if drip:
+            # One byte every `drip` seconds, status line included: each read gets a byte in
+            # time, so only a total deadline ends the wait.
+            data = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]"
+            try:
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return
         if failing:
             return self._send(failing, {"error": "injected failure"})
         if self.path == "/v1/rerank":

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pgask.providers import EmbedderError, redact, retry_after_seconds
+from pgask.providers.deadline import deadline, with_deadlines
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_BATCH_INPUTS = 128
@@ -51,6 +52,16 @@ def options_error(options) -> str | None:
     return None
 
 
+def vector_problem(vectors: np.ndarray) -> str | None:
+    """Why rows of `vectors` cannot be stored or searched (None if they can): a NaN or an
+    infinite value (also a number beyond float32's range), or a zero vector."""
+    if not np.isfinite(vectors).all():
+        return "a vector with NaN or infinite values (or beyond float32's range)"
+    if (np.abs(vectors).max(axis=1, initial=0.0) == 0).any():
+        return "a zero vector (it has no direction to compare by cosine)"
+    return None
+
+
 def _estimate_tokens(text: str) -> int:
     from pgask.tokenization import get_counter
 
@@ -76,8 +87,11 @@ class OpenAICompatibleEmbedder:
         self.count_tokens = count_tokens or _estimate_tokens
         self._api_key = api_key
         # Retries belong to the queue (backoff, dead letters), not to the HTTP client.
+        # A request's timeout is a total deadline (pgask.providers.deadline), not httpx's
+        # per-read one: a provider dripping its answer cannot hold a worker or a query.
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed",
-                                     timeout=self.timeout, max_retries=0)
+                                     timeout=self.timeout, max_retries=0,
+                                     http_client=with_deadlines(openai.DefaultHttpxClient()))
 
     def input_limit(self) -> tuple[Callable[[str], int], int]:
         return self.count_tokens, self.max_input_tokens
@@ -120,8 +134,9 @@ class OpenAICompatibleEmbedder:
             extra["timeout"] = timeout[0]
         seconds, setting = timeout or (self.timeout, "options.timeout_seconds")
         try:
-            response = self._client.embeddings.create(
-                model=self.model, input=inputs, encoding_format="float", **extra)
+            with deadline(seconds):
+                response = self._client.embeddings.create(
+                    model=self.model, input=inputs, encoding_format="float", **extra)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
@@ -151,18 +166,27 @@ class OpenAICompatibleEmbedder:
             raise EmbedderError(f"embedder {self.name}: asked for {len(inputs)} embeddings, "
                                 f"got {len(data)}", retryable=False)
         try:
-            vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
-        except (ValueError, TypeError) as exc:
+            with np.errstate(over="ignore", invalid="ignore"):  # checked below, by value
+                vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
+        except (ValueError, TypeError, AttributeError) as exc:
             # Not numbers ("could not convert string to float: '...'" quotes the reply,
-            # which may hold the key): the queue records this message where readers see it.
+            # which may hold the key), or no embedding at all: the queue records this
+            # message where readers see it.
             raise EmbedderError(
                 f"embedder {self.name}: unreadable vectors from {self.base_url} "
                 f"({redact(str(exc), self._api_key)[:200]})", retryable=False) from None
-        if vectors.shape[1] != self.dimensions:
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimensions:
+            shape = (f"{vectors.shape[1]}-dimensional vectors" if vectors.ndim == 2 else
+                     f"embeddings of shape {list(vectors.shape[1:])} (not lists of numbers)")
             raise EmbedderError(
-                f"embedder {self.name}: {self.model} returned {vectors.shape[1]}-dimensional "
-                f"vectors, but the embedder is registered with {self.dimensions}",
-                retryable=False)
+                f"embedder {self.name}: {self.model} returned {shape}, but the embedder is "
+                f"registered with {self.dimensions} dimensions", retryable=False)
+        problem = vector_problem(vectors)
+        if problem:
+            # pgvector refuses NaN and infinity (a search or a chunk write would fail), and
+            # a zero vector has no cosine (every similarity to it is NaN).
+            raise EmbedderError(f"embedder {self.name}: {self.model} returned {problem}",
+                                retryable=False)
         return vectors
 
     def _status_error(self, exc) -> EmbedderError:
@@ -170,10 +194,11 @@ class OpenAICompatibleEmbedder:
         body = redact(str(getattr(exc, "message", exc)), self._api_key)[:300]
         message = f"embedder {self.name}: HTTP {status} from {self.base_url}: {body}"
         if status == 429:
-            return EmbedderError(message, retry_after=retry_after_seconds(
+            return EmbedderError(message, status=status, retry_after=retry_after_seconds(
                 exc.response.headers if exc.response is not None else None))
         if status in (401, 403):
             return EmbedderError(message + " (check api_key_env in rag.embedders)",
-                                 retryable=False)
-        return EmbedderError(message, retryable=status >= 500 or status in (408, 409))
+                                 retryable=False, status=status)
+        return EmbedderError(message, retryable=status >= 500 or status in (408, 409),
+                             status=status)
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field, fields
 
 from pgask.providers import LLMError, backoff_seconds, redact, retry_after_seconds
+from pgask.providers.deadline import deadline, with_deadlines
 
 PROVIDERS = ("openai", "azure")
 REGISTER_HINT = "rag.llms (rag.create_llm(...))"
@@ -102,8 +103,10 @@ class ChatClient:
                              f"{', '.join(PROVIDERS)}, got {spec.provider!r}")
         self.spec = spec
         self.options = LLMOptions.from_dict(spec.name, spec.options)
+        # timeout_seconds is a total deadline (pgask.providers.deadline), not per read.
         common = {"api_key": spec.api_key or "not-needed", "timeout": self.options.timeout_seconds,
-                  "max_retries": 0}
+                  "max_retries": 0,
+                  "http_client": with_deadlines(openai.DefaultHttpxClient())}
         if spec.provider == "azure":
             if not self.options.api_version:
                 raise ValueError(f"LLM '{spec.name}': provider 'azure' needs "
@@ -132,9 +135,10 @@ class ChatClient:
         import openai
 
         try:
-            return self._client.chat.completions.create(
-                model=self.spec.model, messages=messages, max_tokens=self.options.max_tokens,
-                temperature=self.options.temperature)
+            with deadline(self.options.timeout_seconds):
+                return self._client.chat.completions.create(
+                    model=self.spec.model, messages=messages,
+                    max_tokens=self.options.max_tokens, temperature=self.options.temperature)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:  # before APIConnectionError: it is a subclass

@@ -5,10 +5,16 @@ wait like a worker does.
   timeout_seconds if shorter), and all of a query's requests, retries and their waits
   included, query_embed_budget_ms (2000); retries follow the one policy
   (pgask.providers.retry) within that budget, a Retry-After beyond it ending them.
-- A circuit breaker per embedder and backend (pgask.providers.breaker): after
+  A request's timeout is a total deadline, redirects and a dripped answer included
+  (pgask.providers.deadline).
+- A circuit breaker per embedder configuration and backend (pgask.providers.breaker): after
   query_breaker_failures (3) failed requests in a row, no request is sent for
   query_breaker_cooldown_seconds (10) and the query learns at once that the embedder is
-  down; then one probe decides whether it is back.
+  down; then one probe decides whether it is back. A changed rag.embedders row starts a
+  new breaker (a fix is used at once); a refused input (HTTP 400, 413, 422) is that input's,
+  not an outage, and counts for nothing.
+- A 200 without a usable vector (NaN, infinite, zero, misshapen, too few) is a failure like
+  any other (pgask.embedders.openai_compat), never cached.
 - Repeated texts (a question asked again) come from a bounded per-backend cache.
 
 An embedding that cannot be had raises EmbedderUnavailable, whose message names the embedder
@@ -24,16 +30,19 @@ from collections import OrderedDict
 from pgask import limits
 from pgask.embedders import vector_literal
 from pgask.embedders.registry import load_embedder
-from pgask.providers import EmbedderError, backoff_seconds
+from pgask.providers import EmbedderError, backoff_seconds, redact
 from pgask.providers.breaker import CircuitBreaker
 from pgask.providers.errors import KeyAccessError
 
 QUERY_CACHE_SIZE = 256
 RETRY_BASE_SECONDS = 0.05
 RETRY_CAP_SECONDS = 0.5
+# Statuses that refuse this input (too long, not accepted), not the service: the provider is
+# up and answered at once, so they neither open the breaker for everyone nor are retried.
+INPUT_REFUSED = (400, 413, 422)
 
 _vectors: OrderedDict[tuple[object, str], str] = OrderedDict()
-_breakers: dict[tuple[str, str | None], CircuitBreaker] = {}
+_breakers: dict[object, CircuitBreaker] = {}
 
 
 class EmbedderUnavailable(Exception):
@@ -81,17 +90,23 @@ def embed_query(plpy, embedder: str, text: str) -> str:
     return vector
 
 
-def breaker_for(name: str, base_url: str | None, bounds: limits.Limits) -> CircuitBreaker:
-    """This backend's breaker for an embedder (a new base_url starts afresh), with the
-    settings now in force."""
-    breaker = _breakers.setdefault((name, base_url), CircuitBreaker())
+def breaker_for(spec, bounds: limits.Limits) -> CircuitBreaker:
+    """This backend's breaker for an embedder's or a reranker's configuration (its row in
+    rag.embedders or rag.rerankers: a changed base_url, key, model or options starts afresh,
+    so a fix is used at once), with the settings now in force."""
+    breaker = _breakers.get(spec)
+    if breaker is None:
+        # One per configuration in use: the breakers of rows since changed are dropped.
+        for old in [s for s in _breakers if type(s) is type(spec) and s.name == spec.name]:
+            del _breakers[old]
+        breaker = _breakers[spec] = CircuitBreaker()
     breaker.failures = bounds.query_breaker_failures
     breaker.cooldown = float(bounds.query_breaker_cooldown_seconds)
     return breaker
 
 
 def _ask(provider, text: str, bounds: limits.Limits):
-    breaker = breaker_for(provider.spec.name, provider.spec.base_url, bounds)
+    breaker = breaker_for(provider.spec, bounds)
     if not breaker.allows():
         raise EmbedderUnavailable(
             f"{breaker.last_error} (not asked again for {breaker.seconds_left():.0f} s: it "
@@ -109,6 +124,8 @@ def _ask(provider, text: str, bounds: limits.Limits):
         try:
             vector = provider.embed_query(text, max(timeout, 0.001), setting)
         except EmbedderError as exc:
+            if exc.status in INPUT_REFUSED:
+                raise EmbedderUnavailable(str(exc)) from None
             breaker.failed(str(exc))
             if not exc.retryable or not breaker.allows():
                 raise EmbedderUnavailable(str(exc)) from None
@@ -120,5 +137,11 @@ def _ask(provider, text: str, bounds: limits.Limits):
                     f"query_embed_budget_ms is {bounds.query_embed_budget_ms})") from None
             time.sleep(wait)
             continue
+        except Exception as exc:  # noqa: BLE001 - a provider's own bug is its failure too
+            message = (f"embedder {provider.spec.name}: unexpected failure "
+                       f"({type(exc).__name__}: "
+                       f"{redact(str(exc), getattr(provider, '_api_key', None))[:200]})")
+            breaker.failed(message)
+            raise EmbedderUnavailable(message) from None
         breaker.succeeded()
         return vector

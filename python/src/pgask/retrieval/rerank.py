@@ -40,29 +40,37 @@ class HttpReranker:
         self.timeout = float(options.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
 
     def _request(self, path: str, body: dict):
-        # The standard library is enough for one JSON POST, and keeps the reranker
-        # independent of the HTTP stack the openai package happens to pin.
-        import urllib.error
-        import urllib.request
+        # The openai package's HTTP client, with timeout_seconds a total deadline for the
+        # request (pgask.providers.deadline): urllib's timeout bounds each read, so a
+        # reranker dripping its answer held a search for as long as it liked.
+        import importlib
 
+        from pgask.providers.deadline import deadline
+
+        client = _http_client()
+        # httpx, or the renamed copy the openai package brings: its exceptions.
+        errors = importlib.import_module(type(client._transport).__module__.split(".")[0])
         url = self.spec.base_url.rstrip("/") + path
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers,
-                                         method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                text = response.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")[:300]
+            with deadline(self.timeout):
+                response = client.post(url, content=json.dumps(body).encode(),
+                                       headers=headers, timeout=self.timeout)
+                text = response.text
+        except errors.TimeoutException:
             raise RerankError(redact(
-                f"reranker {self.spec.name!r} at {url} answered HTTP {exc.code}: {detail}",
-                self._api_key)) from None
-        except (OSError, ValueError) as exc:
+                f"reranker {self.spec.name!r} at {url} did not answer within "
+                f"{self.timeout:g} s (options.timeout_seconds)", self._api_key)) from None
+        except (errors.HTTPError, errors.InvalidURL, OSError, ValueError) as exc:
             raise RerankError(redact(
                 f"reranker {self.spec.name!r} could not reach {url} ({exc}); check base_url "
                 "in rag.rerankers (rag.create_reranker)", self._api_key)) from None
+        if response.status_code >= 400:
+            raise RerankError(redact(
+                f"reranker {self.spec.name!r} at {url} answered HTTP {response.status_code}: "
+                f"{text[:300]}", self._api_key))
         try:
             return json.loads(text)
         except ValueError:
@@ -72,23 +80,37 @@ class HttpReranker:
     def scores(self, query: str, passages: Sequence[str]) -> list[float]:
         if self.spec.provider == "tei":
             rows = self._request("/rerank", {"query": query, "texts": list(passages)})
-            pairs = [(r["index"], r["score"])
-                     for r in _as_list(rows, self.spec.name, self._api_key)]
+            pairs = _pairs(_as_list(rows, self.spec.name, self._api_key), "score",
+                           self.spec.name)
         else:
             body = {"query": query, "documents": list(passages), "top_n": len(passages)}
             if self.spec.model:
                 body["model"] = self.spec.model
             rows = self._request("/rerank", body)
             results = rows.get("results") if isinstance(rows, dict) else None
-            pairs = [(r["index"], r["relevance_score"])
-                     for r in _as_list(results, self.spec.name, self._api_key)]
-        scores = [float("-inf")] * len(passages)
+            pairs = _pairs(_as_list(results, self.spec.name, self._api_key),
+                           "relevance_score", self.spec.name)
+        # A passage the reranker left out has no score (rag.search puts it after the scored).
+        scores: list[float | None] = [None] * len(passages)
         for index, score in pairs:
-            if not 0 <= index < len(passages):
-                raise RerankError(f"reranker {self.spec.name!r} returned index {index} for "
-                                  f"{len(passages)} passages")
-            scores[index] = float(score)
+            if not isinstance(index, int) or isinstance(index, bool) or not (
+                    0 <= index < len(passages)):
+                raise RerankError(f"reranker {self.spec.name!r} returned index {index!r:.40} "
+                                  f"for {len(passages)} passages")
+            try:
+                scores[index] = float(score)
+            except (TypeError, ValueError):
+                raise RerankError(f"reranker {self.spec.name!r} returned score {score!r:.40}, "
+                                  "not a number") from None
         return scores
+
+
+def _pairs(rows: list, score_key: str, name: str) -> list[tuple]:
+    """(index, score) of each result, or RerankError when one is not {index, score_key}."""
+    if not all(isinstance(r, dict) and "index" in r and score_key in r for r in rows):
+        raise RerankError(f"reranker {name!r} answered results without \"index\" and "
+                          f"\"{score_key}\"")
+    return [(r["index"], r[score_key]) for r in rows]
 
 
 def _as_list(rows, name: str, api_key: str | None) -> list:
@@ -130,6 +152,21 @@ class LocalReranker:
         for i, score in zip(owner, similarity, strict=True):
             best[i] = max(best[i], float(score))
         return best
+
+
+_client = None
+
+
+def _http_client():
+    """One HTTP client per backend for every HTTP reranker (connections are reused)."""
+    global _client
+    if _client is None:
+        import openai
+
+        from pgask.providers.deadline import with_deadlines
+
+        _client = with_deadlines(openai.DefaultHttpxClient())
+    return _client
 
 
 def reranker_for(spec: RerankerSpec, options: dict, read_secret: Callable[[str], str | None]):

@@ -10,6 +10,7 @@ query before calling `search`, so users get errors without Python tracebacks.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
 
@@ -264,12 +265,31 @@ def _rerank(plpy, name: str, query: str, rows: list[dict]) -> tuple[list[float] 
         "SELECT name, provider, model, base_url, api_key_env, options::text AS options_json"
         " FROM rag.rerankers WHERE name = $1"), ["text"]), [name])
     spec = RerankerSpec(**dict(spec_row[0]))
+    # The same circuit breaker as a query's embedding: a reranker that keeps failing (down,
+    # hanging) is not asked again for a while, so a statement of many searches does not wait
+    # its timeout once per search.
+    breaker = query_embedding.breaker_for(spec, limits.read(plpy))
+    if not breaker.allows():
+        return None, (f"{breaker.last_error} (not asked again for "
+                      f"{breaker.seconds_left():.0f} s: it failed {breaker.failed_in_a_row} "
+                      "times in a row in this session; rag.settings query_breaker_failures, "
+                      "query_breaker_cooldown_seconds)")
     try:
         reranker = reranker_for(spec, json.loads(spec.options_json),
                                 lambda secret: read_secret(plpy, secret))
-        return reranker.scores(query, [r["content"] for r in rows]), None
-    except RerankError as exc:
+        scores = reranker.scores(query, [r["content"] for r in rows])
+    except KeyAccessError as exc:  # this role's privilege, not the reranker's health
         return None, str(exc)
+    except RerankError as exc:
+        breaker.failed(str(exc))
+        return None, str(exc)
+    breaker.succeeded()
+    # A passage the reranker left out (or scored NaN or infinite) is not scored: it follows
+    # the scored ones in first-stage order (an infinite score would not even be JSON).
+    scores = [s if s is not None and math.isfinite(s) else None for s in scores]
+    if rows and all(s is None for s in scores):
+        return None, f"reranker {name!r} scored none of the {len(rows)} passages"
+    return scores, None
 
 
 def search(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: str,
@@ -365,10 +385,12 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
         report["rerank_ms"] = (time.perf_counter() - started) * 1000
         if scores is not None:
             rerank_scores = {row["chunk_id"]: s for (row, _), s in zip(head, scores,
-                                                                        strict=True)}
-            head = sorted(((row, rerank_scores[row["chunk_id"]]) for row, _ in head),
-                          key=lambda pair: -pair[1])
-            ranked = head + ranked[options.rerank_depth:]
+                                                                        strict=True)
+                             if s is not None}
+            scored = sorted(((row, rerank_scores[row["chunk_id"]]) for row, _ in head
+                             if row["chunk_id"] in rerank_scores), key=lambda pair: -pair[1])
+            unscored = [pair for pair in head if pair[0]["chunk_id"] not in rerank_scores]
+            ranked = scored + unscored + ranked[options.rerank_depth:]
 
     if options.dedupe_threshold is not None and ranked:
         keep = set(drop_near_duplicates([row["chunk_id"] for row, _ in ranked],
