@@ -28,8 +28,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # and environment from its build stage, so gets the runtime packages only.
 RUNTIME_ONLY=${PGASK_RUNTIME_ONLY:-0}
 MANUAL=/usr/share/doc/postgresql-doc-$PG_MAJOR
+# libgomp1: OpenMP, which llama.cpp (xllamacpp, `pgask serve-llm`) loads; gcc brings it on a
+# build machine, nothing does in the image's final stage.
 runtime_packages=("postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" "postgresql-doc-$PG_MAJOR"
-                  postgresql-contrib "postgresql-$PG_MAJOR-cron" python3 ca-certificates)
+                  postgresql-contrib "postgresql-$PG_MAJOR-cron" python3 libgomp1 ca-certificates)
 build_packages=("postgresql-server-dev-$PG_MAJOR" python3-venv python3-pip build-essential)
 
 # Stamps (hashes of what each part is built from): a part whose stamp matches is up to date.
