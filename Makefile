@@ -18,7 +18,7 @@ EVAL_SQUAD ?= ../shared/data/squad2/dev-part-a.json
 # from the installed manual (the demo pages) and from the runbooks beside the checkout.
 EVAL_RUNBOOKS ?= ../shared/data/runbooks
 
-.PHONY: help setup db db-stop install demo test test-fast test-clean-clone test-shared lint bench eval soak clean
+.PHONY: help setup db db-stop install demo test test-fast test-clean-clone test-shared lint docker-test bench eval soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -71,6 +71,12 @@ lint:  ## ruff, sqlfluff, shellcheck (setup scripts), hadolint (Dockerfile), com
 	$(VENV)/bin/shellcheck -x scripts/*.sh docker/entrypoint.sh .ci/run
 	$(VENV)/bin/hadolint --no-color docker/Dockerfile
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
+
+# As root on Debian 12: builds docker/Dockerfile with a Docker daemon of its own (no registry
+# needed: the base image is built from the Debian mirror), runs docker/compose.yaml, checks it
+# over loopback and leaves the machine as it was (docs/docker.md).
+docker-test:  ## build the image and run the compose file here, check them, clean up (root)
+	bash scripts/docker-test.sh
 
 # The benchmark runs from its own environment, which adds langchain-postgres (exact pins in
 # python/requirements/bench.txt) for the LangChain comparison; rebuilt when the pins change.

