@@ -1,0 +1,275 @@
+"""Attacks on the shared model process (issue 31) that its own tests
+(test_embedding_service.py) do not make: cancelling or terminating a backend that waits on a
+stuck process, files planted in the data directory, what the process inherits, answers of
+the wrong shape, interleaved calls of several backends, a process that comes up late.
+
+Everything is real: the cluster, the spawned process, its socket; processes are stopped and
+killed with signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from test_embedding_service import _kill, _servers, _service_dir, _set_service, _shared_pid
+
+from pgask import __version__
+
+
+def _cont(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
+def _reference(url: str, texts: list[str]) -> tuple[list, list]:
+    """rag.embed(text[]) and each rag.embed(text), computed in a backend's own copy of the
+    model (service off)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        _set_service(conn, on=False)
+        try:
+            with psycopg.connect(url, autocommit=True) as own:
+                together = [v for (v,) in own.execute(
+                    "SELECT v::real[] FROM unnest(rag.embed(%s::text[])) WITH ORDINALITY"
+                    " AS u(v, n) ORDER BY n", (texts,))]
+                single = [own.execute("SELECT rag.embed(%s)::real[]", (t,)).fetchone()[0]
+                          for t in texts]
+                return together, single
+        finally:
+            _set_service(conn, on=True)
+
+
+# -- a backend waiting on a stuck process can be cancelled and terminated at once ---------
+
+BATCH = [f"text number {i} about indexes and vacuum" for i in range(40)]  # deadline 30 s
+
+
+def test_statement_timeout_ends_a_wait_on_a_stuck_process_promptly(db, db_url):
+    pid = _shared_pid(db)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("SELECT rag._python_init()")
+            conn.execute("SET statement_timeout = '1s'")
+            began = time.monotonic()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT rag.embed(%s::text[])", (BATCH,))
+            waited = time.monotonic() - began
+    finally:
+        _cont(pid)
+    assert waited < 8, f"cancelled after {waited:.1f} s"
+
+
+def test_pg_terminate_backend_ends_a_wait_on_a_stuck_process_promptly(db, db_url):
+    """What `pg_ctl stop -m fast` sends every backend: SIGTERM. A backend that ignores it for
+    the whole deadline (10 s + 0.5 s per text) holds up the shutdown past pg_ctl's 60 s."""
+    pid = _shared_pid(db)
+    os.kill(pid, signal.SIGSTOP)
+    outcome: dict = {}
+    try:
+        conn = psycopg.connect(db_url, autocommit=True)
+        conn.execute("SELECT rag._python_init()")
+        backend = conn.info.backend_pid
+
+        def embed():
+            try:
+                conn.execute("SELECT rag.embed(%s::text[])", (BATCH,))
+                outcome["result"] = "returned"
+            except psycopg.Error as exc:
+                outcome["result"] = type(exc).__name__
+
+        worker = threading.Thread(target=embed)
+        worker.start()
+        time.sleep(1.0)
+        began = time.monotonic()
+        db.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        while time.monotonic() - began < 60:
+            (alive,) = db.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                  (backend,)).fetchone()
+            if not alive:
+                break
+            time.sleep(0.1)
+        gone_after = time.monotonic() - began
+        worker.join(60)
+        conn.close()
+    finally:
+        _cont(pid)
+    assert gone_after < 8, f"the backend ended {gone_after:.1f} s after SIGTERM"
+    assert outcome.get("result") != "returned"
+
+
+# -- the process runs only pgask's code ----------------------------------------------------
+
+def test_a_module_planted_in_the_data_directory_is_not_run_by_the_process(db, db_url, roles):
+    """A role that may write server files (pg_write_server_files, no plpython3u) writes
+    argparse.py into the data directory with COPY; the process, started there with
+    `python -m`, had the data directory first on its sys.path and ran it as the server's OS
+    user, deciding what answers on the socket."""
+    directory = _service_dir(db)
+    data = directory.parent
+    for pid in _servers(directory):
+        _kill(pid)
+    writer = roles.make("writer", "GRANT pg_write_server_files TO {role}")
+    planted = [data / name for name in ("argparse.py", "json.py", "socketserver.py")]
+    marker = data / "planted_module_ran"
+    code = "import pathlib; pathlib.Path('planted_module_ran').write_text(__name__)"
+    try:
+        with roles.as_role(writer) as conn:
+            for path in planted:
+                conn.execute(sql.SQL("COPY (SELECT {}) TO {}").format(
+                    sql.Literal(code), sql.Literal(str(path))))
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            (path,) = conn.execute("SELECT rag.embedding_path()").fetchone()
+        assert not marker.exists(), f"the planted {marker.read_text()}.py ran"
+        assert path.startswith("shared model process"), path
+    finally:
+        for path in [*planted, marker]:
+            path.unlink(missing_ok=True)
+
+
+def test_the_process_inherits_no_descriptor_of_the_backend(db):
+    pid = _shared_pid(db)
+    directory = _service_dir(db)
+    unix = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
+    unexpected = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            if target[8:-1] not in unix:  # a TCP socket: the client's connection
+                unexpected.append((fd.name, target))
+        elif target.startswith(("pipe:", "anon_inode:")):
+            continue  # onnxruntime's and Python's own (eventfd, epoll)
+        elif "/.onnxruntime/" in target:
+            continue  # onnxruntime's own cache (a backend's copy opens it too)
+        elif target != "/dev/null" and not target.startswith(str(directory)):
+            unexpected.append((fd.name, target))
+    assert not unexpected, unexpected
+    # Its working directory is the data directory, as documented.
+    assert os.readlink(f"/proc/{pid}/cwd") == str(directory.parent)
+
+
+# -- wrong answers fall back; they never fail the call -------------------------------------
+
+def _fake_server(path: Path, answer: bytes, stop: threading.Event) -> threading.Thread:
+    """Listens on `path` (as this OS user, like a broken process would) and answers every
+    request with `answer`."""
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+    listener.settimeout(0.2)
+
+    def run():
+        conns = []
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conns.append(conn)
+
+            def reply(c=conn):
+                try:
+                    while True:
+                        head = c.recv(8)
+                        if len(head) < 8:
+                            return
+                        json_len, payload_len = struct.unpack("!II", head)
+                        need = json_len + payload_len
+                        while need:
+                            need -= len(c.recv(min(need, 65536)))
+                        c.sendall(answer)
+                except OSError:
+                    return
+
+            threading.Thread(target=reply, daemon=True).start()
+        for c in conns:
+            c.close()
+        listener.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _frame(header: bytes, payload: bytes = b"") -> bytes:
+    return struct.pack("!II", len(header), len(payload)) + header + payload
+
+
+@pytest.mark.parametrize("answer", [
+    _frame(b'{"ok": true, "rows": 1, "span_rows": [0]}', b"\x00" * 3),  # not whole floats
+    _frame(b'[1, 2, 3]'),  # JSON, not an object
+    _frame(b'{"ok": true, "rows": 1, "span_rows": [-1]}', b"\x00" * 384 * 4),
+    _frame(b'\xff\xfe'),  # not UTF-8
+], ids=["ragged-payload", "list-header", "negative-span-rows", "bad-bytes"])
+def test_a_process_answering_nonsense_never_fails_the_call(db, db_url, answer):
+    directory = _service_dir(db)
+    _shared_pid(db)
+    for pid in _servers(directory):
+        _kill(pid)
+    stop = threading.Event()
+    sock = directory / f"embed-{__version__}.sock"
+    thread = _fake_server(sock, answer, stop)
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            (vector,) = conn.execute("SELECT rag.embed('still answered')::real[]").fetchone()
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.unlink(missing_ok=True)
+    _set_service(db, on=False)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        (own,) = conn.execute("SELECT rag.embed('still answered')::real[]").fetchone()
+    _set_service(db, on=True)
+    assert vector == own
+
+
+# -- several backends at once get their own vectors ----------------------------------------
+
+def test_interleaved_calls_of_several_backends_get_their_own_vectors(db, db_url):
+    _shared_pid(db)
+    groups = [[f"backend {b} text {i}: " + "word " * (3 + 37 * ((b + i) % 7))
+               for i in range(1 + b * 3)] for b in range(5)]
+    expected = [_reference(db_url, texts) for texts in groups]
+    got: dict[int, list] = {}
+    errors: list = []
+    barrier = threading.Barrier(len(groups))
+
+    def run(b: int) -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("SELECT rag.embed('warm up')")
+                barrier.wait()
+                rounds = []
+                for _ in range(4):
+                    rounds.append([v for (v,) in conn.execute(
+                        "SELECT v::real[] FROM unnest(rag.embed(%s::text[])) WITH ORDINALITY"
+                        " AS u(v, n) ORDER BY n", (groups[b],))])
+                    rounds.append([conn.execute("SELECT rag.embed(%s)::real[]",
+                                                (t,)).fetchone()[0] for t in groups[b][:3]])
+                got[b] = rounds
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in range(len(groups))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors
+    for b, rounds in got.items():
+        for k, vectors in enumerate(rounds):
+            want = expected[b][0] if k % 2 == 0 else expected[b][1][:3]
+            assert vectors == want, f"backend {b}, round {k}: another backend's vectors?"
