@@ -50,6 +50,9 @@ CONNECT_SECONDS = 1.0
 ANSWER_SECONDS = 10.0
 ANSWER_SECONDS_PER_TEXT = 0.5
 RETRY_SECONDS = 10.0
+# Every wait on the process is cut into slices this long, between which a cancel of the
+# backend is let through (check_interrupts).
+POLL_SECONDS = 0.1
 
 class ServiceUnavailable(Exception):
     def __init__(self, message: str, timed_out: bool = False) -> None:
@@ -143,34 +146,34 @@ class SharedEmbedder:
                 raise  # a stuck or overloaded process would only make the caller wait again
             # Once more: the process may have been restarted; this starts one if none runs.
             header, payload = self._call(request, timeout, start=True)
-        n = len(texts)
-        span_rows = header.get("span_rows")
-        if header.get("rows") != n or not isinstance(span_rows, list) or len(span_rows) != n:
-            raise ServiceUnavailable(f"unexpected answer shape {header!r:.200}")
-        values = np.frombuffer(payload, dtype="<f4")
-        if values.size != (n + sum(span_rows)) * DIMENSIONS:
-            raise ServiceUnavailable("the answer's size does not match its header")
-        values = values.astype(np.float32).reshape(-1, DIMENSIONS)
-        out = values[:n].copy()
-        pooled, at = [], n
-        for k in span_rows:
-            pooled.append(values[at:at + k].copy())
-            at += k
+        try:
+            out, pooled = _decode(header, payload, len(texts))
+        except ServiceUnavailable:
+            self._close()
+            raise
         self.served += 1
         return out, pooled
 
     def _call(self, request: dict, timeout: float, start: bool) -> tuple[dict, bytes]:
         sock = self._sock or self._connect(start=start)
+        deadline = time.monotonic() + timeout
         try:
-            sock.settimeout(timeout)
-            proto.write_message(sock, request)
-            header, payload = proto.read_message(sock)
+            _send_all(sock, proto.encode_message(request), deadline)
+            header, payload = proto.read_message(
+                sock, lambda n: _recv_exact(sock, n, deadline))
+            if not isinstance(header, dict):
+                raise proto.ProtocolError(f"a header that is not an object: {header!r:.100}")
         except TimeoutError:
             self._close()
             raise ServiceUnavailable(f"no answer within {timeout:g} s", timed_out=True) from None
         except (OSError, proto.ProtocolError, ValueError) as exc:
             self._close()
             raise ServiceUnavailable(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            # Cancelled while waiting (statement_timeout, pg_cancel_backend): the answer, if
+            # one comes, must never be read as the next call's.
+            self._close()
+            raise
         if not header.get("ok"):
             raise ServiceUnavailable(str(header.get("error", "refused")))
         return header, payload
@@ -237,12 +240,14 @@ class SharedEmbedder:
                     if time.monotonic() > deadline:
                         return None
                     time.sleep(0.02)
+                    check_interrupts()
             sock = self._try_connect()  # started by the one that held the lock?
             if sock is not None:
                 return sock
             self._spawn()
             while time.monotonic() < deadline:
                 time.sleep(0.02)
+                check_interrupts()
                 sock = self._try_connect()
                 if sock is not None:
                     return sock
@@ -258,12 +263,16 @@ class SharedEmbedder:
                       os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         try:
             launcher = subprocess.Popen(
-                [_python(), "-m", "pgask.embedders.shared_process", "--detach",
-                 "--postmaster", str(os.getppid())],
+                [_python(), "-c", _LAUNCH, "--detach", "--postmaster", str(os.getppid())],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 close_fds=True, start_new_session=True, cwd=os.getcwd())
             # It forks the server and exits once that answers (0) or died (1).
-            code = launcher.wait(timeout=START_SECONDS)
+            end = time.monotonic() + START_SECONDS
+            while (code := launcher.poll()) is None:
+                if time.monotonic() > end:
+                    raise subprocess.TimeoutExpired(launcher.args, START_SECONDS)
+                time.sleep(0.02)
+                check_interrupts()
         except subprocess.TimeoutExpired:
             launcher.kill()
             launcher.wait()
@@ -280,9 +289,85 @@ class SharedEmbedder:
                 f"{os.path.abspath(self.directory)}/{proto.LOG_NAME})")
 
 
+def _decode(header: dict, payload: bytes, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The vectors of an answer to n texts; ServiceUnavailable for any answer of another
+    shape (a process that answers wrongly is one that is not there: the backend computes)."""
+    span_rows = header.get("span_rows")
+    if (header.get("rows") != n or not isinstance(span_rows, list) or len(span_rows) != n
+            or not all(type(k) is int and k >= 0 for k in span_rows)):
+        raise ServiceUnavailable(f"unexpected answer shape {header!r:.200}")
+    if len(payload) != (n + sum(span_rows)) * DIMENSIONS * 4:
+        raise ServiceUnavailable("the answer's size does not match its header")
+    values = np.frombuffer(payload, dtype="<f4").astype(np.float32).reshape(-1, DIMENSIONS)
+    out = values[:n].copy()
+    pooled, at = [], n
+    for k in span_rows:
+        pooled.append(values[at:at + k].copy())
+        at += k
+    return out, pooled
+
+
+def check_interrupts() -> None:
+    """Lets a cancel or terminate that arrived while this backend waits on the process
+    (statement_timeout, pg_cancel_backend, pg_terminate_backend, a fast shutdown) act now
+    instead of after the wait: PostgreSQL only acts on them where it checks for interrupts,
+    which executing a statement does (raising QueryCanceled here, or ending the backend).
+    Outside a backend (no plpy) there is nothing to check."""
+    try:
+        import plpy
+    except ImportError:
+        return
+    plpy.execute("SELECT 1")
+
+
+def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+    view = memoryview(data)
+    while view:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(min(left, POLL_SECONDS))
+        try:
+            sent = sock.send(view)
+        except TimeoutError:
+            check_interrupts()
+            continue
+        view = view[sent:]
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+    parts = []
+    while n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(min(left, POLL_SECONDS))
+        try:
+            chunk = sock.recv(min(n, 2**20))
+        except TimeoutError:
+            check_interrupts()
+            continue
+        if not chunk:
+            raise proto.ProtocolError("the peer closed the connection")
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
 def get_local_embedder_empty(texts, spans):
     return (np.zeros((0, DIMENSIONS), dtype=np.float32),
             [np.full((len(s), DIMENSIONS), np.nan, dtype=np.float32) for s in spans])
+
+
+# Not `python -m`: that puts the working directory, the data directory, first on sys.path, so
+# a file there named like a module the process imports (json.py, written by COPY ... TO by a
+# role with pg_write_server_files, say) would run in it. With -c the first entry is '', the
+# working directory too: it goes before anything is imported from sys.path.
+_LAUNCH = ("import sys\n"
+           "if sys.path[:1] == ['']:\n"  # absent under PYTHONSAFEPATH
+           "    del sys.path[0]\n"
+           "from pgask.embedders.shared_process import main\n"
+           "sys.exit(main(sys.argv[1:]))")
 
 
 def _python() -> str:

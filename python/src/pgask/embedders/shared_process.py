@@ -100,17 +100,23 @@ def _read_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(parts)
 
 
-def read_message(sock: socket.socket) -> tuple[dict, bytes]:
-    json_len, payload_len = HEADER.unpack(_read_exact(sock, HEADER.size))
+def read_message(sock: socket.socket, read_exact=None) -> tuple[dict, bytes]:
+    """One message; `read_exact(n)` reads n bytes (default: blocking reads of `sock`)."""
+    read_exact = read_exact or (lambda n: _read_exact(sock, n))
+    json_len, payload_len = HEADER.unpack(read_exact(HEADER.size))
     if json_len > MAX_JSON or payload_len > MAX_JSON:
         raise ProtocolError("message too large")
-    header = json.loads(_read_exact(sock, json_len))
-    return header, _read_exact(sock, payload_len) if payload_len else b""
+    header = json.loads(read_exact(json_len))
+    return header, read_exact(payload_len) if payload_len else b""
+
+
+def encode_message(header: dict, payload: bytes = b"") -> bytes:
+    data = json.dumps(header).encode()
+    return HEADER.pack(len(data), len(payload)) + data + payload
 
 
 def write_message(sock: socket.socket, header: dict, payload: bytes = b"") -> None:
-    data = json.dumps(header).encode()
-    sock.sendall(HEADER.pack(len(data), len(payload)) + data + payload)
+    sock.sendall(encode_message(header, payload))
 
 
 def check_directory(path: str) -> str | None:
