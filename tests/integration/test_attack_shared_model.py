@@ -273,3 +273,102 @@ def test_interleaved_calls_of_several_backends_get_their_own_vectors(db, db_url)
         for k, vectors in enumerate(rounds):
             want = expected[b][0] if k % 2 == 0 else expected[b][1][:3]
             assert vectors == want, f"backend {b}, round {k}: another backend's vectors?"
+
+
+# -- a stuck process is replaced; a late one still serves ----------------------------------
+
+def test_a_stuck_process_is_replaced_rather_than_waited_on_by_every_connection(db, db_url):
+    """A process that answers nothing (here SIGSTOPped; a deadlock or a frozen cgroup looks
+    the same) used to stay, holding its lock and socket, until the server restarted: every
+    new connection's first embedding waited out the whole deadline, every 10 s again, and
+    nobody started a working one. Nothing to operate by hand means it must be replaced."""
+    stuck = _shared_pid(db)
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("SELECT rag.embed('the first one waits its deadline')")
+        waits = []
+        for i in range(2):
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("SELECT rag._python_init()")
+                began = time.monotonic()
+                conn.execute("SELECT rag.embed(%s)", (f"a new connection {i}",))
+                waits.append(time.monotonic() - began)
+            time.sleep(0.5)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            now = _shared_pid(conn)
+    finally:
+        _cont(stuck)
+    assert max(waits) < 8, f"new connections still wait on the stuck process: {waits}"
+    assert now and now != stuck
+    _kill(stuck)  # no-op when it was replaced
+
+
+def _stat(pid: int) -> tuple[str, int]:
+    """(state, parent pid) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def _model_processes() -> dict[int, int]:
+    """pid -> parent pid of every process running pgask.embedders.shared_process."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"pgask.embedders.shared_process" in (proc / "cmdline").read_bytes():
+                found[int(proc.name)] = _stat(int(proc.name))[1]
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def test_a_process_that_comes_up_after_its_launcher_gave_up_still_serves(db, db_url):
+    """On a busy machine loading the model can take longer than the spawning backend waits
+    (START_SECONDS): its launcher is killed, and the server, once loaded, wrote b"ready" to
+    a pipe nobody reads: BrokenPipeError ended it after all that work, socket bound and all.
+    Every later start on that machine would end the same way."""
+    directory = _service_dir(db)
+    _shared_pid(db)
+    for pid in _servers(directory):
+        _kill(pid)
+    before = set(_model_processes())
+    done = threading.Event()
+
+    def embed():
+        try:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("SELECT rag.embed('started late')")
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=embed)
+    worker.start()
+    server = launcher = None
+    deadline = time.monotonic() + 20
+    while server is None and time.monotonic() < deadline:
+        procs = _model_processes()
+        for pid, parent in procs.items():
+            if pid not in before and parent in procs:  # the launcher's forked child
+                os.kill(pid, signal.SIGSTOP)
+                server, launcher = pid, parent
+                break
+        else:
+            time.sleep(0.002)
+    assert server, "no server process seen"
+    try:
+        while Path(f"/proc/{launcher}").exists() and _stat(launcher)[0] != "Z":
+            time.sleep(0.1)  # the backend gives up on it after START_SECONDS
+    finally:
+        _cont(server)
+    worker.join(120)
+    time.sleep(5)  # loads the model, binds the socket, reports to the gone launcher
+    try:
+        alive = Path(f"/proc/{server}").exists() and _stat(server)[0] != "Z"
+        assert alive, "the late server ended"
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            assert _shared_pid(conn) == server
+    finally:
+        for pid in _servers(directory):
+            _kill(pid)
