@@ -181,7 +181,10 @@ def test_a_stuck_process_costs_one_deadline_then_the_backend_embeds_itself(db):
             (again,) = conn.execute("SELECT rag.embed('right after')::real[]").fetchone()
             again_s = time.monotonic() - began - waited
     finally:
-        os.kill(pid, signal.SIGCONT)
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # the backend killed it as stuck (test_attack_shared_model)
     deadline = ANSWER_SECONDS + ANSWER_SECONDS_PER_TEXT
     assert deadline <= waited < deadline + 5  # one deadline, not one per retry
     assert again_s < 5  # the next call goes straight to the backend's own model

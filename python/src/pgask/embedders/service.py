@@ -50,6 +50,10 @@ CONNECT_SECONDS = 1.0
 ANSWER_SECONDS = 10.0
 ANSWER_SECONDS_PER_TEXT = 0.5
 RETRY_SECONDS = 10.0
+# After a call's deadline passed, how long the process gets to answer a status request (no
+# model work: answered at once by a process that is only busy) before the backend deems it
+# stuck and kills it, so that the next call starts a working one.
+PROBE_SECONDS = 2.0
 # Every wait on the process is cut into slices this long, between which a cancel of the
 # backend is let through (check_interrupts).
 POLL_SECONDS = 0.1
@@ -72,6 +76,7 @@ class SharedEmbedder:
         # never meets the 107-byte limit of a socket path.
         self.directory = directory or proto.DIR_NAME
         self._sock: socket.socket | None = None
+        self._peer = 0  # the pid of the process self._sock is connected to
         self._lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._down_until = 0.0
@@ -165,7 +170,10 @@ class SharedEmbedder:
                 raise proto.ProtocolError(f"a header that is not an object: {header!r:.100}")
         except TimeoutError:
             self._close()
-            raise ServiceUnavailable(f"no answer within {timeout:g} s", timed_out=True) from None
+            stuck = self._kill_if_stuck(self._peer)
+            raise ServiceUnavailable(f"no answer within {timeout:g} s"
+                                     + (f"; killed stuck pid {stuck}" if stuck else ""),
+                                     timed_out=True) from None
         except (OSError, proto.ProtocolError, ValueError) as exc:
             self._close()
             raise ServiceUnavailable(f"{type(exc).__name__}: {exc}") from None
@@ -177,6 +185,39 @@ class SharedEmbedder:
         if not header.get("ok"):
             raise ServiceUnavailable(str(header.get("error", "refused")))
         return header, payload
+
+    def _kill_if_stuck(self, pid: int) -> int | None:
+        """Kills process `pid` (which just let a call's deadline pass) when it does not
+        answer a status request either, within PROBE_SECONDS: a process that is only busy
+        answers that at once (no model work, a thread of its own); one that is stopped,
+        frozen or deadlocked would otherwise keep its lock and socket until the server
+        restarts, every new connection waiting out a deadline on it. Returns the pid killed."""
+        if pid <= 0:
+            return None
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            deadline = time.monotonic() + PROBE_SECONDS
+            probe.settimeout(PROBE_SECONDS)  # a full listen backlog blocks connect()
+            probe.connect(os.path.join(self.directory, proto.SOCKET_NAME))
+            if _peer_credentials(probe)[0] != pid:
+                return None  # another process serves now
+            _send_all(probe, proto.encode_message({"op": "status"}), deadline)
+            proto.read_message(probe, lambda n: _recv_exact(probe, n, deadline))
+            return None  # it answers: busy, not stuck
+        except TimeoutError:
+            pass
+        except (OSError, proto.ProtocolError, ValueError):
+            return None  # gone or restarting: the next call starts one
+        finally:
+            probe.close()
+        try:  # the pid is still that process (it holds its socket): check all the same
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"pgask.embedders.shared_process" not in f.read():
+                    return None
+            os.kill(pid, 9)
+        except OSError:
+            return None
+        return pid
 
     def _close(self) -> None:
         if self._sock is not None:
@@ -190,11 +231,11 @@ class SharedEmbedder:
             sock.connect(os.path.join(self.directory, proto.SOCKET_NAME))
             # Only a process of this OS user can have bound it (the folder is 0700), but say
             # so plainly rather than trust the folder alone.
-            uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                      struct.calcsize("3i")))[1]
+            pid, uid = _peer_credentials(sock)
             if uid != os.geteuid():
                 sock.close()
                 raise ServiceUnavailable(f"the socket's process runs as uid {uid}")
+            self._peer = pid
             return sock
         except (TimeoutError, FileNotFoundError, ConnectionRefusedError):
             sock.close()
@@ -305,6 +346,13 @@ def _decode(header: dict, payload: bytes, n: int) -> tuple[np.ndarray, list[np.n
         pooled.append(values[at:at + k].copy())
         at += k
     return out, pooled
+
+
+def _peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process listening on the other end of a connected Unix socket."""
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                      struct.calcsize("3i")))
+    return pid, uid
 
 
 def check_interrupts() -> None:

@@ -242,7 +242,10 @@ def serve(postmaster: int, ready_fd: int | None = None) -> int:
 
     def tell(word: bytes) -> None:
         if ready_fd is not None:
-            os.write(ready_fd, word)
+            try:
+                os.write(ready_fd, word)
+            except OSError:
+                pass  # the launcher gave up waiting (a slow start): serve all the same
             os.close(ready_fd)
 
     directory = DIR_NAME
