@@ -12,12 +12,14 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from fix_cluster import BIN
 from psycopg import sql
 from test_embedding_service import _kill, _servers, _service_dir, _set_service, _shared_pid
 
@@ -370,5 +372,83 @@ def test_a_process_that_comes_up_after_its_launcher_gave_up_still_serves(db, db_
         with psycopg.connect(db_url, autocommit=True) as conn:
             assert _shared_pid(conn) == server
     finally:
+        for pid in _servers(directory):
+            _kill(pid)
+
+
+# -- the server's life: restart, fast shutdown while serving, stop -------------------------
+
+def _postmaster(datadir: Path) -> int:
+    return int((datadir / "postmaster.pid").read_text().split()[0])
+
+
+def _wait_gone(pids, seconds: float = 10) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = [p for p in pids if Path(f"/proc/{p}").exists() and _stat(p)[0] != "Z"]
+        if not left:
+            return []
+        time.sleep(0.1)
+    return left
+
+
+def test_restart_and_fast_shutdown_while_serving_leave_no_process(tmp_path):
+    from fix_cluster import Cluster
+
+    from pgask.install import install
+
+    cluster = Cluster(tmp_path)
+    cluster.start()
+    directory = cluster.datadir / "pgask_embedder"
+    try:
+        url = cluster.create_database("shared")
+        with psycopg.connect(url, autocommit=True) as conn:
+            install(conn)
+            first = _shared_pid(conn)
+        assert f"--postmaster\0{_postmaster(cluster.datadir)}\0".encode() in Path(
+            f"/proc/{first}/cmdline").read_bytes()
+        cluster.stop()
+        assert not _wait_gone([first]), "the process outlived its server"
+        cluster.start()
+        with psycopg.connect(url, autocommit=True) as conn:
+            second = _shared_pid(conn)
+        assert second and second != first
+
+        # `pg_ctl stop -m fast` while backends embed through it, one waiting on it stuck.
+        expected = _reference(url, BATCH)[0]
+        results: list = []
+
+        def embed():
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    for _ in range(50):
+                        results.append([v for (v,) in conn.execute(
+                            "SELECT v::real[] FROM unnest(rag.embed(%s::text[]))"
+                            " WITH ORDINALITY AS u(v, n) ORDER BY n", (BATCH,))])
+            except psycopg.OperationalError:
+                results.append("ended")
+
+        workers = [threading.Thread(target=embed) for _ in range(2)]
+        for w in workers:
+            w.start()
+        time.sleep(3)
+        third = _servers(directory)
+        for pid in third:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(1)
+        began = time.monotonic()
+        stopped = subprocess.run([BIN / "pg_ctl", "-D", cluster.datadir, "-m", "fast", "-w",
+                                  "-t", "60", "stop"], capture_output=True, text=True)
+        stop_s = time.monotonic() - began
+        for pid in third:
+            _cont(pid)
+        for w in workers:
+            w.join(60)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert stop_s < 20, f"fast shutdown took {stop_s:.1f} s"
+        assert all(r == "ended" or r == expected for r in results)
+        assert not _wait_gone(_servers(directory)), "processes outlived their server"
+    finally:
+        cluster.stop()
         for pid in _servers(directory):
             _kill(pid)
