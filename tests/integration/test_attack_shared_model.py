@@ -452,3 +452,68 @@ def test_restart_and_fast_shutdown_while_serving_leave_no_process(tmp_path):
         cluster.stop()
         for pid in _servers(directory):
             _kill(pid)
+
+
+# -- the data directory is copied by PostgreSQL's own tools --------------------------------
+
+def test_pg_rewind_from_a_server_whose_process_runs(tmp_path):
+    """Failover: the promoted standby embeds (its shared process runs, socket and all), the
+    old primary is rewound from it with pg_rewind --source-server, as failover managers do.
+    pg_rewind copies every file of the source's data directory that is not in a folder it
+    knows to skip; a socket file cannot be read (ENXIO) and the rewind failed."""
+    from fix_cluster import Cluster
+    from fix_openai import free_port
+
+    from pgask.install import install
+
+    primary = Cluster(tmp_path / "p", {"wal_log_hints": "on", "wal_keep_size": "1GB"})
+    (tmp_path / "p").mkdir(exist_ok=True)
+    primary.start()
+    standby = tmp_path / "s"
+    port = free_port()
+    try:
+        url = primary.create_database("rewound")
+        with psycopg.connect(url, autocommit=True) as conn:
+            install(conn)
+            conn.execute("SELECT rag.embed('on the primary')")
+        subprocess.run([BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port),
+                        "-U", "postgres", "-D", standby, "-R", "-X", "stream", "-c", "fast"],
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run([BIN / "pg_ctl", "-D", standby, "-l", tmp_path / "s.log", "-w", "-o",
+                        f"-p {port} -k {standby} -h 127.0.0.1 -c fsync=off", "start"],
+                       check=True, capture_output=True, timeout=120)
+        standby_url = f"postgresql://postgres@127.0.0.1:{port}/rewound"
+        with psycopg.connect(standby_url, autocommit=True) as conn:
+            assert _shared_pid(conn)  # a hot standby's backends share one too
+        subprocess.run([BIN / "pg_ctl", "-D", standby, "-w", "promote"], check=True,
+                       capture_output=True, timeout=120)
+        with psycopg.connect(standby_url, autocommit=True) as conn:
+            assert _shared_pid(conn)
+            conn.execute("CHECKPOINT")  # pg_control shows the new timeline
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE diverged AS SELECT 1 AS x")
+        primary.stop()
+        rewind = subprocess.run(
+            [BIN / "pg_rewind", "--target-pgdata", primary.datadir,
+             "--source-server", f"host=127.0.0.1 port={port} user=postgres dbname=postgres"],
+            capture_output=True, text=True, timeout=300)
+        assert rewind.returncode == 0, rewind.stderr[-1500:]
+    finally:
+        subprocess.run([BIN / "pg_ctl", "-D", standby, "-m", "fast", "-w", "stop"],
+                       capture_output=True, timeout=120)
+        primary.stop()
+        for data in (primary.datadir, standby):
+            for pid in _servers_of(data):
+                _kill(pid)
+
+
+def _servers_of(datadir: Path) -> list[int]:
+    """PIDs of shared model processes whose working directory is `datadir`."""
+    found = []
+    for pid in _model_processes():
+        try:
+            if Path(os.readlink(f"/proc/{pid}/cwd")) == Path(datadir):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
