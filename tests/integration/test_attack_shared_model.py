@@ -117,7 +117,7 @@ def test_a_module_planted_in_the_data_directory_is_not_run_by_the_process(db, db
     `python -m`, had the data directory first on its sys.path and ran it as the server's OS
     user, deciding what answers on the socket."""
     directory = _service_dir(db)
-    data = directory.parent
+    data = directory.parents[1]
     for pid in _servers(directory):
         _kill(pid)
     writer = roles.make("writer", "GRANT pg_write_server_files TO {role}")
@@ -159,7 +159,7 @@ def test_the_process_inherits_no_descriptor_of_the_backend(db):
             unexpected.append((fd.name, target))
     assert not unexpected, unexpected
     # Its working directory is the data directory, as documented.
-    assert os.readlink(f"/proc/{pid}/cwd") == str(directory.parent)
+    assert os.readlink(f"/proc/{pid}/cwd") == str(directory.parents[1])
 
 
 # -- wrong answers fall back; they never fail the call -------------------------------------
@@ -222,7 +222,7 @@ def test_a_process_answering_nonsense_never_fails_the_call(db, db_url, answer):
     for pid in _servers(directory):
         _kill(pid)
     stop = threading.Event()
-    sock = directory / f"embed-{__version__}.sock"
+    sock = directory.parent / f"pgask-embed-{__version__}.sock"
     thread = _fake_server(sock, answer, stop)
     try:
         with psycopg.connect(db_url, autocommit=True) as conn:
@@ -399,7 +399,7 @@ def test_restart_and_fast_shutdown_while_serving_leave_no_process(tmp_path):
 
     cluster = Cluster(tmp_path)
     cluster.start()
-    directory = cluster.datadir / "pgask_embedder"
+    directory = cluster.datadir / "pg_stat_tmp" / "pgask_embedder"
     try:
         url = cluster.create_database("shared")
         with psycopg.connect(url, autocommit=True) as conn:
@@ -480,7 +480,7 @@ def test_pg_rewind_from_a_server_whose_process_runs(tmp_path):
                         "-U", "postgres", "-D", standby, "-R", "-X", "stream", "-c", "fast"],
                        check=True, capture_output=True, timeout=120)
         subprocess.run([BIN / "pg_ctl", "-D", standby, "-l", tmp_path / "s.log", "-w", "-o",
-                        f"-p {port} -k {standby} -h 127.0.0.1 -c fsync=off", "start"],
+                        f"-p {port} -k {tmp_path} -h 127.0.0.1 -c fsync=off", "start"],
                        check=True, capture_output=True, timeout=120)
         standby_url = f"postgresql://postgres@127.0.0.1:{port}/rewound"
         with psycopg.connect(standby_url, autocommit=True) as conn:
@@ -492,6 +492,8 @@ def test_pg_rewind_from_a_server_whose_process_runs(tmp_path):
             conn.execute("CHECKPOINT")  # pg_control shows the new timeline
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE diverged AS SELECT 1 AS x")
+        for pid in _servers_of(primary.datadir):
+            _kill(pid)  # as a crash or power loss would: its socket file stays
         primary.stop()
         rewind = subprocess.run(
             [BIN / "pg_rewind", "--target-pgdata", primary.datadir,

@@ -198,7 +198,7 @@ class SharedEmbedder:
         try:
             deadline = time.monotonic() + PROBE_SECONDS
             probe.settimeout(PROBE_SECONDS)  # a full listen backlog blocks connect()
-            probe.connect(os.path.join(self.directory, proto.SOCKET_NAME))
+            probe.connect(proto.socket_path(self.directory))
             if _peer_credentials(probe)[0] != pid:
                 return None  # another process serves now
             _send_all(probe, proto.encode_message({"op": "status"}), deadline)
@@ -228,7 +228,7 @@ class SharedEmbedder:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(CONNECT_SECONDS)
         try:
-            sock.connect(os.path.join(self.directory, proto.SOCKET_NAME))
+            sock.connect(proto.socket_path(self.directory))
             # Only a process of this OS user can have bound it (the folder is 0700), but say
             # so plainly rather than trust the folder alone.
             pid, uid = _peer_credentials(sock)
@@ -250,18 +250,22 @@ class SharedEmbedder:
             sock = self._start_and_connect()
         if sock is None:
             raise ServiceUnavailable("no shared model process answers on "
-                                     f"{os.path.abspath(self.directory)}/{proto.SOCKET_NAME}")
+                                     f"{os.path.abspath(proto.socket_path(self.directory))}")
         self._sock = sock
         return sock
 
     def _prepare_directory(self) -> None:
         try:
+            parent = os.path.dirname(self.directory)
+            if parent:
+                os.makedirs(parent, 0o700, exist_ok=True)  # pg_stat_tmp, made by initdb
             os.mkdir(self.directory, 0o700)
         except FileExistsError:
             pass
         except OSError as exc:
             raise ServiceUnavailable(f"cannot create {self.directory}: {exc}") from None
-        problem = proto.check_directory(self.directory)
+        problem = (proto.check_directory(self.directory)
+                   or proto.check_socket_directory(self.directory))
         if problem:
             raise ServiceUnavailable(problem)
 
@@ -457,4 +461,4 @@ def describe() -> str:
     up = time.time() - status["started"]
     return (f"shared model process, pid {status['pid']}, up {up:.0f} s, "
             f"{status['texts']} texts in {status['requests']} calls "
-            f"(socket {os.path.abspath(embedder.directory)}/{proto.SOCKET_NAME})")
+            f"(socket {os.path.abspath(proto.socket_path(embedder.directory))})")
