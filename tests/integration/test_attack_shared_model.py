@@ -519,3 +519,44 @@ def _servers_of(datadir: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_sentence_vectors_of_concurrent_backends_are_their_own(db, db_url):
+    """embed_with_spans (what a sync write stores for the extractive answerer) from three
+    backends at once, texts of mixed lengths and spans of each, against the same call on
+    each backend's own model, byte for byte."""
+    db.execute("""
+        CREATE FUNCTION public.attack_same_spans(texts text[]) RETURNS text
+        LANGUAGE plpython3u AS $$
+        from pgask.embedders.local import get_local_embedder
+        from pgask.embedders.service import SharedEmbedder
+        spans = [[(0, len(t) // 3), (len(t) // 3, len(t))] for t in texts]
+        shared = SharedEmbedder()
+        a, pa = shared.embed_with_spans(list(texts), spans)
+        b, pb = get_local_embedder().embed_with_spans(list(texts), spans)
+        if shared.served != 1 or shared.fallbacks:
+            return "not served by the shared process"
+        same = a.tobytes() == b.tobytes() and all(
+            x.tobytes() == y.tobytes() for x, y in zip(pa, pb))
+        return "same" if same else "different"
+        $$""")
+    _shared_pid(db)
+    answers: list = []
+    barrier = threading.Barrier(3)
+
+    def run(b: int) -> None:
+        texts = [f"backend {b}, text {i}. " + "Another sentence here. " * (1 + 9 * i)
+                 for i in range(2 + b * 4)]
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("SELECT rag.embed('warm up')")
+            barrier.wait()
+            for _ in range(3):
+                answers.append(conn.execute("SELECT public.attack_same_spans(%s)",
+                                            (texts,)).fetchone()[0])
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert answers == ["same"] * 9, answers
