@@ -560,3 +560,15 @@ def test_sentence_vectors_of_concurrent_backends_are_their_own(db, db_url):
     for t in threads:
         t.join(300)
     assert answers == ["same"] * 9, answers
+
+
+def test_a_huge_text_is_embedded_exactly_and_the_process_survives(db, db_url):
+    """A role's 4 MB question (rag.embed is anyone's): the process tokenises all of it, and
+    it must neither crash it for everybody nor return other bits than a backend would."""
+    pid = _shared_pid(db)
+    huge = "pgask embeds énormément de texte " * 130_000
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        (shared,) = conn.execute("SELECT rag.embed(%s)::real[]", (huge,)).fetchone()
+        assert _shared_pid(conn) == pid
+    assert Path(f"/proc/{pid}").exists()
+    assert shared == _reference(db_url, [huge])[1][0]
