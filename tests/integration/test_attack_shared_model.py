@@ -572,3 +572,20 @@ def test_a_huge_text_is_embedded_exactly_and_the_process_survives(db, db_url):
         assert _shared_pid(conn) == pid
     assert Path(f"/proc/{pid}").exists()
     assert shared == _reference(db_url, [huge])[1][0]
+
+
+def test_its_files_removed_while_it_serves_one_process_comes_back(db, db_url):
+    """Someone cleans pg_stat_tmp (or the folder) while the process serves: the old one must
+    go (it can no longer be reached), calls must still work, and one new process serve."""
+    import shutil
+
+    pid = _shared_pid(db)
+    directory = _service_dir(db)
+    (directory.parent / f"pgask-embed-{__version__}.sock").unlink()
+    shutil.rmtree(directory)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT rag.embed('after the cleanup')")
+        new = _shared_pid(conn)
+    assert new and new != pid
+    assert not _wait_gone([pid], 10), "the unreachable process stayed"
+    assert _servers(directory) == [new]
