@@ -50,6 +50,13 @@ CONNECT_SECONDS = 1.0
 ANSWER_SECONDS = 10.0
 ANSWER_SECONDS_PER_TEXT = 0.5
 RETRY_SECONDS = 10.0
+# After a call's deadline passed, how long the process gets to answer a status request (no
+# model work: answered at once by a process that is only busy) before the backend deems it
+# stuck and kills it, so that the next call starts a working one.
+PROBE_SECONDS = 2.0
+# Every wait on the process is cut into slices this long, between which a cancel of the
+# backend is let through (check_interrupts).
+POLL_SECONDS = 0.1
 
 class ServiceUnavailable(Exception):
     def __init__(self, message: str, timed_out: bool = False) -> None:
@@ -69,6 +76,7 @@ class SharedEmbedder:
         # never meets the 107-byte limit of a socket path.
         self.directory = directory or proto.DIR_NAME
         self._sock: socket.socket | None = None
+        self._peer = 0  # the pid of the process self._sock is connected to
         self._lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._down_until = 0.0
@@ -143,37 +151,73 @@ class SharedEmbedder:
                 raise  # a stuck or overloaded process would only make the caller wait again
             # Once more: the process may have been restarted; this starts one if none runs.
             header, payload = self._call(request, timeout, start=True)
-        n = len(texts)
-        span_rows = header.get("span_rows")
-        if header.get("rows") != n or not isinstance(span_rows, list) or len(span_rows) != n:
-            raise ServiceUnavailable(f"unexpected answer shape {header!r:.200}")
-        values = np.frombuffer(payload, dtype="<f4")
-        if values.size != (n + sum(span_rows)) * DIMENSIONS:
-            raise ServiceUnavailable("the answer's size does not match its header")
-        values = values.astype(np.float32).reshape(-1, DIMENSIONS)
-        out = values[:n].copy()
-        pooled, at = [], n
-        for k in span_rows:
-            pooled.append(values[at:at + k].copy())
-            at += k
+        try:
+            out, pooled = _decode(header, payload, len(texts))
+        except ServiceUnavailable:
+            self._close()
+            raise
         self.served += 1
         return out, pooled
 
     def _call(self, request: dict, timeout: float, start: bool) -> tuple[dict, bytes]:
         sock = self._sock or self._connect(start=start)
+        deadline = time.monotonic() + timeout
         try:
-            sock.settimeout(timeout)
-            proto.write_message(sock, request)
-            header, payload = proto.read_message(sock)
+            _send_all(sock, proto.encode_message(request), deadline)
+            header, payload = proto.read_message(
+                sock, lambda n: _recv_exact(sock, n, deadline))
+            if not isinstance(header, dict):
+                raise proto.ProtocolError(f"a header that is not an object: {header!r:.100}")
         except TimeoutError:
             self._close()
-            raise ServiceUnavailable(f"no answer within {timeout:g} s", timed_out=True) from None
+            stuck = self._kill_if_stuck(self._peer)
+            raise ServiceUnavailable(f"no answer within {timeout:g} s"
+                                     + (f"; killed stuck pid {stuck}" if stuck else ""),
+                                     timed_out=True) from None
         except (OSError, proto.ProtocolError, ValueError) as exc:
             self._close()
             raise ServiceUnavailable(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            # Cancelled while waiting (statement_timeout, pg_cancel_backend): the answer, if
+            # one comes, must never be read as the next call's.
+            self._close()
+            raise
         if not header.get("ok"):
             raise ServiceUnavailable(str(header.get("error", "refused")))
         return header, payload
+
+    def _kill_if_stuck(self, pid: int) -> int | None:
+        """Kills process `pid` (which just let a call's deadline pass) when it does not
+        answer a status request either, within PROBE_SECONDS: a process that is only busy
+        answers that at once (no model work, a thread of its own); one that is stopped,
+        frozen or deadlocked would otherwise keep its lock and socket until the server
+        restarts, every new connection waiting out a deadline on it. Returns the pid killed."""
+        if pid <= 0:
+            return None
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            deadline = time.monotonic() + PROBE_SECONDS
+            probe.settimeout(PROBE_SECONDS)  # a full listen backlog blocks connect()
+            probe.connect(proto.socket_path(self.directory))
+            if _peer_credentials(probe)[0] != pid:
+                return None  # another process serves now
+            _send_all(probe, proto.encode_message({"op": "status"}), deadline)
+            proto.read_message(probe, lambda n: _recv_exact(probe, n, deadline))
+            return None  # it answers: busy, not stuck
+        except TimeoutError:
+            pass
+        except (OSError, proto.ProtocolError, ValueError):
+            return None  # gone or restarting: the next call starts one
+        finally:
+            probe.close()
+        try:  # the pid is still that process (it holds its socket): check all the same
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"pgask.embedders.shared_process" not in f.read():
+                    return None
+            os.kill(pid, 9)
+        except OSError:
+            return None
+        return pid
 
     def _close(self) -> None:
         if self._sock is not None:
@@ -184,14 +228,14 @@ class SharedEmbedder:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(CONNECT_SECONDS)
         try:
-            sock.connect(os.path.join(self.directory, proto.SOCKET_NAME))
+            sock.connect(proto.socket_path(self.directory))
             # Only a process of this OS user can have bound it (the folder is 0700), but say
             # so plainly rather than trust the folder alone.
-            uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                      struct.calcsize("3i")))[1]
+            pid, uid = _peer_credentials(sock)
             if uid != os.geteuid():
                 sock.close()
                 raise ServiceUnavailable(f"the socket's process runs as uid {uid}")
+            self._peer = pid
             return sock
         except (TimeoutError, FileNotFoundError, ConnectionRefusedError):
             sock.close()
@@ -206,18 +250,22 @@ class SharedEmbedder:
             sock = self._start_and_connect()
         if sock is None:
             raise ServiceUnavailable("no shared model process answers on "
-                                     f"{os.path.abspath(self.directory)}/{proto.SOCKET_NAME}")
+                                     f"{os.path.abspath(proto.socket_path(self.directory))}")
         self._sock = sock
         return sock
 
     def _prepare_directory(self) -> None:
         try:
+            parent = os.path.dirname(self.directory)
+            if parent:
+                os.makedirs(parent, 0o700, exist_ok=True)  # pg_stat_tmp, made by initdb
             os.mkdir(self.directory, 0o700)
         except FileExistsError:
             pass
         except OSError as exc:
             raise ServiceUnavailable(f"cannot create {self.directory}: {exc}") from None
-        problem = proto.check_directory(self.directory)
+        problem = (proto.check_directory(self.directory)
+                   or proto.check_socket_directory(self.directory))
         if problem:
             raise ServiceUnavailable(problem)
 
@@ -237,12 +285,14 @@ class SharedEmbedder:
                     if time.monotonic() > deadline:
                         return None
                     time.sleep(0.02)
+                    check_interrupts()
             sock = self._try_connect()  # started by the one that held the lock?
             if sock is not None:
                 return sock
             self._spawn()
             while time.monotonic() < deadline:
                 time.sleep(0.02)
+                check_interrupts()
                 sock = self._try_connect()
                 if sock is not None:
                     return sock
@@ -258,12 +308,16 @@ class SharedEmbedder:
                       os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         try:
             launcher = subprocess.Popen(
-                [_python(), "-m", "pgask.embedders.shared_process", "--detach",
-                 "--postmaster", str(os.getppid())],
+                [_python(), "-c", _LAUNCH, "--detach", "--postmaster", str(os.getppid())],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 close_fds=True, start_new_session=True, cwd=os.getcwd())
             # It forks the server and exits once that answers (0) or died (1).
-            code = launcher.wait(timeout=START_SECONDS)
+            end = time.monotonic() + START_SECONDS
+            while (code := launcher.poll()) is None:
+                if time.monotonic() > end:
+                    raise subprocess.TimeoutExpired(launcher.args, START_SECONDS)
+                time.sleep(0.02)
+                check_interrupts()
         except subprocess.TimeoutExpired:
             launcher.kill()
             launcher.wait()
@@ -280,9 +334,92 @@ class SharedEmbedder:
                 f"{os.path.abspath(self.directory)}/{proto.LOG_NAME})")
 
 
+def _decode(header: dict, payload: bytes, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The vectors of an answer to n texts; ServiceUnavailable for any answer of another
+    shape (a process that answers wrongly is one that is not there: the backend computes)."""
+    span_rows = header.get("span_rows")
+    if (header.get("rows") != n or not isinstance(span_rows, list) or len(span_rows) != n
+            or not all(type(k) is int and k >= 0 for k in span_rows)):
+        raise ServiceUnavailable(f"unexpected answer shape {header!r:.200}")
+    if len(payload) != (n + sum(span_rows)) * DIMENSIONS * 4:
+        raise ServiceUnavailable("the answer's size does not match its header")
+    values = np.frombuffer(payload, dtype="<f4").astype(np.float32).reshape(-1, DIMENSIONS)
+    out = values[:n].copy()
+    pooled, at = [], n
+    for k in span_rows:
+        pooled.append(values[at:at + k].copy())
+        at += k
+    return out, pooled
+
+
+def _peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process listening on the other end of a connected Unix socket."""
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                      struct.calcsize("3i")))
+    return pid, uid
+
+
+def check_interrupts() -> None:
+    """Lets a cancel or terminate that arrived while this backend waits on the process
+    (statement_timeout, pg_cancel_backend, pg_terminate_backend, a fast shutdown) act now
+    instead of after the wait: PostgreSQL only acts on them where it checks for interrupts,
+    which executing a statement does (raising QueryCanceled here, or ending the backend).
+    Outside a backend (no plpy) there is nothing to check."""
+    try:
+        import plpy
+    except ImportError:
+        return
+    plpy.execute("SELECT 1")
+
+
+def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+    view = memoryview(data)
+    while view:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(min(left, POLL_SECONDS))
+        try:
+            sent = sock.send(view)
+        except TimeoutError:
+            check_interrupts()
+            continue
+        view = view[sent:]
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+    parts = []
+    while n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(min(left, POLL_SECONDS))
+        try:
+            chunk = sock.recv(min(n, 2**20))
+        except TimeoutError:
+            check_interrupts()
+            continue
+        if not chunk:
+            raise proto.ProtocolError("the peer closed the connection")
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
 def get_local_embedder_empty(texts, spans):
     return (np.zeros((0, DIMENSIONS), dtype=np.float32),
             [np.full((len(s), DIMENSIONS), np.nan, dtype=np.float32) for s in spans])
+
+
+# Not `python -m`: that puts the working directory, the data directory, first on sys.path, so
+# a file there named like a module the process imports (json.py, written by COPY ... TO by a
+# role with pg_write_server_files, say) would run in it. With -c the first entry is '', the
+# working directory too: it goes before anything is imported from sys.path.
+_LAUNCH = ("import sys\n"
+           "if sys.path[:1] == ['']:\n"  # absent under PYTHONSAFEPATH
+           "    del sys.path[0]\n"
+           "from pgask.embedders.shared_process import main\n"
+           "sys.exit(main(sys.argv[1:]))")
 
 
 def _python() -> str:
@@ -324,4 +461,4 @@ def describe() -> str:
     up = time.time() - status["started"]
     return (f"shared model process, pid {status['pid']}, up {up:.0f} s, "
             f"{status['texts']} texts in {status['requests']} calls "
-            f"(socket {os.path.abspath(embedder.directory)}/{proto.SOCKET_NAME})")
+            f"(socket {os.path.abspath(proto.socket_path(embedder.directory))})")

@@ -5,8 +5,10 @@ its own copy (~160 MB of unique memory per backend, half a second on its first u
 starts it by hand: the first backend that finds no answer on the socket spawns it
 (pgask.embedders.service), detached, as the server's own OS user, in the data directory.
 
-Where: ``<data directory>/pgask_embedder/`` (0700, owned by the server's OS user): the
-socket ``embed-<version>.sock`` (0600), ``service-<version>.lock`` (held for the process's
+Where: ``<data directory>/pg_stat_tmp/``, whose contents pg_basebackup and pg_rewind skip
+(they cannot copy a socket file, and pg_rewind fails on one, live or stale): the socket
+``pgask-embed-<version>.sock`` (0600) there, and in ``pgask_embedder/`` (0700, owned by the
+server's OS user) ``service-<version>.lock`` (held for the process's
 life: at most one serves), ``spawn-<version>.lock`` (backends take turns to start it) and
 ``service.log``. The names carry pgask's version: during an upgrade, backends still on the old
 code and those on the new one each get the process of their own code, so each gets the
@@ -45,8 +47,12 @@ import time
 
 from pgask import __version__
 
-DIR_NAME = "pgask_embedder"
-SOCKET_NAME = f"embed-{__version__}.sock"
+DIR_NAME = os.path.join("pg_stat_tmp", "pgask_embedder")
+# The socket sits in pg_stat_tmp itself, not in DIR_NAME: a socket file left in a folder there
+# (the server stopped or lost power) makes pg_rewind fail ("could not remove directory": it
+# removes the folder's files but sees no socket), while one directly in pg_stat_tmp it
+# neither copies nor removes.
+SOCKET_NAME = f"pgask-embed-{__version__}.sock"
 LOCK_NAME = f"service-{__version__}.lock"
 SPAWN_LOCK_NAME = f"spawn-{__version__}.lock"
 LOG_NAME = "service.log"
@@ -100,17 +106,48 @@ def _read_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(parts)
 
 
-def read_message(sock: socket.socket) -> tuple[dict, bytes]:
-    json_len, payload_len = HEADER.unpack(_read_exact(sock, HEADER.size))
+def read_message(sock: socket.socket, read_exact=None) -> tuple[dict, bytes]:
+    """One message; `read_exact(n)` reads n bytes (default: blocking reads of `sock`)."""
+    read_exact = read_exact or (lambda n: _read_exact(sock, n))
+    json_len, payload_len = HEADER.unpack(read_exact(HEADER.size))
     if json_len > MAX_JSON or payload_len > MAX_JSON:
         raise ProtocolError("message too large")
-    header = json.loads(_read_exact(sock, json_len))
-    return header, _read_exact(sock, payload_len) if payload_len else b""
+    header = json.loads(read_exact(json_len))
+    return header, read_exact(payload_len) if payload_len else b""
+
+
+def encode_message(header: dict, payload: bytes = b"") -> bytes:
+    data = json.dumps(header).encode()
+    return HEADER.pack(len(data), len(payload)) + data + payload
 
 
 def write_message(sock: socket.socket, header: dict, payload: bytes = b"") -> None:
-    data = json.dumps(header).encode()
-    sock.sendall(HEADER.pack(len(data), len(payload)) + data + payload)
+    sock.sendall(encode_message(header, payload))
+
+
+def socket_path(directory: str) -> str:
+    """The socket of the process whose folder is `directory` (DIR_NAME): beside it."""
+    return os.path.join(os.path.dirname(directory) or ".", SOCKET_NAME)
+
+
+def check_socket_directory(directory: str) -> str | None:
+    """Why the folder that holds the socket (pg_stat_tmp) cannot (None if it can): it must
+    be a real directory of this OS user that nobody else can write (mode 0700, or 0750 in a
+    cluster with group access: the socket itself is 0600)."""
+    import stat
+
+    path = os.path.dirname(directory) or "."
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a directory"
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to uid {st.st_uid}, not to the server's uid {os.geteuid()}"
+    if st.st_mode & 0o022:
+        return f"{path} can be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
 
 
 def check_directory(path: str) -> str | None:
@@ -227,7 +264,17 @@ def _watch(service: Service, postmaster: int, sock_path: str, inode: int) -> Non
             os.unlink(sock_path)  # new callers start a new one rather than reach this one
         if reason:
             _log(f"exiting: {reason}")
+            if "postmaster" in reason:
+                _unlink_own(sock_path, inode)  # no stale socket file in a stopped server
             os._exit(0)
+
+
+def _unlink_own(path: str, inode: int) -> None:
+    try:
+        if os.lstat(path).st_ino == inode:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def serve(postmaster: int, ready_fd: int | None = None) -> int:
@@ -236,11 +283,14 @@ def serve(postmaster: int, ready_fd: int | None = None) -> int:
 
     def tell(word: bytes) -> None:
         if ready_fd is not None:
-            os.write(ready_fd, word)
+            try:
+                os.write(ready_fd, word)
+            except OSError:
+                pass  # the launcher gave up waiting (a slow start): serve all the same
             os.close(ready_fd)
 
     directory = DIR_NAME
-    problem = check_directory(directory)
+    problem = check_directory(directory) or check_socket_directory(directory)
     if problem:
         _log(f"not starting: {problem}")
         return 1
@@ -253,7 +303,7 @@ def serve(postmaster: int, ready_fd: int | None = None) -> int:
         return 0
     began = time.perf_counter()
     service = Service()
-    sock_path = os.path.join(directory, SOCKET_NAME)
+    sock_path = socket_path(directory)
     try:
         os.unlink(sock_path)  # a stale one, left by a process that died
     except FileNotFoundError:
