@@ -175,8 +175,15 @@ def test_missing_api_key_names_the_variable_not_a_value(table, embedding_server)
     assert queue_rows(table)[0][1:4] == (
         "failed", 1, "embedder srv: no API key: environment variable PGASK_TEST_NO_SUCH_KEY of "
         "the database server is not set")
+    # A search cannot embed its query either: vector mode fails naming the variable, hybrid
+    # goes on by keyword and its NOTICE names it (issue 33); never the value.
     with pytest.raises(psycopg.errors.ExternalRoutineException, match="PGASK_TEST_NO_SUCH_KEY"):
-        table.execute("SELECT * FROM rag.search('disk', 1, pipeline => 'tickets')")
+        table.execute("SELECT * FROM rag.search('disk', 1, mode => 'vector',"
+                      " pipeline => 'tickets')")
+    notices = []
+    table.add_notice_handler(lambda diag: notices.append(diag.message_primary))
+    table.execute("SELECT * FROM rag.search('disk', 1, pipeline => 'tickets')").fetchall()
+    assert any("PGASK_TEST_NO_SUCH_KEY" in n and "keyword" in n for n in notices), notices
 
 
 def run_in_thread(url, sql):
