@@ -134,25 +134,18 @@ def check_socket_directory(directory: str) -> str | None:
     """Why the folder that holds the socket (pg_stat_tmp) cannot (None if it can): it must
     be a real directory of this OS user that nobody else can write (mode 0700, or 0750 in a
     cluster with group access: the socket itself is 0600)."""
-    import stat
-
-    path = os.path.dirname(directory) or "."
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return f"{path} does not exist"
-    if not stat.S_ISDIR(st.st_mode):
-        return f"{path} is not a directory"
-    if st.st_uid != os.geteuid():
-        return f"{path} belongs to uid {st.st_uid}, not to the server's uid {os.geteuid()}"
-    if st.st_mode & 0o022:
-        return f"{path} can be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
-    return None
+    return _unsafe_folder(os.path.dirname(directory) or ".", 0o022,
+                          "can be written by other users")
 
 
 def check_directory(path: str) -> str | None:
-    """Why `path` cannot hold the socket (None if it can): it must be a real directory owned
-    by this OS user that nobody else can enter or write."""
+    """Why `path` cannot hold the locks and the log (None if it can): it must be a real
+    directory owned by this OS user that nobody else can enter or write."""
+    return _unsafe_folder(path, 0o077, "is open to other users", " needs 0700")
+
+
+def _unsafe_folder(path: str, forbidden: int, what: str, need: str = "") -> str | None:
+    """Why `path` is not a directory of this OS user without the `forbidden` mode bits."""
     import stat
 
     try:
@@ -163,8 +156,8 @@ def check_directory(path: str) -> str | None:
         return f"{path} is not a directory"
     if st.st_uid != os.geteuid():
         return f"{path} belongs to uid {st.st_uid}, not to the server's uid {os.geteuid()}"
-    if st.st_mode & 0o077:
-        return f"{path} is open to other users (mode {stat.S_IMODE(st.st_mode):o}, needs 0700)"
+    if st.st_mode & forbidden:
+        return f"{path} {what} (mode {stat.S_IMODE(st.st_mode):o}{need and ','}{need})"
     return None
 
 
