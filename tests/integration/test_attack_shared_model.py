@@ -169,7 +169,15 @@ def _fake_server(path: Path, answer: bytes, stop: threading.Event) -> threading.
     request with `answer`."""
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
+    # Bound by its name from its folder, as the real process binds it from the data
+    # directory: an absolute path under pytest's default basetemp passes the 107 bytes a
+    # socket's path may have.
+    cwd = os.getcwd()
+    os.chdir(path.parent)
+    try:
+        listener.bind(path.name)
+    finally:
+        os.chdir(cwd)
     listener.listen(16)
     listener.settimeout(0.2)
 
