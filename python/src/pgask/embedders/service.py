@@ -372,33 +372,31 @@ def check_interrupts() -> None:
     plpy.execute("SELECT 1")
 
 
-def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
-    view = memoryview(data)
-    while view:
+def _sliced(sock: socket.socket, deadline: float, operation, *args):
+    """``operation(*args)`` on ``sock`` in slices of POLL_SECONDS up to ``deadline``, letting a
+    cancel or terminate through between slices; TimeoutError once the deadline has passed."""
+    while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError
         sock.settimeout(min(left, POLL_SECONDS))
         try:
-            sent = sock.send(view)
+            return operation(*args)
         except TimeoutError:
             check_interrupts()
-            continue
+
+
+def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+    view = memoryview(data)
+    while view:
+        sent = _sliced(sock, deadline, sock.send, view)
         view = view[sent:]
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
     parts = []
     while n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        sock.settimeout(min(left, POLL_SECONDS))
-        try:
-            chunk = sock.recv(min(n, 2**20))
-        except TimeoutError:
-            check_interrupts()
-            continue
+        chunk = _sliced(sock, deadline, sock.recv, min(n, 2**20))
         if not chunk:
             raise proto.ProtocolError("the peer closed the connection")
         parts.append(chunk)
