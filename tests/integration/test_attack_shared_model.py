@@ -37,7 +37,7 @@ def _reference(url: str, texts: list[str]) -> tuple[list, list]:
     """rag.embed(text[]) and each rag.embed(text), computed in a backend's own copy of the
     model (service off)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        _set_service(conn, on=False)
+        _set_service(conn, shared=False)
         try:
             with psycopg.connect(url, autocommit=True) as own:
                 together = [v for (v,) in own.execute(
@@ -47,7 +47,7 @@ def _reference(url: str, texts: list[str]) -> tuple[list, list]:
                           for t in texts]
                 return together, single
         finally:
-            _set_service(conn, on=True)
+            _set_service(conn, shared=True)
 
 
 # -- a backend waiting on a stuck process can be cancelled and terminated at once ---------
@@ -239,10 +239,10 @@ def test_a_process_answering_nonsense_never_fails_the_call(db, db_url, answer):
         stop.set()
         thread.join(5)
         sock.unlink(missing_ok=True)
-    _set_service(db, on=False)
+    _set_service(db, shared=False)
     with psycopg.connect(db_url, autocommit=True) as conn:
         (own,) = conn.execute("SELECT rag.embed('still answered')::real[]").fetchone()
-    _set_service(db, on=True)
+    _set_service(db, shared=True)
     assert vector == own
 
 

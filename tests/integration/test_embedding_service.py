@@ -20,6 +20,10 @@ import pytest
 
 from pgask import __version__
 
+# The benchmark's own: which process serves, and the switch (rag.settings embedding_service).
+from pgask_measure.bench.memory import service_pid as _shared_pid
+from pgask_measure.bench.memory import set_path as _set_service
+
 TEXTS = [
     "How do I create a B-tree index on two columns?",
     "ünïcödé: 日本語のテキスト, emoji ✓ and Ελληνικά",
@@ -32,23 +36,9 @@ TEXTS = [
 ]
 
 
-def _shared_pid(conn: psycopg.Connection) -> int | None:
-    (path,) = conn.execute("SELECT rag.embedding_path()").fetchone()
-    found = re.match(r"shared model process, pid (\d+)", path)
-    return int(found.group(1)) if found else None
-
-
 def _service_dir(conn: psycopg.Connection) -> Path:
     (data,) = conn.execute("SHOW data_directory").fetchone()
     return Path(data) / "pg_stat_tmp" / "pgask_embedder"
-
-
-def _set_service(conn: psycopg.Connection, on: bool) -> None:
-    if on:
-        conn.execute("DELETE FROM rag.settings WHERE key = 'embedding_service'")
-    else:
-        conn.execute("INSERT INTO rag.settings (key, value) VALUES ('embedding_service', 'off')"
-                     " ON CONFLICT (key) DO UPDATE SET value = 'off'")
 
 
 def _vectors(url: str, texts: list[str]) -> tuple[list, list, str]:
@@ -93,10 +83,10 @@ def _servers(directory: Path) -> list[int]:
 
 
 def test_shared_vectors_equal_in_backend_vectors_bit_for_bit(db, db_url):
-    _set_service(db, on=True)
+    _set_service(db, shared=True)
     shared_single, shared_together, path = _vectors(db_url, TEXTS)
     assert path.startswith("shared model process"), path
-    _set_service(db, on=False)
+    _set_service(db, shared=False)
     own_single, own_together, own_path = _vectors(db_url, TEXTS)
     assert own_path == "in each backend (rag.settings embedding_service = off)"
     # float4 -> Python float is exact: equal floats are equal bits.
@@ -130,7 +120,7 @@ def test_sentence_vectors_from_the_shared_process_equal_the_backends(db):
 
 
 def test_a_killed_process_never_fails_a_search_or_a_write_and_comes_back(db, db_url):
-    _set_service(db, on=True)
+    _set_service(db, shared=True)
     db.execute("INSERT INTO rag.documents (source, title, content) VALUES "
                "('a', 'Indexes', 'CREATE INDEX builds a B-tree index on the columns given.')")
     first = _shared_pid(db)
@@ -159,11 +149,11 @@ def test_a_killed_process_never_fails_a_search_or_a_write_and_comes_back(db, db_
     _kill(second)
     worker.join(120)
     assert "shared" in result
-    _set_service(db, on=False)
+    _set_service(db, shared=False)
     with psycopg.connect(db_url, autocommit=True) as conn:
         own = _many(conn, texts)
     assert result["shared"] == own
-    _set_service(db, on=True)
+    _set_service(db, shared=True)
     (count,) = db.execute("SELECT count(*) FROM rag.documents_chunks").fetchone()
     assert count >= 2
 
@@ -188,7 +178,7 @@ def test_a_stuck_process_costs_one_deadline_then_the_backend_embeds_itself(db):
     deadline = ANSWER_SECONDS + ANSWER_SECONDS_PER_TEXT
     assert deadline <= waited < deadline + 5  # one deadline, not one per retry
     assert again_s < 5  # the next call goes straight to the backend's own model
-    _set_service(db, on=False)
+    _set_service(db, shared=False)
     with psycopg.connect(db.info.dsn, autocommit=True) as conn:
         (own,) = conn.execute("SELECT rag.embed('while it hangs')::real[]").fetchone()
     assert stuck == own and len(again) == 384
@@ -255,11 +245,11 @@ def test_a_folder_others_can_enter_is_refused_and_backends_embed_themselves(db, 
 def test_doctor_says_which_path_the_database_uses(db, db_url):
     from pgask.doctor import report, run_checks
 
-    _set_service(db, on=True)
+    _set_service(db, shared=True)
     with psycopg.connect(db_url, autocommit=True) as conn:
         text = report(run_checks(conn))
     assert re.search(r"ok   embedding path: shared model process, pid \d+", text), text
-    _set_service(db, on=False)
+    _set_service(db, shared=False)
     with psycopg.connect(db_url, autocommit=True) as conn:
         text = report(run_checks(conn))
     assert ("ok   embedding path: in each backend (rag.settings embedding_service = off)"
