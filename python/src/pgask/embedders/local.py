@@ -9,11 +9,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from functools import lru_cache
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pgask.tokenization import count_word_pieces as count_tokens
 from pgask.tokenization import load_minilm_tokenizer as load_tokenizer
+
+if TYPE_CHECKING:  # numpy is imported where a vector is computed: a search whose query
+    import numpy as np  # the shared process embeds never loads it (first-search latency)
 
 MODEL_NAME = "all-MiniLM-L6-v2-int8"
 DIMENSIONS = 384
@@ -85,6 +87,8 @@ class LocalEmbedder:
 
     def _hidden(self, batch_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """The last layer's token states (rows, width, 384) and the attention mask."""
+        import numpy as np
+
         width = max(len(ids) for ids in batch_ids)
         input_ids = np.zeros((len(batch_ids), width), dtype=np.int64)
         mask = np.zeros_like(input_ids)
@@ -105,6 +109,8 @@ class LocalEmbedder:
         then compete with onnxruntime's for the same cores. Pooling 190 chunks' sentences
         made embedding them 0.5 s (12%) slower on 2 cores; with einsum, or with
         OPENBLAS_NUM_THREADS=1, it costs next to nothing (scripts/measure_pooling.py)."""
+        import numpy as np
+
         pooled = np.einsum("...nw,...wd->...nd", weights, states) / np.maximum(
             weights.sum(axis=-1, keepdims=True), 1)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
@@ -120,6 +126,8 @@ class LocalEmbedder:
         L2-normalised (a sentence read in its context, at no extra model cost). A span the
         model does not see whole (cut at 256 word pieces, or holding no token) gets a row of
         NaN."""
+        import numpy as np
+
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         pooled = [np.full((len(s), DIMENSIONS), np.nan, dtype=np.float32) for s in spans]
         if not texts:
@@ -163,6 +171,12 @@ class LocalEmbedder:
             if len(self._query_cache) > QUERY_CACHE_SIZE:
                 self._query_cache.popitem(last=False)
         return vector
+
+    def query_literal(self, text: str) -> str:
+        """embed_query's vector in pgvector's text form (what a search sends to SQL)."""
+        from pgask.embedders import vector_literal
+
+        return vector_literal(self.embed_query(text))
 
 
 @lru_cache(maxsize=1)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pgask.embedders.local import MAX_INPUT_TOKENS, count_tokens
 from pgask.embedders.service import backend_embedder
 from pgask.providers import EmbedderError, read_secret, resolve_api_key
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)

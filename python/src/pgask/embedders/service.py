@@ -23,15 +23,14 @@ import fcntl
 import os
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 from collections import OrderedDict
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pgask.embedders import shared_process as proto
+from pgask.embedders import vector_literal
 from pgask.embedders.local import (
     DIMENSIONS,
     MAX_INPUT_TOKENS,
@@ -40,6 +39,9 @@ from pgask.embedders.local import (
     count_tokens,
     get_local_embedder,
 )
+
+if TYPE_CHECKING:  # imported where arrays are made: query_literal() needs none
+    import numpy as np
 
 # How long a backend waits for a process that is starting (loading the model takes ~0.5-1 s
 # here, more on a busy machine) before it computes in-process instead.
@@ -115,6 +117,19 @@ class SharedEmbedder:
             self._query_cache.popitem(last=False)
         return vector
 
+    def query_literal(self, text: str) -> str:
+        """The query's vector in pgvector's text form, as vector_literal(embed_query(text))
+        gives it, decoded from the process's answer without numpy: importing numpy is the
+        largest part of a new connection's first search (about 100-150 ms here), and a
+        search needs no array. The same float32 values, so the same text."""
+        if time.monotonic() >= self._down_until:
+            try:
+                with self._lock:
+                    return vector_literal(self._remote([text], [[]], _decode_one))
+            except ServiceUnavailable as exc:
+                self._fell_back(str(exc))
+        return get_local_embedder().query_literal(text)
+
     # -- the process ---------------------------------------------------------------------
     def status(self, start: bool = False) -> dict:
         """The process's own figures ({"ok": True, "pid": ...}), or why it cannot be used."""
@@ -139,7 +154,7 @@ class SharedEmbedder:
         except ImportError:
             pass
 
-    def _remote(self, texts, spans):
+    def _remote(self, texts, spans, decode=None):
         request = {"op": "embed", "texts": list(texts),
                    "spans": [[list(s) for s in row] for row in spans]
                    if any(spans) else None}
@@ -152,12 +167,12 @@ class SharedEmbedder:
             # Once more: the process may have been restarted; this starts one if none runs.
             header, payload = self._call(request, timeout, start=True)
         try:
-            out, pooled = _decode(header, payload, len(texts))
+            answer = (decode or _decode)(header, payload, len(texts))
         except ServiceUnavailable:
             self._close()
             raise
         self.served += 1
-        return out, pooled
+        return answer
 
     def _call(self, request: dict, timeout: float, start: bool) -> tuple[dict, bytes]:
         sock = self._sock or self._connect(start=start)
@@ -301,6 +316,8 @@ class SharedEmbedder:
             os.close(fd)  # releases the lock
 
     def _spawn(self) -> None:
+        import subprocess  # only the backend that starts the process needs it
+
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         # Python's own default threads, as in a backend: the same session options.
@@ -334,8 +351,8 @@ class SharedEmbedder:
                 f"{os.path.abspath(self.directory)}/{proto.LOG_NAME})")
 
 
-def _decode(header: dict, payload: bytes, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The vectors of an answer to n texts; ServiceUnavailable for any answer of another
+def _check_shape(header: dict, payload: bytes, n: int) -> list[int]:
+    """The span rows of an answer to n texts; ServiceUnavailable for any answer of another
     shape (a process that answers wrongly is one that is not there: the backend computes)."""
     span_rows = header.get("span_rows")
     if (header.get("rows") != n or not isinstance(span_rows, list) or len(span_rows) != n
@@ -343,6 +360,20 @@ def _decode(header: dict, payload: bytes, n: int) -> tuple[np.ndarray, list[np.n
         raise ServiceUnavailable(f"unexpected answer shape {header!r:.200}")
     if len(payload) != (n + sum(span_rows)) * DIMENSIONS * 4:
         raise ServiceUnavailable("the answer's size does not match its header")
+    return span_rows
+
+
+def _decode_one(header: dict, payload: bytes, n: int) -> tuple[float, ...]:
+    """The one vector of an answer to one text, as Python floats (the float32 values)."""
+    _check_shape(header, payload, n)
+    return struct.unpack(f"<{DIMENSIONS}f", payload[:DIMENSIONS * 4])
+
+
+def _decode(header: dict, payload: bytes, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The vectors of an answer to n texts, as arrays (see _check_shape)."""
+    import numpy as np
+
+    span_rows = _check_shape(header, payload, n)
     values = np.frombuffer(payload, dtype="<f4").astype(np.float32).reshape(-1, DIMENSIONS)
     out = values[:n].copy()
     pooled, at = [], n
@@ -405,6 +436,8 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
 
 
 def get_local_embedder_empty(texts, spans):
+    import numpy as np
+
     return (np.zeros((0, DIMENSIONS), dtype=np.float32),
             [np.full((len(s), DIMENSIONS), np.nan, dtype=np.float32) for s in spans])
 

@@ -34,7 +34,6 @@ and then each text's span vectors; ``{"op": "status"}`` answers the process's fi
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import os
@@ -319,6 +318,8 @@ def serve(postmaster: int, ready_fd: int | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # the process's own; every backend imports this module
+
     parser = argparse.ArgumentParser(prog="python -m pgask.embedders.shared_process")
     parser.add_argument("--postmaster", type=int, required=True,
                         help="exit when this process (the postmaster) is gone")

@@ -12,7 +12,6 @@ provider that asks for an hour gets an hour.
 
 from __future__ import annotations
 
-import email.utils
 import random
 import time
 
@@ -40,6 +39,8 @@ def retry_after_seconds(headers) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
+            import email.utils  # an HTTP date: rare, and a new connection's import is ~6 ms
+
             when = email.utils.parsedate_to_datetime(value)
             return max(0.0, when.timestamp() - time.time())
     except (TypeError, ValueError):

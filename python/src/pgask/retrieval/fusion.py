@@ -3,9 +3,12 @@ Pure functions over ids, scores and vectors; no database, no model."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # imported by the functions that compare vectors (MMR, near-duplicates)
+    import numpy as np
 
 
 def reciprocal_rank_fusion(lists: Sequence[Sequence[int]], weights: Sequence[float],
@@ -30,11 +33,15 @@ def zscore_fusion(lists: Sequence[Sequence[tuple[int, float]]], weights: Sequenc
     keeps how far ahead a top hit is, not only its place."""
     standardised = []
     for hits in lists:
-        values = np.array([score for _, score in hits], dtype=np.float64)
-        spread = values.std() if len(values) > 1 else 0.0
-        z = (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
-        standardised.append(({item: float(v) for (item, _), v in zip(hits, z, strict=True)},
-                             float(z.min()) if len(z) else 0.0))
+        values = [float(score) for _, score in hits]
+        # Plain Python, not numpy: this runs in every default search, and importing numpy
+        # is most of a new connection's first search.
+        mean = math.fsum(values) / len(values) if values else 0.0
+        spread = (math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+                  if len(values) > 1 else 0.0)
+        z = [(v - mean) / spread if spread > 0 else 0.0 for v in values]
+        standardised.append(({item: v for (item, _), v in zip(hits, z, strict=True)},
+                             min(z) if z else 0.0))
     ids = list(dict.fromkeys(item for hits in lists for item, _ in hits))
     scores = {item: sum(weight * by_id.get(item, floor)
                         for (by_id, floor), weight in zip(standardised, weights, strict=True))
@@ -43,6 +50,8 @@ def zscore_fusion(lists: Sequence[Sequence[tuple[int, float]]], weights: Sequenc
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
 
@@ -50,6 +59,8 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
 def drop_near_duplicates(ids: Sequence[int], vectors: np.ndarray, threshold: float
                          ) -> list[int]:
     """ids (best first) without any whose vector has cosine >= threshold with a kept one."""
+    import numpy as np
+
     unit = _unit_rows(np.asarray(vectors, dtype=np.float32))
     kept: list[int] = []
     for i in range(len(ids)):
@@ -66,6 +77,8 @@ def maximal_marginal_relevance(ids: Sequence[int], relevance: Sequence[float],
     towards 0, so it is on the cosine's scale whatever produced it (RRF, z-scores, BM25, a
     reranker): min-max scaling gave the last candidate exactly 0, so with z-scores a clear
     outlier list left MMR unable to pick the one different passage."""
+    import numpy as np
+
     if not ids:
         return []
     order = np.argsort(-np.asarray(relevance, dtype=np.float64), kind="stable")

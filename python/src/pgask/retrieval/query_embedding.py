@@ -81,7 +81,7 @@ def embed_query(plpy, embedder: str, text: str) -> str:
         # (pgask.embedders.service): never a model copy per backend by default.
         from pgask.embedders.service import backend_embedder
 
-        vector = vector_literal(backend_embedder().embed_query(text))
+        vector = backend_embedder().query_literal(text)
     else:
         vector = vector_literal(_ask(provider, text, limits.read(plpy)))
     _vectors[key] = vector

@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pgask.providers import RerankError, redact, resolve_api_key
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 

@@ -13,8 +13,7 @@ import json
 import math
 import time
 from dataclasses import replace
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pgask import limits, pipelines
 from pgask.pipelines import Pipeline as PipelineView  # the one handle (pgask.pipelines)
@@ -30,6 +29,9 @@ from pgask.retrieval.fusion import (
 )
 from pgask.retrieval.options import SearchOptions
 from pgask.retrieval.rerank import RerankError, RerankerSpec, reranker_for
+
+if TYPE_CHECKING:  # loaded only by the options that compare chunk vectors (mmr, dedupe)
+    import numpy as np
 
 
 def _parse(text: str | None):
@@ -230,6 +232,8 @@ def _label(source: str) -> str:
 
 
 def _vectors(rows: list[dict]) -> np.ndarray:
+    import numpy as np
+
     return np.array([json.loads(r["embedding"]) for r in rows], dtype=np.float32)
 
 

@@ -33,11 +33,12 @@ RATE_QUERIES = 60
 RATE_PAGES = 12
 
 # What each layer adds to an idle backend, loaded one after the other in one connection.
+# The search code comes before numpy: a search on the shared path imports no numpy.
 LAYERS = (
     ("PL/Python + pgask init", "SELECT rag._python_init()"),
+    ("search code (pgask.retrieval)", "DO $$ import pgask.retrieval.search $$ LANGUAGE plpython3u"),
     ("numpy", "DO $$ import numpy $$ LANGUAGE plpython3u"),
     ("sentence splitter (pgask.text)", "DO $$ import pgask.text $$ LANGUAGE plpython3u"),
-    ("search code (pgask.retrieval)", "DO $$ import pgask.retrieval.search $$ LANGUAGE plpython3u"),
     ("answerer (pgask.answering)", "DO $$ import pgask.answering.pipeline $$ LANGUAGE plpython3u"),
     ("tokenizer (MiniLM word pieces)",
      "DO $$ from pgask.tokenization import count_word_pieces as c; c('a b') $$"
