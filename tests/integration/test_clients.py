@@ -12,6 +12,26 @@ from pgask import AsyncClient, Client
 from pgask.client import Answer, SearchResult
 
 
+async def while_others_run(awaitable):
+    """The awaitable's result, and how many times another task ran while it was awaited: 0
+    when it ran its database work on the event loop (blocking it), as a sync call does."""
+    ticks, done = 0, False
+
+    async def ticker():
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    result = await awaitable
+    ran, done = ticks - before, True
+    await task
+    return result, ran
+
+
 @pytest.fixture
 def tickets(db):
     # `rank` is a column of the user's that pgask's own rank must not overwrite; sync mode,
@@ -200,7 +220,9 @@ def test_langchain_vector_store_async_on_an_async_connection(tickets, db_url):
                 metadatas=[{"lang": "en", "score": "A+", "title": "mine"}], ids=["tls.md"],
                 connection=conn)
             retriever = store.as_retriever(search_kwargs={"k": 1, "filter": {"lang": "en"}})
-            docs = await retriever.ainvoke("certificate rotation")
+            docs, others_ran = await while_others_run(
+                retriever.ainvoke("certificate rotation"))
+            assert others_ran > 0  # the loop was not blocked
             scored = await store.asimilarity_search_with_relevance_scores("certificates", k=1)
             mmr = await store.amax_marginal_relevance_search("certificates", k=1)
             await store.adelete(["tls.md"])
@@ -237,8 +259,10 @@ def test_llamaindex_retriever(tickets, db_url):
     # The LLM sees the user's fields, not pgask's bookkeeping.
     prompt = nodes[0].node.get_content(metadata_mode=MetadataMode.LLM)
     assert "team: " in prompt and "rank: " in prompt and "citation" not in prompt
-    again = asyncio.run(retriever.aretrieve("disk filled up"))
+    # aretrieve awaits the database: the event loop goes on serving other tasks meanwhile.
+    again, others_ran = asyncio.run(while_others_run(retriever.aretrieve("disk filled up")))
     assert [n.node.node_id for n in again] == [n.node.node_id for n in nodes]
+    assert others_ran > 0
 
 
 def test_llamaindex_vector_store(tickets, db_url):
