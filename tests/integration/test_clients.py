@@ -175,6 +175,10 @@ def test_langchain_retriever(tickets, db_url):
     assert [d.metadata["pgask"]["document_id"] for d in docs] == ["3"]
     docs = asyncio.run(retriever.ainvoke("dashboard", filter=None, mode="keyword", k=1))
     assert [d.metadata["pgask"]["document_id"] for d in docs] == ["3"]
+    # Given a sync connection, async calls use it from a worker thread, off the loop.
+    given = PgaskRetriever(client=Client(connection=tickets), pipeline="tickets", k=1)
+    docs, others_ran = asyncio.run(while_others_run(given.ainvoke("dashboard")))
+    assert [d.metadata["pgask"]["document_id"] for d in docs] == ["3"] and others_ran > 0
 
 
 def test_langchain_vector_store_sync(tickets, db_url):

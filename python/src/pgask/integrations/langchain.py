@@ -79,9 +79,13 @@ class PgaskRetriever(BaseRetriever):
     async def _aget_relevant_documents(self, query: str, *,
                                        run_manager: AsyncCallbackManagerForRetrieverRun,
                                        **overrides: Any) -> list[Document]:
+        settings = self._settings(overrides)
+        if self.async_client is None and self.client is not None:
+            # Given a sync client only (its connection, say): run it off the event loop.
+            hits = await run_in_executor(None, self.client.search, query, **settings)
+            return self._documents(hits, settings["pipeline"])
         if self.async_client is None:
             self.async_client = AsyncClient(self.dsn)
-        settings = self._settings(overrides)
         hits = await self.async_client.search(query, **settings)
         return self._documents(hits, settings["pipeline"])
 
