@@ -152,6 +152,7 @@ def test_async_client_searches_answers_and_writes(tickets, db_url):
 
 def test_langchain_retriever(tickets, db_url):
     pytest.importorskip("langchain_core", reason="pip install 'pgask[langchain]'")
+    import pydantic
     from langchain_core.documents import Document
 
     from pgask.integrations.langchain import PgaskRetriever
@@ -175,6 +176,11 @@ def test_langchain_retriever(tickets, db_url):
     assert [d.metadata["pgask"]["document_id"] for d in docs] == ["3"]
     docs = asyncio.run(retriever.ainvoke("dashboard", filter=None, mode="keyword", k=1))
     assert [d.metadata["pgask"]["document_id"] for d in docs] == ["3"]
+    # search_kwargs, as LangChain's retrievers take them; a misspelt argument is an error.
+    assert len(PgaskRetriever(dsn=db_url, pipeline="tickets",
+                              search_kwargs={"k": 2}).invoke("disk")) == 2
+    with pytest.raises(pydantic.ValidationError, match="top_k"):
+        PgaskRetriever(dsn=db_url, top_k=2)
     # Given a sync connection, async calls use it from a worker thread, off the loop.
     given = PgaskRetriever(client=Client(connection=tickets), pipeline="tickets", k=1)
     docs, others_ran = asyncio.run(while_others_run(given.ainvoke("dashboard")))

@@ -44,9 +44,11 @@ _SEARCH_SETTINGS = ("k", "filter", "mode", "pipeline", "options")
 
 class PgaskRetriever(BaseRetriever):
     """The k best chunks of a pgask pipeline as LangChain Documents (id: the chunk's id).
-    k, filter, mode, pipeline and options can be given per call, sync or async."""
+    k, filter, mode, pipeline and options can be given per call, sync or async, or in
+    search_kwargs as LangChain's own retrievers take them; an unknown argument is an error
+    (pydantic ignored it, so search_kwargs={"k": 2} silently left k at 5)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     dsn: str | None = None
     client: Client | None = Field(default=None, exclude=True)
@@ -56,14 +58,16 @@ class PgaskRetriever(BaseRetriever):
     mode: str = "hybrid"
     pipeline: str | None = None
     options: dict[str, Any] | None = None
+    search_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     def _settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(overrides) - set(_SEARCH_SETTINGS)
+        given = {**self.search_kwargs, **overrides}
+        unknown = set(given) - set(_SEARCH_SETTINGS)
         if unknown:
             raise TypeError(f"PgaskRetriever: unknown setting(s) {sorted(unknown)}; "
-                            f"per call: {', '.join(_SEARCH_SETTINGS)}")
+                            f"it takes {', '.join(_SEARCH_SETTINGS)}")
         return {"k": self.k, "filter": self.filter, "mode": self.mode,
-                "pipeline": self.pipeline, "options": self.options, **overrides}
+                "pipeline": self.pipeline, "options": self.options, **given}
 
     def _documents(self, hits: list[SearchResult], pipeline: str | None) -> list[Document]:
         return [Document(page_content=hit.content, id=str(hit.chunk_id),
