@@ -18,6 +18,7 @@ The statements are built here once for Client and AsyncClient, which only run th
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +26,6 @@ from typing import Any
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
-
-from pgask.source_columns import column_names
 
 DOCUMENTS = "rag.documents"
 
@@ -64,18 +63,27 @@ def is_documents(pipeline: str | None) -> bool:
 DOCUMENTS_TARGET = Target(table=DOCUMENTS, content="content", title="title", key=("source",))
 
 
-def _column(fragment: str | None) -> str | None:
-    """The one column an SQL fragment over "s" reads, if it reads exactly one."""
-    names = {n.name for n in column_names(fragment or "")}
-    return names.pop() if len(names) == 1 else None
+# A column as rag._column_sql writes it (s.%I); the title wraps it as coalesce((...)::text, '').
+_COLUMN = r's\.(?P<column>"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)'
+_CONTENT = re.compile(rf"{_COLUMN}")
+_TITLE = re.compile(rf"coalesce\(\({_COLUMN}\)::text, ''\)")
+
+
+def _column(pattern: re.Pattern, fragment: str | None) -> str | None:
+    """The column an SQL fragment is, if it is one column (not an expression over some)."""
+    match = pattern.fullmatch(fragment or "")
+    if match is None:
+        return None
+    name = match["column"]
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 def target_from_row(pipeline: str | None, row: tuple | None) -> Target:
     if row is None:
         raise LookupError(f"pipeline {pipeline!r} does not exist")
     table, content_sql, title_sql, key = row
-    return Target(table=table, content=_column(content_sql),
-                  title=_column(title_sql),
+    return Target(table=table, content=_column(_CONTENT, content_sql),
+                  title=_column(_TITLE, title_sql),
                   key=tuple(key or ()))
 
 
