@@ -27,9 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pgask", "pgask_measure")
 # The client side: these rooms talk to PostgreSQL through psycopg (the command line, and
-# pgask.Client with the LangChain / LlamaIndex retrievers for applications).
+# pgask.Client, pgask.AsyncClient, their writes and the LangChain / LlamaIndex integrations
+# for applications).
 PSYCOPG_ROOMS = frozenset({"pgask.cli", "pgask.ingest", "pgask.install", "pgask.localdb",
-                           "pgask.worker", "pgask.client", "pgask.doctor", "pgask.uninstall",
+                           "pgask.worker", "pgask.client", "pgask.async_client",
+                           "pgask.writes", "pgask.doctor", "pgask.uninstall",
                            "pgask.integrations", "pgask_measure"})
 BEGIN, END = "<!-- import graph: begin -->", "<!-- import graph: end -->"
 

@@ -128,6 +128,36 @@ def test_every_sql_example_runs(path, db, embedding_server, rerank_server):
                             f"{statement}\n-> {type(exc).__name__}: {exc}")
 
 
+PYTHON_FENCE = re.compile(r"^```python\s*$\n(?P<body>.*?)^```\s*$", re.MULTILINE | re.DOTALL)
+CLIENTS_DSN = "postgresql://app@db.internal/prod"  # what docs/clients.md connects to
+
+
+def test_the_client_examples_run(db, db_url):
+    """docs/clients.md's Python examples run too: in order, in one namespace (as a reader
+    would paste them into one session), after the page's SQL, against the real libraries;
+    `my_llm` is LlamaIndex's MockLLM."""
+    pytest.importorskip("langchain_core", reason="pip install 'pgask[langchain]'")
+    pytest.importorskip("llama_index.core", reason="pip install 'pgask[llamaindex]'")
+    from llama_index.core.llms import MockLLM
+
+    path = REPO / "docs" / "clients.md"
+    for block in sql_blocks(path):
+        for statement in split_statements(block.sql):
+            db.execute(statement)
+    text = path.read_text(encoding="utf-8")
+    namespace: dict = {"my_llm": MockLLM()}
+    examples = list(PYTHON_FENCE.finditer(text))
+    assert len(examples) >= 6
+    for match in examples:
+        line = text.count("\n", 0, match.start()) + 2
+        code = compile(match["body"].replace(CLIENTS_DSN, db_url), f"{path.name}:{line}", "exec")
+        exec(code, namespace)  # noqa: S102 (the page's own examples)
+    # What the last examples left: the LlamaIndex retriever's nodes, and the ticket every
+    # store added (id 3) deleted again.
+    assert namespace["nodes"] and namespace["nodes"][0].node.ref_doc_id == "1"
+    assert db.execute("SELECT array_agg(id ORDER BY id) FROM tickets").fetchone() == ([1, 2],)
+
+
 def test_the_sql_reference_names_every_public_function_and_view(db):
     """docs/sql-reference.md covers the whole public API: a new function or view without an
     entry (and its example) fails here."""

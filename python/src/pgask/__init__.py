@@ -17,4 +17,8 @@ def __getattr__(name: str):
         from pgask.client import Client
 
         return Client
+    if name == "AsyncClient":
+        from pgask.async_client import AsyncClient
+
+        return AsyncClient
     raise AttributeError(f"module 'pgask' has no attribute {name!r}")

@@ -7,19 +7,25 @@
         for hit in pg.search("certificate rotation", k=3):
             print(hit.rank, hit.title, hit.score)
 
-Each method is one call of the SQL API (rag.answer, rag.search, rag.feedback) and returns
-dataclasses. Errors are the database's own (psycopg.Error subclasses carrying the SQLSTATE
-and the message naming the bad argument), never re-worded here. A Client holds one
-connection: use one per thread, or pass a connection from your pool.
+Each read is one call of the SQL API (rag.answer, rag.search, rag.feedback) and returns
+dataclasses; `add` and `delete` write the pipeline's source table (pgask.writes), whose
+triggers embed the rows. Errors are the database's own (psycopg.Error subclasses carrying the
+SQLSTATE and the message naming the bad argument), never re-worded here. A Client holds one
+connection: use one per thread, or pass a connection from your pool. pgask.AsyncClient
+(pgask.async_client) is the same API on psycopg's AsyncConnection; the statements and the
+parsing of their results are here, once, for both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from pgask import writes
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,22 @@ class SearchResult:
     keyword_score: float | None = None
     rerank_score: float | None = None
 
+    @property
+    def relevance(self) -> float:
+        """How well the chunk matches the query, in [0, 1], whatever the mode, fusion or
+        reranker (thresholds use it; `score` is the raw score that ordered the results):
+        the larger of its cosine similarity with the query (vector_score, negative as 0) and
+        its BM25 score saturated as bm25 / (bm25 + 1), over the lists that found it. It
+        depends on the query and the chunk only, not on the other hits: a lone hit, or the
+        last of k, keeps its value. (Computed here from rag.search's columns, so the SQL
+        signature stays as it is.)"""
+        signals = [0.0]
+        if self.vector_score is not None:
+            signals.append(min(1.0, max(0.0, self.vector_score)))
+        if self.keyword_score is not None and self.keyword_score > 0:
+            signals.append(self.keyword_score / (self.keyword_score + 1.0))
+        return max(signals)
+
 
 _SEARCH_COLUMNS = ("chunk_id", "document_id", "title", "source", "content", "metadata", "score",
                    "rank", "vector_rank", "keyword_rank", "vector_score", "keyword_score",
@@ -77,6 +99,40 @@ _SEARCH_COLUMNS = ("chunk_id", "document_id", "title", "source", "content", "met
 
 def _json(value: dict | None) -> Jsonb | None:
     return None if value is None else Jsonb(value)
+
+
+ANSWER_SQL = ("SELECT rag.answer(%s, %s, filter => %s, pipeline => %s, model => %s,"
+              " options => %s)")
+SEARCH_SQL = (f"SELECT {', '.join(_SEARCH_COLUMNS)} FROM rag.search(%s, %s, filter => %s,"
+              " mode => %s, pipeline => %s, options => %s)")
+FEEDBACK_SQL = "SELECT rag.feedback(%s, %s, %s)"
+
+
+def answer_params(question, k, filter, pipeline, model, options) -> tuple:
+    return (question, k, _json(filter), pipeline, model, _json(options))
+
+
+def search_params(query, k, filter, mode, pipeline, options) -> tuple:
+    return (query, k, _json(filter), mode, pipeline, _json(options))
+
+
+def answer_from_json(result: dict[str, Any]) -> Answer:
+    citations = [
+        Citation(n=c["n"], chunk_id=c["chunk_id"], document_id=c["document_id"],
+                 title=c.get("title") or "", source=c.get("source") or "",
+                 span=tuple(c["span"]) if c.get("span") else None)
+        for c in result.get("citations") or []
+    ]
+    return Answer(answer=result["answer"], mode=result["mode"], citations=citations,
+                  grounded=bool(result.get("grounded", True)),
+                  answer_id=result.get("answer_id"), model=result.get("model"),
+                  llm=result.get("llm"), note=result.get("note"),
+                  usage=result.get("usage") or {}, timings_ms=result.get("timings_ms") or {},
+                  raw=result)
+
+
+def results_from_rows(rows: list[tuple]) -> list[SearchResult]:
+    return [SearchResult(**dict(zip(_SEARCH_COLUMNS, row, strict=True))) for row in rows]
 
 
 class Client:
@@ -118,34 +174,44 @@ class Client:
             options: dict | None = None) -> Answer:
         """rag.answer: an answer with citations, or mode 'no_answer' ("I don't know")."""
         (result,) = self.connection.execute(
-            "SELECT rag.answer(%s, %s, filter => %s, pipeline => %s, model => %s,"
-            " options => %s)",
-            (question, k, _json(filter), pipeline, model, _json(options))).fetchone()
-        citations = [
-            Citation(n=c["n"], chunk_id=c["chunk_id"], document_id=c["document_id"],
-                     title=c.get("title") or "", source=c.get("source") or "",
-                     span=tuple(c["span"]) if c.get("span") else None)
-            for c in result.get("citations") or []
-        ]
-        return Answer(answer=result["answer"], mode=result["mode"], citations=citations,
-                      grounded=bool(result.get("grounded", True)),
-                      answer_id=result.get("answer_id"), model=result.get("model"),
-                      llm=result.get("llm"), note=result.get("note"),
-                      usage=result.get("usage") or {}, timings_ms=result.get("timings_ms") or {},
-                      raw=result)
+            ANSWER_SQL, answer_params(question, k, filter, pipeline, model, options)).fetchone()
+        return answer_from_json(result)
 
     def search(self, query: str, *, k: int = 5, filter: dict | None = None,
                mode: str = "hybrid", pipeline: str | None = None,
                options: dict | None = None) -> list[SearchResult]:
         """rag.search: the k best chunks, best first."""
         rows = self.connection.execute(
-            f"SELECT {', '.join(_SEARCH_COLUMNS)} FROM rag.search(%s, %s, filter => %s,"
-            " mode => %s, pipeline => %s, options => %s)",
-            (query, k, _json(filter), mode, pipeline, _json(options))).fetchall()
-        return [SearchResult(**dict(zip(_SEARCH_COLUMNS, row, strict=True))) for row in rows]
+            SEARCH_SQL, search_params(query, k, filter, mode, pipeline, options)).fetchall()
+        return results_from_rows(rows)
 
     def feedback(self, answer_id: int, helpful: bool, comment: str | None = None) -> int:
         """rag.feedback: a user's verdict on an answer; returns the feedback's id."""
         (feedback_id,) = self.connection.execute(
-            "SELECT rag.feedback(%s, %s, %s)", (answer_id, helpful, comment)).fetchone()
+            FEEDBACK_SQL, (answer_id, helpful, comment)).fetchone()
         return feedback_id
+
+    def target(self, pipeline: str | None = None) -> writes.Target:
+        """Where `add` writes a pipeline's texts (pgask.writes)."""
+        if writes.is_documents(pipeline):
+            return writes.DOCUMENTS_TARGET
+        row = self.connection.execute(writes.TARGET_SQL, (pipeline,)).fetchone()
+        return writes.target_from_row(pipeline, row)
+
+    def add(self, texts: Sequence[str], *, metadatas: Sequence[dict] | None = None,
+            ids: Sequence[str] | None = None, titles: Sequence[str | None] | None = None,
+            pipeline: str | None = None) -> list[str]:
+        """Writes texts into the pipeline's source table (an upsert per text, all in one
+        transaction) and returns their ids; the pipeline's triggers chunk and embed them (at
+        once in sync mode, else by the worker). See pgask.writes for the rows written."""
+        target = self.target(pipeline)
+        with self.connection.transaction():
+            return [self.connection.execute(*writes.insert_statement(
+                target, text, metadata, id, title)).fetchone()[0]
+                for text, metadata, id, title in writes.batch(texts, metadatas, ids, titles)]
+
+    def delete(self, ids: Sequence[str], *, pipeline: str | None = None) -> int:
+        """Deletes the rows of these ids (as `add` returned them, or a hit's store id) from
+        the pipeline's source table; returns how many were deleted."""
+        target = self.target(pipeline)
+        return self.connection.execute(*writes.delete_statement(target, ids)).rowcount
