@@ -19,10 +19,11 @@ ADD CONSTRAINT answer_feedback_web_user_size CHECK (
     coalesce(length(web_user), 0) <= 1000
 ) NOT VALID;
 
--- The BI views' sums and averages were numeric, which drivers hand over as decimals (pandas:
--- dtype object): sql/130_answering.sql re-creates them with bigint and double precision
--- columns. A view's column types cannot change in place; a role's grants on these two views
--- go with them (rag.grant_usage(role, 'dashboard') gives what a dashboard needs, at every
--- install).
+-- The BI views' sums and averages, and pipeline_status.lag_seconds, were numeric, which
+-- drivers hand over as decimals (pandas: dtype object): sql/100_status.sql and
+-- sql/130_answering.sql re-create them with bigint and double precision columns. A view's
+-- column types cannot change in place; a role's grants on these views go with them
+-- (rag.grant_usage(role, 'dashboard') gives what a dashboard needs, at every install).
 DROP VIEW IF EXISTS rag.answers_daily;
 DROP VIEW IF EXISTS rag.document_usage;
+DROP VIEW IF EXISTS rag.pipeline_status;
