@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 import sqlalchemy
 from sqlalchemy.pool import NullPool
-
 from test_docs import sql_blocks
 
 REPO = Path(__file__).resolve().parents[2]

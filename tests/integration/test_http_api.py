@@ -13,9 +13,9 @@ import urllib.request
 
 import psycopg
 import pytest
+from postgrest_server import PostgrestStandIn, make_jwt
 
 from fix_db import add_document
-from postgrest_server import PostgrestStandIn, make_jwt
 
 SECRET = "a-test-secret-of-at-least-thirty-two-characters"
 VACUUM = ("VACUUM reclaims storage occupied by dead tuples. Tuples that are deleted or "

@@ -146,8 +146,8 @@ def public_reason(signature: str) -> str | None:
 
 
 def _routines(db):
-    """Every routine of schemas rag and rag_api, and public.rag_answer, with its signature as regprocedure
-    prints it when no schema but pg_catalog is on the path."""
+    """Every routine of schemas rag and rag_api, and public.rag_answer, with its signature as
+    regprocedure prints it when no schema but pg_catalog is on the path."""
     db.execute("SET search_path = pg_catalog")
     try:
         return db.execute(
