@@ -9,7 +9,8 @@
 -- are left alone.
 
 -- rag._take_ownership(): gives pgask_owner every table, view, sequence and routine of
--- schema rag (and public.rag_answer) that it does not own yet. Run by the installer.
+-- schema rag (and the routines of rag_api, and public.rag_answer) that it does not own yet.
+-- Run by the installer.
 CREATE OR REPLACE FUNCTION rag._take_ownership()
 RETURNS void
 LANGUAGE plpgsql
@@ -40,7 +41,7 @@ BEGIN
     FOR object IN
         SELECT p.oid::regprocedure::text AS name
         FROM pg_catalog.pg_proc AS p
-        WHERE (p.pronamespace = 'rag'::regnamespace
+        WHERE (p.pronamespace IN ('rag'::regnamespace, to_regnamespace('rag_api'))
             OR p.oid = to_regprocedure('public.rag_answer(text)'))
             AND p.proowner <> 'pgask_owner'::regrole
     LOOP

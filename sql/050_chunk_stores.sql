@@ -294,6 +294,9 @@ BEGIN
         'CREATE VIEW rag.%I WITH (security_invoker = true) AS SELECT * FROM rag.%I',
         pipeline || '_chunks', rag._store(pipeline, active)
     );
+    EXECUTE format('COMMENT ON VIEW rag.%I IS %L', pipeline || '_chunks', format(
+        'Chunks of pipeline %s (its active embedding set), as the reader may see them',
+        pipeline));
     PERFORM rag._sync_security(pipeline);
 END;
 $$;

@@ -60,7 +60,7 @@ SELECT
         WHERE q.pipeline = p.name AND q.status = 'failed'
     ) AS failed,
     (
-        SELECT extract(EPOCH FROM now() - min(w.enqueued_at)) FROM (
+        SELECT extract(EPOCH FROM now() - min(w.enqueued_at))::double precision FROM (
             SELECT q.enqueued_at FROM rag.queue AS q
             WHERE q.pipeline = p.name AND q.status = 'pending'
             UNION ALL

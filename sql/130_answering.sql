@@ -126,7 +126,8 @@ $$;
 -- logged answer_log_max_per_minute answers in the last minute already (rag.answer says the
 -- log was skipped). Runs as the caller: the log's row-level security admits only a row of
 -- the caller's own (asked_by is always current_user) that cites chunks the caller can read,
--- carries the one-time token of rag.answer's code, within the sizes migration 0007 caps.
+-- carries the one-time token of rag.answer's code, within the sizes migration 0007 caps;
+-- web_user: the PostgREST request's web user, if any (rag._web_user).
 CREATE OR REPLACE FUNCTION rag._log_answer(entry jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -137,9 +138,17 @@ DECLARE
     price rag.llm_prices;
     per_minute integer := coalesce((SELECT s.value::integer FROM rag.settings AS s
         WHERE s.key = 'answer_log_max_per_minute'), 600);
+    claims text := current_setting('request.jwt.claims', true);
+    recent bigint;
 BEGIN
-    IF (SELECT count(*) FROM rag.answer_log AS l WHERE l.asked_by = current_user
-            AND l.asked_at > now() - interval '1 minute') >= per_minute THEN
+    -- The limit is the role's, whatever web users it serves: counted without the log's
+    -- narrowing to one web user, which a caller could vary to escape it (the setting is
+    -- put back at once, and by any error's rollback).
+    PERFORM set_config('request.jwt.claims', '', true);
+    recent := (SELECT count(*) FROM rag.answer_log AS l WHERE l.asked_by = current_user
+        AND l.asked_at > now() - interval '1 minute');
+    PERFORM set_config('request.jwt.claims', coalesce(claims, ''), true);
+    IF recent >= per_minute THEN
         RETURN NULL;
     END IF;
     SELECT * INTO price FROM rag.llm_prices AS p WHERE p.model = entry ->> 'model';
@@ -147,7 +156,7 @@ BEGIN
         pipeline, question, answer, mode, model, llm, grounded, problems,
         retrieved_chunk_ids, retrieved_scores, cited_chunk_ids, cited_document_ids,
         cited_sources, prompt_tokens, completion_tokens, cost, currency, timings_ms, total_ms,
-        error, answer_token, degraded
+        error, answer_token, degraded, web_user
     )
     VALUES (
         entry ->> 'pipeline', entry ->> 'question', entry ->> 'answer',
@@ -163,7 +172,7 @@ BEGIN
         + (entry ->> 'completion_tokens')::numeric * price.completion_per_million / 1e6,
         price.currency, coalesce(entry -> 'timings_ms', '{}'),
         (entry -> 'timings_ms' ->> 'total')::float8, entry ->> 'error', entry ->> 'token',
-        entry ->> 'degraded'
+        entry ->> 'degraded', rag._web_user()
     )
     RETURNING id INTO new_id;
     PERFORM rag._prune_answer_log();
@@ -384,8 +393,8 @@ BEGIN
             coalesce(answer_id::text, 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
-    INSERT INTO rag.answer_feedback (answer_id, helpful, comment)
-    VALUES (answer_id, helpful, left(comment, 10000))
+    INSERT INTO rag.answer_feedback (answer_id, helpful, comment, web_user)
+    VALUES (answer_id, helpful, left(comment, 10000), rag._web_user())
     RETURNING id INTO new_id;
     RETURN new_id;
 END;
@@ -402,7 +411,9 @@ GROUP BY answer_id;
 
 -- rag.answers_daily: per day and pipeline: answers, how they were made, latency, tokens, cost,
 -- ungrounded generations caught, feedback, and answers found by keyword search only because
--- the embedder was down (degraded).
+-- the embedder was down (degraded). Counts are bigint and measures double precision, never
+-- numeric: drivers (psycopg, JDBC, pandas) hand numeric over as decimals, not numbers
+-- (migration 0014 dropped the numeric version).
 CREATE OR REPLACE VIEW rag.answers_daily AS
 SELECT
     date_trunc('day', l.asked_at)::date AS day,
@@ -413,13 +424,14 @@ SELECT
     count(*) FILTER (WHERE l.mode = 'no_answer') AS no_answer,
     count(*) FILTER (WHERE NOT l.grounded) AS ungrounded,
     count(*) FILTER (WHERE l.error IS NOT NULL) AS llm_errors,
-    round(avg(l.total_ms)::numeric, 1) AS avg_ms,
-    round((percentile_cont(0.95) WITHIN GROUP (ORDER BY l.total_ms))::numeric, 1) AS p95_ms,
-    coalesce(sum(l.prompt_tokens), 0) AS prompt_tokens,
-    coalesce(sum(l.completion_tokens), 0) AS completion_tokens,
-    sum(l.cost) AS cost,
-    sum(f.helpful) AS helpful,
-    sum(f.unhelpful) AS unhelpful,
+    round(avg(l.total_ms)::numeric, 1)::double precision AS avg_ms,
+    round((percentile_cont(0.95) WITHIN GROUP (ORDER BY l.total_ms))::numeric, 1)
+    ::double precision AS p95_ms,
+    coalesce(sum(l.prompt_tokens), 0)::bigint AS prompt_tokens,
+    coalesce(sum(l.completion_tokens), 0)::bigint AS completion_tokens,
+    sum(l.cost)::double precision AS cost,
+    sum(f.helpful)::bigint AS helpful,
+    sum(f.unhelpful)::bigint AS unhelpful,
     count(*) FILTER (WHERE l.degraded IS NOT NULL) AS degraded
 FROM rag.answer_log AS l
 LEFT JOIN rag.answer_feedback_totals AS f ON l.id = f.answer_id
@@ -449,8 +461,8 @@ SELECT
     max(d.source) AS source,
     count(DISTINCT l.id) AS answers,
     count(DISTINCT lower(l.question)) AS questions,
-    coalesce(sum(f.helpful), 0) AS helpful_feedback,
-    coalesce(sum(f.unhelpful), 0) AS unhelpful_feedback,
+    coalesce(sum(f.helpful), 0)::bigint AS helpful_feedback,
+    coalesce(sum(f.unhelpful), 0)::bigint AS unhelpful_feedback,
     max(l.asked_at) AS last_cited
 FROM rag.answer_log AS l
 CROSS JOIN

@@ -8,6 +8,8 @@
 --   registries and keys. pgask_worker: processes the queue.
 --   pgask_reader: may use provider keys stored with rag.set_secret (never read them).
 --   pgask_auditor: reads every row of rag.answer_log and rag.answer_feedback.
+--   pgask_dashboard: what a BI dashboard reads (docs/dashboard.md): the BI and status views
+--   over every role's rows (a member of pgask_auditor).
 --   PUBLIC: the entry points listed below, which run with the caller's own privileges.
 
 DO $$
@@ -17,6 +19,9 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgask_auditor') THEN
         CREATE ROLE pgask_auditor NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgask_dashboard') THEN
+        CREATE ROLE pgask_dashboard NOLOGIN;
     END IF;
 END;
 $$;
@@ -68,8 +73,10 @@ COMMENT ON FUNCTION rag._use_secret(text) IS
 'SECURITY DEFINER: reads rag.secrets (owner only) for pgask_reader members; returns no key';
 
 -- rag.grant_usage(role, usage): lets a role use pgask beyond what PUBLIC may: 'reader' (search
--- and answer with providers whose key is stored with rag.set_secret) or 'auditor' (read
--- every role's rows of the answer log and feedback). For admins (members of the owner).
+-- and answer with providers whose key is stored with rag.set_secret), 'auditor' (read
+-- every role's rows of the answer log and feedback) or 'dashboard' (the BI and status views
+-- over every role's answers: an auditor that also reads rag.pipeline_status,
+-- rag.dead_letters and rag.eval_summary). For admins (members of the owner).
 CREATE OR REPLACE FUNCTION rag.grant_usage(role_name regrole, usage text DEFAULT 'reader')
 RETURNS void
 LANGUAGE plpgsql
@@ -77,10 +84,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM rag._require_admin('rag.grant_usage');
-    IF role_name IS NULL OR usage IS NULL OR usage NOT IN ('reader', 'auditor') THEN
+    IF role_name IS NULL OR usage IS NULL OR usage NOT IN ('reader', 'auditor', 'dashboard') THEN
         RAISE EXCEPTION 'rag.grant_usage: role must name a role and usage must be ''reader'' '
-            '(search and answer with stored API keys) or ''auditor'' (read the whole answer '
-            'log), got % and %', coalesce(role_name::text, 'NULL'),
+            '(search and answer with stored API keys), ''auditor'' (read the whole answer '
+            'log) or ''dashboard'' (the BI and status views), got % and %',
+            coalesce(role_name::text, 'NULL'),
             coalesce(quote_literal(usage), 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
@@ -96,9 +104,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM rag._require_admin('rag.revoke_usage');
-    IF role_name IS NULL OR usage IS NULL OR usage NOT IN ('reader', 'auditor') THEN
-        RAISE EXCEPTION 'rag.revoke_usage: role must name a role and usage must be ''reader'' '
-            'or ''auditor'', got % and %', coalesce(role_name::text, 'NULL'),
+    IF role_name IS NULL OR usage IS NULL OR usage NOT IN ('reader', 'auditor', 'dashboard') THEN
+        RAISE EXCEPTION 'rag.revoke_usage: role must name a role and usage must be ''reader'', '
+            '''auditor'' or ''dashboard'', got % and %', coalesce(role_name::text, 'NULL'),
             coalesce(quote_literal(usage), 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
@@ -156,14 +164,20 @@ COMMENT ON FUNCTION rag._prune_answer_log() IS
 -- The answer log and feedback: each role reads and writes its own rows (asked_by and
 -- given_by default to current_user, and no role but the owner may set them); members of
 -- pgask_auditor read all. A row may cite only chunks its writer can read. The owner is exempt
--- from the policies, as owners are.
+-- from the policies, as owners are. Within a role, a PostgREST request's web user
+-- (rag._web_user(), NULL outside one) reads and writes only its own rows (web_user): the
+-- web users behind one PostgREST role are not one asker. Only ever a narrowing (any SQL
+-- caller may set request.jwt.claims): a role never sees another role's rows through it.
 SELECT rag._put_policy(
     'rag.answer_log', 'own_rows', 'FOR SELECT'
-    ' USING (asked_by = current_user OR pg_has_role(''pgask_auditor'', ''USAGE''))'
+    ' USING (asked_by = current_user AND ((SELECT rag._web_user()) IS NULL'
+    ' OR web_user = (SELECT rag._web_user()))'
+    ' OR pg_has_role(''pgask_auditor'', ''USAGE''))'
 );
 SELECT rag._put_policy(
     'rag.answer_log', 'own_answers', 'FOR INSERT WITH CHECK ('
     ' asked_by = current_user'
+    ' AND web_user IS NOT DISTINCT FROM (SELECT rag._web_user())'
     ' AND rag._chunks_readable(pipeline, retrieved_chunk_ids || cited_chunk_ids)'
     ' AND rag._answer_token_ok(answer_token))'
 );
@@ -172,21 +186,25 @@ GRANT SELECT ON rag.answer_log TO public;
 GRANT INSERT (
     pipeline, question, answer, mode, model, llm, grounded, problems, retrieved_chunk_ids,
     retrieved_scores, cited_chunk_ids, cited_document_ids, cited_sources, prompt_tokens,
-    completion_tokens, cost, currency, timings_ms, total_ms, error, answer_token, degraded
+    completion_tokens, cost, currency, timings_ms, total_ms, error, answer_token, degraded,
+    web_user
 ) ON rag.answer_log TO public;
 
 SELECT rag._put_policy(
     'rag.answer_feedback', 'own_feedback', 'FOR SELECT'
-    ' USING (given_by = current_user OR pg_has_role(''pgask_auditor'', ''USAGE''))'
+    ' USING (given_by = current_user AND ((SELECT rag._web_user()) IS NULL'
+    ' OR web_user = (SELECT rag._web_user()))'
+    ' OR pg_has_role(''pgask_auditor'', ''USAGE''))'
 );
 -- The answer must be visible to the writer: its own, or any for an auditor.
 SELECT rag._put_policy(
     'rag.answer_feedback', 'on_visible_answers', 'FOR INSERT WITH CHECK ('
     ' given_by = current_user'
+    ' AND web_user IS NOT DISTINCT FROM (SELECT rag._web_user())'
     ' AND EXISTS (SELECT 1 FROM rag.answer_log AS l WHERE l.id = answer_feedback.answer_id))'
 );
 GRANT SELECT ON rag.answer_feedback TO public;
-GRANT INSERT (answer_id, helpful, comment) ON rag.answer_feedback TO public;
+GRANT INSERT (answer_id, helpful, comment, web_user) ON rag.answer_feedback TO public;
 
 -- The BI views read the log as the querying role, so they show what its policies allow.
 ALTER VIEW rag.answer_feedback_totals SET (security_invoker = true);
@@ -195,6 +213,14 @@ ALTER VIEW rag.top_unanswered SET (security_invoker = true);
 ALTER VIEW rag.document_usage SET (security_invoker = true);
 GRANT SELECT ON rag.answer_feedback_totals, rag.answers_daily, rag.top_unanswered,
 rag.document_usage, rag.bm25_term_stats, rag.llm_prices TO public;
+-- A dashboard (rag.grant_usage(role, 'dashboard')): the BI views over every role's answers
+-- (as an auditor) and the status views, which read the queue as their owner.
+DO $$
+BEGIN
+    EXECUTE 'GRANT pgask_auditor TO pgask_dashboard';
+END;
+$$;
+GRANT SELECT ON rag.pipeline_status, rag.dead_letters, rag.eval_summary TO pgask_dashboard;
 
 -- EXECUTE: nothing in schema rag for PUBLIC but the entry points below, which run with the
 -- caller's own privileges (each with its reason in PUBLIC_EXECUTE of
@@ -266,7 +292,18 @@ rag._attach_capture(text, boolean),
 rag._lock_nowait(regclass[], text, text),
 rag._capture_targets(text),
 rag._partition_tree(oid),
-rag._on_ddl_as_runner()
+rag._on_ddl_as_runner(),
+rag._web_user()
+TO public;
+-- Schema rag_api (sql/170_http_api.sql): the HTTP entry points, invoker wrappers of the
+-- entry points above, for every role (PostgREST's web_anon and authenticated included).
+GRANT USAGE ON SCHEMA rag_api TO public;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA rag_api FROM public;
+GRANT EXECUTE ON FUNCTION
+rag_api.search(text, integer, jsonb, text, text, jsonb),
+rag_api.answer(text, integer, jsonb, text, text, jsonb),
+rag_api.answer_text(text),
+rag_api.feedback(bigint, boolean, text)
 TO public;
 -- Each pipeline's capture function (trigger functions cannot be called; EXECUTE is for
 -- whoever creates a capture trigger: a source's owner, or whoever adds a partition) and
@@ -334,9 +371,10 @@ SELECT rag._put_policy(
     ' USING (key NOT IN (''python_site'', ''version''))'
     ' WITH CHECK (key NOT IN (''python_site'', ''version''))'
 );
--- Admins grant the reader and auditor roles (rag.grant_usage), which needs their ADMIN OPTION.
+-- Admins grant the reader, auditor and dashboard roles (rag.grant_usage), which needs their
+-- ADMIN OPTION.
 DO $$
 BEGIN
-    EXECUTE 'GRANT pgask_reader, pgask_auditor TO pgask_admin WITH ADMIN OPTION';
+    EXECUTE 'GRANT pgask_reader, pgask_auditor, pgask_dashboard TO pgask_admin WITH ADMIN OPTION';
 END;
 $$;

@@ -21,10 +21,12 @@ def pgask_env(database_url: str | None = None, env_extra: dict | None = None) ->
 
 
 def pgask(*args: str, database_url: str | None = None, env_extra: dict | None = None,
-          timeout: float = 300) -> subprocess.CompletedProcess:
-    """Runs `pgask ARGS...` to the end; its output is captured as text."""
+          timeout: float = 300, cwd: str | os.PathLike | None = None
+          ) -> subprocess.CompletedProcess:
+    """Runs `pgask ARGS...` to the end (in folder `cwd`); its output is captured as text."""
     return subprocess.run([sys.executable, "-m", "pgask.cli", *args], capture_output=True,
-                          text=True, env=pgask_env(database_url, env_extra), timeout=timeout)
+                          text=True, env=pgask_env(database_url, env_extra), timeout=timeout,
+                          cwd=cwd)
 
 
 def pgask_process(*args: str, database_url: str | None = None) -> subprocess.Popen:

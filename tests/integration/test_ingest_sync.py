@@ -164,13 +164,57 @@ def test_select_files_filters_explicit_files_and_folders(folder):
     assert [p.name for p in chosen] == ["gin.html", "vacuum.md", "vacuum.md"]
 
 
-def test_a_respelled_folder_is_rekeyed_not_duplicated(db, folder):
-    sync(db, folder)
-    respelled = folder / ".." / folder.name  # same files, other source strings
-    summary = sync(db, respelled)
-    assert counts(summary) == (5, 0, 0, 5, 0)
-    sources = [row[0] for row in db.execute("SELECT source FROM rag.documents")]
-    assert len(sources) == 5 and all("/../" in s for s in sources)
+def test_a_respelled_folder_is_the_same_documents(db, db_url, folder):
+    """Issue 30: `pgask ingest /abs/kb`, then `pgask ingest kb` from the parent folder (or
+    through a symlink) made duplicates: documents were keyed by the path as typed."""
+    result = pgask("ingest", "-q", str(folder), database_url=db_url)
+    assert result.returncode == 0, result.stderr
+    before = documents(db)
+    (folder.parent / "link").symlink_to(folder)
+    for typed in (folder.name, "link"):
+        result = pgask("ingest", "-q", "--sync", typed, database_url=db_url, cwd=folder.parent)
+        assert result.stdout.strip().startswith(
+            "ingested: 0 added, 0 updated, 5 unchanged, 0 deleted"), (typed, result)
+    assert counts(sync(db, folder / ".." / folder.name)) == (0, 0, 5, 0, 0)
+    assert documents(db) == before  # not even rewritten
+    sources = sorted(row[0] for row in db.execute("SELECT source FROM rag.documents"))
+    assert sources == sorted(str(p) for p in folder.rglob("*") if p.is_file())
+
+
+def test_documents_of_an_older_spelling_are_rekeyed_in_place(db, db_url, folder):
+    """Rows written by an older pgask under the path as typed (docs/vacuum.md, and its
+    duplicate /abs/docs/../docs/vacuum.md) become the one canonical row, keeping the oldest
+    id; a row already under its absolute path is left as it is."""
+    page = folder / "vacuum.md"
+    for typed in ("docs/vacuum.md", f"{folder}/../docs/vacuum.md"):
+        db.execute("INSERT INTO rag.documents (source, title, content, metadata) VALUES"
+                   " (%s, 'VACUUM', 'old text', jsonb_build_object('path', %s::text))",
+                   (typed, str(page.resolve())))
+    (oldest,) = db.execute("SELECT min(id) FROM rag.documents").fetchone()
+    result = pgask("ingest", "-q", "docs/vacuum.md", database_url=db_url, cwd=folder.parent)
+    assert result.stdout.strip().startswith("ingested: 0 added, 1 updated, 0 unchanged"), result
+    assert db.execute("SELECT id, source, metadata->>'root' FROM rag.documents").fetchall() == [
+        (oldest, str(page), "/")]
+    assert counts(ingest_paths(db, [str(page)], progress=False)) == (0, 0, 1, 0, 0)
+
+
+def test_keys_relative_to_a_root(db, folder, tmp_path):
+    (tmp_path / "elsewhere.md").write_text("# Elsewhere\n")
+    summary = ingest_paths(db, [str(folder), str(tmp_path / "elsewhere.md")], progress=False,
+                           root=str(folder))
+    [(path, reason)] = summary.failed
+    assert path.endswith("elsewhere.md") and f"not under --root {folder}" in reason
+    rows = dict(db.execute("SELECT source, metadata->>'root' FROM rag.documents").fetchall())
+    assert rows == {k: str(folder) for k in ("vacuum.md", "notes.txt", "sub/gin.html",
+                                              "sub/guide.pdf", "sub/install.docx")}
+    # The folder moves: the same keys under the new root, nothing re-embedded.
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    assert counts(ingest_paths(db, [str(moved)], progress=False, root=str(moved))) == (
+        0, 0, 5, 0, 0)
+    # Absolute keys again: the same documents, re-keyed.
+    assert counts(ingest_paths(db, [str(moved)], progress=False)) == (0, 5, 0, 0, 0)
+    assert db.execute("SELECT count(*) FROM rag.documents").fetchone()[0] == 5
 
 
 def test_unreadable_files_are_skipped_and_their_documents_kept(db, folder):

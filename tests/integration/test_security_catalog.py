@@ -106,6 +106,21 @@ PUBLIC_EXECUTE = {
     "rag._partition_tree(oid)": "a table's partitions, from the catalog (readable by all)",
     "rag._capture_targets(text)": "reads rag.pipelines and the partition tree (PUBLIC)",
     "rag._on_ddl_as_runner()": "event trigger function (cannot be called); invoker on purpose",
+    "rag._web_user()": "reads the caller's own request.jwt.claims setting: no data",
+    # The HTTP entry points (schema rag_api, RAG_API below): invoker wrappers of the above.
+    "rag_api.search(text,integer,jsonb,text,text,jsonb)": "invoker; rag.search",
+    "rag_api.answer(text,integer,jsonb,text,text,jsonb)": "invoker; rag.answer",
+    "rag_api.answer_text(text)": "invoker; rag.answer as text",
+    "rag_api.feedback(bigint,boolean,text)": "invoker; rag.feedback",
+}
+
+# Schema rag_api is what PostgREST exposes over HTTP: exactly these routines, and nothing
+# that is not an entry point (a helper put there would be callable as POST /rpc/<name>).
+RAG_API = {
+    "rag_api.search(text,integer,jsonb,text,text,jsonb)",
+    "rag_api.answer(text,integer,jsonb,text,text,jsonb)",
+    "rag_api.answer_text(text)",
+    "rag_api.feedback(bigint,boolean,text)",
 }
 
 # Functions generated for each pipeline, by the pattern of their names.
@@ -131,8 +146,8 @@ def public_reason(signature: str) -> str | None:
 
 
 def _routines(db):
-    """Every routine of schema rag, and public.rag_answer, with its signature as regprocedure
-    prints it when no schema but pg_catalog is on the path."""
+    """Every routine of schemas rag and rag_api, and public.rag_answer, with its signature as
+    regprocedure prints it when no schema but pg_catalog is on the path."""
     db.execute("SET search_path = pg_catalog")
     try:
         return db.execute(
@@ -142,7 +157,8 @@ def _routines(db):
             "   AS a WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'),"
             " obj_description(p.oid, 'pg_proc')"
             " FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace"
-            " WHERE n.nspname = 'rag' OR (n.nspname = 'public' AND p.proname = 'rag_answer')"
+            " WHERE n.nspname IN ('rag', 'rag_api')"
+            "  OR (n.nspname = 'public' AND p.proname = 'rag_answer')"
             " ORDER BY 2").fetchall()
     finally:
         db.execute("RESET search_path")
@@ -228,6 +244,20 @@ def test_public_may_execute_only_the_allowlist(with_pipelines):
     assert {"rag._reconcile", "rag._request_check", "rag._drain_inbox", "rag._process_now",
             "rag._sync_security", "rag._use_secret", "rag._bind_source", "rag._source_rows",
             "rag._open_source_schema", "rag._mark_broken", "rag._install_capture"} <= names
+
+
+def test_rag_api_holds_exactly_the_http_entry_points(db):
+    """PostgREST exposes every routine and relation of the schemas it serves: rag_api has
+    the listed invoker routines and nothing else (no table, view or sequence either)."""
+    routines = {r[1]: r for r in _routines(db) if r[1].startswith("rag_api.")}
+    assert set(routines) == RAG_API
+    assert not any(r[2] for r in routines.values()), "rag_api routines run as the caller"
+    assert db.execute("SELECT count(*) FROM pg_class"
+                      " WHERE relnamespace = 'rag_api'::regnamespace").fetchone()[0] == 0
+    assert db.execute("SELECT nspowner::regrole::text, has_schema_privilege('public',"
+                      " 'rag_api', 'USAGE'), has_schema_privilege('public', 'rag_api', 'CREATE')"
+                      " FROM pg_namespace WHERE nspname = 'rag_api'").fetchone() == (
+        "pgask_owner", True, False)
 
 
 # SECURITY DEFINER routines that pipeline admins and workers may execute although they check

@@ -1,4 +1,13 @@
-"""`pgask ingest`: files on disk become rows of rag.documents, upserted by source path.
+"""`pgask ingest`: files on disk become rows of rag.documents, upserted by a canonical path.
+
+A file's key (rag.documents.source) is its canonical path: absolute with symlinks resolved,
+written relative to ``--root`` when one is given (``guides/a.md``), so the same file is one
+document however it was named on the command line (``/abs/kb`` or ``kb``). The root is
+recorded in the document's metadata (``root``: ``/`` without ``--root``), next to ``path``
+(the absolute resolved path). A document keyed by another spelling of the same file (written
+by an older pgask, which keyed files by the path as typed, or under another root) is re-keyed
+in place, keeping its id; duplicates of it are deleted. A document keyed by the absolute path
+of a file (no symlink on the way) keeps its key: nothing is rewritten for it.
 
 The database does the chunking and embedding (the documents pipeline), so what is searched is
 exactly what any SQL client inserting documents would get; this module only writes
@@ -12,9 +21,7 @@ is), so a second run over the same files updates nothing and embeds nothing.
 With ``--sync``, documents whose files disappeared from a synced directory are deleted. A
 document belongs to a directory when its metadata.path (the absolute path this command
 records) lies under it, so documents written any other way are never touched. Files that
-still exist are kept even when --include/--exclude leave them out of this run; a file known
-under another spelling of its path (docs/a.md, then /abs/docs/a.md) is re-keyed by deleting
-the old row, so it is not indexed twice.
+still exist are kept even when --include/--exclude leave them out of this run.
 """
 
 from __future__ import annotations
@@ -98,9 +105,17 @@ def select_files(paths: Iterable[str], selection: FileFilter) -> Iterator[Path]:
 
 # --- writing documents ----------------------------------------------------------
 
-_STORED_HASHES = ("SELECT source, metadata->>'sha256' FROM rag.documents"
-                  " WHERE source = ANY(%s)")
+# A file is skipped unparsed when its document has its bytes' hash and its current path (a
+# folder moved under --root is parsed once, to record where it is now).
+_STORED_HASHES = ("SELECT source, metadata->>'sha256' || ' ' || (metadata->>'path')"
+                  " FROM rag.documents WHERE source = ANY(%s)")
 _EXISTING = "SELECT id, title, content, metadata FROM rag.documents WHERE source = %s FOR UPDATE"
+# The same file under other keys: the oldest is re-keyed, the others were duplicates.
+_OTHER_KEYS = ("SELECT id, title, content, metadata FROM rag.documents"
+               " WHERE metadata->>'path' = %s AND source <> %s ORDER BY id FOR UPDATE")
+_REKEY = "UPDATE rag.documents SET source = %s WHERE id = %s"
+_STALE = ("SELECT DISTINCT metadata->>'path' FROM rag.documents"
+          " WHERE metadata->>'path' = ANY(%s) AND NOT source = ANY(%s)")
 _INSERT = """
 INSERT INTO rag.documents (source, title, content, metadata)
 VALUES (%(source)s, %(title)s, %(content)s, %(metadata)s)
@@ -116,17 +131,49 @@ _CHUNK_TABLE = ("SELECT coalesce(to_regclass('rag.documents_chunks'),"
                 " to_regclass('rag.chunks'))::text")
 
 
+class OutsideRoot(LoaderError):
+    """A file that is not under --root has no key relative to it."""
+
+
+def document_key(path: str | os.PathLike, root: Path | None = None) -> str:
+    """The key of a file's document: its resolved absolute path, relative to ``root`` (a
+    resolved folder) when one is given, in POSIX form."""
+    resolved = Path(path).resolve()
+    if root is None:
+        return str(resolved)
+    try:
+        return resolved.relative_to(root).as_posix()
+    except ValueError:
+        raise OutsideRoot(f"{path}: not under --root {root}") from None
+
+
 def ingest_paths(conn: psycopg.Connection, paths: list[str], progress: bool = True, *,
-                 sync: bool = False, selection: FileFilter | None = None) -> IngestSummary:
-    """Upsert the documents for ``paths``; with ``sync``, delete those of vanished files."""
+                 sync: bool = False, selection: FileFilter | None = None,
+                 root: str | None = None) -> IngestSummary:
+    """Upsert the documents for ``paths``; with ``sync``, delete those of vanished files.
+    ``root``: the folder keys are relative to (default: absolute keys)."""
+    root_path = Path(root).resolve() if root is not None else None
     files = list(select_files(paths, selection or FileFilter()))
     summary = IngestSummary(sync=sync)
-    stored = _stored_hashes(conn, [str(f) for f in files])
+    keys: dict[Path, str] = {}
+    for path in files:
+        try:
+            keys[path] = document_key(path, root_path)
+        except OutsideRoot as exc:
+            summary.failed.append((str(path), str(exc)))
+    files = [f for f in files if f in keys]
+    stored = _stored_hashes(conn, list(keys.values()))
+    # Files also known under another key: never skipped as unchanged, so that is put right.
+    stale = {p for (p,) in conn.execute(_STALE, ([str(f.resolve()) for f in files],
+                                                 list(keys.values()))).fetchall()}
     chunk_table = conn.execute(_CHUNK_TABLE).fetchone()[0]
     bar = progress_bar(len(files), "ingest", "file", mininterval=0.5) if progress else None
     for path in files:
         try:
-            _ingest_one(conn, path, stored.get(str(path)), chunk_table, summary)
+            is_stale = str(path.resolve()) in stale
+            _ingest_one(conn, path, keys[path], str(root_path or "/"),
+                        None if is_stale else stored.get(keys[path]), chunk_table, summary,
+                        is_stale)
         except LoaderError as exc:
             summary.failed.append((str(path), str(exc)))
         except psycopg.DataError as exc:
@@ -138,7 +185,7 @@ def ingest_paths(conn: psycopg.Connection, paths: list[str], progress: bool = Tr
         bar.close()
     if sync:
         folders = [Path(p) for p in paths if Path(p).is_dir()]
-        summary.deleted = _delete_vanished(conn, folders, files)
+        summary.deleted = _delete_vanished(conn, folders, files, set(keys.values()))
     return summary
 
 
@@ -146,30 +193,44 @@ def _stored_hashes(conn: psycopg.Connection, sources: list[str]) -> dict[str, st
     return dict(conn.execute(_STORED_HASHES, (sources,)).fetchall())
 
 
-def _ingest_one(conn: psycopg.Connection, path: Path, stored_hash: str | None,
-                chunk_table: str | None, summary: IngestSummary) -> None:
-    if stored_hash is not None and stored_hash == file_sha256(path):
+def _ingest_one(conn: psycopg.Connection, path: Path, key: str, root: str,
+                stored_hash: str | None, chunk_table: str | None,
+                summary: IngestSummary, stale: bool = False) -> None:
+    if stored_hash is not None and stored_hash == f"{file_sha256(path)} {path.resolve()}":
         summary.unchanged += 1  # same bytes: not parsed, not written
         return
     document = load_file(path)
-    row = {"source": document.source, "title": document.title, "content": document.content,
-           "metadata": json.dumps(document.metadata)}
+    metadata = document.metadata | {"root": root}
+    row = {"source": key, "title": document.title, "content": document.content,
+           "metadata": json.dumps(metadata)}
     with conn.transaction():
-        existing = conn.execute(_EXISTING, (document.source,)).fetchone()
+        existing = conn.execute(_EXISTING, (key,)).fetchone()
+        # Known under other keys (an older spelling, another root): the oldest is re-keyed
+        # in place when none has this key yet; the others were duplicates.
+        others = conn.execute(_OTHER_KEYS, (metadata["path"], key)).fetchall() if stale else []
+        if existing is None and others:
+            existing = others.pop(0)
+            conn.execute(_REKEY, (key, existing[0]))
+        for duplicate in others:
+            conn.execute(_DELETE, (duplicate[0],))
+        stale = stale and existing is not None
+        if stale:
+            summary.updated += 1
         if existing is None:
             (row["id"],) = conn.execute(_INSERT, row).fetchone()
             summary.added += 1
         elif (existing[1], existing[2]) == (document.title, document.content):
             # Same text from different bytes (or a row from before hashes were recorded):
             # record the new hash so the next run skips the file, but embed nothing.
-            if existing[3] != document.metadata:
+            if existing[3] != metadata:
                 conn.execute(_UPDATE_METADATA, {"metadata": row["metadata"], "id": existing[0]})
-            summary.unchanged += 1
+            if not stale:
+                summary.unchanged += 1
             return
         else:
             row["id"] = existing[0]
             conn.execute(_UPDATE, row)
-            summary.updated += 1
+            summary.updated += 0 if stale else 1
         summary.chunks += _chunk_count(conn, chunk_table, row["id"])
 
 
@@ -192,12 +253,14 @@ WHERE starts_with(metadata->>'path', %s)
 _DELETE = "DELETE FROM rag.documents WHERE id = %s"
 
 
-def _delete_vanished(conn: psycopg.Connection, folders: list[Path], files: list[Path]) -> int:
-    """Delete the documents under ``folders`` whose file is gone or was just re-keyed.
+def _delete_vanished(conn: psycopg.Connection, folders: list[Path], files: list[Path],
+                     current_sources: set[str]) -> int:
+    """Delete the documents under ``folders`` whose file is gone or is known under another
+    key.
 
-    ``files`` are this run's files; a document whose source is one of them is current.
+    ``files`` are this run's files, ``current_sources`` their keys; a document whose source is
+    one of them is current.
     """
-    current_sources = {str(f) for f in files}
     current_paths = {str(f.resolve()) for f in files}
     deleted = 0
     for folder in folders:
@@ -221,7 +284,7 @@ def cmd_ingest(args, connect) -> int:
     selection = FileFilter(tuple(args.include), tuple(args.exclude))
     with connect(args) as conn:
         summary = ingest_paths(conn, args.paths, progress=not args.quiet, sync=args.sync,
-                               selection=selection)
+                               selection=selection, root=args.root)
     print(summary.describe())
     for path, reason in summary.failed:
         print(f"  skipped {path}: {reason}", file=sys.stderr)
@@ -232,9 +295,11 @@ def add_ingest_parser(sub, connect) -> None:
     """Registers `pgask ingest`; `connect(args)` opens the database connection."""
     ing = sub.add_parser(
         "ingest", help="load Markdown, text, HTML, PDF and DOCX files as documents",
-        description="Each file becomes one row of rag.documents keyed by its path; its chunks "
-        "are embedded by the database. Unchanged files are skipped; files that cannot be "
-        "read are reported and skipped, and the exit code is then 1.")
+        description="Each file becomes one row of rag.documents keyed by its canonical path "
+        "(absolute, symlinks resolved; relative to --root when given), so a file is one "
+        "document however it is named; its chunks are embedded by the database. Unchanged "
+        "files are skipped; files that cannot be read are reported and skipped, and the exit "
+        "code is then 1.")
     ing.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (recursive)")
     ing.add_argument("--sync", action="store_true",
                      help="also delete the documents of files that disappeared from the "
@@ -244,5 +309,9 @@ def add_ingest_parser(sub, connect) -> None:
                      "'guides/*' paths relative to the folder given")
     ing.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                      help="skip files matching GLOB (repeatable; same rules as --include)")
+    ing.add_argument("--root", metavar="DIR",
+                     help="key documents by their path relative to DIR (recorded in their "
+                     "metadata as root), e.g. to keep keys when the folder moves; files "
+                     "outside DIR are skipped. Default: absolute paths")
     ing.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ing.set_defaults(func=lambda args: cmd_ingest(args, connect))

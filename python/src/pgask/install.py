@@ -48,6 +48,9 @@ ROLES = (OWNER_ROLE, ADMIN_ROLE, WORKER_ROLE)
 # The schema of the functions that read a source table as its owner (sql/075_source_binding.sql):
 # owned by OWNER_ROLE, with no privilege for anyone else.
 SOURCE_SCHEMA = "rag_source"
+# The HTTP entry points for PostgREST (sql/170_http_api.sql), and nothing else: owned by
+# OWNER_ROLE, USAGE for every role.
+API_SCHEMA = "rag_api"
 # sql/ texts name pgvector's type and operators in this schema; install writes in the schema
 # the extension was created in (sqlfluff sees a plain identifier).
 VECTOR_SCHEMA_PLACEHOLDER = "_vector_schema_"
@@ -195,7 +198,7 @@ def _ensure_roles(cur: psycopg.Cursor) -> None:
                 " WHERE m.roleid = %s::regrole", (OWNER_ROLE,))
     for (member,) in cur.fetchall():
         cur.execute(sql.SQL("REVOKE {} FROM {}").format(owner, sql.SQL(member)))
-    for schema in ("rag", SOURCE_SCHEMA):
+    for schema in ("rag", SOURCE_SCHEMA, API_SCHEMA):
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         cur.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), owner))
     cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(

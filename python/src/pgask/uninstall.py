@@ -30,12 +30,13 @@ from pgask.install import InstallError, installed_version, take_install_lock
 
 # Roles pgask's install creates (sql/990_privileges.sql; pgask_owner owns schema rag and
 # rag_source). Roles are cluster-wide: they are kept while another database uses them.
-CREATED_ROLES: tuple[str, ...] = ("pgask_reader", "pgask_auditor", "pgask_admin", "pgask_worker",
-                                   "pgask_owner")
+CREATED_ROLES: tuple[str, ...] = ("pgask_reader", "pgask_auditor", "pgask_dashboard",
+                                   "pgask_admin", "pgask_worker", "pgask_owner")
 
 # pgask's schemas. rag_eval holds data pgask loaded, never code that user objects call.
-SCHEMAS: tuple[str, ...] = ("rag", "rag_eval", "rag_source")
-_CODE_SCHEMAS = "SELECT oid FROM pg_catalog.pg_namespace WHERE nspname IN ('rag', 'rag_source')"
+SCHEMAS: tuple[str, ...] = ("rag", "rag_api", "rag_eval", "rag_source")
+_CODE_SCHEMAS = ("SELECT oid FROM pg_catalog.pg_namespace"
+                 " WHERE nspname IN ('rag', 'rag_api', 'rag_source')")
 
 _USER_TRIGGERS = f"""
 SELECT t.tgname, t.tgrelid::regclass::text
