@@ -55,11 +55,17 @@ def repetition(answer: str) -> str | None:
         pieces.append(claim.text)
         if len(clauses) > 1:
             pieces.extend(clauses)
-    counted = Counter(" ".join(words(p)) for p in pieces if len(words(p)) >= REPEAT_MIN_WORDS)
-    repeated = [(text, n) for text, n in counted.items() if n >= 2]
+    counted: Counter = Counter()
+    written = {}  # the first way each repeated piece was written, to quote it
+    for piece in pieces:
+        key = " ".join(words(piece))
+        if len(key.split()) >= REPEAT_MIN_WORDS:
+            counted[key] += 1
+            written.setdefault(key, piece.strip().rstrip(".,;:"))
+    repeated = [(key, n) for key, n in counted.items() if n >= 2]
     if repeated:
-        text, n = max(repeated, key=lambda item: (item[1], len(item[0])))
-        return f'repetition: "{_short(text)}" is said {n} times'
+        key, n = max(repeated, key=lambda item: (item[1], len(item[0])))
+        return f'repetition: "{_short(written[key])}" is said {n} times'
     found = words(plain)
     runs = Counter(tuple(found[i:i + REPEAT_WORDS])
                    for i in range(len(found) - REPEAT_WORDS + 1))
