@@ -80,9 +80,11 @@ def test_degenerate_answers_are_named(answer, named):
 
 
 def test_an_answer_longer_than_its_sources_is_named():
+    padded = "Logs are kept for 400 days. " + " ".join(f"Copy {i} is stored." for i in range(10))
+    assert problems(padded, ["Logs: 400 days."], None) == [
+        "longer than its sources: 46 words, the passages shown hold 3"]
     assert problems("Logs are kept for 400 days, then a nightly job deletes them.",
-                    ["Logs: 400 days."], None) == [
-        "longer than its sources: 12 words, the passages shown hold 3"]
+                    ["Logs: 400 days."], None) == []
 
 
 def test_ordinary_answers_are_not_degenerate():

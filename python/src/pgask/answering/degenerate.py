@@ -4,11 +4,12 @@ grounding guard adds to the answer's problems (so the answer is not grounded):
 
 - repetition: a sentence or clause said twice or more, or a run of REPEAT_WORDS words said
   REPEAT_RUNS times or more (a loop without punctuation);
-- restates the question: at least RESTATED_SHARE of the answer's content words, and at
+- restates the question (one that asks, ending in "?"): at least RESTATED_SHARE of the answer's content words, and at
   least RESTATED_MIN_WORDS of them, come from the question, and none of the others is in the
   passages shown (it adds nothing its sources say; "The river that bounded the Duchy was the
   Epte" adds one word, the answer, and is not one);
-- longer than its sources: more words than all the passages shown together;
+- longer than its sources: more words than all the passages shown together, and more than
+  LONGER_MIN_WORDS (a one-line passage may be answered in a sentence a little longer);
 - text after the stop sequence: a chat template's end-of-turn token ("<|im_end|>",
   "</s>", ...) written out in the reply with text after it (the model went on to write the
   next turn).
@@ -32,6 +33,7 @@ REPEAT_WORDS = 8
 REPEAT_RUNS = 3
 RESTATED_SHARE = 0.8
 RESTATED_MIN_WORDS = 5
+LONGER_MIN_WORDS = 40
 
 STOP_SEQUENCES = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>",
                   "<|start_header_id|>", "<|end|>", "<|user|>", "<|assistant|>",
@@ -77,7 +79,7 @@ def repetition(answer: str) -> str | None:
 
 
 def restated(answer: str, question: str | None, passages: Sequence[str]) -> str | None:
-    if question is None:
+    if question is None or not question.rstrip().endswith("?"):
         return None
     said = set(terms(CITATION.sub(" ", answer)))
     asked = set(terms(question))
@@ -92,7 +94,7 @@ def restated(answer: str, question: str | None, passages: Sequence[str]) -> str 
 def longer_than_sources(answer: str, passages: Sequence[str]) -> str | None:
     said = len(words(CITATION.sub(" ", answer)))
     shown = sum(len(words(p)) for p in passages)
-    if passages and said > shown:
+    if passages and said > max(shown, LONGER_MIN_WORDS):
         return f"longer than its sources: {said} words, the passages shown hold {shown}"
     return None
 
