@@ -4,18 +4,21 @@ grounding guard adds to the answer's problems (so the answer is not grounded):
 
 - repetition: a sentence or clause said twice or more, or a run of REPEAT_WORDS words said
   REPEAT_RUNS times or more (a loop without punctuation);
-- restates the question (one that asks, ending in "?"): at least RESTATED_SHARE of the answer's content words, and at
-  least RESTATED_MIN_WORDS of them, come from the question, and none of the others is in the
-  passages shown (it adds nothing its sources say; "The river that bounded the Duchy was the
-  Epte" adds one word, the answer, and is not one);
+- restates the question (one that asks, ending in "?"): at least RESTATED_SHARE of the
+  answer's content words, and at least RESTATED_MIN_WORDS of them, come from the question,
+  and none of the others is in the passages shown (it adds nothing its sources say; "The
+  river that bounded the Duchy was the Epte" adds one word, the answer, and is not one);
 - longer than its sources: more words than all the passages shown together, and more than
   LONGER_MIN_WORDS (a one-line passage may be answered in a sentence a little longer);
 - text after the stop sequence: a chat template's end-of-turn token ("<|im_end|>",
   "</s>", ...) written out in the reply with text after it (the model went on to write the
   next turn).
 
-The thresholds were checked on the recorded replies of tests/data/guard (none of the correct
-answers there trips a check: tests/unit/test_guard_recordings.py).
+The thresholds were checked on the 73 recorded replies of tests/data/guard
+(tests/unit/test_guard_recordings.py): they flag three, each a repetition or an echo - a
+SQuAD reply counted correct because it contains its gold answer inside a loop that says one
+clause twice, a wrong one that only restates its question, and the demo's ranking answer
+that gives two functions the same sentence.
 """
 
 from __future__ import annotations
