@@ -200,8 +200,8 @@ $$;
 -- model: a rag.llms name, or 'extractive'; NULL: the pipeline's answer_options llm, else the
 -- default LLM (rag.create_llm), else extractive (offline: retrieved sentences, cited).
 -- A generated answer is checked claim by claim (claims: [{text, cited, sources, supported,
--- reason, kind}], and verdict with guard 'judge'): each claim's numbers, dates, quotes, names and most of its words must stand in
--- a passage shown, and its [n] are set to the passages that support it (a wrong or missing
+-- reason, kind}], and verdict with guard 'judge'): each claim's numbers, dates, quotes,
+-- names and most of its words must stand in a passage shown, and its [n] are set to the passages that support it (a wrong or missing
 -- [n] is corrected; generated_answer keeps the reply as written). A claim no passage
 -- supports, a reply of citations only or one that restates the question makes grounded
 -- false and (guard 'replace', the default) the extractive answer is returned with a note.
