@@ -201,8 +201,10 @@ $$;
 -- default LLM (rag.create_llm), else extractive (offline: retrieved sentences, cited).
 -- A generated answer is checked claim by claim (claims: [{text, cited, sources, supported,
 -- reason, kind}], and verdict with guard 'judge'): each claim's numbers, dates, quotes,
--- names and most of its words must stand in a passage shown, and its [n] are set to the passages that support it (a wrong or missing
--- [n] is corrected; generated_answer keeps the reply as written). A claim no passage
+-- names and most of its words must stand in a passage shown, and its [n] are set to the
+-- passages that support it (a wrong or missing [n] is corrected; generated_answer keeps the
+-- reply as written). A degenerate reply (repetition, the question restated, longer than its
+-- sources, text after a stop sequence: named problems), a claim no passage
 -- supports, a reply of citations only or one that restates the question makes grounded
 -- false and (guard 'replace', the default) the extractive answer is returned with a note.
 -- An LLM that fails (after retries) gives the extractive answer with a note (on_llm_error
