@@ -54,6 +54,7 @@ def test_one_request_judges_every_claim_and_its_cost_is_reported(db, llm):
     assert usage["prompt_tokens"] > usage["judge"]["prompt_tokens"]
     assert result["timings_ms"]["judge"] > 0
     assert set(result["timings_ms"]) >= {"generate", "judge", "total"}
+    assert "judge" not in result  # its time is in timings_ms, its cost in usage
     logged = db.execute("SELECT prompt_tokens, timings_ms ? 'judge' FROM rag.answer_log "
                         "WHERE id = %s", (result["answer_id"],)).fetchone()
     assert logged == (usage["prompt_tokens"], True)

@@ -303,7 +303,7 @@ def _answer(plpy, question, k, filter_json, p, llm_name, options, result, starte
         result["model"] = scorer  # the model that chose the sentences
     timings["generate"] = (time.perf_counter() - generate_started) * 1000
     if "judge" in result:  # the judge's call is timed apart from the answer's
-        timings["judge"] = result["judge"].pop("ms")
+        timings["judge"] = result.pop("judge")["ms"]
         timings["generate"] -= timings["judge"]
     rewrite_note = result.get("rewrites", {}).pop("note", None)
     # Said first: they explain what the answer was retrieved with.
