@@ -5,6 +5,10 @@ so replies are recorded once and every guard is scored on them offline:
 
   record   asks questions through rag.answer (guard in flag mode) and writes, per question,
            the passages shown and the LLM's reply (the --details format of eval-answers);
+  record-judge  asks an LLM judge (guard 'judge') about each recorded reply's claims and
+           appends its raw reply, tokens and time, one line per reply;
+  replay   replays every guard mode (words alone, words + the recorded judge) on recorded
+           replies: keeps-correct / stops-invented / stops-wrong and the judge's cost;
   score    re-judges recorded replies with two grounding modules (e.g. git main's
            grounding.py and the working tree's) and prints keeps-correct / stops-invented /
            stops-wrong for each, plus every answer whose verdict differs.
@@ -128,6 +132,68 @@ def score(args) -> None:
                     print(f"shown:  {new.answer}")
 
 
+def judge_request(line: dict):
+    """The grounding guard's verdict on a recorded reply and the judge request it leads to
+    (what rag.answer with guard 'judge' sends): (grounding, items, known, request)."""
+    from pgask.answering import grounding as current
+    from pgask.answering import judge
+
+    grounding = _judge(current, line)
+    items, known = judge.items_for(grounding.claims, len(line["passages"]))
+    request = judge.build_request(line["question"], items, line["passages"]) if items else None
+    return grounding, items, known, request
+
+
+def record_judge(args) -> None:
+    """Asks the judge about every recorded reply and appends its raw reply, tokens and time
+    to --out, one line per reply, as it goes (a run cut short leaves a usable prefix; a rerun
+    skips the replies already there)."""
+    from pgask.llm.chat import ChatClient, LLMSpec
+
+    done = set()
+    if Path(args.out).exists():
+        done = {json.loads(text)["id"] for text in open(args.out, encoding="utf-8")}
+    client = ChatClient(LLMSpec("judge", "openai", args.model, args.base_url, None,
+                                {"timeout_seconds": args.timeout, "max_retries": 0}))
+    lines = [json.loads(text) for path in args.files for text in open(path, encoding="utf-8")]
+    with open(args.out, "a", encoding="utf-8") as out:
+        for line in lines:
+            if line["reply"] is None or line["id"] in done:
+                continue
+            _, items, _, request = judge_request(line)
+            entry = {"id": line["id"], "model": args.model,
+                     "claims": [[item.text, item.passages] for item in items]}
+            if request is not None:
+                reply = client.complete(request.messages, max_tokens=request.max_tokens)
+                entry.update(reply=reply.text, prompt_tokens=reply.prompt_tokens,
+                             completion_tokens=reply.completion_tokens,
+                             elapsed_ms=round(reply.elapsed_ms, 1))
+            else:
+                entry.update(reply=None, prompt_tokens=0, completion_tokens=0, elapsed_ms=0.0)
+            out.write(json.dumps(entry) + "\n")
+            out.flush()
+            print(line["id"], entry.get("elapsed_ms"), repr(entry["reply"]), file=sys.stderr)
+
+
+def replay(args) -> None:
+    """Every guard mode on recorded replies, the judge's verdicts replayed from --judged."""
+    from pgask.embedders.local import get_local_embedder
+    from pgask_measure import guard_replay
+
+    embed = get_local_embedder().embed
+    replies = [line for path in args.files for line in guard_replay.load(path)]
+    judged = [e for path in args.judged for e in guard_replay.load(path)] if args.judged \
+        else None
+    rows = guard_replay.replay(replies, judged, embed)
+    print(f"{len(rows)} generated replies"
+          + (f" with a recorded judge verdict ({len(judged)} recorded)" if judged else ""))
+    print(guard_replay.table(rows))
+    if args.show:
+        for row in rows:
+            if row.kept.get("judge") != row.kept["words"] or args.show == "all":
+                print(row.kind, row.kept, row.verdicts, row.id)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(required=True)
@@ -151,6 +217,20 @@ def main() -> None:
                     help="override a constant of the new guard, e.g. ATTRIBUTE_COVERAGE=0.4")
     sc.add_argument("files", nargs="+", help="JSON lines from eval-answers --details / record")
     sc.set_defaults(func=score)
+    jr = sub.add_parser("record-judge", help="record the LLM judge's verdicts on recorded "
+                        "replies (guard 'judge'), for replay without the model")
+    jr.add_argument("--base-url", required=True, help="an OpenAI-compatible /v1 endpoint")
+    jr.add_argument("--model", required=True)
+    jr.add_argument("--timeout", type=float, default=600.0)
+    jr.add_argument("--out", required=True, help="JSON lines, appended to")
+    jr.add_argument("files", nargs="+", help="recorded replies (record / eval-answers --details)")
+    jr.set_defaults(func=record_judge)
+    rp = sub.add_parser("replay", help="every guard mode on recorded replies, the judge "
+                        "replayed from its recording: the table of docs/quality.md")
+    rp.add_argument("--judged", action="append", help="record-judge output")
+    rp.add_argument("--show", choices=("changed", "all"), help="print verdicts per reply")
+    rp.add_argument("files", nargs="+", help="recorded replies")
+    rp.set_defaults(func=replay)
     args = parser.parse_args()
     args.func(args)
 

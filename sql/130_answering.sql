@@ -209,14 +209,18 @@ $$;
 -- model: a rag.llms name, or 'extractive'; NULL: the pipeline's answer_options llm, else the
 -- default LLM (rag.create_llm), else extractive (offline: retrieved sentences, cited).
 -- A generated answer is checked claim by claim (claims: [{text, cited, sources, supported,
--- reason}]): each claim's numbers, dates, quotes, names and most of its words must stand in
--- a passage shown, and its [n] are set to the passages that support it (a wrong or missing
--- [n] is corrected; generated_answer keeps the reply as written). A claim no passage
+-- reason, kind}], and verdict with guard 'judge'): each claim's numbers, dates, quotes,
+-- names and most of its words must stand in a passage shown, and its [n] are set to the
+-- passages that support it (a wrong or missing [n] is corrected; generated_answer keeps the
+-- reply as written). A degenerate reply (repetition, the question restated, longer than its
+-- sources, text after a stop sequence: named problems), a claim no passage
 -- supports, a reply of citations only or one that restates the question makes grounded
 -- false and (guard 'replace', the default) the extractive answer is returned with a note.
 -- An LLM that fails (after retries) gives the extractive answer with a note (on_llm_error
 -- 'fallback', the default) or an error ('error'). options (over the pipeline's
--- answer_options): llm, guard (replace|flag), on_llm_error (fallback|error),
+-- answer_options): llm, guard (replace|flag|judge; judge: one more LLM call judges every
+-- claim against its passage, judge_llm and judge_unsupported withhold|drop|flag),
+-- on_llm_error (fallback|error),
 -- max_context_tokens, prompt
 -- ({system, user} with {context} and {question}), search (rag.search options), log (false:
 -- not logged), hyde (true: the LLM writes a hypothetical answer whose embedding is searched

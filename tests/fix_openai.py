@@ -85,7 +85,8 @@ class EmbeddingServer:
     def fail_next(self, *faults: dict) -> None:
         """Schedules faults: {"status": 500}, {"status": 429, "retry_after": 2},
         {"delay": 3}, {"reset": True}, {"body": "not json"}, {"dimensions": 3},
-        {"drop": 1}; "times": n repeats one."""
+        {"drop": 1}, {"reply": "text"} (chat); "times": n repeats one; "match": "text"
+        applies one only to a request whose inputs (or last chat message) hold the text."""
         self._call("POST", "/_faults", {"faults": list(faults)})
 
     def reset(self) -> None:

@@ -105,7 +105,7 @@ class FaultyHandler(EmbeddingHandler):
             self.end_headers()
             self.wfile.write(data)
             return True
-        if fault and ("dimensions" in fault or "drop" in fault):
+        if fault and ("dimensions" in fault or "drop" in fault or "reply" in fault):
             return fault
         if fault and fault.get("status"):
             headers = {}
@@ -144,17 +144,22 @@ class FaultyHandler(EmbeddingHandler):
 
     def respond_chat(self):
         """Answers "You said: <last user message>", cut to max_tokens words; tokens are words.
-        A message "REPLY: <text>" is answered with exactly <text>: a fixed model output."""
+        A message "REPLY: <text>" is answered with exactly <text>: a fixed model output, as is
+        any request a fault {"reply": <text>} is scheduled for ("match": a text of its last
+        user message picks the request, e.g. the judge's after the answer's)."""
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
         with self.state_lock:
             FaultyHandler.chats.append({"path": self.path, "body": request})
-        if self._apply_fault():
-            return
         messages = request.get("messages") or []
         last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        fault = self._apply_fault([last_user])
+        if fault is True:
+            return
         words = f"You said: {last_user}".split()
         limit = request.get("max_tokens") or len(words)
         fixed = last_user.removeprefix("REPLY: ") if last_user.startswith("REPLY: ") else None
+        if fault and "reply" in fault:
+            fixed = fault["reply"]
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         self._send_json(200, {
             "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),

@@ -251,7 +251,7 @@ def test_a_role_that_may_not_read_secrets_gets_the_fallback_not_a_traceback(db, 
     ("rag.answer('q', model => 'gpt-9')",
      "rag.answer: model 'gpt-9' is not a registered LLM (known: none) or 'extractive'"),
     ("rag.answer('q', options => '{\"guard\": \"maybe\"}')",
-     "rag.answer: options: option guard must be one of replace, flag, got 'maybe'"),
+     "rag.answer: options: option guard must be one of replace, flag, judge, got 'maybe'"),
     ("rag.answer('q', options => '{\"prompt\": {\"system\": \"hi\", \"user\": \"{question}\"}}')",
      "rag.answer: options: the prompt template has no {context} placeholder: put {context} in "
      "its system or user text"),

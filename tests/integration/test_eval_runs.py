@@ -14,22 +14,28 @@ def pgask(url, *args):
 
 def test_eval_end_to_end_and_cached(db, db_url, tmp_path):
     write_beir(tmp_path / "tiny", DOCS, QUERIES, QRELS)
-    first = pgask(db_url, "eval", "--dataset", str(tmp_path / "tiny"), "--json", "--k", "10")
+    # By default what an application gets: rag.search(question, 10) with its own defaults,
+    # so recall@100 (more documents than were asked for) is not measured.
+    first = pgask(db_url, "eval", "--dataset", str(tmp_path / "tiny"), "--json")
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["dataset"] == "tiny"
     assert set(report["results"]) == {"vector", "keyword", "hybrid"}
     for mode in ("vector", "keyword", "hybrid"):
         assert report["results"][mode] == {"ndcg@10": 1.0, "recall@10": 1.0,
-                                           "recall@100": 1.0, "mrr@10": 1.0}, mode
+                                           "mrr@10": 1.0}, mode
     assert report["settings"]["queries"] == 2 and report["settings"]["split"] == "test"
+    assert (report["settings"]["search_depth"], report["settings"]["depth"],
+            report["settings"]["options"]) == ("production", 10, {})
     assert "4 documents loaded" in first.stderr
     (embedded,) = db.execute("SELECT sum(chunks_embedded) FROM rag.pipeline_status"
                              " WHERE pipeline LIKE 'eval_%'").fetchone()
 
-    second = pgask(db_url, "eval", "--dataset", str(tmp_path / "tiny"), "--k", "10")
+    # --depth deep: 200 chunks, ef_search 200, one candidate per result, as before issue 32.
+    second = pgask(db_url, "eval", "--dataset", str(tmp_path / "tiny"), "--depth", "deep")
     assert second.returncode == 0, second.stderr
     assert "documents loaded" not in second.stderr
+    assert "search_depth=deep  depth=200" in second.stdout.splitlines()[0]
     assert second.stdout.splitlines()[1].split() == ["mode", "ndcg@10", "recall@10",
                                                      "recall@100", "mrr@10"]
     assert db.execute("SELECT sum(chunks_embedded) FROM rag.pipeline_status"

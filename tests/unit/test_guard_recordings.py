@@ -1,45 +1,59 @@
-"""The grounding guard on recorded replies of a real 1.5B model (tests/data/guard): what it
-keeps and stops there may only get better. The figures are those measured when the guard
-learned to re-attribute claims (docs/measured.md); a change that loses any of them must say
-why there. A correct reply is one that contains a SQuAD gold answer (eval-answers' measure)."""
+"""The answer guards on recorded replies of a real 1.5B model (tests/data/guard), each mode
+replayed by pgask_measure.guard_replay (the table of docs/quality.md): what they keep and stop
+there may only get better. The LLM judge's verdicts are replayed from its recording; a change
+to the grounding guard that makes it ask the judge about other claims fails here until the
+judge is recorded again. A correct reply is one that contains a SQuAD gold answer
+(eval-answers' measure)."""
 
-import json
 from pathlib import Path
 
 import pytest
 
-from pgask.answering.grounding import check_grounding
 from pgask.embedders.local import get_local_embedder
-from pgask_measure.eval_run import reply_kind
+from pgask_measure.guard_replay import counts, load, replay
 
 pytestmark = pytest.mark.slow  # the embedding model judges paraphrases
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "data" / "guard"
+JUDGE = RECORDINGS / "judge-qwen2.5-coder-1.5b.jsonl"
 
 
-def verdicts(name: str) -> list[tuple[str, bool]]:
-    """(kind, kept) per recorded reply, kind as pgask_measure.eval_run.reply_kind says."""
-    embed = get_local_embedder().embed
-    found = []
-    for text in (RECORDINGS / name).read_text(encoding="utf-8").splitlines():
-        line = json.loads(text)
-        result = check_grounding(line["reply"], line["passages"], question=line["question"],
-                                 embed=embed)
-        found.append((reply_kind(line["reply"], line["gold"]), result.grounded))
-    return found
+@pytest.fixture(scope="module")
+def squad():
+    return replay(load(RECORDINGS / "squad-part-a-110.jsonl"), load(JUDGE),
+                  get_local_embedder().embed)
 
 
-def count(found, kind: str, kept: bool) -> int:
-    return sum(1 for k, g in found if k == kind and g == kept)
+def test_the_recordings_are_complete(squad):
+    assert len(squad) == 70  # every generated reply has the judge's recorded verdict
 
 
-def test_squad_replies_keep_the_correct_and_stop_as_many_as_measured():
-    found = verdicts("squad-part-a-110.jsonl")
-    assert len(found) == 70
-    assert count(found, "correct", True) == 24  # of 24: every correct reply kept
-    assert count(found, "invented", False) >= 7  # of 36
-    assert count(found, "wrong", False) >= 4  # of 10
+def test_the_grounding_guard_keeps_the_correct_and_stops_as_many_as_measured(squad):
+    found = counts(squad, "words")
+    # 23 of 24: the 24th "contains" its gold answer in a loop that says one clause twice
+    # ("... and was situated in the former Frankish kingdom of Neustria"), a repetition.
+    assert found["correct"][0] >= 23 and found["correct"][1] == 24
+    assert found["invented"][0] >= 7 and found["invented"][1] == 36
+    assert found["wrong"][0] >= 4 and found["wrong"][1] == 10
 
 
-def test_the_demo_manual_answers_are_shown_not_withheld():
-    assert verdicts("manual-3.jsonl") == [("manual", True)] * 3
+def test_the_judge_keeps_and_stops_at_least_what_it_did_when_measured(squad):
+    """Qwen2.5-Coder-1.5B as the judge (docs/quality.md) misses every goal of issue 32: it
+    keeps 21 of 24 correct replies (goal >= 90 %, 22), stops 8 of 36 invented (goal >= 50 %,
+    18) and 5 of 10 wrong (goal >= 60 %, 6). These are floors so that a change cannot make it
+    worse unnoticed; they are not the goals, which this model does not reach."""
+    found = counts(squad, "judge")
+    assert found["correct"][0] >= 21 and found["correct"][1] == 24
+    assert found["invented"][0] >= 8
+    assert found["wrong"][0] >= 5
+    words = counts(squad, "words")  # the judge only ever withholds more than the guard alone
+    assert all(found[kind][0] >= words[kind][0] for kind in ("invented", "wrong"))
+
+
+def test_the_demo_manual_answers():
+    """The B-tree and VACUUM FULL answers are shown; the ranking answer, which gives
+    ts_rank_cd ts_rank's description (tests/data/guard/README.md), says that sentence twice
+    and is caught as a repetition."""
+    found = replay(load(RECORDINGS / "manual-3.jsonl"), load(JUDGE), get_local_embedder().embed)
+    assert [(r.kind, r.kept["words"], r.kept["judge"]) for r in found] == [
+        ("manual", True, True), ("manual", True, True), ("manual", False, False)]

@@ -39,7 +39,14 @@ from pgask_measure.evaluation import (
 SCHEMA = "rag_eval"
 # "hybrid+rerank": hybrid, then the reranker named by --reranker over the best candidates.
 MODES = ("vector", "keyword", "hybrid", "hybrid+rerank")
-DEFAULT_DEPTH = 200  # chunks per query: enough distinct documents for recall@100
+# How deep `pgask eval` searches. "production" (the default): rag.search(question, --k) with
+# rag.search's own defaults (ef_search 100, candidates_factor 4: 40 candidates per list for
+# k 10), what an application that asks for --k chunks gets. "deep": DEEP_K chunks with
+# ef_search DEEP_K and one candidate per result, enough distinct documents for recall@100,
+# to compare rankings far past what anyone reads.
+DEPTHS = ("production", "deep")
+PRODUCTION_K = 10
+DEEP_K = 200
 # What the eval pipeline gets of a document's title: "column", its title column (embedded in
 # front of every chunk and indexed with every chunk's words, as for rag.documents); "body",
 # the title as the first line of the text (so only the first chunk carries it); "none".
@@ -105,7 +112,8 @@ def _record(conn: psycopg.Connection, kind: str, dataset: str, split: str | None
 
 
 def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, chunker=None,
-                       embedder: str = "local", depth: int = DEFAULT_DEPTH,
+                       embedder: str = "local", depth: int | None = None,
+                       search_depth: str = "production",
                        split: str | None = None, limit: int | None = None,
                        options: dict | None = None, reranker: str = "local",
                        corpus_root: str | None = None, titles: str = "column",
@@ -114,6 +122,9 @@ def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, ch
     corpus-source.json builds its corpus from files (pgask.eval_corpus) under its root, or
     under ``corpus_root`` when given. ``titles`` says what the pipeline gets of each title
     (TITLES), to measure how titles should be handled."""
+    if search_depth not in DEPTHS:
+        raise ValueError(f"--depth must be one of {', '.join(DEPTHS)}, got {search_depth!r}")
+    depth = depth or (DEEP_K if search_depth == "deep" else PRODUCTION_K)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"--modes: {', '.join(unknown)} not available; choose from "
@@ -139,10 +150,14 @@ def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, ch
 
     queries = [(q, dataset.queries[q]) for q in dataset.qrels if q in dataset.queries]
     queries = queries[:limit] if limit else queries
-    # The HNSW candidate list must cover the depth asked for; each list of a hybrid search is
-    # as deep as the result (depth 200 already reaches far past recall@100's documents).
-    options = {"ef_search": max(40, min(depth, 1000)), "candidates_factor": 1,
-               **(options or {})}
+    if search_depth == "deep":
+        # The HNSW candidate list must cover the depth asked for; each list of a hybrid
+        # search is as deep as the result (200 already reaches far past recall@100's
+        # documents).
+        options = {"ef_search": max(40, min(depth, 1000)), "candidates_factor": 1,
+                   **(options or {})}
+    else:  # what rag.search gives an application: its own defaults, or the options given
+        options = dict(options or {})
     started = time.monotonic()
     results = {}
     for mode in modes:
@@ -159,9 +174,12 @@ def run_retrieval_eval(conn: psycopg.Connection, folder: str, *, modes=MODES, ch
             bar.update(1)
         bar.close()
         results[mode] = evaluate_run(run, dataset.qrels)
+        if depth < 100:  # fewer chunks than recall@100 counts documents: not measured
+            del results[mode]["recall@100"]
     seconds = time.monotonic() - started
     settings = {"pipeline": pipeline, "chunker": chunker, "embedder": embedder,
-                "titles": titles, "depth": depth, "split": split, "queries": len(queries),
+                "titles": titles, "search_depth": search_depth, "depth": depth, "split": split,
+                "queries": len(queries),
                 "options": options}
     if "hybrid+rerank" in modes:
         settings["reranker"] = reranker
@@ -327,7 +345,7 @@ def format_table(report: dict) -> str:
     metrics = list(next(iter(results.values())))
     lines = [f"{report['dataset']}  " + "  ".join(
         f"{k}={v}" for k, v in report["settings"].items() if k in (
-            "split", "queries", "depth", "answerable", "unanswerable", "model",
+            "split", "queries", "search_depth", "depth", "answerable", "unanswerable", "model",
             "generated_correct", "generated_invented", "generated_wrong", "generated"))]
     lines.append("mode".ljust(16) + "".join(m.rjust(20) for m in metrics))
     for mode, values in results.items():
@@ -339,9 +357,10 @@ def add_eval_parsers(sub, connect) -> None:
     ev = sub.add_parser("eval", help="retrieval quality on a BEIR-format data set",
                         description="Loads corpus.jsonl into a pipeline (embedded once, reused "
                         "while corpus, chunker and embedder are unchanged), runs every judged "
-                        "query through rag.search and prints nDCG@10, recall@10, recall@100 "
-                        "and MRR@10. Results are also kept in rag.eval_runs/rag.eval_results "
-                        "(view rag.eval_summary).")
+                        "query through rag.search as an application asks (--k, rag.search's "
+                        "defaults; --depth deep searches 200 deep) and prints nDCG@10, "
+                        "recall@10, recall@100 (k >= 100) and MRR@10. Results are also "
+                        "kept in rag.eval_runs/rag.eval_results (view rag.eval_summary).")
     ev.add_argument("--dataset", required=True, metavar="DIR",
                     help="folder with corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
     ev.add_argument("--modes", default="vector,keyword,hybrid",
@@ -354,9 +373,14 @@ def add_eval_parsers(sub, connect) -> None:
     ev.add_argument("--chunker", default="{}", metavar="JSON",
                     help='chunker settings, e.g. \'{"method": "tokens", "max_tokens": 128}\'')
     ev.add_argument("--embedder", default="local", help="registered embedder (default local)")
-    ev.add_argument("--k", type=int, default=DEFAULT_DEPTH,
-                    help=f"chunks retrieved per query (default {DEFAULT_DEPTH}; documents are "
-                    "ranked by their best chunk)")
+    ev.add_argument("--k", type=int,
+                    help=f"chunks retrieved per query (default {PRODUCTION_K}, or {DEEP_K} "
+                    "with --depth deep; documents are ranked by their best chunk; recall@100 "
+                    "is measured from 100 up)")
+    ev.add_argument("--depth", choices=DEPTHS, default="production",
+                    help="production (default): rag.search(question, k) with its own "
+                    f"defaults, what applications get; deep: {DEEP_K} chunks with ef_search "
+                    f"{DEEP_K} and one candidate per result, for recall@100")
     ev.add_argument("--corpus-root", metavar="DIR",
                     help="for a data set whose corpus is built from files (its "
                     "corpus-source.json): the folder holding them, instead of the root "
@@ -379,12 +403,13 @@ def add_eval_parsers(sub, connect) -> None:
             options = json.loads(args.options)
         except json.JSONDecodeError as exc:
             raise ValueError(f"--options must be JSON: {exc.msg}") from None
-        if args.k < 10 or args.k > 1000:
+        if args.k is not None and not 10 <= args.k <= 1000:
             raise ValueError(f"--k must be between 10 and 1000, got {args.k}")
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         with connect(args) as conn:
             report = run_retrieval_eval(conn, args.dataset, modes=modes, chunker=chunker,
-                                        embedder=args.embedder, depth=args.k, split=args.split,
+                                        embedder=args.embedder, depth=args.k,
+                                        search_depth=args.depth, split=args.split,
                                         limit=args.limit, options=options,
                                         reranker=args.reranker, corpus_root=args.corpus_root,
                                         titles=args.titles, progress=not args.quiet)

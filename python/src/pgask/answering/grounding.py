@@ -15,13 +15,16 @@ sentences (facts and words together), not anywhere in the passage. Failing every
 passage, two passages together may support it (a claim that joins two facts), each fact
 standing in a cited passage or beside the claim's other words.
 
-What is checked: that every claim's facts and most of its words stand in a passage shown;
-that the answer says something beyond its citations and beyond the question's own words;
-that the passages it rests on hold the numbers and dates the question asks about.
+What is checked: that the answer is not degenerate (pgask.answering.degenerate: a repeated
+sentence, the question restated, longer than its sources, text after a stop sequence); that
+every claim's facts and most of its words stand in a passage shown; that the answer says
+something beyond its citations and beyond the question's own words; that the passages it
+rests on hold the numbers and dates the question asks about.
 What is NOT checked: whether the passage says what the claim says about those words (a right
 name in a wrong role, a year that belongs to someone else in the same passage, "X did not"
 for "X did"), and, beyond those numbers and dates, whether the answer answers this question
-rather than another one the passages also answer: those need an entailment model, and none
+rather than another one the passages also answer: those need an entailment model (or the
+LLM judge of guard 'judge', pgask.answering.judge), and none
 ships offline here. Code blocks are checked for their names only (SQL keywords, camel case),
 not for their words: their identifiers are examples. A lead-in ending in ":" and a Markdown
 heading claim nothing.
@@ -58,6 +61,7 @@ from functools import cached_property
 
 import numpy as np
 
+from pgask.answering import degenerate
 from pgask.answering.attribution import (
     CITATION,
     ClaimSpan,
@@ -100,6 +104,8 @@ class Claim:
     sources: list[int]  # the passages that support it (its marks in Grounding.answer)
     supported: bool
     reason: str | None = None  # why not, when not
+    # "statement"; "code" or "lead-in" are checked for their names only (and not judged)
+    kind: str = "statement"
 
 
 @dataclass(frozen=True)
@@ -511,14 +517,16 @@ def check_grounding(answer: str, passages: Sequence[str], *, question: str | Non
     rows = {id(c): similarity[i] for i, c in enumerate(judged)} if similarity is not None \
         else {}
     results = []
-    problems = []
+    # Degenerate answers (a loop, an echo, a reply past its turn), named, found without a model.
+    problems = degenerate.problems(answer, passages, question)
     for claim in claims:
         sources, reason = _judge(claim, shown, rows.get(id(claim)))
         supported = reason is None
-        results.append(Claim(claim.text, claim.marks, sources, supported, reason))
+        kind = "code" if claim.code else "lead-in" if claim.intro else "statement"
+        results.append(Claim(claim.text, claim.marks, sources, supported, reason, kind))
         if not supported:
             problems.append(f'the claim "{_short(claim.text)}" is not supported: {reason}')
-    if question is not None and CHECK_QUESTION_FACTS and not problems:
+    if question is not None and CHECK_QUESTION_FACTS and all(r.supported for r in results):
         sources = sorted({n for r in results for n in r.sources})
         if sources:
             _, dates, numbers, _ = _facts(CITATION.sub(" ", question))

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 
 from pgask import __version__, pipelines
-from pgask.answering import log_tokens, rewriting, sentence_vectors
+from pgask.answering import judge, log_tokens, rewriting, sentence_vectors
 from pgask.answering.extractive import NO_ANSWER, extractive_answer
 from pgask.answering.grounding import check_grounding, is_no_answer
 from pgask.llm.chat import ChatClient, LLMError, LLMOptions, LLMSpec
@@ -25,7 +25,8 @@ from pgask.retrieval.passage import Passage
 from pgask.retrieval.query_embedding import SearchUnavailable
 from pgask.sqlvalues import parse_json as _parse
 
-GUARDS = ("replace", "flag")
+GUARDS = ("replace", "flag", "judge")
+JUDGE_UNSUPPORTED = ("withhold", "drop", "flag")
 SEARCH_OPTIONS = {f.name for f in fields(SearchOptions)}
 ON_LLM_ERROR = ("fallback", "error")
 
@@ -37,6 +38,14 @@ class AnswerOptions:
     # What to do with a generated answer the grounding guard flags: "replace" it by the
     # extractive answer (with a note), or only "flag" it (grounded: false).
     guard: str = "replace"
+    # guard "judge": after the grounding guard, one more LLM call judges every claim against
+    # the passage it rests on (pgask.answering.judge). judge_llm: the rag.llms name that
+    # judges (None: the answering LLM); judge_unsupported: what a claim the judge or the
+    # grounding guard does not find supported does to the answer: "withhold" it (the
+    # extractive answer, as "replace"), "drop" those claims (withheld when none is left), or
+    # "flag" it (grounded: false, as "flag").
+    judge_llm: str | None = None
+    judge_unsupported: str = "withhold"
     # An LLM that fails after its retries: "fallback" to the extractive answer, or "error".
     on_llm_error: str = "fallback"
     max_context_tokens: int = DEFAULT_CONTEXT_TOKENS
@@ -75,6 +84,12 @@ class AnswerOptions:
         if self.guard not in GUARDS:
             raise ValueError(f"option guard must be one of {', '.join(GUARDS)}, got "
                              f"{self.guard!r}")
+        if self.judge_llm is not None and not isinstance(self.judge_llm, str):
+            raise ValueError(f"option judge_llm must name an LLM (rag.llms), got "
+                             f"{self.judge_llm!r}")
+        if self.judge_unsupported not in JUDGE_UNSUPPORTED:
+            raise ValueError("option judge_unsupported must be one of "
+                             f"{', '.join(JUDGE_UNSUPPORTED)}, got {self.judge_unsupported!r}")
         if self.on_llm_error not in ON_LLM_ERROR:
             raise ValueError(f"option on_llm_error must be one of {', '.join(ON_LLM_ERROR)}, "
                              f"got {self.on_llm_error!r}")
@@ -266,6 +281,13 @@ def _answer(plpy, question, k, filter_json, p, llm_name, options, result, starte
                                        "fails."})
     else:
         rows, timings = _retrieve(plpy, question, k, filter_json, p, options.search, result)
+    if (options.guard == "judge" and llm_name is not None and options.judge_llm is not None
+            and not plpy.execute(prepared(plpy, "SELECT 1 FROM rag.llms WHERE name = $1",
+                                          ["text"]), [options.judge_llm])):
+        return json.dumps({"error": f"option judge_llm names {options.judge_llm!r}, which is "
+                                    "not a registered LLM (rag.llms)",
+                           "hint": "Register it with rag.create_llm, or leave judge_llm out "
+                                   "to judge with the answering LLM.", "sqlstate": "22023"})
     generate_started = time.perf_counter()
     if llm_name is not None and rows:  # nothing retrieved: "I don't know" costs no tokens
         outcome = _generate(plpy, llm_name, question, rows, options, result)
@@ -280,6 +302,9 @@ def _answer(plpy, question, k, filter_json, p, llm_name, options, result, starte
         result["citations"] = [asdict(c) for c in extracted.citations]
         result["model"] = scorer  # the model that chose the sentences
     timings["generate"] = (time.perf_counter() - generate_started) * 1000
+    if "judge" in result:  # the judge's call is timed apart from the answer's
+        timings["judge"] = result.pop("judge")["ms"]
+        timings["generate"] -= timings["judge"]
     rewrite_note = result.get("rewrites", {}).pop("note", None)
     # Said first: they explain what the answer was retrieved with.
     retrieval_notes = [rewrite_note, _degraded_note(result)]
@@ -353,15 +378,24 @@ def _generate(plpy, llm_name, question, rows, options, result) -> str:
         result.update(mode="no_answer", answer=NO_ANSWER)
         return "done"
     shown = [rows[i] for i in prompt.included]
-    grounding = check_grounding(text, [r["content"] for r in shown], question=question,
-                                embed=_local_embed())
+    passages = [r["content"] for r in shown]
+    grounding = check_grounding(text, passages, question=question, embed=_local_embed())
     result["grounded"] = grounding.grounded
     result["problems"] = grounding.problems
     result["claims"] = [asdict(c) for c in grounding.claims]
     # The reply as the LLM wrote it, wherever the answer shown is not that: withheld, or
     # with its [n] marks corrected by the guard.
     result["generated_answer"] = text
-    if grounding.grounded or options.guard == "flag":
+    flag = options.guard == "flag"
+    if options.guard == "judge":
+        grounding = _judged(plpy, options.judge_llm or llm_name, question, passages,
+                            grounding, result, options.on_llm_error)
+        if grounding is None:  # the judge failed and on_llm_error is "error"
+            return "error"
+        flag = options.judge_unsupported == "flag"
+        if options.judge_unsupported == "drop" and not grounding.grounded:
+            grounding = _dropped(question, text, passages, grounding, result)
+    if grounding.grounded or flag:
         if grounding.answer is None:
             del result["generated_answer"]
         result.update(mode="generated", answer=grounding.answer or text,
@@ -371,6 +405,62 @@ def _generate(plpy, llm_name, question, rows, options, result) -> str:
                       "support it (" + "; ".join(grounding.problems) + "); this answer "
                       "is extractive.")
     return "fallback"
+
+
+def _judged(plpy, judge_name, question, passages, grounding, result, on_llm_error):
+    """The grounding guard's verdict with the LLM judge's added (guard "judge"): each claim's
+    verdict in result["claims"], a problem per claim the judge does not find supported, the
+    judge's tokens in result["usage"] (and apart in usage["judge"]), its time in
+    result["judge"]["ms"]. A judge that fails leaves every claim without a verdict (not
+    supported): None when on_llm_error is "error" (result["llm_error"] says why)."""
+    started = time.perf_counter()
+    items, known = judge.items_for(grounding.claims, len(passages))
+    usage = {"llm": judge_name, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    result["usage"]["judge"] = usage
+    failed = None
+    reply_text = ""
+    if items:
+        request = judge.build_request(question, items, passages)
+        usage["calls"] = 1
+        try:
+            reply = load_llm(plpy, judge_name).complete(request.messages,
+                                                        max_tokens=request.max_tokens)
+            _add_usage(result, reply)
+            usage["prompt_tokens"] = reply.prompt_tokens or 0
+            usage["completion_tokens"] = reply.completion_tokens or 0
+            reply_text = reply.text
+        except (LLMError, ValueError) as exc:
+            failed = str(exc)
+    result["judge"] = {"ms": (time.perf_counter() - started) * 1000}
+    if failed is not None:
+        result["llm_error"] = f"the judge failed: {failed}"
+        if on_llm_error == "error":
+            return None
+    decided, verdicts = judge.decide(grounding, items, known,
+                                     judge.parse(reply_text, len(items)), failed)
+    result["claims"] = [asdict(c) | {"verdict": v}
+                        for c, v in zip(decided.claims, verdicts, strict=True)]
+    result["grounded"] = decided.grounded
+    result["problems"] = decided.problems
+    return decided
+
+
+def _dropped(question, text, passages, grounding, result):
+    """The answer without the claims found unsupported (judge_unsupported "drop"), its
+    marks set again by the grounding guard, with a note; `grounding` itself (withheld) when
+    no supported claim is left."""
+    kept = judge.drop_unsupported(text, grounding)
+    if kept is None:
+        return grounding
+    regrounded = check_grounding(kept, passages, question=question, embed=_local_embed())
+    if not regrounded.grounded:
+        return grounding
+    dropped = sum(1 for c in grounding.claims if not c.supported)
+    result["note"] = (f"{dropped} claim(s) of the generated answer were dropped because the "
+                      "passages shown do not support them: " + "; ".join(grounding.problems))
+    result["grounded"] = True
+    result["problems"] = grounding.problems
+    return replace(regrounded, answer=regrounded.answer or kept)
 
 
 def _add_usage(result: dict, reply) -> None:

@@ -117,13 +117,16 @@ class ChatClient:
         else:
             self._client = openai.OpenAI(base_url=spec.base_url, **common)
 
-    def complete(self, messages: list[dict]) -> ChatResult:
+    def complete(self, messages: list[dict], max_tokens: int | None = None) -> ChatResult:
+        """`max_tokens` lowers options.max_tokens for this call (a judge's short verdicts)."""
         started = time.monotonic()
         attempt = 0
+        limit = self.options.max_tokens if max_tokens is None else min(
+            max_tokens, self.options.max_tokens)
         while True:
             attempt += 1
             try:
-                response = self._request(messages)
+                response = self._request(messages, limit)
             except LLMError as error:
                 if not error.retryable or attempt > self.options.max_retries:
                     raise self._final(error, attempt) from None
@@ -131,14 +134,14 @@ class ChatClient:
                 continue
             return self._result(response, attempt, started)
 
-    def _request(self, messages: list[dict]):
+    def _request(self, messages: list[dict], max_tokens: int):
         import openai
 
         try:
             with deadline(self.options.timeout_seconds):
                 return self._client.chat.completions.create(
                     model=self.spec.model, messages=messages,
-                    max_tokens=self.options.max_tokens, temperature=self.options.temperature)
+                    max_tokens=max_tokens, temperature=self.options.temperature)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:  # before APIConnectionError: it is a subclass
