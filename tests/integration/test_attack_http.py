@@ -322,3 +322,19 @@ def test_a_batch_with_nan_falls_back(db, db_url):
                           "SELECT array_agg(v::text) FROM unnest(rag.embed(ARRAY['a', 'b']))"
                           " AS u(v)")
     assert got == own
+
+
+def test_two_long_subs_are_two_web_users(db, roles):
+    """rag._web_user() cut a claim at 1000 characters: two web users whose subs share their
+    first 1000 characters (an IdP's long opaque ids, or emails of a provider) were one web
+    user, reading and rating each other's answers."""
+    alice = roles.make("alice")
+    first, second = "x" * 1000 + "-first", "x" * 1000 + "-second"
+    with roles.as_role(alice):
+        _claims(db, {"sub": first})
+        (mine,) = db.execute("SELECT rag._web_user()").fetchone()
+        _claims(db, {"sub": second})
+        (theirs,) = db.execute("SELECT rag._web_user()").fetchone()
+        db.execute("RESET request.jwt.claims")
+    assert mine != theirs
+    assert len(mine) <= 1000 and len(theirs) <= 1000
