@@ -338,3 +338,44 @@ def test_two_long_subs_are_two_web_users(db, roles):
         db.execute("RESET request.jwt.claims")
     assert mine != theirs
     assert len(mine) <= 1000 and len(theirs) <= 1000
+
+
+# -- install: a schema planted before pgask made it ---------------------------------------
+
+def test_a_planted_rag_api_schema_gives_its_creator_no_owner_function(db, db_url, roles):
+    """Attack: rag_api is new in this release. A role that may create schemas (a source
+    owner with CREATE on the database) creates it before the upgrade, with a SECURITY
+    DEFINER function she may execute and CREATE for PUBLIC. `pgask install` kept the schema
+    (CREATE SCHEMA IF NOT EXISTS), made pgask_owner its owner, and rag._take_ownership gave
+    pgask_owner every routine in it: hers then ran as pgask_owner (rag.secrets, every
+    role's answers, pgask's own definer code)."""
+    from pgask.install import InstallError, install
+
+    mallory = roles.make("mallory")
+    crew = roles.make("crew", f"GRANT {{role}} TO {mallory}")  # a group she is in
+    db.execute("DROP SCHEMA rag_api CASCADE")  # as before the upgrade that brings it
+    (dbname,) = db.execute("SELECT current_database()").fetchone()
+    db.execute(f'GRANT CREATE ON DATABASE "{dbname}" TO {mallory}')
+    with roles.as_role(mallory):
+        db.execute("CREATE SCHEMA rag_api")
+        db.execute("CREATE FUNCTION rag_api.whoami() RETURNS text SECURITY DEFINER"
+                   " LANGUAGE sql AS 'SELECT current_user::text'")
+        db.execute(f"GRANT EXECUTE ON FUNCTION rag_api.whoami() TO {crew}")
+        db.execute("GRANT CREATE ON SCHEMA rag_api TO public")
+    try:
+        with psycopg.connect(db_url) as conn:
+            install(conn)
+    except InstallError as exc:
+        assert "rag_api" in str(exc)
+        return  # refused: what the test wants
+    with roles.as_role(mallory):
+        try:
+            (who,) = db.execute("SELECT rag_api.whoami()").fetchone()
+        except psycopg.Error as exc:
+            who = f"refused: {exc}"
+        (owner,) = db.execute("SELECT proowner::regrole::text FROM pg_proc"
+                              " WHERE oid = 'rag_api.whoami()'::regprocedure").fetchone()
+        (can_create,) = db.execute(
+            "SELECT has_schema_privilege('rag_api', 'CREATE')").fetchone()
+    assert who != "pgask_owner" and owner != "pgask_owner", (who, owner)
+    assert not can_create, "PUBLIC may create in rag_api"
