@@ -379,3 +379,26 @@ def test_a_planted_rag_api_schema_gives_its_creator_no_owner_function(db, db_url
             "SELECT has_schema_privilege('rag_api', 'CREATE')").fetchone()
     assert who != "pgask_owner" and owner != "pgask_owner", (who, owner)
     assert not can_create, "PUBLIC may create in rag_api"
+
+
+def test_a_routine_planted_in_rag_api_is_not_handed_to_the_owner(db, db_url, roles):
+    """Had a role ever been given CREATE on rag_api, the next install handed her routines to
+    pgask_owner; now it takes CREATE back and refuses to hand over what it did not make."""
+    from pgask.install import install
+
+    mallory = roles.make("mallory")
+    crew = roles.make("crew", f"GRANT {{role}} TO {mallory}")
+    db.execute("GRANT CREATE ON SCHEMA rag_api TO public")
+    with roles.as_role(mallory):
+        db.execute("CREATE FUNCTION rag_api.whoami() RETURNS text SECURITY DEFINER"
+                   " LANGUAGE sql AS 'SELECT current_user::text'")
+        db.execute(f"GRANT EXECUTE ON FUNCTION rag_api.whoami() TO {crew}")
+    with pytest.raises(psycopg.Error, match="pgask did not create it"):
+        with psycopg.connect(db_url) as conn:
+            install(conn)
+    db.execute("DROP FUNCTION rag_api.whoami()")
+    with psycopg.connect(db_url) as conn:
+        install(conn)
+    (can_create,) = db.execute(
+        "SELECT has_schema_privilege(%s, 'rag_api', 'CREATE')", (mallory,)).fetchone()
+    assert not can_create
