@@ -402,3 +402,22 @@ def test_a_routine_planted_in_rag_api_is_not_handed_to_the_owner(db, db_url, rol
     (can_create,) = db.execute(
         "SELECT has_schema_privilege(%s, 'rag_api', 'CREATE')", (mallory,)).fetchone()
     assert not can_create
+
+
+def test_a_web_user_cannot_pile_up_verdicts_on_one_answer(db, roles, log):
+    """rag_api.feedback is open to every web user (anonymous ones included) and the answer
+    log's rate limit does not cover it: each call stored another verdict (and a comment of
+    up to 10,000 characters) on the same answer, without bound."""
+    alice, _, ids = log
+    with roles.as_role(alice):
+        _claims(db, {"sub": "u1"})
+        stored = 0
+        try:
+            for _ in range(50):
+                db.execute("SELECT rag_api.feedback(%s, true, %s)",
+                           (ids[alice, "u1"], "spam " * 2000))
+                stored += 1
+        except psycopg.Error as exc:
+            assert exc.sqlstate == "22023", exc
+        db.execute("RESET request.jwt.claims")
+    assert 1 <= stored <= 10, stored
