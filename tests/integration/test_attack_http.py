@@ -421,3 +421,24 @@ def test_a_web_user_cannot_pile_up_verdicts_on_one_answer(db, roles, log):
             assert exc.sqlstate == "22023", exc
         db.execute("RESET request.jwt.claims")
     assert 1 <= stored <= 10, stored
+
+
+def test_uninstall_leaves_a_users_own_rag_api_schema(db, roles):
+    """`pgask uninstall` removes what pgask created and nothing else, but dropped any schema
+    named rag_api (a user's own, on a database whose pgask predates it) with CASCADE."""
+    from pgask.uninstall import uninstall
+
+    mallory = roles.make("mallory")
+    db.execute("DROP SCHEMA rag_api CASCADE")  # a pgask from before rag_api
+    (dbname,) = db.execute("SELECT current_database()").fetchone()
+    db.execute(f'GRANT CREATE ON DATABASE "{dbname}" TO {mallory}')
+    with roles.as_role(mallory):
+        db.execute("CREATE SCHEMA rag_api")
+        db.execute("CREATE TABLE rag_api.orders (id int PRIMARY KEY)")
+        db.execute("INSERT INTO rag_api.orders VALUES (1), (2)")
+    try:
+        uninstall(db)
+    except Exception:  # refusing is as good as keeping it
+        pass
+    assert db.execute("SELECT to_regclass('rag_api.orders') IS NOT NULL").fetchone()[0]
+    db.execute("DROP SCHEMA rag_api CASCADE")
