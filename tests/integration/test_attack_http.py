@@ -15,8 +15,7 @@ import pytest
 from test_attack_shared_model import _fake_server, _frame
 from test_embedding_service import _kill, _servers, _service_dir, _set_service, _shared_pid
 
-from pgask import __version__
-from pgask import writes
+from pgask import __version__, writes
 from pgask.client import Client
 from pgask.ingest import ingest_paths
 
@@ -95,7 +94,8 @@ def test_no_role_can_rewrite_or_delete_logged_answers_or_feedback(db, roles, log
         for statement in (f"UPDATE rag.answer_log SET answer = 'x' WHERE id = {ids[alice, None]}",
                           f"DELETE FROM rag.answer_log WHERE id = {ids[alice, None]}",
                           f"UPDATE rag.answer_feedback SET helpful = false WHERE id = {fid}",
-                          f"UPDATE rag.answer_log SET web_user = 'u9' WHERE id = {ids[mallory, 'u1']}"):
+                          "UPDATE rag.answer_log SET web_user = 'u9'"
+                          f" WHERE id = {ids[mallory, 'u1']}"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 db.execute(statement)
 
