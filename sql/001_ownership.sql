@@ -19,6 +19,21 @@ AS $$
 DECLARE
     object record;
 BEGIN
+    -- A routine of another role (not a superuser: not the installer) in rag or rag_api was
+    -- planted there: handed over, a SECURITY DEFINER one would run as pgask_owner for
+    -- whoever its creator let execute it. (public.rag_answer is replaced by the install,
+    -- whoever made it first, and handed over as before.)
+    FOR object IN
+        SELECT p.oid::regprocedure::text AS name, p.proowner::regrole::text AS owner
+        FROM pg_catalog.pg_proc AS p
+        INNER JOIN pg_catalog.pg_roles AS r ON r.oid = p.proowner
+        WHERE p.pronamespace IN ('rag'::regnamespace, to_regnamespace('rag_api'))
+            AND p.proowner <> 'pgask_owner'::regrole AND NOT r.rolsuper
+    LOOP
+        RAISE EXCEPTION 'routine % belongs to %: pgask did not create it; check it, drop it '
+            'and install again', object.name, object.owner
+            USING errcode = 'insufficient_privilege';
+    END LOOP;
     FOR object IN
         SELECT
             c.oid::regclass::text AS name,

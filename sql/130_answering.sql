@@ -397,6 +397,15 @@ BEGIN
             coalesce(answer_id::text, 'NULL')
             USING errcode = 'invalid_parameter_value';
     END IF;
+    -- At most 10 verdicts per answer from one asker (role and web user): rag_api.feedback
+    -- is open to every web user, anonymous ones included, and nothing else bounded what
+    -- they store. (A database role inserting rows itself stores them as itself.)
+    IF (SELECT count(*) FROM rag.answer_feedback AS f
+            WHERE f.answer_id = feedback.answer_id AND f.given_by = current_user
+                AND f.web_user IS NOT DISTINCT FROM rag._web_user()) >= 10 THEN
+        RAISE EXCEPTION 'rag.feedback: answer % has 10 verdicts from you already', answer_id
+            USING errcode = 'invalid_parameter_value';
+    END IF;
     INSERT INTO rag.answer_feedback (answer_id, helpful, comment, web_user)
     VALUES (answer_id, helpful, left(comment, 10000), rag._web_user())
     RETURNING id INTO new_id;

@@ -12,7 +12,8 @@
 -- the transaction; NULL outside such a request. An attribution label within the database
 -- role, not an authentication: any SQL caller can set that setting, so it only ever narrows
 -- what the role sees (the answer log's row-level security, sql/990_privileges.sql). Claims
--- that are not a JSON object fail (22P02, 22023) rather than read as no web user.
+-- that are not a JSON object fail (22P02, 22023) rather than read as no web user. A label
+-- over 1000 characters is its first 928 and the sha256 of the whole (1000 in all).
 CREATE OR REPLACE FUNCTION rag._web_user()
 RETURNS text
 LANGUAGE plpgsql
@@ -21,6 +22,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     claims jsonb := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
+    label text;
 BEGIN
     IF claims IS NULL THEN
         RETURN NULL;
@@ -30,10 +32,17 @@ BEGIN
             jsonb_typeof(claims)
             USING errcode = 'invalid_parameter_value';
     END IF;
-    RETURN left(coalesce(
+    label := coalesce(
         nullif(claims ->> 'sub', ''), nullif(claims ->> 'email', ''),
         nullif(claims ->> 'role', ''), ''
-    ), 1000);
+    );
+    -- The column holds 1000 characters. A longer label is not cut there, which made two web
+    -- users sharing their first 1000 characters one: its head and the sha256 of the whole.
+    IF length(label) > 1000 THEN
+        label := left(label, 928) || ' sha256:'
+            || encode(sha256(convert_to(label, 'UTF8')), 'hex');
+    END IF;
+    RETURN label;
 END;
 $$;
 

@@ -184,11 +184,13 @@ def test_a_respelled_folder_is_the_same_documents(db, db_url, folder):
 def test_documents_of_an_older_spelling_are_rekeyed_in_place(db, db_url, folder):
     """Rows written by an older pgask under the path as typed (docs/vacuum.md, and its
     duplicate /abs/docs/../docs/vacuum.md) become the one canonical row, keeping the oldest
-    id; a row already under its absolute path is left as it is."""
+    id; a row already under its absolute path is left as it is. (Every pgask recorded the
+    loader's format, path, modified and bytes: only such rows are pgask ingest's.)"""
     page = folder / "vacuum.md"
     for typed in ("docs/vacuum.md", f"{folder}/../docs/vacuum.md"):
         db.execute("INSERT INTO rag.documents (source, title, content, metadata) VALUES"
-                   " (%s, 'VACUUM', 'old text', jsonb_build_object('path', %s::text))",
+                   " (%s, 'VACUUM', 'old text', jsonb_build_object('format', 'markdown',"
+                   " 'path', %s::text, 'modified', '2026-11-21T00:00:00+00:00', 'bytes', 10))",
                    (typed, str(page.resolve())))
     (oldest,) = db.execute("SELECT min(id) FROM rag.documents").fetchone()
     result = pgask("ingest", "-q", "docs/vacuum.md", database_url=db_url, cwd=folder.parent)

@@ -20,7 +20,9 @@ is), so a second run over the same files updates nothing and embeds nothing.
 
 With ``--sync``, documents whose files disappeared from a synced directory are deleted. A
 document belongs to a directory when its metadata.path (the absolute path this command
-records) lies under it, so documents written any other way are never touched. Files that
+records) lies under it and its metadata has the fields the file loaders record (format, path,
+modified, bytes), so documents written any other way are never touched, whatever `path`
+their metadata has; nor are they re-keyed or deleted as another spelling of a file. Files that
 still exist are kept even when --include/--exclude leave them out of this run.
 """
 
@@ -107,15 +109,22 @@ def select_files(paths: Iterable[str], selection: FileFilter) -> Iterator[Path]:
 
 # A file is skipped unparsed when its document has its bytes' hash and its current path (a
 # folder moved under --root is parsed once, to record where it is now).
+# A document this command wrote (now or by an older pgask): its metadata has the fields the
+# file loaders record (pgask.loaders.files.load_file). Only such documents are matched by
+# their metadata.path: an application's own document may have a `path` (a common key name)
+# naming a file, and is neither an older spelling of it to re-key, a duplicate to delete, nor
+# a vanished file of a synced folder.
+_INGESTED = "metadata ?& array['format', 'path', 'modified', 'bytes']"
 _STORED_HASHES = ("SELECT source, metadata->>'sha256' || ' ' || (metadata->>'path')"
                   " FROM rag.documents WHERE source = ANY(%s)")
 _EXISTING = "SELECT id, title, content, metadata FROM rag.documents WHERE source = %s FOR UPDATE"
 # The same file under other keys: the oldest is re-keyed, the others were duplicates.
 _OTHER_KEYS = ("SELECT id, title, content, metadata FROM rag.documents"
-               " WHERE metadata->>'path' = %s AND source <> %s ORDER BY id FOR UPDATE")
+               " WHERE metadata->>'path' = %s AND source <> %s AND " + _INGESTED
+               + " ORDER BY id FOR UPDATE")
 _REKEY = "UPDATE rag.documents SET source = %s WHERE id = %s"
 _STALE = ("SELECT DISTINCT metadata->>'path' FROM rag.documents"
-          " WHERE metadata->>'path' = ANY(%s) AND NOT source = ANY(%s)")
+          " WHERE metadata->>'path' = ANY(%s) AND NOT source = ANY(%s) AND " + _INGESTED)
 _INSERT = """
 INSERT INTO rag.documents (source, title, content, metadata)
 VALUES (%(source)s, %(title)s, %(content)s, %(metadata)s)
@@ -248,8 +257,7 @@ def _chunk_count(conn: psycopg.Connection, chunk_table: str | None, document_id:
 
 _UNDER_FOLDER = """
 SELECT id, source, metadata->>'path' FROM rag.documents
-WHERE starts_with(metadata->>'path', %s)
-"""
+WHERE starts_with(metadata->>'path', %s) AND """ + _INGESTED
 _DELETE = "DELETE FROM rag.documents WHERE id = %s"
 
 

@@ -199,12 +199,48 @@ def _ensure_roles(cur: psycopg.Cursor) -> None:
     for (member,) in cur.fetchall():
         cur.execute(sql.SQL("REVOKE {} FROM {}").format(owner, sql.SQL(member)))
     for schema in ("rag", SOURCE_SCHEMA, API_SCHEMA):
+        _refuse_planted_schema(cur, schema)
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         cur.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), owner))
+    # Nobody but the owner creates in rag or rag_api (rag_source: the owners of source tables,
+    # during a loan, sql/075_source_binding.sql), whatever was granted there before.
+    for schema in ("rag", API_SCHEMA):
+        cur.execute("SELECT DISTINCT a.grantee FROM pg_catalog.pg_namespace AS n,"
+                    " LATERAL pg_catalog.aclexplode(n.nspacl) AS a"
+                    " WHERE n.nspname = %s AND a.privilege_type = 'CREATE'"
+                    " AND a.grantee <> n.nspowner", (schema,))
+        for (grantee,) in cur.fetchall():
+            cur.execute(sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(
+                sql.Identifier(schema),
+                sql.SQL("PUBLIC") if grantee == 0 else sql.SQL(_role_name(cur, grantee))))
     cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(
         sql.Identifier(SOURCE_SCHEMA)))
     cur.execute(sql.SQL("GRANT ALL ON SCHEMA {} TO {}").format(
         sql.Identifier(SOURCE_SCHEMA), owner))
+
+
+def _role_name(cur: psycopg.Cursor, oid: int) -> str:
+    cur.execute("SELECT %s::oid::regrole::text", (oid,))
+    return cur.fetchone()[0]
+
+
+def _refuse_planted_schema(cur: psycopg.Cursor, schema: str) -> None:
+    """Refuses a schema of pgask's that exists but that pgask did not make: one belonging to
+    a role that is neither OWNER_ROLE nor a superuser. A role that may create schemas could
+    otherwise create one before the install (rag_api is new in 0.x upgrades) with routines
+    in it, which the install would hand to OWNER_ROLE (rag._take_ownership): a SECURITY
+    DEFINER one then runs as pgask's owner for whoever she let execute it."""
+    cur.execute("SELECT n.nspowner::regrole::text FROM pg_catalog.pg_namespace AS n"
+                " JOIN pg_catalog.pg_roles AS r ON r.oid = n.nspowner"
+                " WHERE n.nspname = %s AND n.nspowner <> %s::regrole AND NOT r.rolsuper",
+                (schema, OWNER_ROLE))
+    row = cur.fetchone()
+    if row is not None:
+        raise InstallError(
+            f"schema {schema} exists and belongs to {row[0]}, not to {OWNER_ROLE} or a "
+            "superuser: pgask did not create it, and would hand what is in it to "
+            f"{OWNER_ROLE}. Check what it holds, then drop it (DROP SCHEMA {schema} CASCADE) "
+            "and install again")
 
 
 def _apply_migrations(cur: psycopg.Cursor, root: Path, vector_schema: str) -> list[str]:

@@ -35,8 +35,12 @@ CREATED_ROLES: tuple[str, ...] = ("pgask_reader", "pgask_auditor", "pgask_dashbo
 
 # pgask's schemas. rag_eval holds data pgask loaded, never code that user objects call.
 SCHEMAS: tuple[str, ...] = ("rag", "rag_api", "rag_eval", "rag_source")
+# rag_api is pgask's only when pgask_owner owns it (every install makes it so, and refuses one
+# of another role): a database whose pgask predates it may have a user's own schema of that
+# name, which is neither dropped nor searched for pgask's triggers.
+_OURS = "(nspname <> 'rag_api' OR nspowner = to_regrole('pgask_owner'))"
 _CODE_SCHEMAS = ("SELECT oid FROM pg_catalog.pg_namespace"
-                 " WHERE nspname IN ('rag', 'rag_api', 'rag_source')")
+                 " WHERE nspname IN ('rag', 'rag_api', 'rag_source') AND " + _OURS)
 
 _USER_TRIGGERS = f"""
 SELECT t.tgname, t.tgrelid::regclass::text
@@ -77,7 +81,8 @@ WITH ours AS (
     WHERE f.oid IS DISTINCT FROM to_regprocedure('public.rag_answer(text)')
 )
 SELECT name FROM theirs
-WHERE namespace NOT IN (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s))
+WHERE namespace NOT IN (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)
+    AND """ + _OURS + """)
 ORDER BY 1
 """
 # What pg_shdepend records of the roles outside this database: grants, policies and ownership
@@ -157,7 +162,7 @@ def plan(cur: psycopg.Cursor, roles: tuple[str, ...] = CREATED_ROLES) -> Uninsta
         return None
     result = UninstallPlan(version=installed_version(cur))
     cur.execute("SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)"
-                " ORDER BY 1", (list(SCHEMAS),))
+                " AND " + _OURS + " ORDER BY 1", (list(SCHEMAS),))
     result.schemas = [r[0] for r in cur.fetchall()]
     if _exists(cur, "rag.pipelines"):
         cur.execute("SELECT name FROM rag.pipelines ORDER BY name")

@@ -87,8 +87,42 @@ def target_from_row(pipeline: str | None, row: tuple | None) -> Target:
                   key=tuple(key or ()))
 
 
+def _name_parts(name: str) -> list[str]:
+    """The identifiers of a qualified name as regclass writes it: quoted where needed
+    ("Tickets", "tick.ets", "ti""ckets"), so not split at every dot nor kept with quotes."""
+    parts, i = [], 0
+    while i < len(name):
+        if name[i] == '"':
+            j, part = i + 1, []
+            while True:
+                if j >= len(name):
+                    raise ValueError(f"unterminated quoted name in {name!r}")
+                if name[j] == '"':
+                    if name[j + 1:j + 2] == '"':
+                        part.append('"')
+                        j += 2
+                        continue
+                    j += 1
+                    break
+                part.append(name[j])
+                j += 1
+            parts.append("".join(part))
+        else:
+            j = name.find(".", i)
+            j = len(name) if j < 0 else j
+            parts.append(name[i:j])
+        i = j
+        if i < len(name):
+            if name[i] != ".":
+                raise ValueError(f"not a qualified name: {name!r}")
+            i += 1
+    if not 1 <= len(parts) <= 2 or not all(parts):
+        raise ValueError(f"not a table name: {name!r}")
+    return parts
+
+
 def _table(target: Target) -> sql.Composable:
-    return sql.SQL(".").join(sql.Identifier(part) for part in target.table.split("."))
+    return sql.SQL(".").join(sql.Identifier(part) for part in _name_parts(target.table))
 
 
 def _key(target: Target) -> str:

@@ -20,6 +20,7 @@ environment.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import socket
 import struct
@@ -366,7 +367,10 @@ def _check_shape(header: dict, payload: bytes, n: int) -> list[int]:
 def _decode_one(header: dict, payload: bytes, n: int) -> tuple[float, ...]:
     """The one vector of an answer to one text, as Python floats (the float32 values)."""
     _check_shape(header, payload, n)
-    return struct.unpack(f"<{DIMENSIONS}f", payload[:DIMENSIONS * 4])
+    values = struct.unpack(f"<{DIMENSIONS}f", payload[:DIMENSIONS * 4])
+    if not all(math.isfinite(x) for x in values):
+        raise ServiceUnavailable("the answer holds a NaN or infinite value")
+    return values
 
 
 def _decode(header: dict, payload: bytes, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -375,6 +379,10 @@ def _decode(header: dict, payload: bytes, n: int) -> tuple[np.ndarray, list[np.n
 
     span_rows = _check_shape(header, payload, n)
     values = np.frombuffer(payload, dtype="<f4").astype(np.float32).reshape(-1, DIMENSIONS)
+    # Only the texts' vectors: a span's row is NaN where the span was empty (the model's own
+    # answer, as get_local_embedder_empty gives it).
+    if not np.isfinite(values[:n]).all():
+        raise ServiceUnavailable("the answer holds a NaN or infinite value")
     out = values[:n].copy()
     pooled, at = [], n
     for k in span_rows:
