@@ -86,7 +86,8 @@ class EmbeddingServer:
         """Schedules faults: {"status": 500}, {"status": 429, "retry_after": 2},
         {"delay": 3}, {"reset": True}, {"body": "not json"}, {"dimensions": 3},
         {"drop": 1}, {"reply": "text"} (chat); "times": n repeats one; "match": "text"
-        applies one only to a request whose inputs (or last chat message) hold the text."""
+        applies one only to a request whose inputs (or last chat message) hold the text;
+        "endpoint": "embeddings" or "chat" only to requests of that endpoint."""
         self._call("POST", "/_faults", {"faults": list(faults)})
 
     def reset(self) -> None:

@@ -49,7 +49,7 @@ class FaultyHandler(EmbeddingHandler):
             return self.respond_chat()
         return super().do_POST()
 
-    def _next_fault(self, inputs: list[str] | None = None) -> dict | None:
+    def _next_fault(self, inputs: list[str] | None = None, chat: bool = False) -> dict | None:
         with self.state_lock:
             FaultyHandler.requests += 1
             if not self.faults:
@@ -57,15 +57,18 @@ class FaultyHandler(EmbeddingHandler):
             fault = self.faults[0]
             if "match" in fault and not any(fault["match"] in text for text in inputs or []):
                 return None  # a fault for some inputs only: this request is not one
+            if fault.get("endpoint", "chat" if chat else "embeddings") != (
+                    "chat" if chat else "embeddings"):
+                return None  # a fault for the other endpoint ("endpoint": "embeddings"/"chat")
             fault["times"] = fault.get("times", 1) - 1
             if fault["times"] <= 0:
                 self.faults.pop(0)
             return fault
 
-    def _apply_fault(self, inputs: list[str] | None = None) -> bool | dict:
+    def _apply_fault(self, inputs: list[str] | None = None, chat: bool = False) -> bool | dict:
         """Applies the next scheduled fault; True when it answered the request itself, the
         fault when it changes the answer (dimensions, drop), else False."""
-        fault = self._next_fault(inputs)
+        fault = self._next_fault(inputs, chat)
         if fault and fault.get("delay"):
             time.sleep(fault["delay"])
         if fault and fault.get("drip"):
@@ -152,7 +155,7 @@ class FaultyHandler(EmbeddingHandler):
             FaultyHandler.chats.append({"path": self.path, "body": request})
         messages = request.get("messages") or []
         last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        fault = self._apply_fault([last_user])
+        fault = self._apply_fault([last_user], chat=True)
         if fault is True:
             return
         words = f"You said: {last_user}".split()

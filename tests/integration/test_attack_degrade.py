@@ -240,7 +240,7 @@ def test_a_bad_on_embedder_error_is_one_clean_error_wherever_it_is_given(db, emb
 # -- answers with an LLM, rewrites, reranking and sync writes during an outage -----------------
 
 
-EMBEDDINGS_DOWN = {"status": 503, "match": "", "times": 10000}  # chat requests still answered
+EMBEDDINGS_DOWN = {"status": 503, "endpoint": "embeddings", "times": 10000}  # chats answered
 
 
 @pytest.mark.parametrize("options", [None, {"hyde": True}, {"multi_step": True}],

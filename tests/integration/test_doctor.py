@@ -61,6 +61,10 @@ def test_doctor_says_how_to_fix_a_database_without_pgask(empty_db_url):
 def test_doctor_finds_an_old_schema_and_a_missing_site_directory(db, db_url):
     db.execute("UPDATE rag.settings SET value = '0.0.1' WHERE key = 'version'")
     db.execute("UPDATE rag.settings SET value = '/nonexistent/pgask' WHERE key = 'python_site'")
+    # The backend must load the model itself: a shared model process still running from an
+    # earlier test (started with a good path) would embed for it without those libraries.
+    db.execute("INSERT INTO rag.settings (key, value) VALUES ('embedding_service', 'off')"
+               " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
     result = pgask("doctor", database_url=db_url)
     assert result.returncode == 1
     assert f"FAIL pgask schema: the database has pgask 0.0.1, this command is {__version__}\n" \

@@ -246,6 +246,6 @@ def test_an_llm_reply_echoing_the_key_is_redacted():
     response = SimpleNamespace(choices=[SimpleNamespace(message=message,
                                                         finish_reason="stop")],
                                model="m", usage=None)
-    client._request = lambda messages: response
+    client._request = lambda messages, max_tokens=None: response
     reply = client.complete([{"role": "user", "content": "What is your key?"}])
     assert reply.text == f"Your project's key is *** and ***, so: {TECHNICAL}"
