@@ -99,13 +99,10 @@ class SharedEmbedder:
                          ) -> tuple[np.ndarray, list[np.ndarray]]:
         if not texts:
             return get_local_embedder_empty(texts, spans)
-        if time.monotonic() >= self._down_until:
-            try:
-                with self._lock:
-                    return self._remote(texts, spans)
-            except ServiceUnavailable as exc:
-                self._fell_back(str(exc))
-        return get_local_embedder().embed_with_spans(texts, spans)
+        served = self._served(texts, spans)
+        if served is None:
+            return get_local_embedder().embed_with_spans(texts, spans)
+        return served
 
     def embed_query(self, text: str) -> np.ndarray:
         cached = self._query_cache.get(text)
@@ -123,13 +120,23 @@ class SharedEmbedder:
         gives it, decoded from the process's answer without numpy: importing numpy is the
         largest part of a new connection's first search (about 100-150 ms here), and a
         search needs no array. The same float32 values, so the same text."""
-        if time.monotonic() >= self._down_until:
-            try:
-                with self._lock:
-                    return vector_literal(self._remote([text], [[]], _decode_one))
-            except ServiceUnavailable as exc:
-                self._fell_back(str(exc))
-        return get_local_embedder().query_literal(text)
+        values = self._served([text], [[]], _decode_one)
+        if values is None:
+            return get_local_embedder().query_literal(text)
+        return vector_literal(values)
+
+    def _served(self, texts, spans, decode=None):
+        """The process's answer, decoded (by _decode unless `decode` is given), or None when
+        the process is resting after a fallback or fails now (the fallback recorded): the
+        caller computes in this backend then."""
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            with self._lock:
+                return self._remote(texts, spans, decode)
+        except ServiceUnavailable as exc:
+            self._fell_back(str(exc))
+            return None
 
     # -- the process ---------------------------------------------------------------------
     def status(self, start: bool = False) -> dict:
