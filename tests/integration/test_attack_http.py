@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import math
 import struct
-import threading
 
 import psycopg
 import pytest
-from test_attack_shared_model import _fake_server, _frame
-from test_embedding_service import _kill, _servers, _service_dir, _set_service, _shared_pid
+from test_attack_shared_model import _frame, answered_by_fake
 
-from pgask import __version__, writes
+from pgask import writes
 from pgask.client import Client
 from pgask.ingest import ingest_paths
 
@@ -286,41 +284,19 @@ def _single(values) -> bytes:
                   struct.pack(f"<{DIM}f", *values))
 
 
-def _with_fake(db, db_url, answer: bytes, statement: str):
-    directory = _service_dir(db)
-    _shared_pid(db)
-    for pid in _servers(directory):
-        _kill(pid)
-    stop = threading.Event()
-    sock = directory.parent / f"pgask-embed-{__version__}.sock"
-    thread = _fake_server(sock, answer, stop)
-    try:
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            (got,) = conn.execute(statement).fetchone()
-    finally:
-        stop.set()
-        thread.join(5)
-        sock.unlink(missing_ok=True)
-    _set_service(db, shared=False)
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        (own,) = conn.execute(statement).fetchone()
-    _set_service(db, shared=True)
-    return got, own
-
-
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
 def test_a_query_vector_with_nan_or_inf_falls_back(db, db_url, bad):
-    got, own = _with_fake(db, db_url, _single([bad] + [0.05] * (DIM - 1)),
-                          "SELECT rag.embed('still answered')::real[]")
+    got, own = answered_by_fake(db, db_url, _single([bad] + [0.05] * (DIM - 1)),
+                                "SELECT rag.embed('still answered')::real[]")
     assert got == own
 
 
 def test_a_batch_with_nan_falls_back(db, db_url):
     answer = _frame(b'{"ok": true, "rows": 2, "span_rows": [0, 0]}',
                     struct.pack(f"<{2 * DIM}f", *([0.05] * DIM + [math.nan] * DIM)))
-    got, own = _with_fake(db, db_url, answer,
-                          "SELECT array_agg(v::text) FROM unnest(rag.embed(ARRAY['a', 'b']))"
-                          " AS u(v)")
+    got, own = answered_by_fake(
+        db, db_url, answer,
+        "SELECT array_agg(v::text) FROM unnest(rag.embed(ARRAY['a', 'b'])) AS u(v)")
     assert got == own
 
 

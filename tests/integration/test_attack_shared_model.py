@@ -225,6 +225,14 @@ def _frame(header: bytes, payload: bytes = b"") -> bytes:
     _frame(b'\xff\xfe'),  # not UTF-8
 ], ids=["ragged-payload", "list-header", "negative-span-rows", "bad-bytes"])
 def test_a_process_answering_nonsense_never_fails_the_call(db, db_url, answer):
+    vector, own = answered_by_fake(db, db_url, answer,
+                                   "SELECT rag.embed('still answered')::real[]")
+    assert vector == own
+
+
+def answered_by_fake(db, db_url, answer: bytes, statement: str) -> tuple:
+    """`statement`'s one value with a fake process on the socket giving `answer` to every
+    call, and the same statement's value computed in the backend (the shared path off)."""
     directory = _service_dir(db)
     _shared_pid(db)
     for pid in _servers(directory):
@@ -234,16 +242,16 @@ def test_a_process_answering_nonsense_never_fails_the_call(db, db_url, answer):
     thread = _fake_server(sock, answer, stop)
     try:
         with psycopg.connect(db_url, autocommit=True) as conn:
-            (vector,) = conn.execute("SELECT rag.embed('still answered')::real[]").fetchone()
+            (got,) = conn.execute(statement).fetchone()
     finally:
         stop.set()
         thread.join(5)
         sock.unlink(missing_ok=True)
     _set_service(db, shared=False)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        (own,) = conn.execute("SELECT rag.embed('still answered')::real[]").fetchone()
+        (own,) = conn.execute(statement).fetchone()
     _set_service(db, shared=True)
-    assert vector == own
+    return got, own
 
 
 # -- several backends at once get their own vectors ----------------------------------------
