@@ -256,6 +256,9 @@ def pgask_process(url, *args):
 def test_two_workers_never_embed_the_same_row_twice(table, db_url, embedding_server):
     register(table, embedding_server)
     make_pipeline(table, rows=60)
+    # Every request waits a second, so the first worker cannot drain all 15 batches before
+    # the second one has started (a busy CI machine took seconds to start it).
+    embedding_server.fail_next({"delay": 1, "times": 15})
     workers = [pgask_process(db_url, "worker", "--batch-size", "4", "--exit-when-idle")
                for _ in range(2)]
     outputs = [w.communicate(timeout=120) for w in workers]
