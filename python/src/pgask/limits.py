@@ -14,41 +14,49 @@ raises query_canceled if a cancel is pending.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from collections import namedtuple
 
 TICK_SECONDS = 0.1
 
 
-@dataclass(frozen=True)
-class Limits:
+# The bounds and their defaults. Limits is a named tuple, not a dataclass: importing
+# dataclasses (inspect, ast, dis) costs a backend about 20 ms of its first search (issue 31).
+_DEFAULTS = {
     # A source row's (or rag.chunk's) text longer than this is refused: chunking a 20 MB
     # word took minutes.
-    max_document_chars: int = 1_000_000
+    "max_document_chars": 1_000_000,
     # Chunks one document may give; more is refused (a dead letter in a pipeline).
-    max_chunks_per_document: int = 5_000
+    "max_chunks_per_document": 5_000,
     # A rag.search filter: every JSON object and condition counts as a node, {} included.
-    max_filter_nodes: int = 1_000
-    max_filter_depth: int = 32
+    "max_filter_nodes": 1_000,
+    "max_filter_depth": 32,
     # Texts per embedding request sent between two lease renewals by rag.process_queue.
-    embed_batch_texts: int = 64
+    "embed_batch_texts": 64,
     # Rows a sync pipeline processes inside one writer's statement; the rest go to the
     # workers, so a bulk write through a sync pipeline is not held up by embedding.
-    sync_max_rows: int = 100
+    "sync_max_rows": 100,
     # A query's embedding (rag.search, rag.answer) has someone waiting on it, so it is not
     # given the worker's timeout_seconds (30 s): each request may take this long (or the
     # embedder's timeout_seconds, if shorter) ...
-    query_embed_timeout_ms: int = 1_000
+    "query_embed_timeout_ms": 1_000,
     # ... and all its requests, retries and their waits included, this long; then hybrid
     # search goes on by keyword only (SearchOptions.on_embedder_error).
-    query_embed_budget_ms: int = 2_000
+    "query_embed_budget_ms": 2_000,
     # After this many failed requests in a row, a backend asks that embedder nothing for
     # query_breaker_cooldown_seconds: a query then costs no wait (pgask.providers.breaker).
-    query_breaker_failures: int = 3
-    query_breaker_cooldown_seconds: int = 10
+    "query_breaker_failures": 3,
+    "query_breaker_cooldown_seconds": 10,
+}
+
+
+class Limits(namedtuple("Limits", _DEFAULTS, defaults=_DEFAULTS.values())):
+    """The bounds in force: rag.settings' values over _DEFAULTS (parse, read)."""
+
+    __slots__ = ()
 
 
 DEFAULTS = Limits()
-KEYS = tuple(f.name for f in fields(Limits))
+KEYS = Limits._fields
 
 
 class LimitError(ValueError):

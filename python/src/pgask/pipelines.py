@@ -11,7 +11,7 @@ with "" is safe.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections import namedtuple
 
 from pgask.plans import prepared
 
@@ -25,23 +25,17 @@ _LOAD = (
 _JSON_COLUMNS = ("chunker", "search_options", "answer_options")
 
 
-@dataclass(frozen=True)
-class Pipeline:
+# A named tuple, not a dataclass: importing dataclasses costs a backend ~20 ms (issue 31).
+# source is the source table as regclass text; chunker, search_options and answer_options
+# are parsed JSON.
+_FIELDS = ("name source chunker embedder active_set building_set building_embedder max_attempts"
+           " retry_base_seconds retry_max_seconds language search_options answer_options")
+
+
+class Pipeline(namedtuple("Pipeline", _FIELDS)):
     """A row of rag.pipelines (JSON columns parsed)."""
 
-    name: str
-    source: str  # the source table, as regclass text
-    chunker: dict
-    embedder: str
-    active_set: int
-    building_set: int | None
-    building_embedder: str | None
-    max_attempts: int
-    retry_base_seconds: float
-    retry_max_seconds: float
-    language: str
-    search_options: dict
-    answer_options: dict
+    __slots__ = ()
 
     def store_name(self, embedding_set: int) -> str:
         """The chunk table of an embedding set, unqualified (rag._store; rag.bm25_stats)."""

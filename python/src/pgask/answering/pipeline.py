@@ -27,7 +27,7 @@ from pgask.sqlvalues import parse_json as _parse
 
 GUARDS = ("replace", "flag", "judge")
 JUDGE_UNSUPPORTED = ("withhold", "drop", "flag")
-SEARCH_OPTIONS = {f.name for f in fields(SearchOptions)}
+SEARCH_OPTIONS = set(SearchOptions._fields)
 ON_LLM_ERROR = ("fallback", "error")
 
 

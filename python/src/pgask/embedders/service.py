@@ -19,16 +19,18 @@ environment.
 
 from __future__ import annotations
 
+# _socket is the C module under socket.py, and _thread.allocate_lock is threading.Lock: a Unix
+# socket client needs nothing more, and importing socket.py (its enums) and threading costs a
+# backend about 8 ms of its first search (issue 31).
+import _socket
 import fcntl
 import math
 import os
-import socket
 import struct
 import sys
-import threading
 import time
+from _thread import allocate_lock
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 from pgask.embedders import shared_process as proto
 from pgask.embedders import vector_literal
@@ -41,6 +43,7 @@ from pgask.embedders.local import (
     get_local_embedder,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~7 ms in a backend)
 if TYPE_CHECKING:  # imported where arrays are made: query_literal() needs none
     import numpy as np
 
@@ -78,9 +81,9 @@ class SharedEmbedder:
         # A backend's working directory is its data directory; the path stays relative so it
         # never meets the 107-byte limit of a socket path.
         self.directory = directory or proto.DIR_NAME
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._peer = 0  # the pid of the process self._sock is connected to
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._down_until = 0.0
         self.last_fallback: str | None = None
@@ -217,7 +220,7 @@ class SharedEmbedder:
         restarts, every new connection waiting out a deadline on it. Returns the pid killed."""
         if pid <= 0:
             return None
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             deadline = time.monotonic() + PROBE_SECONDS
             probe.settimeout(PROBE_SECONDS)  # a full listen backlog blocks connect()
@@ -247,8 +250,8 @@ class SharedEmbedder:
             self._sock.close()
             self._sock = None
 
-    def _try_connect(self) -> socket.socket | None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _try_connect(self) -> _socket.socket | None:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         sock.settimeout(CONNECT_SECONDS)
         try:
             sock.connect(proto.socket_path(self.directory))
@@ -267,7 +270,7 @@ class SharedEmbedder:
             sock.close()
             raise ServiceUnavailable(f"cannot connect: {exc}") from None
 
-    def _connect(self, start: bool) -> socket.socket:
+    def _connect(self, start: bool) -> _socket.socket:
         sock = self._try_connect()
         if sock is None and start:
             sock = self._start_and_connect()
@@ -292,7 +295,7 @@ class SharedEmbedder:
         if problem:
             raise ServiceUnavailable(problem)
 
-    def _start_and_connect(self) -> socket.socket | None:
+    def _start_and_connect(self) -> _socket.socket | None:
         """Starts the process unless another backend is doing so, and waits for it. The
         spawn lock makes backends take turns: the first starts it, the others find it up."""
         self._prepare_directory()
@@ -398,9 +401,9 @@ def _decode(header: dict, payload: bytes, n: int) -> tuple[np.ndarray, list[np.n
     return out, pooled
 
 
-def _peer_credentials(sock: socket.socket) -> tuple[int, int]:
+def _peer_credentials(sock: _socket.socket) -> tuple[int, int]:
     """(pid, uid) of the process listening on the other end of a connected Unix socket."""
-    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED,
                                                       struct.calcsize("3i")))
     return pid, uid
 
@@ -418,7 +421,7 @@ def check_interrupts() -> None:
     plpy.execute("SELECT 1")
 
 
-def _sliced(sock: socket.socket, deadline: float, operation, *args):
+def _sliced(sock: _socket.socket, deadline: float, operation, *args):
     """``operation(*args)`` on ``sock`` in slices of POLL_SECONDS up to ``deadline``, letting a
     cancel or terminate through between slices; TimeoutError once the deadline has passed."""
     while True:
@@ -432,14 +435,14 @@ def _sliced(sock: socket.socket, deadline: float, operation, *args):
             check_interrupts()
 
 
-def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+def _send_all(sock: _socket.socket, data: bytes, deadline: float) -> None:
     view = memoryview(data)
     while view:
         sent = _sliced(sock, deadline, sock.send, view)
         view = view[sent:]
 
 
-def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+def _recv_exact(sock: _socket.socket, n: int, deadline: float) -> bytes:
     parts = []
     while n:
         chunk = _sliced(sock, deadline, sock.recv, min(n, 2**20))

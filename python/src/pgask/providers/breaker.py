@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 
-@dataclass
 class CircuitBreaker:
-    failures: int = 3  # failed requests in a row that open the breaker
-    cooldown: float = 10.0  # seconds it stays open before a probe
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
-    failed_in_a_row: int = 0
-    opened_at: float | None = None
-    last_error: str | None = None
+    # A plain class, not a dataclass: importing dataclasses costs a backend ~20 ms (issue 31).
+    def __init__(self, failures: int = 3, cooldown: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures = failures  # failed requests in a row that open the breaker
+        self.cooldown = cooldown  # seconds it stays open before a probe
+        self.clock = clock
+        self.failed_in_a_row = 0
+        self.opened_at: float | None = None
+        self.last_error: str | None = None
 
     def allows(self) -> bool:
         """Whether a request may be sent now: closed, or half-open (the cool-down passed)."""

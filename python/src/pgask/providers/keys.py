@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from pgask.plans import prepared
 from pgask.providers.errors import (
@@ -46,6 +45,8 @@ _KEY_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*(KEY|TOKEN|SECRET)")
 
 def origin(url: str) -> str:
     """scheme://host[:port] of a URL, lowercased, without a default port."""
+    from urllib.parse import urlsplit  # here: ~5 ms of every backend's first search
+
     parts = urlsplit(url.strip())
     scheme = (parts.scheme or "").lower()
     host = (parts.hostname or "").lower()

@@ -12,7 +12,6 @@ provider that asks for an hour gets an hour.
 
 from __future__ import annotations
 
-import random
 import time
 
 
@@ -20,6 +19,8 @@ def backoff_seconds(attempt: int, base: float, cap: float, retry_after: float | 
                     *, max_wait: float | None = None) -> float:
     """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
     delay = min(cap, base * 2 ** max(0, attempt - 1))
+    import random  # here: only a retry needs it (~1.5 ms of a backend's first search)
+
     wait = max(delay * random.uniform(0.5, 1.0), retry_after or 0.0)
     return wait if max_wait is None else min(wait, max_wait)
 

@@ -2,53 +2,61 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from collections import namedtuple
 
 MODES = ("hybrid", "vector", "keyword")
 ON_EMBEDDER_ERROR = ("degrade", "error")
 
 
-@dataclass(frozen=True)
-class SearchOptions:
+# The options and their defaults. SearchOptions is a named tuple, not a dataclass: importing
+# dataclasses (inspect, ast, dis) costs a backend about 20 ms of its first search (issue 31).
+_DEFAULTS = {
     # HNSW candidate list size (pgvector's hnsw.ef_search) for this call.
-    ef_search: int = 100
+    "ef_search": 100,
     # Rows iterative index scans may visit to fill k after filters (hnsw.max_scan_tuples).
-    max_scan_tuples: int = 20000
+    "max_scan_tuples": 20000,
     # BM25: term frequency saturation and length normalisation. Not Lucene's 1.2 and 0.75:
     # with z-score fusion, 0.9 and 0.4 scored best over our three evaluation sets together
     # (docs/quality.md).
-    bm25_k1: float = 0.9
-    bm25_b: float = 0.4
+    "bm25_k1": 0.9,
+    "bm25_b": 0.4,
     # How hybrid combines the lists: "zscore", the sum of weight * standardised score, which
     # keeps how far ahead a top hit is; or "rrf", reciprocal rank fusion, score = sum of
     # weight / (rrf_k + rank), which keeps only places. z-score won overall on pgdocs, the
     # runbooks and SciFact (docs/quality.md).
-    fusion: str = "zscore"
-    rrf_k: int = 60
-    vector_weight: float = 1.0
-    keyword_weight: float = 1.0
+    "fusion": "zscore",
+    "rrf_k": 60,
+    "vector_weight": 1.0,
+    "keyword_weight": 1.0,
     # Depth of each list before fusion, reranking and MMR, as a multiple of k.
-    candidates_factor: int = 4
+    "candidates_factor": 4,
     # A rag.rerankers name: second stage over the best rerank_depth fused candidates (the
     # rest follow in first-stage order): rerankers read every passage, so depth is cost.
-    rerank: str | None = None
-    rerank_depth: int = 50
+    "rerank": None,
+    "rerank_depth": 50,
     # Maximal marginal relevance: 1 = relevance only; lower values trade relevance for
     # diversity. None = off.
-    mmr_lambda: float | None = None
+    "mmr_lambda": None,
     # Drop a chunk whose embedding has at least this cosine similarity with a better one.
-    dedupe_threshold: float | None = None
+    "dedupe_threshold": None,
     # A query embedding that cannot be had (the embedder down, slow, failing, no key; see
     # pgask.retrieval.query_embedding): hybrid search goes on by keyword alone and says so
     # ("degrade"), or fails with SQLSTATE 38000 ("error"). Vector search always fails.
-    on_embedder_error: str = "degrade"
+    "on_embedder_error": "degrade",
+}
+
+
+class SearchOptions(namedtuple("SearchOptions", _DEFAULTS, defaults=_DEFAULTS.values())):
+    """rag.search's options in force for one call."""
+
+    __slots__ = ()
 
     @classmethod
     def resolve(cls, *layers: dict | None) -> SearchOptions:
         """Defaults, then each layer's keys (later layers win); raises ValueError naming the
         option that is wrong."""
         options = cls()
-        known = {f.name: f for f in fields(cls)}
+        known = cls._fields
         for layer in layers:
             if layer is None:
                 continue
@@ -57,7 +65,7 @@ class SearchOptions:
             for key, value in layer.items():
                 if key not in known:
                     raise ValueError(f"unknown option {key!r}; known: {', '.join(known)}")
-                options = replace(options, **{key: _checked(key, value)})
+                options = options._replace(**{key: _checked(key, value)})
         return options
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from pgask import limits, pipelines
 from pgask.pipelines import Pipeline as PipelineView  # the one handle (pgask.pipelines)
@@ -30,6 +28,7 @@ from pgask.retrieval.fusion import (
 from pgask.retrieval.options import SearchOptions
 from pgask.retrieval.rerank import RerankError, RerankerSpec, reranker_for
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~7 ms in a backend)
 if TYPE_CHECKING:  # loaded only by the options that compare chunk vectors (mmr, dedupe)
     import numpy as np
 
@@ -104,7 +103,7 @@ def pinned(plpy, pipeline: str) -> PipelineView:
             if getattr(exc, "sqlstate", None) != "42P01":  # undefined_table: dropped
                 raise
             continue
-        return replace(p, active_set=embedding_set)
+        return p._replace(active_set=embedding_set)
     raise RuntimeError(f"pipeline {pipeline}: its chunk table was dropped during the search")
 
 
