@@ -10,8 +10,9 @@ a passage a claim does not cite - every number, date, quotation and name of the 
 ATTRIBUTE_COVERAGE of its content words, in at most ATTRIBUTE_WINDOW neighbouring sentences).
 
 Measured with Qwen2.5-Coder-1.5B (docs/quality.md, "The answer guards on recorded replies"):
-it points at S1, S2, ... in order rather than at the sentence that states the claim, so the
-check withholds most correct answers; the product keeps the verdict-word judge. Kept here so
+it mostly points at S1 (31 of 44 one-claim requests), or at S1, S2, ... in order, rather than
+at the sentence that states the claim, and said NONE once in 135 claims, so the check withholds
+most correct answers (10 of 24 kept); the product keeps the verdict-word judge. Kept here so
 that the recording (tests/data/guard/judge-point-qwen2.5-coder-1.5b.jsonl) replays and a
 better model can be measured the same way (scripts/guard_compare.py record-judge --protocol
 point, replay --protocol point, bound).
