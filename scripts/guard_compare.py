@@ -194,6 +194,8 @@ def replay(args) -> None:
     print(f"{len(rows)} generated replies"
           + (f" with a recorded judge verdict ({len(judged)} recorded)" if judged else ""))
     print(guard_replay.table(rows))
+    if args.protocol == "point" and judged:
+        _pointing(replies, judged)
     if args.show:
         for row in rows:
             if row.kept.get("judge") != row.kept["words"] or args.show == "all":
@@ -240,6 +242,40 @@ def bound(args) -> None:
             print(f"coverage {theta} {policy:6s}" + "".join(
                 f"  {'keeps' if k in ('correct', 'manual') else 'stops'}-{k} {r}/{n}"
                 for k, (n, r) in counts.items() if n))
+
+
+def _pointing(replies: list[dict], judged: list[dict]) -> None:
+    """Where the pointing judge points: at S1 alone, at S<k>, S<k+1>, ... one per claim in
+    order, NONE, and at a sentence that holds the claim (when one does)."""
+    from pgask_measure import judge_point
+
+    recorded = {entry["id"]: entry for entry in judged}
+    one = first = several = in_order = claims = none = holdable = right = 0
+    for line in replies:
+        entry = recorded.get(line["id"])
+        if line["reply"] is None or entry is None or not entry["reply"]:
+            continue
+        _, items, _, request = judge_request(line, "point")
+        answers = judge_point.pointed(entry["reply"], len(items))
+        singles = [a[0] for a in answers if isinstance(a, list) and len(a) == 1]
+        if len(items) == 1:
+            one += 1
+            first += answers[0] == [1]
+        else:
+            several += 1
+            in_order += len(singles) == len(items) and singles == list(
+                range(singles[0], singles[0] + len(items)))
+        for item, answer in zip(items, answers, strict=True):
+            claims += 1
+            none += answer == []
+            holding = [n for n, sentence in enumerate(request.sentences, 1)
+                       if judge_point.states(item.text, sentence.text)]
+            holdable += bool(holding)
+            right += bool(holding) and isinstance(answer, list) and bool(answer) \
+                and answer[0] in holding
+    print(f"pointing: {one} one-claim requests, {first} at S1; {several} with several claims, "
+          f"{in_order} at S<k>, S<k+1>, ... in order; {claims} claims, {none} NONE; "
+          f"{holdable} held by a single shown sentence, pointed at one {right} times")
 
 
 def main() -> None:
