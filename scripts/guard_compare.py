@@ -9,6 +9,9 @@ so replies are recorded once and every guard is scored on them offline:
            appends its raw reply, tokens and time, one line per reply;
   replay   replays every guard mode (words alone, words + the recorded judge) on recorded
            replies: keeps-correct / stops-invented / stops-wrong and the judge's cost;
+  bound    what the check of pointed sentences (pgask_measure.judge_point.check) would
+           keep and stop if the judge always pointed at the best sentence (an upper bound on
+           keeps-correct), at the first one, or at a random one; no model needed;
   score    re-judges recorded replies with two grounding modules (e.g. git main's
            grounding.py and the working tree's) and prints keeps-correct / stops-invented /
            stops-wrong for each, plus every answer whose verdict differs.
@@ -132,15 +135,18 @@ def score(args) -> None:
                     print(f"shown:  {new.answer}")
 
 
-def judge_request(line: dict):
+def judge_request(line: dict, protocol: str = "verdict"):
     """The grounding guard's verdict on a recorded reply and the judge request it leads to
-    (what rag.answer with guard 'judge' sends): (grounding, items, known, request)."""
+    (what rag.answer with guard 'judge' sends; with protocol "point", what the experiment of
+    pgask_measure.judge_point sends): (grounding, items, known, request)."""
     from pgask.answering import grounding as current
     from pgask.answering import judge
+    from pgask_measure import judge_point
 
     grounding = _judge(current, line)
     items, known = judge.items_for(grounding.claims, len(line["passages"]))
-    request = judge.build_request(line["question"], items, line["passages"]) if items else None
+    build = judge.build_request if protocol == "verdict" else judge_point.build_request
+    request = build(line["question"], items, line["passages"]) if items else None
     return grounding, items, known, request
 
 
@@ -160,8 +166,8 @@ def record_judge(args) -> None:
         for line in lines:
             if line["reply"] is None or line["id"] in done:
                 continue
-            _, items, _, request = judge_request(line)
-            entry = {"id": line["id"], "model": args.model,
+            _, items, _, request = judge_request(line, args.protocol)
+            entry = {"id": line["id"], "model": args.model, "protocol": args.protocol,
                      "claims": [[item.text, item.passages] for item in items]}
             if request is not None:
                 reply = client.complete(request.messages, max_tokens=request.max_tokens)
@@ -184,14 +190,92 @@ def replay(args) -> None:
     replies = [line for path in args.files for line in guard_replay.load(path)]
     judged = [e for path in args.judged for e in guard_replay.load(path)] if args.judged \
         else None
-    rows = guard_replay.replay(replies, judged, embed)
+    rows = guard_replay.replay(replies, judged, embed, args.protocol)
     print(f"{len(rows)} generated replies"
           + (f" with a recorded judge verdict ({len(judged)} recorded)" if judged else ""))
     print(guard_replay.table(rows))
+    if args.protocol == "point" and judged:
+        _pointing(replies, judged)
     if args.show:
         for row in rows:
             if row.kept.get("judge") != row.kept["words"] or args.show == "all":
                 print(row.kind, row.kept, row.verdicts, row.id)
+
+
+def bound(args) -> None:
+    """The judge's deterministic check alone, with a pretend judge that points at: the best
+    run of at most ATTRIBUTE_WINDOW neighbouring sentences (any that passes the check), the
+    first sentence, or a random one (seeded)."""
+    import random
+
+    from pgask.answering import grounding
+    from pgask_measure import judge_point
+
+    lines = [json.loads(text) for path in args.files for text in open(path, encoding="utf-8")]
+    cases = []
+    for line in lines:
+        if line["reply"] is None:
+            continue
+        verdict, items, _, request = judge_request(line, "point")
+        cases.append((reply_kind(line["reply"], line["gold"]), verdict.grounded, items, request))
+    if args.window:  # after the words guard has judged: only the pointed run's length changes
+        grounding.ATTRIBUTE_WINDOW = args.window
+    for theta in args.coverage or [grounding.ATTRIBUTE_COVERAGE]:
+        grounding.ATTRIBUTE_COVERAGE = theta
+        for policy in ("best", "first", "random"):
+            rnd = random.Random(0)
+            counts = {"correct": [0, 0], "invented": [0, 0], "wrong": [0, 0], "manual": [0, 0]}
+            for kind, grounded, items, request in cases:
+                kept = grounded
+                for item in items:
+                    numbers = [i for i, s in enumerate(request.sentences, 1)
+                               if s.passage in item.passages]
+                    runs = {"best": [list(range(n, n + w + 1)) for n in numbers
+                                     for w in range(grounding.ATTRIBUTE_WINDOW or 1)],
+                            "first": [numbers[:1]], "random": [[rnd.choice(numbers)]]}[policy]
+                    runs = [[n for n in run if n in numbers] for run in runs]
+                    kept = kept and any(
+                        judge_point.check(item, run, request.sentences) == "supported"
+                        for run in runs if run)
+                counts[kind][0] += 1
+                counts[kind][1] += kept if kind in ("correct", "manual") else not kept
+            print(f"coverage {theta} {policy:6s}" + "".join(
+                f"  {'keeps' if k in ('correct', 'manual') else 'stops'}-{k} {r}/{n}"
+                for k, (n, r) in counts.items() if n))
+
+
+def _pointing(replies: list[dict], judged: list[dict]) -> None:
+    """Where the pointing judge points: at S1 alone, at S<k>, S<k+1>, ... one per claim in
+    order, NONE, and at a sentence that holds the claim (when one does)."""
+    from pgask_measure import judge_point
+
+    recorded = {entry["id"]: entry for entry in judged}
+    one = first = several = in_order = claims = none = holdable = right = 0
+    for line in replies:
+        entry = recorded.get(line["id"])
+        if line["reply"] is None or entry is None or not entry["reply"]:
+            continue
+        _, items, _, request = judge_request(line, "point")
+        answers = judge_point.pointed(entry["reply"], len(items))
+        singles = [a[0] for a in answers if isinstance(a, list) and len(a) == 1]
+        if len(items) == 1:
+            one += 1
+            first += answers[0] == [1]
+        else:
+            several += 1
+            in_order += len(singles) == len(items) and singles == list(
+                range(singles[0], singles[0] + len(items)))
+        for item, answer in zip(items, answers, strict=True):
+            claims += 1
+            none += answer == []
+            holding = [n for n, sentence in enumerate(request.sentences, 1)
+                       if judge_point.states(item.text, sentence.text)]
+            holdable += bool(holding)
+            right += bool(holding) and isinstance(answer, list) and bool(answer) \
+                and answer[0] in holding
+    print(f"pointing: {one} one-claim requests, {first} at S1; {several} with several claims, "
+          f"{in_order} at S<k>, S<k+1>, ... in order; {claims} claims, {none} NONE; "
+          f"{holdable} held by a single shown sentence, pointed at one {right} times")
 
 
 def main() -> None:
@@ -223,11 +307,23 @@ def main() -> None:
     jr.add_argument("--model", required=True)
     jr.add_argument("--timeout", type=float, default=600.0)
     jr.add_argument("--out", required=True, help="JSON lines, appended to")
+    jr.add_argument("--protocol", choices=("verdict", "point"), default="verdict",
+                    help="verdict: the product's judge; point: pgask_measure.judge_point")
     jr.add_argument("files", nargs="+", help="recorded replies (record / eval-answers --details)")
     jr.set_defaults(func=record_judge)
+    bd = sub.add_parser("bound", help="the judge's sentence check with a pretend judge "
+                        "(best / first / random sentence): bounds without a model")
+    bd.add_argument("--coverage", type=float, action="append",
+                    help="ATTRIBUTE_COVERAGE to try (repeatable; default: the guard's own)")
+    bd.add_argument("--window", type=int, help="the most neighbouring sentences the judge "
+                    "may point at (default: the guard's ATTRIBUTE_WINDOW)")
+    bd.add_argument("files", nargs="+", help="recorded replies")
+    bd.set_defaults(func=bound)
     rp = sub.add_parser("replay", help="every guard mode on recorded replies, the judge "
                         "replayed from its recording: the table of docs/quality.md")
     rp.add_argument("--judged", action="append", help="record-judge output")
+    rp.add_argument("--protocol", choices=("verdict", "point"), default="verdict",
+                    help="the protocol the --judged recording was made with")
     rp.add_argument("--show", choices=("changed", "all"), help="print verdicts per reply")
     rp.add_argument("files", nargs="+", help="recorded replies")
     rp.set_defaults(func=replay)

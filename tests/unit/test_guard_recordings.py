@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow  # the embedding model judges paraphrases
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "data" / "guard"
 JUDGE = RECORDINGS / "judge-qwen2.5-coder-1.5b.jsonl"
+POINT = RECORDINGS / "judge-point-qwen2.5-coder-1.5b.jsonl"  # pgask_measure.judge_point
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,23 @@ def test_the_judge_keeps_and_stops_at_least_what_it_did_when_measured(squad):
     assert found["wrong"][0] >= 5
     words = counts(squad, "words")  # the judge only ever withholds more than the guard alone
     assert all(found[kind][0] >= words[kind][0] for kind in ("invented", "wrong"))
+
+
+def test_the_pointing_judge_keeps_and_stops_at_least_what_it_did_when_measured():
+    """The experiment of pgask_measure.judge_point (the judge points at the sentence that
+    states each claim, code checks it), with the same 1.5B model: it meets two goals, stops
+    18 of 36 invented (>= 50 %) and 8 of 10 wrong (>= 60 %), but keeps only 10 of 24 correct
+    (goal >= 90 %): the model mostly points at S1, or at S1, S2, ... in order, and the check
+    rejects a sentence that does not hold the claim. Floors, as above; the product keeps the
+    verdict-word judge, which keeps 21."""
+    replies = load(RECORDINGS / "squad-part-a-110.jsonl")
+    found = counts(replay(replies, load(POINT), get_local_embedder().embed, "point"), "judge")
+    assert found["correct"][0] >= 10 and found["correct"][1] == 24
+    assert found["invented"][0] >= 18 and found["invented"][1] == 36
+    assert found["wrong"][0] >= 8 and found["wrong"][1] == 10
+    manual = replay(load(RECORDINGS / "manual-3.jsonl"), load(POINT),
+                    get_local_embedder().embed, "point")
+    assert sum(r.kept["judge"] for r in manual) >= 1
 
 
 def test_the_demo_manual_answers():

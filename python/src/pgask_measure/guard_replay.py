@@ -10,6 +10,11 @@ and replay says so instead of scoring a request the judge never saw.
 
 Modes: "words" is the grounding guard alone (guard "replace" and "flag" withhold or flag what
 it does not find grounded); "judge" adds the LLM judge's verdicts (guard "judge").
+
+Protocols: "verdict" is the product's judge (pgask.answering.judge: a verdict word per claim);
+"point" the experiment of pgask_measure.judge_point (a sentence number per claim, checked by
+code). A recording holds the protocol it was made with ("verdict" when it names none) and
+replays only with it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 from pgask.answering import judge
 from pgask.answering.grounding import check_grounding
+from pgask_measure import judge_point
 from pgask_measure.eval_run import reply_kind
 
 KINDS = ("correct", "invented", "wrong", "manual")
@@ -46,10 +52,14 @@ def load(path: Path | str) -> list[dict]:
             if text.strip()]
 
 
-def replay(replies: list[dict], judged: list[dict] | None, embed=None) -> list[Replayed]:
+PROTOCOLS = ("verdict", judge_point.PROTOCOL)
+
+
+def replay(replies: list[dict], judged: list[dict] | None, embed=None,
+           protocol: str = "verdict") -> list[Replayed]:
     """Each generated reply's verdict per mode. `judged`: the judge recording (None: the
-    "words" mode only); a reply it lacks is left out (a partial recording scores what it
-    holds)."""
+    "words" mode only), made with `protocol`; a reply it lacks is left out (a partial
+    recording scores what it holds)."""
     recorded = {entry["id"]: entry for entry in judged or []}
     out = []
     for line in replies:
@@ -68,8 +78,12 @@ def replay(replies: list[dict], judged: list[dict] | None, embed=None) -> list[R
                     f"{line['id']}: the guard now asks the judge about {asked}, the recording "
                     f"holds {entry['claims']}: record the judge again "
                     "(scripts/guard_compare.py record-judge)")
+            if entry.get("protocol", "verdict") != protocol:
+                raise RecordingMismatch(
+                    f"{line['id']}: recorded with the judge protocol "
+                    f"{entry.get('protocol', 'verdict')!r}, replayed with {protocol!r}")
             decided, found = judge.decide(grounding, items, known,
-                                          judge.parse(entry["reply"] or "", len(items)))
+                                          parse(protocol, entry["reply"] or "", items, line))
             kept["judge"] = decided.grounded
             cost = entry
         out.append(Replayed(line["id"], reply_kind(line["reply"], line["gold"]), kept,
@@ -77,6 +91,14 @@ def replay(replies: list[dict], judged: list[dict] | None, embed=None) -> list[R
                             cost["completion_tokens"] or 0, 1 if cost.get("reply") else 0,
                             found))
     return out
+
+
+def parse(protocol: str, reply: str, items: list, line: dict) -> list[str]:
+    """The judge's verdict per item, read from its reply with `protocol`'s parser."""
+    if protocol == "verdict":
+        return judge.parse(reply, len(items))
+    request = judge_point.build_request(line["question"], items, line["passages"])
+    return judge_point.for_decide(judge_point.parse(reply, request))
 
 
 def counts(rows: list[Replayed], mode: str) -> dict[str, tuple[int, int]]:
