@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pgask.answering import grounding
+from pgask.answering import grounding, judge
 from pgask.answering.judge import MALFORMED, NOT_STATED, SUPPORTED, Item, _cut
 from pgask.text import split_sentences
 
@@ -50,8 +50,7 @@ SYSTEM = (
     "(\"<claim number>: S<k>, S<k+1>\" when it takes two neighbouring sentences) or "
     "\"<claim number>: NONE\", and nothing else.")
 
-_LINE = re.compile(r"^\s*(?:claim\s*)?(\d+)\s*[:.)\-]\s*\**\s*(none|s?\d+(?:\s*(?:,|and|&)\s*"
-                   r"s?\d+)*)\s*\**\s*\.?\s*$", re.IGNORECASE)
+_LINE = judge.line_pattern(r"none|s?\d+(?:\s*(?:,|and|&)\s*s?\d+)*")
 
 
 @dataclass(frozen=True)
@@ -90,11 +89,9 @@ def build_request(question: str, items: Sequence[Item], passages: Sequence[str])
             sentences.append(Sentence(n, position, text[start:end]))
             lines.append(f"S{len(sentences)}. {text[start:end]}")
         blocks.append("\n".join(lines))
-    listed = "\n".join(
-        f"{i}. (passage {', '.join(f'[{n}]' for n in item.passages)}) {item.text}"
-        for i, item in enumerate(items, 1))
     user = ("Passages, sentence by sentence:\n" + "\n\n".join(blocks)
-            + f"\n\nQuestion: {question}\n\nClaims made in the answer:\n{listed}\n\n"
+            + f"\n\nQuestion: {question}\n\nClaims made in the answer:\n"
+            f"{judge.listed_claims(items)}\n\n"
             f"The sentence that states each claim, one line per claim (1 to {len(items)}):")
     return Request(list(items), sentences, [{"role": "system", "content": SYSTEM},
                                             {"role": "user", "content": user}],
@@ -105,16 +102,12 @@ def pointed(reply: str, count: int) -> list[list[int] | str]:
     """What the judge's reply points at for each claim 1..count: its sentence numbers ([] for
     NONE), or MALFORMED where the reply has no line for it or lines that disagree. Lines that
     are not answers are ignored."""
-    found: dict[int, set[tuple[int, ...]]] = {}
-    for line in (reply or "").splitlines():
-        match = _LINE.match(line)
-        if match:
-            answer = match.group(2).lower()
-            numbers = () if answer == "none" else tuple(
-                sorted({int(n) for n in re.findall(r"\d+", answer)}))
-            found.setdefault(int(match.group(1)), set()).add(numbers)
-    return [list(next(iter(found[n]))) if len(found.get(n, ())) == 1 else MALFORMED
-            for n in range(1, count + 1)]
+    def numbers(text: str) -> tuple[int, ...]:
+        return () if text.lower() == "none" else tuple(
+            sorted({int(n) for n in re.findall(r"\d+", text)}))
+
+    return [answer if answer == MALFORMED else list(answer)
+            for answer in judge.answers_per_claim(reply, count, _LINE, numbers)]
 
 
 def parse(reply: str, request: Request) -> list[str]:

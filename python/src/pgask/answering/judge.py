@@ -49,8 +49,15 @@ SYSTEM = (
     "Reply with exactly one line per claim, in the form \"<claim number>: SUPPORTED\", "
     "\"<claim number>: CONTRADICTED\" or \"<claim number>: NOT STATED\", and nothing else.")
 
-_LINE = re.compile(r"^\s*(?:claim\s*)?(\d+)\s*[:.)\-]\s*\**\s*(supported|contradicted|"
-                   r"not[\s_]+stated)\s*\**\s*\.?\s*$", re.IGNORECASE)
+
+def line_pattern(answers: str) -> re.Pattern:
+    """A judge's reply line "<claim number>: <answer>", read leniently ("Claim 3:", "3.",
+    "**3)**", a trailing full stop); `answers`: the regex of the answers a protocol allows."""
+    return re.compile(r"^\s*(?:claim\s*)?(\d+)\s*[:.)\-]\s*\**\s*(" + answers
+                      + r")\s*\**\s*\.?\s*$", re.IGNORECASE)
+
+
+_LINE = line_pattern(r"supported|contradicted|not[\s_]+stated")
 
 
 @dataclass(frozen=True)
@@ -91,31 +98,40 @@ def build_request(question: str, items: Sequence[Item], passages: Sequence[str])
     answer), the question, and the claims, each naming its passages."""
     used = sorted({n for item in items for n in item.passages})
     shown = "\n\n".join(f"[{n}] {_cut(passages[n - 1])}" for n in used)
-    listed = "\n".join(
-        f"{i}. (passage {', '.join(f'[{n}]' for n in item.passages)}) {item.text}"
-        for i, item in enumerate(items, 1))
     user = (f"Passages:\n{shown}\n\nQuestion: {question}\n\nClaims made in the answer:\n"
-            f"{listed}\n\nVerdicts, one line per claim (1 to {len(items)}):")
+            f"{listed_claims(items)}\n\nVerdicts, one line per claim (1 to {len(items)}):")
     return Request(list(items), [{"role": "system", "content": SYSTEM},
                                  {"role": "user", "content": user}],
                    TOKENS_PER_CLAIM * len(items) + TOKENS_MARGIN)
+
+
+def listed_claims(items: Sequence[Item]) -> str:
+    """The claims as the prompt lists them: numbered 1.., each naming its passages."""
+    return "\n".join(
+        f"{i}. (passage {', '.join(f'[{n}]' for n in item.passages)}) {item.text}"
+        for i, item in enumerate(items, 1))
 
 
 def _cut(text: str) -> str:
     return text if len(text) <= PASSAGE_CHARS else text[:PASSAGE_CHARS].rstrip() + " ..."
 
 
-def parse(reply: str, count: int) -> list[str]:
-    """The verdict per claim 1..count from the judge's reply; MALFORMED where the reply has
-    no line for it, or lines that disagree. Lines that are not verdicts are ignored."""
-    found: dict[int, set[str]] = {}
+def answers_per_claim(reply: str, count: int, pattern: re.Pattern, read) -> list:
+    """Each claim's answer (1..count), `read` from the text `pattern` matched; MALFORMED where
+    the reply has no line for the claim, or lines that disagree. Other lines are ignored."""
+    found: dict[int, set] = {}
     for line in (reply or "").splitlines():
-        match = _LINE.match(line)
+        match = pattern.match(line)
         if match:
-            verdict = " ".join(match.group(2).lower().replace("_", " ").split())
-            found.setdefault(int(match.group(1)), set()).add(verdict)
+            found.setdefault(int(match.group(1)), set()).add(read(match.group(2)))
     return [next(iter(found[n])) if len(found.get(n, ())) == 1 else MALFORMED
             for n in range(1, count + 1)]
+
+
+def parse(reply: str, count: int) -> list[str]:
+    """The verdict per claim 1..count from the judge's reply (answers_per_claim)."""
+    return answers_per_claim(reply, count, _LINE,
+                             lambda text: " ".join(text.lower().replace("_", " ").split()))
 
 
 def verdicts(claims, known: dict[int, str], items: Sequence[Item], parsed: Sequence[str]
