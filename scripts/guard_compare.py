@@ -209,9 +209,9 @@ def bound(args) -> None:
     import random
 
     from pgask.answering import grounding
-    from pgask_measure import judge_point
+    from pgask_measure import guard_replay, judge_point
 
-    lines = [json.loads(text) for path in args.files for text in open(path, encoding="utf-8")]
+    lines = [line for path in args.files for line in guard_replay.load(path)]
     cases = []
     for line in lines:
         if line["reply"] is None:
@@ -279,6 +279,8 @@ def _pointing(replies: list[dict], judged: list[dict]) -> None:
 
 
 def main() -> None:
+    from pgask_measure.guard_replay import PROTOCOLS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(required=True)
     rec = sub.add_parser("record", help="ask questions, keep the passages and the replies")
@@ -307,7 +309,7 @@ def main() -> None:
     jr.add_argument("--model", required=True)
     jr.add_argument("--timeout", type=float, default=600.0)
     jr.add_argument("--out", required=True, help="JSON lines, appended to")
-    jr.add_argument("--protocol", choices=("verdict", "point"), default="verdict",
+    jr.add_argument("--protocol", choices=PROTOCOLS, default="verdict",
                     help="verdict: the product's judge; point: pgask_measure.judge_point")
     jr.add_argument("files", nargs="+", help="recorded replies (record / eval-answers --details)")
     jr.set_defaults(func=record_judge)
@@ -322,7 +324,7 @@ def main() -> None:
     rp = sub.add_parser("replay", help="every guard mode on recorded replies, the judge "
                         "replayed from its recording: the table of docs/quality.md")
     rp.add_argument("--judged", action="append", help="record-judge output")
-    rp.add_argument("--protocol", choices=("verdict", "point"), default="verdict",
+    rp.add_argument("--protocol", choices=PROTOCOLS, default="verdict",
                     help="the protocol the --judged recording was made with")
     rp.add_argument("--show", choices=("changed", "all"), help="print verdicts per reply")
     rp.add_argument("files", nargs="+", help="recorded replies")
