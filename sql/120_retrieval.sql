@@ -128,9 +128,10 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 #PGASK_PREAMBLE
-import json
+from pgask import jsonlite
 from pgask.retrieval import search
-return json.dumps(search.search(plpy, query, query_vector, k, filter, mode, pipeline, options))
+return jsonlite.dumps(search.search(plpy, query, query_vector, k, filter, mode, pipeline,
+                                    options))
 $$;
 
 -- rag._default_pipeline(): the pipeline rag.search uses when none is named: 'documents', or

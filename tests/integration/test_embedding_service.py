@@ -320,9 +320,10 @@ NUMPY_FREE_CALLS = {
 
 # Modules a search must not import into a backend either: each costs the first search in a
 # new connection milliseconds (issue 31; measured in a backend here: inspect with dataclasses
-# ~20 ms, typing ~7, socket.py ~6, urllib.parse ~5, threading ~2, datetime ~2, random ~1.5).
+# ~20 ms, json with re and enum ~15, typing ~7, socket.py ~6, urllib.parse ~5, threading ~2,
+# datetime ~2, random ~1.5).
 HEAVY_MODULES = ("numpy", "dataclasses", "inspect", "typing", "socket", "socketserver",
-                 "threading", "urllib.parse", "datetime", "random")
+                 "threading", "urllib.parse", "datetime", "random", "json", "re", "enum")
 
 
 @pytest.mark.parametrize("call", sorted(NUMPY_FREE_CALLS))

@@ -10,9 +10,9 @@ with "" is safe.
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 
+from pgask import jsonlite
 from pgask.plans import prepared
 
 _LOAD = (
@@ -77,5 +77,5 @@ def load(plpy, name: str) -> Pipeline:
         raise LookupError(f"pipeline {name!r} does not exist")
     row = dict(rows[0])
     for column in _JSON_COLUMNS:
-        row[column] = json.loads(row[column]) if row[column] is not None else None
+        row[column] = jsonlite.loads(row[column]) if row[column] is not None else None
     return Pipeline(**row)

@@ -9,9 +9,9 @@ raised in PL/Python carries a Python traceback, which users should never have to
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 
+from pgask import jsonlite
 from pgask.embedders import vector_literal
 from pgask.embedders.service import backend_embedder
 
@@ -31,7 +31,7 @@ def chunker_error(config_json):
     from pgask.chunking import ChunkerConfig
 
     try:
-        ChunkerConfig.from_dict(json.loads(config_json))
+        ChunkerConfig.from_dict(jsonlite.loads(config_json))
     except ValueError as exc:
         return str(exc)
     return None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from collections.abc import Callable
 
+from pgask import jsonlite
 from pgask.embedders.local import MAX_INPUT_TOKENS, count_tokens
 from pgask.embedders.service import backend_embedder
 from pgask.providers import EmbedderError, read_secret, resolve_api_key
@@ -25,7 +25,7 @@ class EmbedderSpec(namedtuple("EmbedderSpec", "name provider model dimensions ba
 
     @property
     def options(self) -> dict:
-        return json.loads(self.options_json)
+        return jsonlite.loads(self.options_json)
 
 
 class LocalProvider:

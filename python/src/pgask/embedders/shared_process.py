@@ -34,13 +34,12 @@ and then each text's span vectors; ``{"op": "status"}`` answers the process's fi
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import sys
 import time
 
-from pgask import __version__
+from pgask import __version__, jsonlite
 
 # typing.TYPE_CHECKING without importing typing (about 7 ms of a backend's first search)
 TYPE_CHECKING = False
@@ -112,12 +111,12 @@ def read_message(sock: socket.socket, read_exact=None) -> tuple[dict, bytes]:
     json_len, payload_len = HEADER.unpack(read_exact(HEADER.size))
     if json_len > MAX_JSON or payload_len > MAX_JSON:
         raise ProtocolError("message too large")
-    header = json.loads(read_exact(json_len))
+    header = jsonlite.loads(read_exact(json_len))
     return header, read_exact(payload_len) if payload_len else b""
 
 
 def encode_message(header: dict, payload: bytes = b"") -> bytes:
-    data = json.dumps(header).encode()
+    data = jsonlite.dumps(header).encode()
     return HEADER.pack(len(data), len(payload)) + data + payload
 
 

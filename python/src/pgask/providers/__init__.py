@@ -6,10 +6,23 @@ the provider's Retry-After (``retry``).
 Pure but for ``keys.read_secret``, which is handed PL/Python's ``plpy`` by its caller.
 """
 
-from pgask.providers.errors import EmbedderError, LLMError, ProviderError, RerankError
-from pgask.providers.keys import read_secret, resolve_api_key
-from pgask.providers.redaction import redact
-from pgask.providers.retry import backoff_seconds, retry_after_seconds
+# Each name is imported from its module when first asked for: redaction and keys use
+# regular expressions (re, enum: ~12 ms of a new connection's first search, issue 31), which a
+# search only needs when something fails or a key is read.
+_HOMES = {
+    "EmbedderError": "errors", "LLMError": "errors", "ProviderError": "errors",
+    "RerankError": "errors", "read_secret": "keys", "resolve_api_key": "keys",
+    "redact": "redaction", "backoff_seconds": "retry", "retry_after_seconds": "retry",
+}
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pgask.providers' has no attribute {name!r}")
+    module = __import__(f"pgask.providers.{home}", fromlist=[name])
+    return getattr(module, name)
+
 
 __all__ = [
     "EmbedderError",

@@ -6,7 +6,6 @@ may use (never read)."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 
 from pgask.plans import prepared
@@ -39,8 +38,9 @@ DEFAULT_ORIGINS = frozenset({
 })
 _UNSET_BASE_URL = "https://api.openai.com"
 # Environment variables a provider may send as its key: names of keys, not any variable of
-# the server's environment (PGDATA, a password...).
-_KEY_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*(KEY|TOKEN|SECRET)")
+# the server's environment (PGDATA, a password...). A pattern for re, imported where it is
+# used: a search that reads no key imports no re (pgask.providers).
+_KEY_VARIABLE = r"[A-Z][A-Z0-9_]*(KEY|TOKEN|SECRET)"
 
 
 def origin(url: str) -> str:
@@ -116,7 +116,9 @@ def resolve_api_key(spec, read_secret: Callable[[str], str | None],
                         f"{destination}: rag.set_secret({name!r}, ..., base_urls => "
                         "ARRAY[...]) names the servers it may go to", retryable=False)
     else:
-        if not _KEY_VARIABLE.fullmatch(reference):
+        import re
+
+        if not re.fullmatch(_KEY_VARIABLE, reference):
             raise error(f"{what} {spec.name}: api_key_env must name a variable of a key "
                         f"(ending in KEY, TOKEN or SECRET, such as OPENAI_API_KEY), got "
                         f"{reference!r}", retryable=False)

@@ -17,7 +17,7 @@ parameter numbers are written into the query.
 
 from __future__ import annotations
 
-import json
+from pgask import jsonlite
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~7 ms in a backend)
 if TYPE_CHECKING:
@@ -165,11 +165,11 @@ def _as_timestamp(text: str) -> dt.datetime | None:
 
 
 def _json(value) -> str:
-    return json.dumps(value)
+    return jsonlite.dumps(value)
 
 
 def _show(value) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    text = jsonlite.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -30,9 +30,9 @@ from collections import OrderedDict
 from pgask import limits
 from pgask.embedders import vector_literal
 from pgask.embedders.registry import load_embedder
-from pgask.providers import EmbedderError, backoff_seconds, redact
 from pgask.providers.breaker import CircuitBreaker
-from pgask.providers.errors import KeyAccessError
+from pgask.providers.errors import EmbedderError, KeyAccessError
+from pgask.providers.retry import backoff_seconds
 
 QUERY_CACHE_SIZE = 256
 RETRY_BASE_SECONDS = 0.05
@@ -138,6 +138,8 @@ def _ask(provider, text: str, bounds: limits.Limits):
             time.sleep(wait)
             continue
         except Exception as exc:  # noqa: BLE001 - a provider's own bug is its failure too
+            from pgask.providers.redaction import redact  # re: only when something fails
+
             message = (f"embedder {provider.spec.name}: unexpected failure "
                        f"({type(exc).__name__}: "
                        f"{redact(str(exc), getattr(provider, '_api_key', None))[:200]})")

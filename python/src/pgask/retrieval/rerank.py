@@ -13,11 +13,12 @@ each passage together.
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 
-from pgask.providers import RerankError, redact, resolve_api_key
+from pgask import jsonlite
+from pgask.providers.errors import RerankError
+from pgask.providers.keys import resolve_api_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~7 ms in a backend)
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class HttpReranker:
             headers["Authorization"] = f"Bearer {self._api_key}"
         try:
             with deadline(self.timeout):
-                response = client.post(url, content=json.dumps(body).encode(),
+                response = client.post(url, content=jsonlite.dumps(body).encode(),
                                        headers=headers, timeout=self.timeout)
                 text = response.text
         except errors.TimeoutException:
@@ -73,7 +74,7 @@ class HttpReranker:
                 f"reranker {self.spec.name!r} at {url} answered HTTP {response.status_code}: "
                 f"{text[:300]}", self._api_key))
         try:
-            return json.loads(text)
+            return jsonlite.loads(text)
         except ValueError:
             raise RerankError(redact(f"reranker {self.spec.name!r} at {url} did not answer "
                                      f"JSON: {text[:200]!r}", self._api_key)) from None
@@ -104,6 +105,14 @@ class HttpReranker:
                 raise RerankError(f"reranker {self.spec.name!r} returned score {score!r:.40}, "
                                   "not a number") from None
         return scores
+
+
+def redact(message: str, secret: str | None) -> str:
+    """pgask.providers.redaction.redact, imported when a reranker fails: it uses re, which a
+    search otherwise never needs (issue 31: a new connection's first search)."""
+    from pgask.providers.redaction import redact as redact_key
+
+    return redact_key(message, secret)
 
 
 def _pairs(rows: list, score_key: str, name: str) -> list[tuple]:

@@ -9,11 +9,10 @@ query before calling `search`, so users get errors without Python tracebacks.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 
-from pgask import limits, pipelines
+from pgask import jsonlite, limits, pipelines
 from pgask.pipelines import Pipeline as PipelineView  # the one handle (pgask.pipelines)
 from pgask.plans import prepared, vector_schema
 from pgask.providers.errors import KeyAccessError
@@ -35,7 +34,7 @@ if TYPE_CHECKING:  # loaded only by the options that compare chunk vectors (mmr,
 
 def _parse(text: str | None):
     try:
-        return None if text is None else json.loads(text)
+        return None if text is None else jsonlite.loads(text)
     except RecursionError:
         raise FilterError("a filter may be nested at most "
                           f"{MAX_DEPTH} deep (rag.settings max_filter_depth)") from None
@@ -233,7 +232,7 @@ def _label(source: str) -> str:
 def _vectors(rows: list[dict]) -> np.ndarray:
     import numpy as np
 
-    return np.array([json.loads(r["embedding"]) for r in rows], dtype=np.float32)
+    return np.array([jsonlite.loads(r["embedding"]) for r in rows], dtype=np.float32)
 
 
 def _set_scan_settings(plpy, options: SearchOptions) -> dict:
@@ -278,7 +277,7 @@ def _rerank(plpy, name: str, query: str, rows: list[dict]) -> tuple[list[float] 
                       "times in a row in this session; rag.settings query_breaker_failures, "
                       "query_breaker_cooldown_seconds)")
     try:
-        reranker = reranker_for(spec, json.loads(spec.options_json),
+        reranker = reranker_for(spec, jsonlite.loads(spec.options_json),
                                 lambda secret: read_secret(plpy, secret))
         scores = reranker.scores(query, [r["content"] for r in rows])
     except KeyAccessError as exc:  # this role's privilege, not the reranker's health
@@ -413,7 +412,7 @@ def run(plpy, query: str, query_vector: str | None, k: int, filter_json, mode: s
         results.append({
             "chunk_id": cid, "document_id": row["document_id"], "title": row["title"],
             "source": row["source"], "content": row["content"],
-            "metadata": json.loads(row["metadata"]),
+            "metadata": jsonlite.loads(row["metadata"]),
             "score": score, "rank": position,
             "vector_rank": vector_rank.get(cid, (None, None))[0],
             "keyword_rank": keyword_rank.get(cid, (None, None))[0],
