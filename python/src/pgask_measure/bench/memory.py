@@ -29,11 +29,16 @@ from pgask_measure.bench.report import Figure
 
 CONNECTIONS = 50
 BASELINE_CONNECTIONS = 10
-RATE_QUERIES = 200
+RATE_QUERIES = 40  # per round and path
 RATE_PAGES = 12
-# Rates are medians of this many rounds, the two paths alternating: one round of each was
-# 0.66x one run and 1.12x the next at the same load (60 queries took about a second).
-RATE_ROUNDS = 3
+# Rates are medians over rounds in which the two paths alternate, each on its own warm
+# connection opened side by side (order swapped every round): one round of 60 queries per path
+# was 0.66x one run and 1.12x the next at the same load, and 3 rounds of 200 queries, each on
+# a new connection, still ranged 0.79-1.22x on a quiet machine. Short paired rounds put both
+# paths under the same load, which changes during a run; each rate is the work of all its
+# rounds over their time, so a busy stretch weighs on both paths alike.
+SEARCH_ROUNDS = 10
+INGEST_ROUNDS = 5
 
 # What each layer adds to an idle backend, loaded one after the other in one connection.
 # The search code comes before numpy: a search on the shared path imports no numpy.
@@ -115,25 +120,51 @@ def fleet(url: str, n: int, asked: Sequence[str]) -> dict:
             c.close()
 
 
-def rates(url: str, conn: psycopg.Connection, asked: Sequence[str], tag: str) -> dict:
-    """Searches per second (new texts, one warm connection) and chunks per second of
-    rag.process_queue on a fresh pipeline over bench_mem_docs."""
-    with connect(url) as c:
-        c.execute("SELECT * FROM rag.search('warm up', 5)").fetchall()
-        began = time.perf_counter()
-        for i in range(RATE_QUERIES):  # new texts even where asked holds fewer
-            c.execute("SELECT * FROM rag.search(%s, 5)",
-                      (f"{asked[i % len(asked)]} ({tag} {i})",)).fetchall()
-        search_rate = RATE_QUERIES / (time.perf_counter() - began)
-        pipeline = f"mem_{tag}"
-        c.execute("SELECT rag.create_pipeline(%s, 'bench_mem_docs', 'body')", (pipeline,))
-        began = time.perf_counter()
-        c.execute("CALL rag.process_queue(%s, batch_size => 16, max_seconds => 3600)",
-                  (pipeline,))
-        seconds = time.perf_counter() - began
-        (chunks,) = c.execute(f"SELECT count(*) FROM rag.{pipeline}_chunks").fetchone()
-        c.execute("SELECT rag.drop_pipeline(%s)", (pipeline,))
-    return {"search_qps": search_rate, "ingest_cps": chunks / seconds, "chunks": chunks}
+def rates(url: str, conn: psycopg.Connection, asked: Sequence[str]) -> dict:
+    """Searches per second (new texts) and chunks per second of rag.process_queue (a fresh
+    pipeline over bench_mem_docs), per round, for each path: {"own": {...}, "shared": {...}},
+    each holding per round (work done, seconds) in "search" and "ingest", and the chunk
+    count of one ingest round."""
+    conns = {}
+    try:
+        for path in ("own", "shared"):
+            set_path(conn, shared=path == "shared")
+            c = connect(url)
+            conns[path] = c
+            # The path is read at the connection's first PL/Python call: warm it now, before
+            # the setting changes for the other one.
+            c.execute("SELECT * FROM rag.search('warm up', 5)").fetchall()
+        out = {path: {"search": [], "ingest": [], "chunks": 0} for path in conns}
+        n = 0
+        for r in range(SEARCH_ROUNDS):
+            for path in (("own", "shared") if r % 2 == 0 else ("shared", "own")):
+                began = time.perf_counter()
+                for _ in range(RATE_QUERIES):  # new texts even where asked holds fewer
+                    conns[path].execute("SELECT * FROM rag.search(%s, 5)",
+                                        (f"{asked[n % len(asked)]} ({n})",)).fetchall()
+                    n += 1
+                out[path]["search"].append((RATE_QUERIES, time.perf_counter() - began))
+        for r in range(INGEST_ROUNDS):
+            for path in (("shared", "own") if r % 2 == 0 else ("own", "shared")):
+                c, pipeline = conns[path], f"mem_{path}{r}"
+                c.execute("SELECT rag.create_pipeline(%s, 'bench_mem_docs', 'body')",
+                          (pipeline,))
+                began = time.perf_counter()
+                c.execute("CALL rag.process_queue(%s, batch_size => 16, max_seconds => 3600)",
+                          (pipeline,))
+                seconds = time.perf_counter() - began
+                (chunks,) = c.execute(f"SELECT count(*) FROM rag.{pipeline}_chunks").fetchone()
+                c.execute("SELECT rag.drop_pipeline(%s)", (pipeline,))
+                out[path]["ingest"].append((chunks, seconds))
+                out[path]["chunks"] = chunks
+        for path, c in conns.items():  # each measured on the path it was meant for
+            (used,) = c.execute("SELECT rag.embedding_path()").fetchone()
+            if used.startswith("shared") != (path == "shared"):
+                raise RuntimeError(f"the {path} connection embedded through: {used}")
+        return out
+    finally:
+        for c in conns.values():
+            c.close()
 
 
 def layers(url: str) -> list[tuple[str, float, float]]:
@@ -154,6 +185,11 @@ def _run_ms(conn: psycopg.Connection, sql: str) -> float:
     began = time.perf_counter()
     conn.execute(sql)
     return (time.perf_counter() - began) * 1000
+
+
+def _pooled(done: list[tuple[float, float]]) -> float:
+    """The rate of rounds of (work, seconds) taken together."""
+    return sum(work for work, _ in done) / sum(seconds for _, seconds in done)
 
 
 def _added(run: dict, step: str) -> list[float]:
@@ -181,11 +217,7 @@ def bench_memory(url: str, conn: psycopg.Connection, pages: list, asked: Sequenc
         set_path(conn, shared=True)
         service_pid(conn)  # started before the measured connections, as on a running server
         shared = fleet(url, connections, asked)
-        rounds = {"own": [], "shared": []}
-        for r in range(RATE_ROUNDS):
-            for path in (("own", "shared") if r % 2 == 0 else ("shared", "own")):
-                set_path(conn, shared=path == "shared")
-                rounds[path].append(rates(url, conn, asked, f"{path}{r}"))
+        rounds = rates(url, conn, asked)
     finally:
         set_path(conn, shared=True)
     figures = []
@@ -215,24 +247,23 @@ def bench_memory(url: str, conn: psycopg.Connection, pages: list, asked: Sequenc
             f"rag.search(q, 5), a text new to the connection, in each of {run['n']} new "
             f"connections (first p90 {sorted(run['first'])[int(0.9 * len(run['first']))]:.0f}"
             f" ms); warm: the same connection's next new text"))
-    def median_of(path: str, key: str) -> float:
-        return statistics.median(r[key] for r in rounds[path])
-
-    def each(key: str) -> str:
-        return ", ".join(f"{s[key]:.1f}/{o[key]:.1f}"
-                         for s, o in zip(rounds["shared"], rounds["own"], strict=True))
-
-    figures.append(Figure(
-        "search rate, shared model process (queries/s)", median_of("shared", "search_qps"),
-        "q/s", "model in each backend", median_of("own", "search_qps"),
-        f"{RATE_QUERIES} new texts, rag.search(q, 5), one warm connection; median of "
-        f"{RATE_ROUNDS} alternating rounds (shared/own q/s: {each('search_qps')})"))
-    figures.append(Figure(
-        "ingest rate, shared model process (chunks/s)", median_of("shared", "ingest_cps"),
-        "chunks/s", "model in each backend", median_of("own", "ingest_cps"),
-        f"rag.process_queue on {RATE_PAGES} manual pages ({rounds['shared'][0]['chunks']} "
-        f"chunks); median of {RATE_ROUNDS} alternating rounds (shared/own chunks/s: "
-        f"{each('ingest_cps')})"))
+    for key, what, unit, how in (
+            ("search", "search rate, shared model process (queries/s)", "q/s",
+             f"{RATE_QUERIES} new texts per round, rag.search(q, 5)"),
+            ("ingest", "ingest rate, shared model process (chunks/s)", "chunks/s",
+             f"rag.process_queue on {RATE_PAGES} manual pages ({rounds['own']['chunks']} "
+             "chunks) per round")):
+        per_round = [(sw / ss, ow / os_) for (sw, ss), (ow, os_)
+                     in zip(rounds["shared"][key], rounds["own"][key], strict=True)]
+        ratios = sorted(s / o for s, o in per_round)
+        figures.append(Figure(
+            what, _pooled(rounds["shared"][key]), unit, "model in each backend",
+            _pooled(rounds["own"][key]),
+            f"{how}; {len(ratios)} rounds, the paths alternating on two warm connections; "
+            f"rate = all rounds' work over their time; the rounds' own ratios: median "
+            f"{statistics.median(ratios):.2f}x, range {ratios[0]:.2f}-{ratios[-1]:.2f}x "
+            f"(shared/own {unit}: " + ", ".join(f"{s:.1f}/{o:.1f}" for s, o in per_round)
+            + ")"))
     whole = sum(mb for _, mb, _ in own_layers)
     for name, mb, ms in own_layers:
         figures.append(Figure(f"backend layer: {name} (USS MB)", mb, "MB",

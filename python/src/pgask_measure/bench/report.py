@@ -129,8 +129,9 @@ FIGURE_MEANINGS = """What the figures mean:
   after the answer, with the shared model process (the default) vs a model in each backend
   (`embedding_service = off`, measured on fewer connections). The total adds the shared
   process's own USS. First search: p50 of each new connection's first rag.search vs its
-  second (both texts new to it). Search and ingest rates: rag.search on new texts in one warm
-  connection, `rag.process_queue` on a fresh pipeline, on both paths. Backend layers: what
+  second (both texts new to it). Search and ingest rates: rag.search on new texts and
+  `rag.process_queue` on a fresh pipeline, in short rounds that alternate between two warm
+  connections opened side by side, one per path (medians of the rounds). Backend layers: what
   each import or load adds to one in-backend connection, in order (targets: <= 50 MB per
   connection, <= 1.5 GB in all, first search <= warm + 50 ms, rates >= 1/1.1x).
 - vs LangChain: the same chunk texts and the same model (pgask's local embedder wrapped as a
