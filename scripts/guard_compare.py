@@ -6,9 +6,11 @@ so replies are recorded once and every guard is scored on them offline:
   record   asks questions through rag.answer (guard in flag mode) and writes, per question,
            the passages shown and the LLM's reply (the --details format of eval-answers);
   record-judge  asks an LLM judge (guard 'judge') about each recorded reply's claims and
-           appends its raw reply, tokens and time, one line per reply;
+           appends its raw reply, tokens and time, one line per reply (--protocol point /
+           yesno: the experiments of pgask_measure.judge_point / judge_yesno);
   replay   replays every guard mode (words alone, words + the recorded judge) on recorded
-           replies: keeps-correct / stops-invented / stops-wrong and the judge's cost;
+           replies: keeps-correct / stops-invented / stops-wrong and the judge's cost (yesno:
+           at --threshold, then at every threshold and cross-validated);
   bound    what the check of pointed sentences (pgask_measure.judge_point.check) would
            keep and stop if the judge always pointed at the best sentence (an upper bound on
            keeps-correct), at the first one, or at a random one; no model needed;
@@ -138,14 +140,16 @@ def score(args) -> None:
 def judge_request(line: dict, protocol: str = "verdict"):
     """The grounding guard's verdict on a recorded reply and the judge request it leads to
     (what rag.answer with guard 'judge' sends; with protocol "point", what the experiment of
-    pgask_measure.judge_point sends): (grounding, items, known, request)."""
+    pgask_measure.judge_point sends; with "yesno", the list of one request per claim of
+    pgask_measure.judge_yesno): (grounding, items, known, request)."""
     from pgask.answering import grounding as current
     from pgask.answering import judge
-    from pgask_measure import judge_point
+    from pgask_measure import judge_point, judge_yesno
 
     grounding = _judge(current, line)
     items, known = judge.items_for(grounding.claims, len(line["passages"]))
-    build = judge.build_request if protocol == "verdict" else judge_point.build_request
+    build = {"verdict": judge.build_request, judge_point.PROTOCOL: judge_point.build_request,
+             judge_yesno.PROTOCOL: judge_yesno.build_requests}[protocol]
     request = build(line["question"], items, line["passages"]) if items else None
     return grounding, items, known, request
 
@@ -155,6 +159,7 @@ def record_judge(args) -> None:
     to --out, one line per reply, as it goes (a run cut short leaves a usable prefix; a rerun
     skips the replies already there)."""
     from pgask.llm.chat import ChatClient, LLMSpec
+    from pgask_measure import judge_yesno
 
     done = set()
     if Path(args.out).exists():
@@ -169,7 +174,12 @@ def record_judge(args) -> None:
             _, items, _, request = judge_request(line, args.protocol)
             entry = {"id": line["id"], "model": args.model, "protocol": args.protocol,
                      "claims": [[item.text, item.passages] for item in items]}
-            if request is not None:
+            if args.protocol == judge_yesno.PROTOCOL:
+                # one request per claim, read by its P(yes) (pgask_measure.judge_yesno)
+                entry.update(judge_yesno.entry_for([
+                    judge_yesno.ask(args.base_url, args.model, one, args.timeout)
+                    for one in request or []]))
+            elif request is not None:
                 reply = client.complete(request.messages, max_tokens=request.max_tokens)
                 entry.update(reply=reply.text, prompt_tokens=reply.prompt_tokens,
                              completion_tokens=reply.completion_tokens,
@@ -184,22 +194,57 @@ def record_judge(args) -> None:
 def replay(args) -> None:
     """Every guard mode on recorded replies, the judge's verdicts replayed from --judged."""
     from pgask.embedders.local import get_local_embedder
-    from pgask_measure import guard_replay
+    from pgask_measure import guard_replay, judge_yesno
 
     embed = get_local_embedder().embed
     replies = [line for path in args.files for line in guard_replay.load(path)]
     judged = [e for path in args.judged for e in guard_replay.load(path)] if args.judged \
         else None
-    rows = guard_replay.replay(replies, judged, embed, args.protocol)
+    if args.protocol == judge_yesno.PROTOCOL and judged:
+        by_threshold = guard_replay.replay_at(replies, judged, embed, args.protocol,
+                                              sorted({*judge_yesno.GRID, args.threshold}))
+        rows = by_threshold[args.threshold]
+    else:
+        rows = guard_replay.replay(replies, judged, embed, args.protocol)
     print(f"{len(rows)} generated replies"
           + (f" with a recorded judge verdict ({len(judged)} recorded)" if judged else ""))
+    if args.protocol == judge_yesno.PROTOCOL and judged:
+        print(f"judge: P(yes) >= {args.threshold:g}, fixed in advance")
     print(guard_replay.table(rows))
     if args.protocol == "point" and judged:
         _pointing(replies, judged)
+    if args.protocol == judge_yesno.PROTOCOL and judged:
+        print(guard_replay.yesno_report(by_threshold))
+        _separation(replies, judged)
     if args.show:
         for row in rows:
             if row.kept.get("judge") != row.kept["words"] or args.show == "all":
                 print(row.kind, row.kept, row.verdicts, row.id)
+
+
+def _separation(replies: list[dict], judged: list[dict]) -> None:
+    """Whether the yes/no judge's P(yes) tells the kinds of answers apart at all: the lowest
+    P(yes) of each answer's claims, its median per kind, and the AUC of correct answers
+    against invented and wrong ones (0.5: no better than chance), whatever the words guard
+    decided."""
+    import statistics
+
+    from pgask_measure import judge_yesno
+
+    recorded = {entry["id"]: entry for entry in judged}
+    by_kind: dict[str, list[float]] = {}
+    for line in replies:
+        entry = recorded.get(line["id"])
+        value = judge_yesno.lowest(entry) if line["reply"] is not None and entry else None
+        if value is not None:
+            by_kind.setdefault(reply_kind(line["reply"], line["gold"]), []).append(value)
+    print("lowest P(yes) per answer: " + ", ".join(
+        f"{kind} median {statistics.median(values):.3f} ({len(values)})"
+        for kind, values in sorted(by_kind.items())))
+    for other in ("invented", "wrong"):
+        found = judge_yesno.auc(by_kind.get("correct", []), by_kind.get(other, []))
+        if found is not None:
+            print(f"AUC correct vs {other}: {found:.2f}")
 
 
 def bound(args) -> None:
@@ -310,7 +355,8 @@ def main() -> None:
     jr.add_argument("--timeout", type=float, default=600.0)
     jr.add_argument("--out", required=True, help="JSON lines, appended to")
     jr.add_argument("--protocol", choices=PROTOCOLS, default="verdict",
-                    help="verdict: the product's judge; point: pgask_measure.judge_point")
+                    help="verdict: the product's judge; point: pgask_measure.judge_point; "
+                    "yesno: pgask_measure.judge_yesno")
     jr.add_argument("files", nargs="+", help="recorded replies (record / eval-answers --details)")
     jr.set_defaults(func=record_judge)
     bd = sub.add_parser("bound", help="the judge's sentence check with a pretend judge "
@@ -326,6 +372,9 @@ def main() -> None:
     rp.add_argument("--judged", action="append", help="record-judge output")
     rp.add_argument("--protocol", choices=PROTOCOLS, default="verdict",
                     help="the protocol the --judged recording was made with")
+    rp.add_argument("--threshold", type=float, default=0.5,
+                    help="yesno: a claim is supported when P(yes) >= this (default 0.5, "
+                    "fixed in advance); the curve and a cross-validated threshold follow")
     rp.add_argument("--show", choices=("changed", "all"), help="print verdicts per reply")
     rp.add_argument("files", nargs="+", help="recorded replies")
     rp.set_defaults(func=replay)

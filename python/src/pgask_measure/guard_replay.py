@@ -13,19 +13,21 @@ it does not find grounded); "judge" adds the LLM judge's verdicts (guard "judge"
 
 Protocols: "verdict" is the product's judge (pgask.answering.judge: a verdict word per claim);
 "point" the experiment of pgask_measure.judge_point (a sentence number per claim, checked by
-code). A recording holds the protocol it was made with ("verdict" when it names none) and
-replays only with it.
+code); "yesno" that of pgask_measure.judge_yesno (one yes/no request per claim, read by its
+P(yes) against a threshold). A recording holds the protocol it was made with ("verdict" when
+it names none) and replays only with it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pgask.answering import judge
 from pgask.answering.grounding import check_grounding
-from pgask_measure import judge_point
+from pgask_measure import judge_point, judge_yesno
 from pgask_measure.eval_run import reply_kind
 
 KINDS = ("correct", "invented", "wrong", "manual")
@@ -52,51 +54,67 @@ def load(path: Path | str) -> list[dict]:
             if text.strip()]
 
 
-PROTOCOLS = ("verdict", judge_point.PROTOCOL)
+PROTOCOLS = ("verdict", judge_point.PROTOCOL, judge_yesno.PROTOCOL)
 
 
 def replay(replies: list[dict], judged: list[dict] | None, embed=None,
-           protocol: str = "verdict") -> list[Replayed]:
+           protocol: str = "verdict", threshold: float = judge_yesno.THRESHOLD
+           ) -> list[Replayed]:
     """Each generated reply's verdict per mode. `judged`: the judge recording (None: the
     "words" mode only), made with `protocol`; a reply it lacks is left out (a partial
-    recording scores what it holds)."""
+    recording scores what it holds). `threshold`: protocol "yesno"'s P(yes) threshold."""
+    return replay_at(replies, judged, embed, protocol, [threshold])[threshold]
+
+
+def replay_at(replies: list[dict], judged: list[dict] | None, embed=None,
+              protocol: str = "verdict", thresholds: Sequence[float] = (judge_yesno.THRESHOLD,)
+              ) -> dict[float, list[Replayed]]:
+    """`replay` at each of `thresholds` (protocol "yesno"; the others ignore them), the
+    grounding guard run once per reply."""
     recorded = {entry["id"]: entry for entry in judged or []}
-    out = []
+    out: dict[float, list[Replayed]] = {t: [] for t in thresholds}
     for line in replies:
         if line["reply"] is None or (judged is not None and line["id"] not in recorded):
             continue
         grounding = check_grounding(line["reply"], line["passages"],
                                     question=line["question"], embed=embed)
-        kept = {"words": grounding.grounded}
-        found, cost = [], {"elapsed_ms": 0.0, "prompt_tokens": 0, "completion_tokens": 0}
-        if judged is not None:
-            entry = recorded[line["id"]]
-            items, known = judge.items_for(grounding.claims, len(line["passages"]))
-            asked = [[item.text, item.passages] for item in items]
-            if asked != entry["claims"]:
-                raise RecordingMismatch(
-                    f"{line['id']}: the guard now asks the judge about {asked}, the recording "
-                    f"holds {entry['claims']}: record the judge again "
-                    "(scripts/guard_compare.py record-judge)")
-            if entry.get("protocol", "verdict") != protocol:
-                raise RecordingMismatch(
-                    f"{line['id']}: recorded with the judge protocol "
-                    f"{entry.get('protocol', 'verdict')!r}, replayed with {protocol!r}")
+        kind = reply_kind(line["reply"], line["gold"])
+        if judged is None:
+            for rows in out.values():
+                rows.append(Replayed(line["id"], kind, {"words": grounding.grounded},
+                                     0.0, 0, 0, 0, []))
+            continue
+        entry = recorded[line["id"]]
+        items, known = judge.items_for(grounding.claims, len(line["passages"]))
+        asked = [[item.text, item.passages] for item in items]
+        if asked != entry["claims"]:
+            raise RecordingMismatch(
+                f"{line['id']}: the guard now asks the judge about {asked}, the recording "
+                f"holds {entry['claims']}: record the judge again "
+                "(scripts/guard_compare.py record-judge)")
+        if entry.get("protocol", "verdict") != protocol:
+            raise RecordingMismatch(
+                f"{line['id']}: recorded with the judge protocol "
+                f"{entry.get('protocol', 'verdict')!r}, replayed with {protocol!r}")
+        calls = entry.get("calls", 1 if entry.get("reply") else 0)
+        for threshold, rows in out.items():
             decided, found = judge.decide(grounding, items, known,
-                                          parse(protocol, entry["reply"] or "", items, line))
-            kept["judge"] = decided.grounded
-            cost = entry
-        out.append(Replayed(line["id"], reply_kind(line["reply"], line["gold"]), kept,
-                            cost["elapsed_ms"] or 0.0, cost["prompt_tokens"] or 0,
-                            cost["completion_tokens"] or 0, 1 if cost.get("reply") else 0,
-                            found))
+                                          parse(protocol, entry, items, line, threshold))
+            rows.append(Replayed(line["id"], kind,
+                                 {"words": grounding.grounded, "judge": decided.grounded},
+                                 entry["elapsed_ms"] or 0.0, entry["prompt_tokens"] or 0,
+                                 entry["completion_tokens"] or 0, calls, found))
     return out
 
 
-def parse(protocol: str, reply: str, items: list, line: dict) -> list[str]:
-    """The judge's verdict per item, read from its reply with `protocol`'s parser."""
+def parse(protocol: str, entry: dict, items: list, line: dict,
+          threshold: float = judge_yesno.THRESHOLD) -> list[str]:
+    """The judge's verdict per item, read from its recorded entry with `protocol`'s parser."""
+    reply = entry.get("reply") or ""
     if protocol == "verdict":
         return judge.parse(reply, len(items))
+    if protocol == judge_yesno.PROTOCOL:
+        return judge_yesno.parse(entry, len(items), threshold)
     request = judge_point.build_request(line["question"], items, line["passages"])
     return judge_point.for_decide(judge_point.parse(reply, request))
 
@@ -130,6 +148,37 @@ def table(rows: list[Replayed]) -> str:
         else:
             cost = "none (no model)"
         lines.append(f"| {mode} | {' | '.join(cells)} | {cost} |")
+    return "\n".join(lines)
+
+
+def yesno_report(by_threshold: dict[float, list[Replayed]]) -> str:
+    """Protocol "yesno" at every threshold replayed (the curve, for information: chosen on
+    the answers it scores, it would be fitted to them), then 2-fold cross-validation
+    (judge_yesno.cross_validate): a threshold chosen on each half of the answers, scored on
+    the other, the two halves summed: the figure that is not fitted to what it scores."""
+    lines = ["| P(yes) >= | keeps correct | stops invented | stops wrong | keeps manual |",
+             "|---|---|---|---|---|"]
+    for threshold, rows in sorted(by_threshold.items()):
+        c = counts(rows, "judge")
+        lines.append(f"| {threshold:g} | {' | '.join(_share(*c[k]) for k in KINDS)} |")
+    rows = next(iter(by_threshold.values()))
+    if not any(r.kind == "correct" for r in rows):  # nothing to choose a threshold by
+        return "\n".join(lines)
+    by_id = {t: {r.id: r for r in rs} for t, rs in by_threshold.items()}
+
+    def score(threshold: float, ids: set[str]) -> dict:
+        return counts([by_id[threshold][i] for i in ids], "judge")
+
+    folds = judge_yesno.cross_validate([r.id for r in rows], score,
+                                       [t for t in judge_yesno.GRID if t in by_threshold])
+    lines.append("\n2-fold cross-validation (threshold chosen on one half, scored on the other):")
+    for half, chosen, s in folds:
+        lines.append(f"half {half} ({sum(n for _, n in s.values())} answers): chosen "
+                     f"P(yes) >= {chosen:g} on the other half -> "
+                     + ", ".join(f"{k} {_share(*s[k])}" for k in KINDS if s[k][1]))
+    total = judge_yesno.summed([s for _, _, s in folds])
+    lines.append("both halves: " + ", ".join(f"{k} {_share(*total[k])}" for k in KINDS
+                                               if total.get(k, (0, 0))[1]))
     return "\n".join(lines)
 
 
