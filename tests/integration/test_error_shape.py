@@ -63,6 +63,12 @@ def test_search_options_and_filters_out_of_range(tickets):
     deep = '{"$and": [' * 1000 + '{"a": 1}' + "]}" * 1000  # (too deep for json.dumps)
     raises(db, "SELECT * FROM rag.search('disk', 1, %s::jsonb)", (deep,),
            sqlstate="22023", match="nested at most 32 deep")
+    # jsonb writes 1e5000 with all its digits, more than Python reads into an int (4300):
+    # that ValueError escaped rag._search_error as a Python traceback.
+    raises(db, "SELECT * FROM rag.search('disk', 1, '{\"a\": {\"$gt\": 1e5000}}')",
+           sqlstate="22023", match="a number may have at most 4300 digits")
+    raises(db, "SELECT * FROM rag.search('disk', 1, options => '{\"ef_search\": 1e5000}')",
+           sqlstate="22023", match="a number may have at most 4300 digits")
     wide = {"$and": [{}] * 200_000}
     raises(db, "SELECT * FROM rag.search('disk', 1, %s::jsonb)", (json.dumps(wide),),
            sqlstate="22023", match="at most 1000 nodes")

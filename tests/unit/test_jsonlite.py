@@ -112,3 +112,83 @@ def test_importing_it_imports_neither_json_nor_re():
                          check=True, env={"PYTHONPATH": ":".join(sys.path)})
     assert out.stdout.strip() == "[]"
     assert jsonlite.loads is not json.loads  # the C path, not json's fallback
+
+
+def test_an_error_inside_the_text_is_json_s_where_json_was_never_imported():
+    # Python 3.11's _json finds JSONDecodeError only in sys.modules: in a backend that had
+    # not imported json, '{"a": 1' came out as SystemError, which no `except ValueError`
+    # catches (the shared model process's handler, the backend's fallback to its own model,
+    # a reranker's malformed answer). The test process has json, so this runs in a fresh one.
+    texts = ['{"a": 1', "[1", "{", '"\\x"', b'[1, "\x01"]', b'{"a" 1}']
+    header = b'{"op": "embed", "texts": ["a"'
+    code = (
+        "import struct, sys\n"
+        "from pgask import jsonlite\n"
+        "from pgask.embedders import shared_process\n"
+        "assert 'json' not in sys.modules and 'json.decoder' not in sys.modules\n"
+        "out = []\n"
+        f"for text in {texts!r}:\n"
+        "    try:\n"
+        "        jsonlite.loads(text)\n"
+        "    except ValueError as exc:\n"
+        "        out.append([type(exc).__name__, exc.msg, exc.pos])\n"
+        f"message = iter([struct.pack('!II', {len(header)}, 0), {header!r}])\n"
+        "try:\n"
+        "    shared_process.read_message(None, lambda n: next(message))\n"
+        "except ValueError as exc:\n"
+        "    out.append([type(exc).__name__, exc.msg, exc.pos])\n"
+        "print(jsonlite.dumps(out))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": ":".join(sys.path)})
+    assert run.returncode == 0, run.stderr
+    expected = []
+    for text in [*texts, header]:
+        with pytest.raises(json.JSONDecodeError) as info:
+            json.loads(text)
+        expected.append(["JSONDecodeError", info.value.msg, info.value.pos])
+    assert json.loads(run.stdout) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 100_000 + "]" * 100_000,  # RecursionError: rag.search's "nested at most" error
+    "1" * 4301, "-" + "1" * 5000, '{"a": ' + "9" * 4301 + "}",  # beyond sys's digits limit
+    "1" * 4300, "1e999999", "-1e999999", "[NaN, Infinity, -Infinity]", "-NaN",
+    '"\\ud800"', '"\\udc00\\ud83d\\ude00"', b'"\xed\xa0\x80"', b"\xff", b"\xef\xbb\xbf[1]",
+    b"\xef\xbb\xbf\xef\xbb\xbf1", bytearray(b"[1]"), memoryview(b"[1]"), 7, None,
+    "\ufeff1", " \ufeff1", "1\x0b", "\x0c1", "1\u00a0", "\u20281", "1 \x00",
+])
+def test_edge_texts_read_as_json_reads_them(text):
+    def outcome(loads):
+        try:
+            return "value", repr(loads(text))
+        except Exception as exc:  # noqa: BLE001 - the exception is what is compared
+            return type(exc), str(exc), getattr(exc, "pos", None)
+
+    assert outcome(jsonlite.loads) == outcome(json.loads)
+
+
+def test_edge_values_write_as_json_writes_them():
+    import enum
+
+    class Number(enum.IntEnum):
+        ONE = 1
+
+    class Ratio(float):
+        def __repr__(self):
+            return "ratio"
+
+    class Text(str):
+        pass
+
+    for value in (Number.ONE, {Number.ONE: Ratio(0.5)}, Ratio(2.5), {Ratio(2.5): 1},
+                  Text("é\ud800"), {Text("k"): "\udfff"}, {True: 1, None: 2, 1.5: 3},
+                  10**4300, [math.nan, -0.0, 1e400], {"a": 10**4301}, b"x", {b"k": 1},
+                  {"a": [{1, 2}]}, (1, [2, (3,)])):
+        try:
+            expected = json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            with pytest.raises(type(exc)) as got:
+                jsonlite.dumps(value)
+            assert str(got.value) == str(exc)
+        else:
+            assert jsonlite.dumps(value) == expected

@@ -67,7 +67,18 @@ else:
             raise _decode_error("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         start = len(text) - len(text.lstrip(_WHITESPACE))
         try:
-            value, end = _scan(text, start)
+            try:
+                value, end = _scan(text, start)
+            except SystemError:
+                # An error inside the text (a missing ',', a bad escape...): Python 3.11's
+                # _json raises json.decoder.JSONDecodeError only when json.decoder is in
+                # sys.modules, and otherwise returns NULL with no exception set, which Python
+                # turns into SystemError (not a ValueError: the shared model process's
+                # handler, the backend's fallback and the reranker's errors all let it
+                # through). Import json.decoder, on this error path only, and read again.
+                import json.decoder  # noqa: F401
+
+                value, end = _scan(text, start)
         except StopIteration as stop:
             raise _decode_error("Expecting value", text, stop.value) from None
         if text[end:].strip(_WHITESPACE):

@@ -38,6 +38,16 @@ def _parse(text: str | None):
     except RecursionError:
         raise FilterError("a filter may be nested at most "
                           f"{MAX_DEPTH} deep (rag.settings max_filter_depth)") from None
+    except ValueError as exc:
+        # PostgreSQL hands over valid JSON, but writes a jsonb number such as 1e5000 with all
+        # its digits, and Python reads no integer of more than sys.get_int_max_str_digits()
+        # (4300): that ValueError escaped rag._search_error as a traceback, not 22023.
+        if "integer string conversion" not in str(exc):
+            raise
+        import sys
+
+        raise FilterError("a number may have at most "
+                          f"{sys.get_int_max_str_digits()} digits") from None
 
 
 def _compile(plpy, filter_json, first_param: int):
