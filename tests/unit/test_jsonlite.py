@@ -192,3 +192,16 @@ def test_edge_values_write_as_json_writes_them():
             assert str(got.value) == str(exc)
         else:
             assert jsonlite.dumps(value) == expected
+
+
+def test_a_header_nested_past_pythons_limit_is_a_protocol_error():
+    # RecursionError is not a ValueError: the shared model process's handler and a backend's
+    # fallback to its own model catch ProtocolError, OSError and ValueError only.
+    import struct
+
+    from pgask.embedders import shared_process
+
+    header = b"[" * 100_000 + b"]" * 100_000
+    message = iter([struct.pack("!II", len(header), 0), header])
+    with pytest.raises(shared_process.ProtocolError, match="nested too deeply"):
+        shared_process.read_message(None, lambda n: next(message))

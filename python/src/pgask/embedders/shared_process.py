@@ -111,7 +111,10 @@ def read_message(sock: socket.socket, read_exact=None) -> tuple[dict, bytes]:
     json_len, payload_len = HEADER.unpack(read_exact(HEADER.size))
     if json_len > MAX_JSON or payload_len > MAX_JSON:
         raise ProtocolError("message too large")
-    header = jsonlite.loads(read_exact(json_len))
+    try:
+        header = jsonlite.loads(read_exact(json_len))
+    except RecursionError:  # nested past Python's limit: not a header either side sends
+        raise ProtocolError("a header nested too deeply") from None
     return header, read_exact(payload_len) if payload_len else b""
 
 
