@@ -324,6 +324,7 @@ def _pointing(replies: list[dict], judged: list[dict]) -> None:
 
 
 def main() -> None:
+    from pgask_measure import judge_yesno
     from pgask_measure.guard_replay import PROTOCOLS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -372,7 +373,7 @@ def main() -> None:
     rp.add_argument("--judged", action="append", help="record-judge output")
     rp.add_argument("--protocol", choices=PROTOCOLS, default="verdict",
                     help="the protocol the --judged recording was made with")
-    rp.add_argument("--threshold", type=float, default=0.5,
+    rp.add_argument("--threshold", type=float, default=judge_yesno.THRESHOLD,
                     help="yesno: a claim is supported when P(yes) >= this (default 0.5, "
                     "fixed in advance); the curve and a cross-validated threshold follow")
     rp.add_argument("--show", choices=("changed", "all"), help="print verdicts per reply")

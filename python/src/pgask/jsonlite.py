@@ -25,7 +25,6 @@ class _Settings:
     object_pairs_hook = None
     parse_float = float
     parse_int = int
-    memo = None
 
     @staticmethod
     def parse_constant(name: str) -> float:

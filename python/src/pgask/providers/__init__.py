@@ -20,8 +20,9 @@ def __getattr__(name: str):
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'pgask.providers' has no attribute {name!r}")
-    module = __import__(f"pgask.providers.{home}", fromlist=[name])
-    return getattr(module, name)
+    value = getattr(__import__(f"pgask.providers.{home}", fromlist=[name]), name)
+    globals()[name] = value  # asked for once
+    return value
 
 
 __all__ = [

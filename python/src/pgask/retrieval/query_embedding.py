@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from pgask import limits
+from pgask import limits, providers  # providers.redact: imported (with re) on a failure
 from pgask.embedders import vector_literal
 from pgask.embedders.registry import load_embedder
 from pgask.providers.breaker import CircuitBreaker
@@ -138,11 +138,9 @@ def _ask(provider, text: str, bounds: limits.Limits):
             time.sleep(wait)
             continue
         except Exception as exc:  # noqa: BLE001 - a provider's own bug is its failure too
-            from pgask.providers.redaction import redact  # re: only when something fails
-
+            shown = providers.redact(str(exc), getattr(provider, "_api_key", None))
             message = (f"embedder {provider.spec.name}: unexpected failure "
-                       f"({type(exc).__name__}: "
-                       f"{redact(str(exc), getattr(provider, '_api_key', None))[:200]})")
+                       f"({type(exc).__name__}: {shown[:200]})")
             breaker.failed(message)
             raise EmbedderUnavailable(message) from None
         breaker.succeeded()

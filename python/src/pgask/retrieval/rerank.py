@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 
-from pgask import jsonlite
+# providers.redact is imported when a reranker fails: it uses re, which a search otherwise
+# never needs (issue 31: a new connection's first search).
+from pgask import jsonlite, providers
 from pgask.providers.errors import RerankError
 from pgask.providers.keys import resolve_api_key
 
@@ -62,22 +64,23 @@ class HttpReranker:
                                        headers=headers, timeout=self.timeout)
                 text = response.text
         except errors.TimeoutException:
-            raise RerankError(redact(
+            raise RerankError(providers.redact(
                 f"reranker {self.spec.name!r} at {url} did not answer within "
                 f"{self.timeout:g} s (options.timeout_seconds)", self._api_key)) from None
         except (errors.HTTPError, errors.InvalidURL, OSError, ValueError) as exc:
-            raise RerankError(redact(
+            raise RerankError(providers.redact(
                 f"reranker {self.spec.name!r} could not reach {url} ({exc}); check base_url "
                 "in rag.rerankers (rag.create_reranker)", self._api_key)) from None
         if response.status_code >= 400:
-            raise RerankError(redact(
+            raise RerankError(providers.redact(
                 f"reranker {self.spec.name!r} at {url} answered HTTP {response.status_code}: "
                 f"{text[:300]}", self._api_key))
         try:
             return jsonlite.loads(text)
         except ValueError:
-            raise RerankError(redact(f"reranker {self.spec.name!r} at {url} did not answer "
-                                     f"JSON: {text[:200]!r}", self._api_key)) from None
+            raise RerankError(providers.redact(
+                f"reranker {self.spec.name!r} at {url} did not answer JSON: {text[:200]!r}",
+                self._api_key)) from None
 
     def scores(self, query: str, passages: Sequence[str]) -> list[float]:
         if self.spec.provider == "tei":
@@ -107,14 +110,6 @@ class HttpReranker:
         return scores
 
 
-def redact(message: str, secret: str | None) -> str:
-    """pgask.providers.redaction.redact, imported when a reranker fails: it uses re, which a
-    search otherwise never needs (issue 31: a new connection's first search)."""
-    from pgask.providers.redaction import redact as redact_key
-
-    return redact_key(message, secret)
-
-
 def _pairs(rows: list, score_key: str, name: str) -> list[tuple]:
     """(index, score) of each result, or RerankError when one is not {index, score_key}."""
     if not all(isinstance(r, dict) and "index" in r and score_key in r for r in rows):
@@ -126,8 +121,8 @@ def _pairs(rows: list, score_key: str, name: str) -> list[tuple]:
 def _as_list(rows, name: str, api_key: str | None) -> list:
     if not isinstance(rows, list):
         # The reply is quoted, and it may hold the key.
-        raise RerankError(redact(f"reranker {name!r} answered in an unexpected shape: "
-                                 f"{rows!r:.200}", api_key))
+        raise RerankError(providers.redact(
+            f"reranker {name!r} answered in an unexpected shape: {rows!r:.200}", api_key))
     return rows
 
 

@@ -31,7 +31,7 @@ CONNECTIONS = 50
 BASELINE_CONNECTIONS = 10
 RATE_QUERIES = 40  # per round and path
 RATE_PAGES = 12
-# Rates are medians over rounds in which the two paths alternate, each on its own warm
+# Rates come from rounds in which the two paths alternate, each on its own warm
 # connection opened side by side (order swapped every round): one round of 60 queries per path
 # was 0.66x one run and 1.12x the next at the same load, and 3 rounds of 200 queries, each on
 # a new connection, still ranged 0.79-1.22x on a quiet machine. Short paired rounds put both
